@@ -1,0 +1,81 @@
+"""Error vocabulary. The three base class names are an API: ASL `ErrorEquals`, metric names and
+runbooks use them, so they must never be renamed.
+
+- RetryableError: nothing happened (throttling, provider 5xx, timeout before sending); retrying is safe.
+- PermanentError: retrying cannot help (bad signature, validation, hard decline).
+- OutcomeUnknownError: a request was sent and no definite answer came back; reconcile, never retry blindly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BillingError(Exception):
+    """Base of every domain error. `code` is stable and machine-readable (snake_case)."""
+
+    code: str = "billing_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class RetryableError(BillingError):
+    code = "retryable"
+
+
+class PermanentError(BillingError):
+    code = "permanent"
+
+
+class OutcomeUnknownError(BillingError):
+    code = "outcome_unknown"
+
+
+# --- Permanent errors the caller caused (mapped to 4xx at the HTTP edge) -------------------------
+
+
+class ValidationFailedError(PermanentError):
+    code = "validation_failed"
+
+
+class NotFoundError(PermanentError):
+    code = "not_found"
+
+
+class UnauthorizedError(PermanentError):
+    code = "unauthorized"
+
+
+class ConflictError(PermanentError):
+    code = "conflict"
+
+
+# --- Permanent errors we caused ------------------------------------------------------------------
+
+
+class ConfigurationError(PermanentError):
+    """The function was deployed without a setting it needs. Never the caller's fault."""
+
+    code = "configuration_error"
+
+
+RETRY_CLASSES: tuple[type[BillingError], ...] = (RetryableError, PermanentError, OutcomeUnknownError)
+
+
+def retry_class_of(error: BillingError) -> type[BillingError]:
+    """The base class (RetryableError / PermanentError / OutcomeUnknownError) that decides retries."""
+    for base in RETRY_CLASSES:
+        if isinstance(error, base):
+            return base
+    return PermanentError

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROBE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$"
+
+
+class Probe(BaseModel):
+    """A synthetic message sent through API -> SQS -> consumer -> DynamoDB to prove the async path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    probe_id: str = Field(pattern=PROBE_ID_PATTERN)
+    nonce: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+    submitted_at: datetime
+
+
+class RecordedProbe(Probe):
+    status: Literal["RECORDED"] = "RECORDED"
+    recorded_at: datetime
+
+
+class ProbeSubmission(BaseModel):
+    """Body of POST /canary/probes. A caller-chosen probe_id makes the submission idempotent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    probe_id: str | None = Field(default=None, pattern=PROBE_ID_PATTERN)
+
+
+class RecordOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    probe: RecordedProbe
+    newly_recorded: bool
+
+
+class StartedExecution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    execution_name: str
+    execution_arn: str | None
+    already_started: bool
+
+
+class CheckResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    status: Literal["ok", "failing"]
+    latency_ms: int
+    error: str | None = None
+
+
+class HealthReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ok", "degraded"]
+    checked_at: datetime
+    checks: list[CheckResult]

@@ -1,0 +1,172 @@
+"""API Gateway (REST, proxy integration): errors -> HTTP responses in exactly one place.
+
+Every error body is JSON `{"code": <stable snake_case>, "message": ..., ["details": ...]}`.
+Caller mistakes are 4xx; only our own faults are 5xx."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ValidationError
+
+from billing_core.errors import (
+    BillingError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermanentError,
+    RetryableError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
+from billing_core.observability import logger, metrics
+from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+JSON_CONTENT_TYPE = "application/json"
+
+
+class PayloadTooLargeError(PermanentError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(PermanentError):
+    code = "unsupported_media_type"
+
+
+_STATUS_BY_ERROR: tuple[tuple[type[BillingError], HTTPStatus], ...] = (
+    (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
+    (ValidationFailedError, HTTPStatus.BAD_REQUEST),
+    (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
+    (NotFoundError, HTTPStatus.NOT_FOUND),
+    (ConflictError, HTTPStatus.CONFLICT),
+    (ConfigurationError, HTTPStatus.INTERNAL_SERVER_ERROR),
+    (RetryableError, HTTPStatus.SERVICE_UNAVAILABLE),
+    (OutcomeUnknownError, HTTPStatus.SERVICE_UNAVAILABLE),
+    (PermanentError, HTTPStatus.UNPROCESSABLE_ENTITY),
+)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=int(status),
+        content_type=JSON_CONTENT_TYPE,
+        body=json.dumps(body, separators=(",", ":"), default=str),
+        headers=headers or {},
+    )
+
+
+def error_response(exc: BillingError) -> Response[str]:
+    status = next((code for kind, code in _STATUS_BY_ERROR if isinstance(exc, kind)), HTTPStatus.UNPROCESSABLE_ENTITY)
+    headers: dict[str, str] = {}
+    if status >= 500:
+        # Our fault: the caller gets a stable code, the log gets the detail.
+        logger.exception("request failed on our side", extra={"error_code": exc.code})
+        body: dict[str, Any] = {"code": "internal_error" if status == 500 else "service_unavailable",
+                                "message": "the request could not be completed; retry later"}
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = "1"
+    else:
+        body = exc.to_dict()
+        metrics.add_metric(name="HttpRequestRejected", unit=MetricUnit.Count, value=1)
+        logger.info("request rejected", extra={"error_code": exc.code, "status": int(status)})
+    if status == HTTPStatus.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer realm="billing"'
+    return json_response(status, body, headers)
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    app.exception_handler(BillingError)(error_response)
+
+    @app.exception_handler(ValidationError)
+    def _validation(exc: ValidationError) -> Response[str]:
+        return error_response(validation_failed(exc))
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response[str]:
+        return error_response(NotFoundError("no such route", code="route_not_found"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return json_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            {"code": "internal_error", "message": "the request could not be completed; retry later"},
+        )
+
+
+def validation_failed(exc: ValidationError) -> ValidationFailedError:
+    # The input values are left out on purpose: they may carry secrets or personal data.
+    problems = [
+        {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return ValidationFailedError("request body failed validation", details={"problems": problems})
+
+
+def raw_body(app: APIGatewayRestResolver, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """The request body exactly as sent (base64-decoded when API Gateway encoded it)."""
+    event = app.current_event
+    body = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationFailedError("body is not valid base64", code="malformed_body") from exc
+    else:
+        data = body.encode("utf-8")
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(
+            f"body is {len(data)} bytes; the limit is {max_bytes}", details={"max_bytes": max_bytes}
+        )
+    return data
+
+
+def parse_json_body(app: APIGatewayRestResolver, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
+    data = raw_body(app)
+    if not data.strip():
+        if allow_empty:
+            return model.model_validate({})
+        raise ValidationFailedError("request body is required", code="missing_body")
+    content_type = (app.current_event.headers or {}).get("content-type") or (app.current_event.headers or {}).get(
+        "Content-Type"
+    )
+    if content_type and not content_type.split(";")[0].strip().lower().endswith("json"):
+        raise UnsupportedMediaTypeError(f"expected application/json, got {content_type}")
+    try:
+        decoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailedError("body is not valid JSON", code="malformed_json") from exc
+    if not isinstance(decoded, dict):
+        raise ValidationFailedError("body must be a JSON object", code="malformed_json")
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        raise validation_failed(exc) from exc
+
+
+def admin_auth_middleware(
+    tokens: Callable[[], str],
+) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
+    """Route middleware: the request must carry `Authorization: Bearer <admin token>`."""
+
+    def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        try:
+            authorize_admin(app.current_event.headers.get("Authorization"), parse_admin_tokens(tokens()))
+        except BillingError as exc:
+            return error_response(exc)
+        return next_middleware(app)
+
+    return middleware

@@ -1,0 +1,176 @@
+"""Command line of the local runtime. Exit codes: 0 ok, 1 demo/command failed, 2 cannot start."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, RuntimeConfig, StartupError
+from local_runtime.template import TemplateError
+
+
+def _parameters(values: list[str]) -> dict[str, str]:
+    parameters = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--parameter expects KEY=VALUE, got {item!r}")
+        parameters[key] = value
+    return parameters
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml")
+    parser.add_argument("--api-port", type=int, default=3000)
+    parser.add_argument("--moto-port", type=int, default=5050)
+    parser.add_argument("--stripe-port", type=int, default=8420)
+    parser.add_argument(
+        "--stripe",
+        choices=["local", "off", "external"],
+        default="local",
+        help="local: start localstripe; external: use --stripe-api-base (e.g. a real Stripe test account); off: none",
+    )
+    parser.add_argument("--stripe-api-base", default=None)
+    parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
+    parser.add_argument("--fire-schedules", action="store_true", help="fire enabled rate() schedules on their rate")
+    parser.add_argument(
+        "--redelivery-delay-seconds",
+        type=int,
+        default=1,
+        help="make failed SQS records visible again after this many seconds (-1: wait for the visibility timeout, as AWS)",
+    )
+
+
+def _config(args: argparse.Namespace) -> RuntimeConfig:
+    return RuntimeConfig(
+        template_path=args.template,
+        api_port=args.api_port,
+        moto_port=args.moto_port,
+        stripe_port=args.stripe_port,
+        stripe=args.stripe,
+        stripe_api_base=args.stripe_api_base,
+        parameters=_parameters(args.parameter),
+        fire_schedules=args.fire_schedules,
+        redelivery_delay_seconds=None if args.redelivery_delay_seconds < 0 else args.redelivery_delay_seconds,
+    )
+
+
+def start_or_exit(config: RuntimeConfig) -> LocalRuntime:
+    runtime = LocalRuntime(config)
+    try:
+        return runtime.start()
+    except TemplateError as exc:
+        print(f"error: {exc.path} cannot be run locally:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def print_banner(runtime: LocalRuntime) -> None:
+    status = runtime.status()
+    lines = [
+        "billing local runtime is up (bound to 127.0.0.1 only)",
+        f"  API          {status['api']}",
+        f"  moto (AWS)   {status['moto']}   e.g. aws --endpoint-url {status['moto']} sqs list-queues",
+        f"  Stripe API   {status['stripe_api_base'] or 'off'}",
+        "  routes:",
+        *[f"    {route}" for route in status["routes"]],
+        "  SQS event sources:",
+        *[f"    {source}" for source in status["sqs_sources"]],
+        "  schedules (fire with: python -m local_runtime trigger <LogicalId>):",
+        *[f"    {schedule}" for schedule in status["schedules"]],
+        "  local secrets: see README 'Local secrets'; generated this run:",
+        *[f"    {name} = {value}" for name, value in (runtime.provisioner.generated_secrets if runtime.provisioner else {}).items()],
+        "Ctrl-C to stop.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runtime = start_or_exit(_config(args))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    print_banner(runtime)
+    try:
+        stop.wait()
+    finally:
+        print("stopping...", flush=True)
+        runtime.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def _control(args: argparse.Namespace, path: str, body: Any | None = None) -> int:
+    url = f"http://127.0.0.1:{args.api_port}/__local__/{path}"
+    try:
+        response = requests.post(url, json=body, timeout=args.timeout)
+    except requests.ConnectionError:
+        print(f"error: no local runtime answers on 127.0.0.1:{args.api_port}; start it with `make run`", file=sys.stderr)
+        return 2
+    print(json.dumps(response.json(), indent=2))
+    if response.status_code != 200:
+        return 1
+    results = response.json().get("results", [response.json()])
+    return 1 if any("error" in result for result in results) else 0
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    return _control(args, f"trigger/{args.logical_id}")
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    event = json.loads(Path(args.event).read_text()) if args.event else {}
+    return _control(args, f"invoke/{args.logical_id}", event)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from local_runtime.demo import run_demo  # noqa: PLC0415
+
+    config = _config(args)
+    config.log = lambda line: None if not args.verbose else print(f"    | {line}", flush=True)
+    runtime = start_or_exit(config)
+    try:
+        return 0 if run_demo(runtime) else 1
+    finally:
+        runtime.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start the stack in the foreground")
+    _add_runtime_options(run)
+    run.set_defaults(handler=cmd_run)
+    demo = commands.add_parser("demo", help="start the stack, run the scenario over HTTP, report, exit 0/1")
+    _add_runtime_options(demo)
+    demo.add_argument("--verbose", action="store_true", help="also print the runtime's request log")
+    demo.set_defaults(handler=cmd_demo)
+    for name, handler, helptext in (
+        ("trigger", cmd_trigger, "fire a function's (or state machine's) Schedule events now"),
+        ("invoke", cmd_invoke, "invoke a function with an event file, like `sam local invoke -e`"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("logical_id")
+        sub.add_argument("--api-port", type=int, default=3000)
+        sub.add_argument("--timeout", type=float, default=60)
+        if name == "invoke":
+            sub.add_argument("-e", "--event", help="event JSON file (events/...)")
+        sub.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result

@@ -1,0 +1,152 @@
+"""The demo scenario: drives the running stack over HTTP like a client would and prints a report.
+
+It grows with each capability. Every step checks an outcome; the demo exits 1 if any step fails."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime, secret_seeds
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    elapsed_ms: float
+
+
+class StepFailedError(Exception):
+    pass
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailedError(message)
+
+
+def _poll(check: Callable[[], Any], *, timeout_seconds: float, interval_seconds: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_seconds)
+
+
+def run_demo(runtime: LocalRuntime) -> bool:
+    api = runtime.api_url
+    token = secret_seeds().get("AdminTokenSecret", LOCAL_SECRET_SEEDS["AdminTokenSecret"])
+    admin = {"Authorization": f"Bearer {token}"}
+    http = requests.Session()
+    steps: list[Step] = []
+
+    def step(name: str, action: Callable[[], str]) -> None:
+        started = time.monotonic()
+        try:
+            detail = action()
+            steps.append(Step(name, True, detail, (time.monotonic() - started) * 1000))
+        except Exception as exc:  # noqa: BLE001 - the report shows any failure and carries on
+            steps.append(Step(name, False, f"{type(exc).__name__}: {exc}", (time.monotonic() - started) * 1000))
+
+    def health() -> str:
+        response = http.get(f"{api}/health", timeout=15)
+        _expect(response.status_code == 200, f"GET /health -> {response.status_code} {response.text}")
+        checks = response.json()["checks"]
+        _expect(all(check["status"] == "ok" for check in checks), f"failing checks: {checks}")
+        return f"200, {len(checks)} backends answer: " + ", ".join(check["name"] for check in checks)
+
+    def unauthenticated() -> str:
+        response = http.post(f"{api}/canary/probes", json={}, timeout=15)
+        _expect(response.status_code == 401, f"expected 401, got {response.status_code}")
+        return f"401 {response.json()['code']}"
+
+    def malformed() -> str:
+        response = http.post(
+            f"{api}/canary/probes", data=b"{not json", headers={**admin, "Content-Type": "application/json"}, timeout=15
+        )
+        _expect(response.status_code == 400, f"expected 400, got {response.status_code} {response.text}")
+        return f"400 {response.json()['code']}"
+
+    def round_trip() -> str:
+        started = time.monotonic()
+        response = http.post(f"{api}/canary/probes", json={}, headers=admin, timeout=15)
+        _expect(response.status_code == 202, f"POST /canary/probes -> {response.status_code} {response.text}")
+        probe_id = response.json()["probe_id"]
+
+        def recorded() -> dict[str, Any] | None:
+            reply = http.get(f"{api}/canary/probes/{probe_id}", headers=admin, timeout=15)
+            return reply.json() if reply.status_code == 200 else None
+
+        found = _poll(recorded, timeout_seconds=20)
+        _expect(bool(found), f"probe {probe_id} never reached DynamoDB")
+        _expect(found["status"] == "RECORDED", f"unexpected status {found}")
+        return f"{probe_id} recorded in DynamoDB {int((time.monotonic() - started) * 1000)} ms after POST"
+
+    def state_machine() -> str:
+        results = runtime.trigger("CanaryScheduleFunction")
+        _expect(len(results) == 1 and "payload" in results[0], f"schedule invocation failed: {results}")
+        name = results[0]["payload"]["execution_name"]
+        sfn = runtime.client("stepfunctions")
+        arn = runtime.resolver.physical["CanaryStateMachine"].ref if runtime.resolver else ""
+        execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+        def finished() -> str | None:
+            status = sfn.describe_execution(executionArn=execution_arn)["status"]
+            return None if status == "RUNNING" else str(status)
+
+        status = _poll(finished, timeout_seconds=60, interval_seconds=0.5)
+        _expect(status == "SUCCEEDED", f"execution {name} ended {status}")
+        again = runtime.trigger("CanaryScheduleFunction")
+        return f"schedule -> execution {name} SUCCEEDED; second trigger started {again[0]['payload']['execution_name']}"
+
+    def dead_letter() -> str:
+        sqs = runtime.client("sqs")
+        queue = runtime.resolver.physical["CanaryQueue"] if runtime.resolver else None
+        dlq = runtime.resolver.physical["CanaryDeadLetterQueue"] if runtime.resolver else None
+        assert queue is not None and dlq is not None
+        sent = sqs.send_message(QueueUrl=queue.ref, MessageBody=json.dumps({"probe_id": "poison"}))["MessageId"]
+
+        def in_dlq() -> bool:
+            messages = sqs.receive_message(QueueUrl=dlq.ref, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+            return any(message["MessageId"] == sent for message in messages)
+
+        _expect(bool(_poll(in_dlq, timeout_seconds=45, interval_seconds=0.5)), "poison message never reached the DLQ")
+        return "malformed message retried 5 times (maxReceiveCount), then moved to the DLQ with its body intact"
+
+    def stripe_peer() -> str:
+        if not runtime.stripe_api_base:
+            return "skipped (--stripe off)"
+        response = http.post(
+            f"{runtime.stripe_api_base}/v1/customers",
+            data={"email": "demo@example.com"},
+            auth=("sk_test_local", ""),
+            timeout=15,
+        )
+        _expect(response.status_code == 200, f"localstripe answered {response.status_code}")
+        return f"localstripe at {runtime.stripe_api_base} created customer {response.json()['id']}"
+
+    print(f"billing demo against {api}\n", flush=True)
+    step("GET /health reports every backend", health)
+    step("admin route refuses a request without a token", unauthenticated)
+    step("malformed JSON gets a 400 with a stable code", malformed)
+    step("POST -> SQS -> consumer -> DynamoDB round trip", round_trip)
+    step("schedule -> Step Functions -> Lambda task", state_machine)
+    step("poison message ends in the dead-letter queue", dead_letter)
+    step("Stripe peer answers", stripe_peer)
+    width = max(len(s.name) for s in steps)
+    for item in steps:
+        mark = "PASS" if item.ok else "FAIL"
+        print(f"  {mark}  {item.name.ljust(width)}  {item.elapsed_ms:7.0f} ms  {item.detail}", flush=True)
+    failed = [s for s in steps if not s.ok]
+    print(f"\n{len(steps) - len(failed)} passed, {len(failed)} failed", flush=True)
+    return not failed

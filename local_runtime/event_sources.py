@@ -1,0 +1,245 @@
+"""Event sources: SQS polling (Lambda's event source mapping) and schedules (EventBridge).
+
+SQS: receive up to BatchSize messages within MaximumBatchingWindowInSeconds, invoke, then delete
+what succeeded. With ReportBatchItemFailures only the reported records stay on the queue; a function
+error or a malformed response keeps the whole batch, as in AWS. Messages that stay are received again
+and moto moves them to the DLQ after the queue's maxReceiveCount, exactly as SQS does.
+
+One deliberate difference: in AWS a failed message becomes visible again when its visibility timeout
+expires (60 s or more). Locally a failed message is made visible again after
+`redelivery_delay_seconds` (default 1 s) so that retries and DLQ redrive are observable in seconds;
+pass None for AWS timing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from local_runtime.lambdas import InvocationResult, LambdaService
+from local_runtime.resources import ACCOUNT_ID
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    logical_id: str  # function
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    batching_window_seconds: float
+    report_batch_item_failures: bool
+    enabled: bool = True
+
+
+def to_lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    attributes = dict(message.get("Attributes") or {})
+    message_attributes = {}
+    for name, value in (message.get("MessageAttributes") or {}).items():
+        message_attributes[name] = {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": value.get("StringListValues", []),
+            "binaryListValues": value.get("BinaryListValues", []),
+            "dataType": value.get("DataType"),
+        }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def failed_message_ids(result: InvocationResult, message_ids: list[str], report_batch_item_failures: bool) -> set[str]:
+    """Which messages stay on the queue after this invocation (Lambda's documented rules)."""
+    everything = set(message_ids)
+    if result.failed:
+        return everything
+    if not report_batch_item_failures:
+        return set()
+    payload = result.payload
+    if payload is None or payload == {}:
+        return set()
+    if not isinstance(payload, dict):
+        return everything
+    failures = payload.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return everything
+    failed: set[str] = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in everything:
+            return everything  # an empty, null or unknown id fails the whole batch
+        failed.add(identifier)
+    return failed
+
+
+class SqsPoller:
+    def __init__(
+        self,
+        source: SqsSource,
+        sqs: Any,
+        lambdas: LambdaService,
+        region: str,
+        log: Log,
+        *,
+        redelivery_delay_seconds: int | None = 1,
+    ):
+        self.source = source
+        self._sqs = sqs
+        self._lambdas = lambdas
+        self._region = region
+        self._log = log
+        self._redelivery_delay_seconds = redelivery_delay_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sqs:{source.logical_id}", daemon=True)
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except Exception as exc:  # noqa: BLE001 - a poller must survive anything and keep polling
+                if self._stop.is_set():
+                    return
+                self._log(f"sqs poller {self.source.logical_id}: {type(exc).__name__}: {exc}")
+                time.sleep(1)
+
+    def poll_once(self, *, wait_seconds: int = 0) -> int:
+        """Receive one batch and deliver it. Returns the number of messages delivered."""
+        source = self.source
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + source.batching_window_seconds
+        while len(messages) < source.batch_size and not self._stop.is_set():
+            response = self._sqs.receive_message(
+                QueueUrl=source.queue_url,
+                MaxNumberOfMessages=min(10, source.batch_size - len(messages)),
+                WaitTimeSeconds=wait_seconds if not messages else 0,
+                AttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            received = response.get("Messages", [])
+            messages += received
+            if not received or time.monotonic() >= deadline:
+                break
+        if not messages:
+            return 0
+        event = {"Records": [to_lambda_record(m, source.queue_arn, self._region) for m in messages]}
+        result = self._lambdas.invoke(source.logical_id, event)
+        self.batches += 1
+        ids = [m["MessageId"] for m in messages]
+        failed = failed_message_ids(result, ids, source.report_batch_item_failures)
+        succeeded = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(succeeded), 10):
+            chunk = succeeded[start : start + 10]
+            self._sqs.delete_message_batch(
+                QueueUrl=source.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        if failed and self._redelivery_delay_seconds is not None:
+            for message in messages:
+                if message["MessageId"] in failed:
+                    try:
+                        self._sqs.change_message_visibility(
+                            QueueUrl=source.queue_url,
+                            ReceiptHandle=message["ReceiptHandle"],
+                            VisibilityTimeout=self._redelivery_delay_seconds,
+                        )
+                    except Exception:  # noqa: BLE001, S110 - message already gone/redriven: nothing to do
+                        pass
+        note = f", {len(failed)} failed" + (f" [{result.error_type()}]" if result.failed else "") if failed else ""
+        self._log(f"SQS {source.queue_arn.rsplit(':', 1)[-1]} -> {source.logical_id}: {len(messages)} record(s){note}")
+        return len(messages)
+
+
+@dataclass(frozen=True)
+class ScheduleSource:
+    logical_id: str  # function or state machine
+    event_name: str
+    expression: str
+    enabled: bool
+    input: str | None
+    rule_name: str
+    v2: bool = False
+
+    def rate_seconds(self) -> int | None:
+        """Seconds between firings for rate() expressions; None for cron()."""
+        text = self.expression.strip()
+        if not text.startswith("rate(") or not text.endswith(")"):
+            return None
+        value, unit = text[5:-1].split()
+        multiplier = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}[unit]
+        return int(value) * multiplier
+
+
+def scheduled_event(source: ScheduleSource, region: str, now: datetime | None = None) -> Any:
+    """The payload the target receives: the event's Input if set, else EventBridge's Scheduled Event."""
+    if source.input is not None:
+        return json.loads(source.input)
+    if source.v2:
+        return {}
+    fired = (now or datetime.now(UTC)).replace(microsecond=0)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": fired.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{source.rule_name}"],
+        "detail": {},
+    }
+
+
+class ScheduleTimer:
+    """Fires enabled rate() schedules on their rate (opt-in: `run --fire-schedules`)."""
+
+    def __init__(self, sources: list[ScheduleSource], fire: Callable[[ScheduleSource], Any], log: Log):
+        self._sources = [s for s in sources if s.enabled and s.rate_seconds() is not None]
+        self._skipped = [s for s in sources if s.enabled and s.rate_seconds() is None]
+        self._fire = fire
+        self._log = log
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(s,), name=f"schedule:{s.logical_id}", daemon=True)
+            for s in self._sources
+        ]
+
+    def start(self) -> None:
+        for source in self._skipped:
+            self._log(f"schedule {source.logical_id}.{source.event_name} ({source.expression}) fires only on trigger")
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, source: ScheduleSource) -> None:
+        interval = source.rate_seconds() or 0
+        while not self._stop.wait(interval):
+            self._fire(source)

@@ -1,0 +1,397 @@
+"""Create the template's data resources in moto and resolve intrinsic functions against them.
+
+Resources are created in dependency order (Ref / GetAtt / Sub), so a queue's redrive target exists
+before the queue and a secret's ARN is known before a function's environment is resolved."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from local_runtime.template import Template, TemplateError
+
+ACCOUNT_ID = "123456789012"
+_SUB_PATTERN = re.compile(r"\$\{([^}]+)\}")
+
+
+@dataclass
+class PhysicalResource:
+    logical_id: str
+    type: str
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class UnresolvableError(Exception):
+    pass
+
+
+@dataclass
+class Resolver:
+    template: Template
+    region: str
+    stack_name: str
+    parameters: dict[str, str]
+    physical: dict[str, PhysicalResource] = field(default_factory=dict)
+
+    def pseudo(self, name: str) -> str:
+        values = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.stack_name}/local",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if name not in values:
+            raise UnresolvableError(f"unknown pseudo parameter {name}")
+        return values[name]
+
+    def condition(self, name: str) -> bool:
+        conditions = self.template.document.get("Conditions") or {}
+        if name not in conditions:
+            raise UnresolvableError(f"unknown condition {name}")
+        return bool(self._condition_value(conditions[name]))
+
+    def _condition_value(self, expression: Any) -> bool:
+        if isinstance(expression, dict) and len(expression) == 1:
+            (key, value), = expression.items()
+            if key == "Fn::Equals":
+                left, right = (self.resolve(item) for item in value)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not self._condition_value(value[0])
+            if key == "Fn::And":
+                return all(self._condition_value(item) for item in value)
+            if key == "Fn::Or":
+                return any(self._condition_value(item) for item in value)
+            if key == "Condition":
+                return self.condition(value)
+        raise UnresolvableError(f"unsupported condition expression {expression!r}")
+
+    def resolve(self, value: Any) -> Any:  # noqa: C901 - one branch per intrinsic reads best
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value if not _is_no_value(item)]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, argument), = value.items()
+            if key == "Ref":
+                return self.ref(argument)
+            if key == "Fn::GetAtt":
+                resource, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+                return self.get_att(resource, attribute)
+            if key == "Fn::Sub":
+                return self.sub(argument)
+            if key == "Fn::Join":
+                delimiter, items = argument
+                return delimiter.join(str(item) for item in self.resolve(items))
+            if key == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(name) else when_false)
+            if key == "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
+            if key == "Fn::Split":
+                delimiter, source = argument
+                return str(self.resolve(source)).split(delimiter)
+            if key == "Fn::FindInMap":
+                mapping, first, second = (self.resolve(item) for item in argument)
+                return self.template.document["Mappings"][mapping][first][second]
+            if key.startswith("Fn::"):
+                raise UnresolvableError(f"{key} is not supported by the local runtime")
+        return {key: self.resolve(item) for key, item in value.items() if not _is_no_value(item)}
+
+    def ref(self, name: str) -> Any:
+        if name.startswith("AWS::"):
+            return self.pseudo(name)
+        parameters = self.template.document.get("Parameters") or {}
+        if name in parameters:
+            if name in self.parameters:
+                return self.parameters[name]
+            if "Default" not in parameters[name]:
+                raise UnresolvableError(f"parameter {name} has no Default; pass --parameter {name}=VALUE")
+            return parameters[name]["Default"]
+        if name in self.physical:
+            return self.physical[name].ref
+        raise UnresolvableError(f"Ref to {name}, which is not (yet) created")
+
+    def get_att(self, resource: str, attribute: str) -> str:
+        if resource not in self.physical:
+            raise UnresolvableError(f"GetAtt {resource}.{attribute}: {resource} is not (yet) created")
+        attributes = self.physical[resource].attributes
+        if attribute not in attributes:
+            raise UnresolvableError(f"GetAtt {resource}.{attribute}: attribute not known locally")
+        return attributes[attribute]
+
+    def sub(self, argument: Any) -> str:
+        if isinstance(argument, list):
+            text, variables = argument[0], {key: self.resolve(val) for key, val in argument[1].items()}
+        else:
+            text, variables = argument, {}
+
+        def replace(match: re.Match[str]) -> str:
+            expression = match.group(1)
+            if expression.startswith("!"):
+                return "${" + expression[1:] + "}"
+            if expression in variables:
+                return str(variables[expression])
+            if "." in expression and not expression.startswith("AWS::"):
+                resource, attribute = expression.split(".", 1)
+                return str(self.get_att(resource, attribute))
+            return str(self.ref(expression))
+
+        return _SUB_PATTERN.sub(replace, text)
+
+
+def _is_no_value(value: Any) -> bool:
+    return isinstance(value, dict) and value == {"Ref": "AWS::NoValue"}
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids a property value depends on."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                found.add(item)
+            elif key == "Fn::GetAtt":
+                found.add(item[0] if isinstance(item, list) else str(item).split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = item[0] if isinstance(item, list) else item
+                for expression in _SUB_PATTERN.findall(text):
+                    if not expression.startswith("!"):
+                        found.add(expression.split(".", 1)[0])
+                if isinstance(item, list):
+                    found |= references(item[1])
+            else:
+                found |= references(item)
+    return found
+
+
+class Provisioner:
+    """Creates the template's resources in moto (through boto3 clients pointed at it)."""
+
+    def __init__(self, resolver: Resolver, clients: Callable[[str], Any], secret_seeds: Mapping[str, str]):
+        self.resolver = resolver
+        self.clients = clients
+        self.secret_seeds = secret_seeds
+        self.generated_secrets: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def template(self) -> Template:
+        return self.resolver.template
+
+    def physical_name(self, logical_id: str, *, suffix: str = "") -> str:
+        return f"{self.resolver.stack_name}-{logical_id}{suffix}"
+
+    def run(self) -> None:
+        resources = self.template.resources
+        graph = {
+            logical_id: {dep for dep in references(res.get("Properties") or {}) if dep in resources}
+            for logical_id, res in resources.items()
+        }
+        # Names of functions and state machines are deterministic: register them first so that the
+        # function <-> state machine references (ARNs in both directions) never form a cycle.
+        for logical_id, resource in resources.items():
+            self._register_deterministic(logical_id, resource)
+        deterministic = set(self.resolver.physical)
+        for logical_id in deterministic:
+            graph[logical_id] = set()
+        try:
+            order = list(TopologicalSorter(graph).static_order())
+        except CycleError as exc:
+            raise TemplateError(self.template.path, [f"resources reference each other in a cycle: {exc.args[1]}"]) from exc
+        for logical_id in order:
+            resource = resources[logical_id]
+            if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                self.skipped[logical_id] = "condition is false"
+                continue
+            creator = _CREATORS.get(resource.get("Type", ""))
+            if creator is not None:
+                creator(self, logical_id, resource.get("Properties") or {})
+            elif logical_id not in self.resolver.physical:
+                self.skipped[logical_id] = f"{resource.get('Type')} is not emulated locally"
+                self.resolver.physical[logical_id] = PhysicalResource(
+                    logical_id, resource.get("Type", ""), self.physical_name(logical_id)
+                )
+
+    def _register_deterministic(self, logical_id: str, resource: dict[str, Any]) -> None:
+        region, resource_type = self.resolver.region, resource.get("Type", "")
+        properties = resource.get("Properties") or {}
+        if resource_type in {"AWS::Serverless::Function", "AWS::Lambda::Function"}:
+            name = properties.get("FunctionName") if isinstance(properties.get("FunctionName"), str) else None
+            name = name or self.physical_name(logical_id)
+            arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
+            self.resolver.physical[logical_id] = PhysicalResource(logical_id, resource_type, name, {"Arn": arn})
+        elif resource_type in {"AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"}:
+            name = properties.get("Name") if isinstance(properties.get("Name"), str) else None
+            name = name or self.physical_name(logical_id)
+            arn = f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{name}"
+            self.resolver.physical[logical_id] = PhysicalResource(
+                logical_id, resource_type, arn, {"Arn": arn, "Name": name}
+            )
+        elif resource_type == "AWS::Serverless::Api":
+            self.resolver.physical[logical_id] = PhysicalResource(logical_id, resource_type, "local", {"RootResourceId": "root"})
+        elif resource_type == "AWS::Serverless::LayerVersion":
+            arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:layer:{self.physical_name(logical_id)}:1"
+            self.resolver.physical[logical_id] = PhysicalResource(logical_id, resource_type, arn)
+
+    # --- creators ---------------------------------------------------------------------------------
+
+    def create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("TableName") or self.physical_name(logical_id)
+        request: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        if request["BillingMode"] == "PROVISIONED":
+            request["ProvisionedThroughput"] = props.get(
+                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+            )
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification", "SSESpecification"):
+            if key in props:
+                request[key] = props[key]
+        if "StreamSpecification" in request:
+            request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
+        if "SSESpecification" in request:
+            request["SSESpecification"] = {"Enabled": bool(request["SSESpecification"].get("SSEEnabled", False))}
+        dynamodb = self.clients("dynamodb")
+        description = dynamodb.create_table(**request)["TableDescription"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        attributes = {"Arn": description["TableArn"]}
+        if description.get("LatestStreamArn"):
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::DynamoDB::Table", name, attributes)
+
+    def create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        fifo = str(props.get("FifoQueue", "false")).lower() == "true"
+        name = props.get("QueueName") or self.physical_name(logical_id, suffix=".fifo" if fifo else "")
+        attributes: dict[str, str] = {}
+        for key in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "MaximumMessageSize",
+            "ReceiveMessageWaitTimeSeconds",
+            "FifoQueue",
+            "ContentBasedDeduplication",
+            "DeduplicationScope",
+            "FifoThroughputLimit",
+            "SqsManagedSseEnabled",
+        ):
+            if key in props:
+                attributes[key] = str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+        for key in ("RedrivePolicy", "RedriveAllowPolicy"):
+            if key in props:
+                attributes[key] = json.dumps(props[key]) if isinstance(props[key], dict) else str(props[key])
+        sqs = self.clients("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url}
+        )
+
+    def create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("Name") or self.physical_name(logical_id)
+        if logical_id in self.secret_seeds:
+            value = self.secret_seeds[logical_id]
+        elif "SecretString" in props:
+            value = props["SecretString"]
+        else:
+            value = secrets.token_urlsafe(32)
+            self.generated_secrets[logical_id] = value
+        arn = self.clients("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn}
+        )
+
+    def create_parameter(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("Name") or f"/{self.resolver.stack_name}/{logical_id}"
+        self.clients("ssm").put_parameter(
+            Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), Overwrite=True
+        )
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::SSM::Parameter", name, {"Type": props.get("Type", "String"), "Value": str(props["Value"])}
+        )
+
+    def create_event_bus(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("Name") or self.physical_name(logical_id)
+        arn = self.clients("events").create_event_bus(Name=name)["EventBusArn"]
+        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::Events::EventBus", name, {"Arn": arn, "Name": name})
+
+    def create_rule(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("Name") or self.physical_name(logical_id)
+        events = self.clients("events")
+        request = {"Name": name, "State": props.get("State", "ENABLED")}
+        for key in ("EventPattern", "ScheduleExpression", "EventBusName", "Description"):
+            if key in props:
+                request[key] = json.dumps(props[key]) if key == "EventPattern" and isinstance(props[key], dict) else props[key]
+        arn = events.put_rule(**request)["RuleArn"]
+        targets = [
+            {"Id": target["Id"], "Arn": target["Arn"], **({"Input": target["Input"]} if "Input" in target else {})}
+            for target in props.get("Targets", [])
+            if ":sqs:" in target.get("Arn", "")  # moto delivers to SQS; Lambda targets are wired by the runtime
+        ]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=props.get("EventBusName", "default"), Targets=targets)
+        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::Events::Rule", name, {"Arn": arn})
+
+    def create_log_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        name = props.get("LogGroupName") or self.physical_name(logical_id)
+        logs = self.clients("logs")
+        logs.create_log_group(logGroupName=name)
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+        arn = f"arn:aws:logs:{self.resolver.region}:{ACCOUNT_ID}:log-group:{name}:*"
+        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::Logs::LogGroup", name, {"Arn": arn})
+
+    def create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
+        definition_uri = properties.get("DefinitionUri")
+        if isinstance(definition_uri, str):
+            text = (self.template.root / definition_uri).read_text()
+        else:
+            text = json.dumps(self.resolver.resolve(properties.get("Definition", {})))
+        substitutions = self.resolver.resolve(properties.get("DefinitionSubstitutions") or {})
+        for key, value in substitutions.items():
+            text = text.replace("${" + key + "}", str(value))
+        physical = self.resolver.physical[logical_id]
+        self.clients("stepfunctions").create_state_machine(
+            name=physical.attributes["Name"],
+            definition=text,
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical.attributes['Name']}-role",
+            type=properties.get("Type", "STANDARD"),
+        )
+
+
+_CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], None]] = {
+    "AWS::DynamoDB::Table": Provisioner.create_table,
+    "AWS::SQS::Queue": Provisioner.create_queue,
+    "AWS::SecretsManager::Secret": Provisioner.create_secret,
+    "AWS::SSM::Parameter": Provisioner.create_parameter,
+    "AWS::Events::EventBus": Provisioner.create_event_bus,
+    "AWS::Events::Rule": Provisioner.create_rule,
+    "AWS::Logs::LogGroup": Provisioner.create_log_group,
+    "AWS::Serverless::StateMachine": Provisioner.create_state_machine,
+    "AWS::StepFunctions::StateMachine": Provisioner.create_state_machine,
+}

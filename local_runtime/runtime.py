@@ -1,0 +1,443 @@
+"""The local runtime: template.yaml + moto (server mode) + localstripe + our handlers, no Docker.
+
+AWS semantics come from moto, Stripe semantics from localstripe; this module only wires the
+template's triggers (Api, SQS, Schedule, Step Functions Lambda tasks) to the handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from botocore.config import Config
+
+from local_runtime import stepfunctions
+from local_runtime.api import ApiServer, HttpResponse, Route
+from local_runtime.event_sources import ScheduleSource, ScheduleTimer, SqsPoller, SqsSource, scheduled_event
+from local_runtime.lambdas import FunctionSpec, LambdaService
+from local_runtime.resources import Provisioner, Resolver, UnresolvableError
+from local_runtime.template import Template, TemplateError, load_template
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+# Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
+# hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
+LOCAL_SECRET_SEEDS = {
+    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
+}
+
+
+class StartupError(Exception):
+    """The runtime cannot start; the message says why and what to do."""
+
+
+@dataclass
+class RuntimeConfig:
+    template_path: Path = PROJECT_ROOT / "template.yaml"
+    host: str = "127.0.0.1"
+    api_port: int = 3000
+    moto_port: int = 5050
+    stripe_port: int = 8420
+    stripe: str = "local"  # local | off | external
+    stripe_api_base: str | None = None
+    stack_name: str = "billing-local"
+    region: str = "us-east-1"
+    parameters: dict[str, str] = field(default_factory=dict)
+    fire_schedules: bool = False
+    redelivery_delay_seconds: int | None = 1
+    max_concurrency_per_function: int = 4
+    log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+
+def secret_seeds() -> dict[str, str]:
+    seeds = dict(LOCAL_SECRET_SEEDS)
+    prefix = "BILLING_LOCAL_SECRET_"
+    for name, value in os.environ.items():
+        if name.startswith(prefix):
+            seeds[name[len(prefix) :]] = value
+    return seeds
+
+
+def _port_free(host: str, port: int) -> bool:
+    if port == 0:
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalRuntime:
+    def __init__(self, config: RuntimeConfig | None = None):
+        self.config = config or RuntimeConfig()
+        self.template: Template | None = None
+        self.resolver: Resolver | None = None
+        self.provisioner: Provisioner | None = None
+        self.lambdas: LambdaService | None = None
+        self.routes: list[Route] = []
+        self.sqs_sources: list[SqsSource] = []
+        self.pollers: list[SqsPoller] = []
+        self.schedules: list[ScheduleSource] = []
+        self._moto: Any = None
+        self._api: ApiServer | None = None
+        self._api_thread: threading.Thread | None = None
+        self._timer: ScheduleTimer | None = None
+        self._stripe_process: subprocess.Popen[bytes] | None = None
+        self.moto_endpoint = ""
+        self.api_url = ""
+        self.stripe_api_base: str | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        config = self.config
+        self.template = load_template(config.template_path)
+        wanted = [("API", config.api_port, "--api-port"), ("moto", config.moto_port, "--moto-port")]
+        if config.stripe == "local":
+            wanted.append(("localstripe", config.stripe_port, "--stripe-port"))
+        for label, port, flag in wanted:
+            if not _port_free(config.host, port):
+                raise StartupError(f"port {port} on {config.host} ({label}) is already in use; choose another with {flag}")
+        try:
+            self._start_moto()
+            self._provision()
+            self._start_lambdas()
+            self._start_api()
+            self._start_pollers()
+            self._start_schedules()
+            if config.stripe == "local":
+                self._start_localstripe()
+            elif config.stripe == "external":
+                self.stripe_api_base = config.stripe_api_base or "https://api.stripe.com"
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._timer:
+            self._timer.stop()
+        for poller in self.pollers:
+            poller.stop()
+        for poller in self.pollers:
+            poller.join(timeout=3)
+        if self._api:
+            self._api.shutdown()
+            self._api.server_close()
+            self._api = None
+        if self.lambdas:
+            self.lambdas.close()
+        stepfunctions.uninstall()
+        if self._stripe_process and self._stripe_process.poll() is None:
+            self._stripe_process.terminate()
+            try:
+                self._stripe_process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._stripe_process.kill()
+        if self._moto:
+            self._moto.stop()
+            self._moto = None
+
+    # --- pieces --------------------------------------------------------------------------------
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when running
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.moto_port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.moto_endpoint = f"http://{host}:{port}"
+        # moto's ASL executor calls its own Lambda API at localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(port)
+        response = requests.post(
+            f"{self.moto_endpoint}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
+            timeout=10,
+        )
+        response.raise_for_status()
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(region_name=self.config.region, **_boto_credentials()).client(  # type: ignore[call-overload]
+            service, endpoint_url=self.moto_endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+        )
+
+    def _provision(self) -> None:
+        assert self.template is not None
+        self.resolver = Resolver(self.template, self.config.region, self.config.stack_name, dict(self.config.parameters))
+        self.provisioner = Provisioner(self.resolver, self.client, secret_seeds())
+        try:
+            self.provisioner.run()
+        except UnresolvableError as exc:
+            raise TemplateError(self.template.path, [str(exc)]) from exc
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        assert self.template is not None and self.resolver is not None
+        definition = self.template.functions[logical_id]
+        physical = self.resolver.physical[logical_id]
+        try:
+            variables = self.resolver.resolve(definition.environment)
+        except UnresolvableError as exc:
+            raise TemplateError(self.template.path, [f"{logical_id}.Environment: {exc}"]) from exc
+        environment = {key: _env_value(value) for key, value in variables.items()}
+        environment.update(LOCAL_CREDENTIALS)
+        environment.update(
+            {
+                "AWS_REGION": self.config.region,
+                "AWS_DEFAULT_REGION": self.config.region,
+                "AWS_ENDPOINT_URL": self.moto_endpoint,
+                "AWS_LAMBDA_FUNCTION_NAME": physical.ref,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(definition.memory_mb),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical.ref}",
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{definition.runtime}",
+                "LAMBDA_TASK_ROOT": str(definition.code_dir),
+                "_HANDLER": definition.handler,
+                "TZ": "UTC",
+                # What `sam local` sets: Powertools Tracer stays off outside real Lambda.
+                "AWS_SAM_LOCAL": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+        if self.stripe_api_base or self.config.stripe == "local":
+            environment["STRIPE_API_BASE"] = self.stripe_api_base or f"http://{self.config.host}:{self.config.stripe_port}"
+        return environment
+
+    def _start_lambdas(self) -> None:
+        assert self.template is not None and self.resolver is not None
+        layer_dirs = tuple(
+            str((self.template.root / res["Properties"]["ContentUri"]).resolve())
+            for res in self.template.resources_of_type("AWS::Serverless::LayerVersion").values()
+            if isinstance(res.get("Properties", {}).get("ContentUri"), str)
+        )
+        specs = []
+        for logical_id, definition in self.template.functions.items():
+            physical = self.resolver.physical[logical_id]
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    function_name=physical.ref,
+                    function_arn=physical.attributes["Arn"],
+                    code_dir=str(definition.code_dir),
+                    handler=definition.handler,
+                    environment=self.function_environment(logical_id),
+                    timeout_seconds=definition.timeout_seconds,
+                    memory_mb=definition.memory_mb,
+                    layer_dirs=layer_dirs,
+                    max_concurrency=definition.reserved_concurrency or self.config.max_concurrency_per_function,
+                )
+            )
+        self.lambdas = LambdaService(specs)
+        stepfunctions.install(self.lambdas)
+
+    def _start_api(self) -> None:
+        assert self.template is not None and self.lambdas is not None
+        for logical_id, definition in self.template.functions.items():
+            for event in definition.events:
+                if event.type != "Api":
+                    continue
+                api_ref = event.properties.get("RestApiId")
+                api_id = api_ref.get("Ref") if isinstance(api_ref, dict) else None
+                binary = ()
+                if api_id and api_id in self.template.resources:
+                    binary = tuple(self.template.resources[api_id].get("Properties", {}).get("BinaryMediaTypes", []))
+                stage = self.resolver.resolve(self.template.api_stage(api_id)) if self.resolver else "local"
+                self.routes.append(
+                    Route(
+                        method=str(event.properties["Method"]).upper(),
+                        resource=str(event.properties["Path"]),
+                        logical_id=logical_id,
+                        stage=str(stage),
+                        binary_media_types=binary,
+                    )
+                )
+        self._api = ApiServer(
+            (self.config.host, self.config.api_port), self.routes, self.lambdas, self._control, self.config.log
+        )
+        host, port = self._api.server_address[:2]
+        self.api_url = f"http://{host}:{port}"
+        self._api_thread = threading.Thread(target=self._api.serve_forever, name="api", daemon=True)
+        self._api_thread.start()
+
+    def _start_pollers(self) -> None:
+        assert self.template is not None and self.resolver is not None and self.lambdas is not None
+        sqs = self.client("sqs")
+        for logical_id, definition in self.template.functions.items():
+            for event in definition.events:
+                if event.type != "SQS":
+                    continue
+                props = self.resolver.resolve(event.properties)
+                queue_arn = props["Queue"]
+                queue = next(
+                    (p for p in self.resolver.physical.values() if p.attributes.get("Arn") == queue_arn), None
+                )
+                if queue is None:
+                    raise TemplateError(self.template.path, [f"{logical_id}.Events.{event.name}: queue {queue_arn} unknown"])
+                source = SqsSource(
+                    logical_id=logical_id,
+                    queue_url=queue.ref,
+                    queue_arn=queue_arn,
+                    batch_size=int(props.get("BatchSize", 10)),
+                    batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                    enabled=bool(props.get("Enabled", True)),
+                )
+                self.sqs_sources.append(source)
+                if source.enabled:
+                    poller = SqsPoller(
+                        source,
+                        sqs,
+                        self.lambdas,
+                        self.config.region,
+                        self.config.log,
+                        redelivery_delay_seconds=self.config.redelivery_delay_seconds,
+                    )
+                    self.pollers.append(poller)
+                    poller.start()
+
+    def _start_schedules(self) -> None:
+        assert self.template is not None and self.resolver is not None
+        for logical_id, resource in self.template.resources.items():
+            if resource.get("Type") not in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
+                continue
+            for name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+                if event.get("Type") not in {"Schedule", "ScheduleV2"}:
+                    continue
+                props = self.resolver.resolve(event.get("Properties") or {})
+                v2 = event["Type"] == "ScheduleV2"
+                expression = props.get("ScheduleExpression") if v2 else props.get("Schedule")
+                enabled = props.get("State", "ENABLED") == "ENABLED" if v2 else bool(props.get("Enabled", True))
+                self.schedules.append(
+                    ScheduleSource(
+                        logical_id=logical_id,
+                        event_name=name,
+                        expression=str(expression),
+                        enabled=enabled,
+                        input=props.get("Input"),
+                        rule_name=props.get("Name") or f"{self.config.stack_name}-{logical_id}{name}",
+                        v2=v2,
+                    )
+                )
+        if self.config.fire_schedules:
+            self._timer = ScheduleTimer(self.schedules, self.fire, self.config.log)
+            self._timer.start()
+
+    def _start_localstripe(self) -> None:
+        port = self.config.stripe_port
+        self._stripe_process = subprocess.Popen(
+            [sys.executable, "-m", "local_runtime.stripe_server", "--host", self.config.host, "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.stripe_api_base = f"http://{self.config.host}:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._stripe_process.poll() is not None:
+                error = (self._stripe_process.stderr.read() if self._stripe_process.stderr else b"").decode()[-500:]
+                raise StartupError(f"localstripe exited during start: {error}")
+            try:
+                with socket.create_connection((self.config.host, port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise StartupError(f"localstripe did not listen on {self.config.host}:{port} within 20 s")
+
+    # --- operations used by the CLI, the demo and the tests ------------------------------------
+
+    def invoke(self, logical_id: str, event: Any) -> dict[str, Any]:
+        assert self.lambdas is not None
+        result = self.lambdas.invoke(logical_id, event)
+        if result.failed:
+            return {"function": result.logical_id, "error": result.error, "duration_ms": round(result.duration_ms, 1)}
+        return {"function": result.logical_id, "payload": result.payload, "duration_ms": round(result.duration_ms, 1)}
+
+    def fire(self, source: ScheduleSource) -> dict[str, Any]:
+        assert self.resolver is not None
+        event = scheduled_event(source, self.config.region)
+        if self.template and source.logical_id in self.template.functions:
+            outcome = self.invoke(source.logical_id, event)
+        else:
+            arn = self.resolver.physical[source.logical_id].ref
+            execution = self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
+            outcome = {"state_machine": source.logical_id, "execution_arn": execution["executionArn"]}
+        self.config.log(f"schedule {source.logical_id}.{source.event_name} fired -> {'error' if 'error' in outcome else 'ok'}")
+        return outcome
+
+    def trigger(self, logical_id: str) -> list[dict[str, Any]]:
+        sources = [source for source in self.schedules if source.logical_id == logical_id]
+        if not sources:
+            known = sorted({source.logical_id for source in self.schedules})
+            raise KeyError(f"{logical_id} has no Schedule events; scheduled targets: {', '.join(known) or 'none'}")
+        return [self.fire(source) for source in sources]
+
+    def status(self) -> dict[str, Any]:
+        assert self.resolver is not None and self.provisioner is not None
+        return {
+            "api": self.api_url,
+            "moto": self.moto_endpoint,
+            "stripe_api_base": self.stripe_api_base,
+            "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in self.routes],
+            "sqs_sources": [f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size})" for s in self.sqs_sources],
+            "schedules": [
+                f"{s.logical_id}.{s.event_name} {s.expression} ({'enabled' if s.enabled else 'disabled'})"
+                for s in self.schedules
+            ],
+            "resources": {
+                logical_id: physical.ref
+                for logical_id, physical in self.resolver.physical.items()
+                if logical_id not in self.provisioner.skipped
+            },
+            "not_emulated": self.provisioner.skipped,
+            "invocations": dict(self.lambdas.invocation_count) if self.lambdas else {},
+        }
+
+    def _control(self, method: str, path: str, body: bytes) -> HttpResponse:
+        parts = path.strip("/").split("/")
+        try:
+            if method == "GET" and parts == ["__local__", "status"]:
+                return _json_response(200, self.status())
+            if method == "POST" and len(parts) == 3 and parts[1] == "trigger":
+                return _json_response(200, {"results": self.trigger(parts[2])})
+            if method == "POST" and len(parts) == 3 and parts[1] == "invoke":
+                event = json.loads(body or b"{}")
+                return _json_response(200, self.invoke(parts[2], event))
+        except KeyError as exc:
+            return _json_response(404, {"code": "unknown_target", "message": str(exc.args[0])})
+        except json.JSONDecodeError:
+            return _json_response(400, {"code": "malformed_json", "message": "event must be JSON"})
+        return _json_response(404, {"code": "unknown_control_route", "message": f"{method} {path}"})
+
+
+def _json_response(status: int, body: Any) -> HttpResponse:
+    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(body, default=str).encode())
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+    }

@@ -1,0 +1,23 @@
+"""Run localstripe bound to 127.0.0.1 (its own CLI binds every interface).
+
+localstripe is GPL and a dev/test peer only: it runs in its own process and nothing in
+layers/ or functions/ imports it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8420)
+    args = parser.parse_args()
+    from aiohttp import web  # noqa: PLC0415
+    from localstripe.server import app  # noqa: PLC0415
+
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Reading template.yaml: YAML with CloudFormation short-form tags, SAM Globals, validation.
+
+The local runtime reads the SAM resources directly (it needs Events, Environment, CodeUri as the
+author wrote them) and uses samtranslator only to validate, so a template the runtime accepts is one
+`sam deploy` accepts too."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "Schedule", "ScheduleV2"})
+MAX_SQS_BATCH_SIZE = 10_000
+MAX_SQS_BATCH_SIZE_WITHOUT_WINDOW = 10
+MAX_FIFO_BATCH_SIZE = 10
+
+
+class TemplateError(Exception):
+    """The template cannot be run. `problems` lists every finding, each actionable on its own."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's short-form intrinsic tags (!Ref, !GetAtt, !Sub, ...)."""
+
+
+def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = tag_suffix
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if name == "Ref":
+        return {"Ref": value}
+    if name == "Condition":
+        return {"Condition": value}
+    if name == "GetAtt" and isinstance(value, str):
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{name}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)  # type: ignore[no-untyped-call]
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    except FileNotFoundError as exc:
+        raise TemplateError(path, [f"template not found: {path}"]) from exc
+    except yaml.YAMLError as exc:
+        raise TemplateError(path, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
+        raise TemplateError(path, ["template has no Resources mapping"])
+    return document
+
+
+@dataclass(frozen=True)
+class EventSource:
+    name: str
+    type: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionDefinition:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    timeout_seconds: int
+    memory_mb: int
+    environment: dict[str, Any]
+    events: tuple[EventSource, ...]
+    reserved_concurrency: int | None = None
+
+
+@dataclass
+class Template:
+    path: Path
+    document: dict[str, Any]
+    functions: dict[str, FunctionDefinition] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        resources: dict[str, dict[str, Any]] = self.document["Resources"]
+        return resources
+
+    def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {name: res for name, res in self.resources.items() if res.get("Type") == resource_type}
+
+    def api_stage(self, api_logical_id: str | None) -> str:
+        if api_logical_id and api_logical_id in self.resources:
+            stage = self.resources[api_logical_id].get("Properties", {}).get("StageName", "Prod")
+            return stage if isinstance(stage, str) else "local"
+        return "Prod"
+
+
+def _merge_globals(global_properties: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """SAM's documented Globals semantics: maps merge (resource wins), lists append, scalars override."""
+    merged = copy.deepcopy(global_properties)
+    for key, value in properties.items():
+        if key in merged and isinstance(merged[key], dict) and isinstance(value, dict) and not _is_intrinsic(value):
+            merged[key] = _merge_globals(merged[key], value)
+        elif key in merged and isinstance(merged[key], list) and isinstance(value, list):
+            merged[key] = merged[key] + value
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_intrinsic(value: dict[str, Any]) -> bool:
+    return len(value) == 1 and next(iter(value)).startswith(("Fn::", "Ref", "Condition"))
+
+
+def load_template(path: Path, *, validate: bool = True) -> Template:
+    path = path.resolve()
+    document = load_yaml(path)
+    problems: list[str] = []
+    if validate:
+        problems += _sam_problems(path, document)
+    template = Template(path=path, document=document)
+    function_globals = (document.get("Globals") or {}).get("Function") or {}
+    for logical_id, resource in template.resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        properties = _merge_globals(function_globals, resource.get("Properties") or {})
+        definition, found = _function_definition(template.root, logical_id, properties)
+        problems += found
+        if definition is not None:
+            template.functions[logical_id] = definition
+    if problems:
+        raise TemplateError(path, problems)
+    return template
+
+
+def _function_definition(
+    root: Path, logical_id: str, properties: dict[str, Any]
+) -> tuple[FunctionDefinition | None, list[str]]:
+    problems: list[str] = []
+    code_uri = properties.get("CodeUri")
+    handler = properties.get("Handler")
+    runtime = properties.get("Runtime", "")
+    if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
+        return None, [f"{logical_id}: CodeUri must be a local folder for the local runtime (got {code_uri!r})"]
+    code_dir = (root / code_uri).resolve()
+    if not code_dir.is_dir():
+        problems.append(f"{logical_id}: CodeUri folder {code_uri} does not exist")
+    if not isinstance(handler, str) or "." not in handler:
+        problems.append(f"{logical_id}: Handler must look like 'module.function' (got {handler!r})")
+    elif code_dir.is_dir():
+        module_file = code_dir / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        if not module_file.is_file():
+            problems.append(f"{logical_id}: handler module {module_file.relative_to(root)} does not exist")
+    if not isinstance(runtime, str) or not runtime.startswith("python3."):
+        problems.append(f"{logical_id}: Runtime {runtime!r} is not a Python runtime")
+    events: list[EventSource] = []
+    for name, event in (properties.get("Events") or {}).items():
+        event_type = event.get("Type")
+        event_properties = event.get("Properties") or {}
+        if event_type not in SUPPORTED_EVENT_TYPES:
+            problems.append(
+                f"{logical_id}.Events.{name}: event type {event_type} is not served by the local runtime "
+                f"(supported: {', '.join(sorted(SUPPORTED_EVENT_TYPES))})"
+            )
+            continue
+        if event_type == "SQS":
+            problems += _sqs_event_problems(logical_id, name, event_properties)
+        events.append(EventSource(name=name, type=event_type, properties=event_properties))
+    if problems:
+        return None, problems
+    environment = (properties.get("Environment") or {}).get("Variables") or {}
+    return (
+        FunctionDefinition(
+            logical_id=logical_id,
+            code_dir=code_dir,
+            handler=str(handler),
+            runtime=str(runtime),
+            timeout_seconds=int(properties.get("Timeout", 3)),
+            memory_mb=int(properties.get("MemorySize", 128)),
+            environment=dict(environment),
+            events=tuple(events),
+            reserved_concurrency=properties.get("ReservedConcurrentExecutions"),
+        ),
+        [],
+    )
+
+
+def _sqs_event_problems(logical_id: str, name: str, properties: dict[str, Any]) -> list[str]:
+    problems = []
+    batch_size = properties.get("BatchSize", 10)
+    window = properties.get("MaximumBatchingWindowInSeconds", 0)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        problems.append(f"{logical_id}.Events.{name}: BatchSize must be a positive integer")
+    elif batch_size > MAX_SQS_BATCH_SIZE:
+        problems.append(f"{logical_id}.Events.{name}: BatchSize {batch_size} exceeds the SQS maximum of 10000")
+    elif batch_size > MAX_SQS_BATCH_SIZE_WITHOUT_WINDOW and not window:
+        problems.append(
+            f"{logical_id}.Events.{name}: BatchSize above 10 needs MaximumBatchingWindowInSeconds (AWS rule)"
+        )
+    return problems
+
+
+class _OfflinePolicyLoader:
+    """samtranslator asks IAM for managed-policy ARNs; offline we only know its bundled list."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _sam_problems(path: Path, document: dict[str, Any]) -> list[str]:
+    from samtranslator.model.exceptions import InvalidDocumentException  # noqa: PLC0415 - 0.5 s import
+    from samtranslator.translator.transform import transform  # noqa: PLC0415
+
+    offline = copy.deepcopy(document)
+    problems: list[str] = []
+    for logical_id, resource in offline.get("Resources", {}).items():
+        properties = resource.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str) and not properties[key].startswith("s3://"):
+                properties[key] = f"s3://local-runtime-validation/{logical_id}.zip"
+        definition_uri = properties.get("DefinitionUri")
+        if isinstance(definition_uri, str):
+            definition_path = path.parent / definition_uri
+            try:
+                properties["Definition"] = json.loads(definition_path.read_text())
+                del properties["DefinitionUri"]
+            except FileNotFoundError:
+                problems.append(f"{logical_id}: DefinitionUri {definition_uri} does not exist")
+            except json.JSONDecodeError as exc:
+                try:
+                    properties["Definition"] = yaml.safe_load(definition_path.read_text())
+                    del properties["DefinitionUri"]
+                except yaml.YAMLError:
+                    problems.append(f"{logical_id}: {definition_uri} is neither JSON nor YAML ({exc})")
+    if problems:
+        return problems
+    try:
+        transform(offline, {}, _OfflinePolicyLoader())
+    except InvalidDocumentException as exc:
+        return [str(cause.message) for cause in exc.causes] or [str(exc)]
+    return []
