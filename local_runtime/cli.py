@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = _config(args)
     config.log = lambda line: None if not args.verbose else print(f"    | {line}", flush=True)
+    if not args.verbose:
+        config.function_output_path = Path(tempfile.gettempdir()) / "billing-demo-functions.log"
+        config.function_output_path.write_text("")
     runtime = start_or_exit(config)
     try:
-        return 0 if run_demo(runtime) else 1
+        passed = run_demo(runtime)
     finally:
         runtime.stop()
+    if config.function_output_path:
+        print(f"function logs: {config.function_output_path}")
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

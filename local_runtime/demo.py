@@ -106,8 +106,30 @@ def run_demo(runtime: LocalRuntime) -> bool:
 
         status = _poll(finished, timeout_seconds=60, interval_seconds=0.5)
         _expect(status == "SUCCEEDED", f"execution {name} ended {status}")
-        again = runtime.trigger("CanaryScheduleFunction")
-        return f"schedule -> execution {name} SUCCEEDED; second trigger started {again[0]['payload']['execution_name']}"
+        return f"schedule -> execution {name} -> probe sent, recorded, verified: SUCCEEDED"
+
+    def redelivered_schedule() -> str:
+        event = {
+            "version": "0",
+            "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-01-01T00:00:00Z",
+            "region": runtime.config.region,
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/demo"],
+            "detail": {},
+        }
+        first = runtime.invoke("CanaryScheduleFunction", event)
+        second = runtime.invoke("CanaryScheduleFunction", event)
+        _expect("payload" in first and "payload" in second, f"invocations failed: {first} {second}")
+        name = first["payload"]["execution_name"]
+        _expect(name == second["payload"]["execution_name"], f"names differ: {first} {second}")
+        arn = runtime.resolver.physical["CanaryStateMachine"].ref if runtime.resolver else ""
+        executions = runtime.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
+        same_name = [execution for execution in executions if execution["name"] == name]
+        _expect(len(same_name) == 1, f"{len(same_name)} executions named {name}")
+        return f"same event twice -> exactly one execution named {name}"
 
     def dead_letter() -> str:
         sqs = runtime.client("sqs")
@@ -141,6 +163,7 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("malformed JSON gets a 400 with a stable code", malformed)
     step("POST -> SQS -> consumer -> DynamoDB round trip", round_trip)
     step("schedule -> Step Functions -> Lambda task", state_machine)
+    step("a redelivered schedule event starts nothing new", redelivered_schedule)
     step("poison message ends in the dead-letter queue", dead_letter)
     step("Stripe peer answers", stripe_peer)
     width = max(len(s.name) for s in steps)

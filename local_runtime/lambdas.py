@@ -38,6 +38,7 @@ class FunctionSpec:
     memory_mb: int
     layer_dirs: tuple[str, ...]
     max_concurrency: int = 4
+    output_path: str | None = None  # None: the worker writes to the runtime's stdout/stderr
 
 
 @dataclass
@@ -78,6 +79,11 @@ class LocalLambdaContext:
 
 def _worker_main(connection: Connection, spec: FunctionSpec) -> None:
     """Entry point of a worker process."""
+    if spec.output_path:
+        output = open(spec.output_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+        os.dup2(output.fileno(), 1)
+        os.dup2(output.fileno(), 2)
+        sys.stdout = sys.stderr = output
     keep = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT") if key in os.environ}
     os.environ.clear()
     os.environ.update(keep)

@@ -196,17 +196,15 @@ class Provisioner:
 
     def run(self) -> None:
         resources = self.template.resources
-        graph = {
-            logical_id: {dep for dep in references(res.get("Properties") or {}) if dep in resources}
-            for logical_id, res in resources.items()
-        }
-        # Names of functions and state machines are deterministic: register them first so that the
-        # function <-> state machine references (ARNs in both directions) never form a cycle.
+        # Names of functions and state machines are deterministic: register them first, so references
+        # to them (ARNs in both directions between functions and state machines) never form a cycle.
         for logical_id, resource in resources.items():
             self._register_deterministic(logical_id, resource)
-        deterministic = set(self.resolver.physical)
-        for logical_id in deterministic:
-            graph[logical_id] = set()
+        known = set(self.resolver.physical)
+        graph = {
+            logical_id: {dep for dep in references(res.get("Properties") or {}) if dep in resources and dep not in known}
+            for logical_id, res in resources.items()
+        }
         try:
             order = list(TopologicalSorter(graph).static_order())
         except CycleError as exc:

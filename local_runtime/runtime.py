@@ -58,6 +58,7 @@ class RuntimeConfig:
     fire_schedules: bool = False
     redelivery_delay_seconds: int | None = 1
     max_concurrency_per_function: int = 4
+    function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -239,6 +240,7 @@ class LocalRuntime:
                     memory_mb=definition.memory_mb,
                     layer_dirs=layer_dirs,
                     max_concurrency=definition.reserved_concurrency or self.config.max_concurrency_per_function,
+                    output_path=str(self.config.function_output_path) if self.config.function_output_path else None,
                 )
             )
         self.lambdas = LambdaService(specs)

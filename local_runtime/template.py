@@ -224,9 +224,12 @@ class _OfflinePolicyLoader:
         return {}
 
 
-def _sam_problems(path: Path, document: dict[str, Any]) -> list[str]:
-    from samtranslator.model.exceptions import InvalidDocumentException  # noqa: PLC0415 - 0.5 s import
-    from samtranslator.translator.transform import transform  # noqa: PLC0415
+def _sam_problems(path: Path, document: dict[str, Any], region: str = "us-east-1") -> list[str]:
+    # samtranslator costs ~0.5 s to import: only when validating.
+    import boto3
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
 
     offline = copy.deepcopy(document)
     problems: list[str] = []
@@ -252,7 +255,8 @@ def _sam_problems(path: Path, document: dict[str, Any]) -> list[str]:
     if problems:
         return problems
     try:
-        transform(offline, {}, _OfflinePolicyLoader())
+        translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+        translator.translate(offline, parameter_values={}, get_managed_policy_map=_OfflinePolicyLoader().load)
     except InvalidDocumentException as exc:
         return [str(cause.message) for cause in exc.causes] or [str(exc)]
     return []

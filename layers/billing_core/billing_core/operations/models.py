@@ -39,6 +39,13 @@ class RecordOutcome(BaseModel):
 
 
 class StartedExecution(BaseModel):
+    """Result of a start under a deterministic name.
+
+    already_started is True when Step Functions reported the name as taken (ExecutionAlreadyExists:
+    the execution finished, or ran with other input). Starting a *running* execution again with the
+    same input succeeds and returns the original ARN (AWS semantics), so already_started is False then;
+    either way no second execution exists."""
+
     model_config = ConfigDict(frozen=True)
 
     execution_name: str
