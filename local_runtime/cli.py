@@ -40,6 +40,13 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stripe-api-base", default=None)
     parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
+    parser.add_argument(
+        "--pause-consumer",
+        action="append",
+        default=[],
+        metavar="FUNCTION_LOGICAL_ID",
+        help="do not poll this function's SQS event sources (messages accumulate, as with a disabled mapping)",
+    )
     parser.add_argument("--fire-schedules", action="store_true", help="fire enabled rate() schedules on their rate")
     parser.add_argument(
         "--redelivery-delay-seconds",
@@ -59,6 +66,7 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
         stripe_api_base=args.stripe_api_base,
         parameters=_parameters(args.parameter),
         fire_schedules=args.fire_schedules,
+        paused_consumers=frozenset(args.pause_consumer),
         redelivery_delay_seconds=None if args.redelivery_delay_seconds < 0 else args.redelivery_delay_seconds,
     )
 

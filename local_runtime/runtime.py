@@ -58,6 +58,7 @@ class RuntimeConfig:
     fire_schedules: bool = False
     redelivery_delay_seconds: int | None = 1
     max_concurrency_per_function: int = 4
+    paused_consumers: frozenset[str] = frozenset()  # function logical ids whose SQS pollers do not start
     function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
@@ -299,7 +300,7 @@ class LocalRuntime:
                     enabled=bool(props.get("Enabled", True)),
                 )
                 self.sqs_sources.append(source)
-                if source.enabled:
+                if source.enabled and logical_id not in self.config.paused_consumers:
                     poller = SqsPoller(
                         source,
                         sqs,

@@ -112,6 +112,12 @@ class Template:
         return "Prod"
 
 
+_RESOURCE_ATTRIBUTES = frozenset(
+    {"Type", "Properties", "Metadata", "DependsOn", "Condition", "DeletionPolicy", "UpdateReplacePolicy",
+     "UpdatePolicy", "CreationPolicy"}
+)
+
+
 def _merge_globals(global_properties: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     """SAM's documented Globals semantics: maps merge (resource wins), lists append, scalars override."""
     merged = copy.deepcopy(global_properties)
@@ -136,6 +142,13 @@ def load_template(path: Path, *, validate: bool = True) -> Template:
     if validate:
         problems += _sam_problems(path, document)
     template = Template(path=path, document=document)
+    for logical_id, resource in template.resources.items():
+        if not isinstance(resource, dict) or "Type" not in resource:
+            problems.append(f"{logical_id}: a resource needs a Type")
+            continue
+        unknown = set(resource) - _RESOURCE_ATTRIBUTES
+        if unknown:
+            problems.append(f"{logical_id}: unknown resource attribute(s) {', '.join(sorted(unknown))}")
     function_globals = (document.get("Globals") or {}).get("Function") or {}
     for logical_id, resource in template.resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -170,6 +183,10 @@ def _function_definition(
             problems.append(f"{logical_id}: handler module {module_file.relative_to(root)} does not exist")
     if not isinstance(runtime, str) or not runtime.startswith("python3."):
         problems.append(f"{logical_id}: Runtime {runtime!r} is not a Python runtime")
+    for key, low, high in (("Timeout", 1, 900), ("MemorySize", 128, 10240)):
+        value = properties.get(key)
+        if value is not None and (not isinstance(value, int) or not low <= value <= high):
+            problems.append(f"{logical_id}: {key} must be an integer between {low} and {high} (got {value!r})")
     events: list[EventSource] = []
     for name, event in (properties.get("Events") or {}).items():
         event_type = event.get("Type")

@@ -20,6 +20,8 @@ def parse_admin_tokens(secret_value: str) -> tuple[str, ...]:
             tokens = json.loads(text).get("tokens", [])
         except (ValueError, AttributeError):
             tokens = []
+        if not isinstance(tokens, list):
+            tokens = []
         valid = tuple(token for token in tokens if isinstance(token, str) and len(token) >= 16)
     else:
         valid = (text,) if len(text) >= 16 else ()

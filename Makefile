@@ -1,0 +1,80 @@
+# Every target is documented in README.md ("Make targets").
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup run demo test test-unit test-integration test-e2e pytest lint format typecheck build bench \
+        layer-requirements lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@set -e; PY313="$$(scripts/find_python.sh)"; \
+	  if [[ ! -x $(PY) ]] || ! $(PY) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then \
+	    rm -rf $(VENV); "$$PY313" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest' # fail loudly if pip did
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv (Python 3.13) with the pinned dependencies
+
+run: $(STAMP) ## start the local stack in the foreground (API on 127.0.0.1:3000)
+	$(PY) -m local_runtime run $(ARGS)
+
+demo: $(STAMP) ## start the stack, run the scenario over HTTP, print a report, exit 0/1
+	$(PY) -m local_runtime demo $(ARGS)
+
+test: lint build pytest ## lint + template validation + sam build + every test tier
+
+pytest: $(STAMP) ## all test tiers with the coverage floor for billing_core
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## unit tests only (no network)
+	$(BIN)/pytest tests/unit tests/template $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## moto server tests
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## through the local runtime over HTTP
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, mypy, layer requirements drift, sam validate --lint, cfn-lint
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(PY) scripts/layer_requirements.py --check
+	$(BIN)/sam validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+build: $(STAMP) ## sam build (no container) with the Lambda runtime's Python first on PATH
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build --cached --parallel
+
+bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md
+	$(PY) scripts/bench.py --output docs/benchmarks.md
+
+layer-requirements: ## regenerate layers/billing_core/requirements.txt from pyproject.toml
+	$(PY) scripts/layer_requirements.py
+
+lock: $(STAMP) ## re-pin constraints.txt from the current venv (after changing pyproject.toml)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean: ## remove build output and caches (keeps .venv)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

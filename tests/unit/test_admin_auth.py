@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from billing_core.errors import UnauthorizedError
+from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
+
+TOKEN = "t0ken-with-enough-entropy-0001"
+OLD_TOKEN = "old-t0ken-with-enough-entropy-02"
+
+
+def test_valid_bearer_token_is_accepted() -> None:
+    authorize_admin(f"Bearer {TOKEN}", (TOKEN,))
+    authorize_admin(f"bearer   {TOKEN}  ", (TOKEN,))
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (None, "missing_credentials"),
+        ("", "missing_credentials"),
+        (TOKEN, "malformed_credentials"),
+        (f"Basic {TOKEN}", "malformed_credentials"),
+        ("Bearer ", "malformed_credentials"),
+        ("Bearer wrong-token-wrong-token-01", "invalid_credentials"),
+        (f"Bearer {TOKEN}x", "invalid_credentials"),
+        (f"Bearer {TOKEN[:-1]}", "invalid_credentials"),
+    ],
+)
+def test_bad_credentials_are_refused_with_a_stable_code(header: str | None, code: str) -> None:
+    with pytest.raises(UnauthorizedError) as raised:
+        authorize_admin(header, (TOKEN,))
+    assert raised.value.code == code
+
+
+def test_rotation_accepts_old_and_new_tokens_during_the_overlap() -> None:
+    # Given a secret holding the new and the old token
+    tokens = parse_admin_tokens(json.dumps({"tokens": [TOKEN, OLD_TOKEN]}))
+    # Then both authenticate, and nothing else does
+    authorize_admin(f"Bearer {TOKEN}", tokens)
+    authorize_admin(f"Bearer {OLD_TOKEN}", tokens)
+    with pytest.raises(UnauthorizedError):
+        authorize_admin("Bearer some-other-token-0000000", tokens)
+
+
+@pytest.mark.parametrize("secret", ["", "short", '{"tokens": []}', '{"tokens": ["short"]}', "{not json", '{"tokens": 5}'])
+def test_a_missing_or_weak_secret_authenticates_nobody(secret: str) -> None:
+    with pytest.raises(UnauthorizedError) as raised:
+        parse_admin_tokens(secret)
+    assert raised.value.code == "admin_auth_unconfigured"

@@ -1,0 +1,111 @@
+"""Handlers are wiring: with fakes behind their factories they must map events to one service call
+and map results and errors to the trigger's response."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from billing_core.operations.canary import CanaryService
+from billing_core.operations.models import Probe, RecordedProbe
+from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore, InMemoryWorkflowStarter
+from tests.support import load_event
+
+ADMIN_TOKEN = "local-admin-token-0123456789abcdef"  # the value in events/api/*.json
+
+
+class FixedSecret:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def read(self, secret_name: str) -> str:
+        return self.value
+
+
+@pytest.fixture
+def canary_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, InMemoryProbeStore, InMemoryProbeQueue]]:
+    module = importlib.import_module("functions.canary_api.app")
+    store, queue = InMemoryProbeStore(), InMemoryProbeQueue()
+    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store, queue=queue))
+    monkeypatch.setattr(module, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
+    monkeypatch.setattr(module, "settings", lambda: module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"))
+    yield module, store, queue
+
+
+def test_submit_probe_enqueues_and_answers_202(canary_api: Any, lambda_context: Any) -> None:
+    module, store, queue = canary_api
+    response = module.lambda_handler(load_event("api/canary_probe_submit.json"), lambda_context)
+    assert response["statusCode"] == 202
+    body = json.loads(response["body"])
+    assert body["probe_id"] == "probe-sample-0001" and body["status"] == "SUBMITTED"
+    assert [p.probe_id for p in queue.sent] == ["probe-sample-0001"]
+    assert store.items == {}
+
+
+def test_admin_routes_refuse_a_wrong_token_before_any_work(canary_api: Any, lambda_context: Any) -> None:
+    module, _, queue = canary_api
+    event = load_event("api/canary_probe_submit.json")
+    event["headers"]["Authorization"] = "Bearer not-the-admin-token-000000"
+    response = module.lambda_handler(event, lambda_context)
+    assert response["statusCode"] == 401
+    assert json.loads(response["body"])["code"] == "invalid_credentials"
+    assert queue.sent == []
+
+
+def test_probe_status_found_and_not_found(canary_api: Any, lambda_context: Any) -> None:
+    module, store, _ = canary_api
+    event = load_event("api/canary_probe_status.json")
+    assert module.lambda_handler(event, lambda_context)["statusCode"] == 404
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    store.record(RecordedProbe(probe_id="probe-sample-0001", nonce="a" * 16, submitted_at=now, recorded_at=now))
+    response = module.lambda_handler(event, lambda_context)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["status"] == "RECORDED"
+
+
+def test_canary_record_reports_partial_failures(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    module = importlib.import_module("functions.canary_record.app")
+    store = InMemoryProbeStore()
+    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store))
+    event = load_event("sqs/canary_probe_batch.json")
+    poison = {**event["Records"][0], "messageId": "poison", "body": "not json"}
+    event["Records"].append(poison)
+    response = module.lambda_handler(event, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    assert list(store.items) == ["probe-sample-0001"]
+
+
+def test_canary_verify_raises_retryable_until_recorded(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    module = importlib.import_module("functions.canary_verify.app")
+    store = InMemoryProbeStore()
+    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store))
+    event = load_event("stepfunctions/canary_verify.json")
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the class name is the contract
+        module.lambda_handler(event, lambda_context)
+    assert type(raised.value).__name__ == "RetryableError"
+    CanaryService(store=store).record(Probe.model_validate(event["probe"]))
+    assert module.lambda_handler(event, lambda_context)["probe_id"] == "probe-sample-0001"
+
+
+def test_canary_schedule_starts_a_deterministic_execution(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    module = importlib.import_module("functions.canary_schedule.app")
+    starter = InMemoryWorkflowStarter()
+    monkeypatch.setattr(module, "starter", lambda: starter)
+    event = load_event("eventbridge/canary_scheduled.json")
+    first = module.lambda_handler(event, lambda_context)
+    second = module.lambda_handler(event, lambda_context)
+    assert first["execution_name"] == second["execution_name"] == "canary-scheduled-20261122T120000Z"
+    assert len(starter.executions) == 1
+
+
+def test_canary_schedule_rejects_a_non_eventbridge_event(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    module = importlib.import_module("functions.canary_schedule.app")
+    monkeypatch.setattr(module, "starter", InMemoryWorkflowStarter)
+    with pytest.raises(Exception, match="validation error"):
+        module.lambda_handler({"hello": "world"}, lambda_context)

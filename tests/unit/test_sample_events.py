@@ -1,0 +1,48 @@
+"""Sample events are contracts: each file under events/ parses with the model its function uses, and
+every function has at least one sample event."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel, EventBridgeModel, SqsModel
+from pydantic import BaseModel
+
+from billing_core.operations.models import Probe, ProbeSubmission
+from functions.canary_verify.app import VerifyInput
+from tests.support import EVENTS, ROOT
+
+# event file -> (function folder, envelope model, body model or None)
+CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
+    "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
+    "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),
+    "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
+    "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),
+    "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
+    "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
+}
+
+
+def test_every_event_file_has_a_contract() -> None:
+    files = {str(path.relative_to(EVENTS)) for path in EVENTS.rglob("*.json")}
+    assert files == set(CONTRACTS)
+
+
+def test_every_function_has_a_sample_event() -> None:
+    folders = {path.parent.name for path in (ROOT / "functions").glob("*/app.py")}
+    assert folders == {folder for folder, _, _ in CONTRACTS.values()}
+
+
+@pytest.mark.parametrize("relative", sorted(CONTRACTS))
+def test_event_parses_with_its_model(relative: str) -> None:
+    _, envelope, body_model = CONTRACTS[relative]
+    raw = json.loads((EVENTS / relative).read_text())
+    parsed = envelope.model_validate(raw)
+    if body_model is None:
+        return
+    if isinstance(parsed, SqsModel):
+        for record in parsed.Records:
+            body_model.model_validate_json(record.body)
+    else:
+        body_model.model_validate_json(raw["body"])
