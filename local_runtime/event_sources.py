@@ -106,8 +106,24 @@ class SqsPoller:
         self._log = log
         self._redelivery_delay_seconds = redelivery_delay_seconds
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._polling = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"sqs:{source.logical_id}", daemon=True)
         self.batches = 0
+
+    def pause(self) -> None:
+        """Stop delivering (messages accumulate, as with a disabled event source mapping). Returns once
+        no batch is in flight, so nothing is delivered after pause() returns."""
+        self._paused.set()
+        with self._polling:
+            pass
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
 
     def start(self) -> None:
         self._thread.start()
@@ -120,6 +136,9 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(0.2)
+                continue
             try:
                 self.poll_once(wait_seconds=1)
             except Exception as exc:  # noqa: BLE001 - a poller must survive anything and keep polling
@@ -130,6 +149,10 @@ class SqsPoller:
 
     def poll_once(self, *, wait_seconds: int = 0) -> int:
         """Receive one batch and deliver it. Returns the number of messages delivered."""
+        with self._polling:
+            return self._poll_once(wait_seconds)
+
+    def _poll_once(self, wait_seconds: int) -> int:
         source = self.source
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + source.batching_window_seconds
@@ -148,6 +171,10 @@ class SqsPoller:
                 break
         if not messages:
             return 0
+        if self._paused.is_set():  # paused during the long poll: hand the messages back untouched
+            for message in messages:
+                self._release(message, 0)
+            return 0
         event = {"Records": [to_lambda_record(m, source.queue_arn, self._region) for m in messages]}
         result = self._lambdas.invoke(source.logical_id, event)
         self.batches += 1
@@ -163,17 +190,21 @@ class SqsPoller:
         if failed and self._redelivery_delay_seconds is not None:
             for message in messages:
                 if message["MessageId"] in failed:
-                    try:
-                        self._sqs.change_message_visibility(
-                            QueueUrl=source.queue_url,
-                            ReceiptHandle=message["ReceiptHandle"],
-                            VisibilityTimeout=self._redelivery_delay_seconds,
-                        )
-                    except Exception:  # noqa: BLE001, S110 - message already gone/redriven: nothing to do
-                        pass
+                    self._release(message, self._redelivery_delay_seconds)
         note = f", {len(failed)} failed" + (f" [{result.error_type()}]" if result.failed else "") if failed else ""
         self._log(f"SQS {source.queue_arn.rsplit(':', 1)[-1]} -> {source.logical_id}: {len(messages)} record(s){note}")
         return len(messages)
+
+
+    def _release(self, message: dict[str, Any], visibility_timeout_seconds: int) -> None:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self.source.queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=visibility_timeout_seconds,
+            )
+        except Exception:  # noqa: BLE001, S110 - already deleted or redriven: nothing to hand back
+            pass
 
 
 @dataclass(frozen=True)

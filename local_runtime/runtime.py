@@ -58,7 +58,7 @@ class RuntimeConfig:
     fire_schedules: bool = False
     redelivery_delay_seconds: int | None = 1
     max_concurrency_per_function: int = 4
-    paused_consumers: frozenset[str] = frozenset()  # function logical ids whose SQS pollers do not start
+    paused_consumers: frozenset[str] = frozenset()  # function logical ids whose SQS pollers start paused
     function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
@@ -95,6 +95,7 @@ class LocalRuntime:
         self.pollers: list[SqsPoller] = []
         self.schedules: list[ScheduleSource] = []
         self._moto: Any = None
+        self._previous_moto_port: str | None = None
         self._api: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self._timer: ScheduleTimer | None = None
@@ -143,7 +144,7 @@ class LocalRuntime:
             self._api = None
         if self.lambdas:
             self.lambdas.close()
-        stepfunctions.uninstall()
+            stepfunctions.uninstall(self.lambdas)
         if self._stripe_process and self._stripe_process.poll() is None:
             self._stripe_process.terminate()
             try:
@@ -153,6 +154,10 @@ class LocalRuntime:
         if self._moto:
             self._moto.stop()
             self._moto = None
+            if self._previous_moto_port is None:
+                os.environ.pop("MOTO_PORT", None)
+            else:
+                os.environ["MOTO_PORT"] = self._previous_moto_port
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class LocalRuntime:
         host, port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{host}:{port}"
         # moto's ASL executor calls its own Lambda API at localhost:$MOTO_PORT.
+        self._previous_moto_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(port)
         response = requests.post(
             f"{self.moto_endpoint}/moto-api/config",
@@ -300,7 +306,7 @@ class LocalRuntime:
                     enabled=bool(props.get("Enabled", True)),
                 )
                 self.sqs_sources.append(source)
-                if source.enabled and logical_id not in self.config.paused_consumers:
+                if source.enabled:
                     poller = SqsPoller(
                         source,
                         sqs,
@@ -310,6 +316,8 @@ class LocalRuntime:
                         redelivery_delay_seconds=self.config.redelivery_delay_seconds,
                     )
                     self.pollers.append(poller)
+                    if logical_id in self.config.paused_consumers:
+                        poller.pause()
                     poller.start()
 
     def _start_schedules(self) -> None:
@@ -388,6 +396,17 @@ class LocalRuntime:
             raise KeyError(f"{logical_id} has no Schedule events; scheduled targets: {', '.join(known) or 'none'}")
         return [self.fire(source) for source in sources]
 
+    def set_consumer_paused(self, logical_id: str, paused: bool) -> list[str]:
+        """Pause or resume every SQS poller of a function. Returns the queues affected."""
+        found = [poller for poller in self.pollers if poller.source.logical_id == logical_id]
+        if not found:
+            known = sorted({poller.source.logical_id for poller in self.pollers})
+            raise KeyError(f"{logical_id} has no SQS event source; consumers: {', '.join(known) or 'none'}")
+        for poller in found:
+            poller.pause() if paused else poller.resume()
+        self.config.log(f"consumer {logical_id} {'paused' if paused else 'resumed'}")
+        return [poller.source.queue_arn for poller in found]
+
     def status(self) -> dict[str, Any]:
         assert self.resolver is not None and self.provisioner is not None
         return {
@@ -395,7 +414,11 @@ class LocalRuntime:
             "moto": self.moto_endpoint,
             "stripe_api_base": self.stripe_api_base,
             "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in self.routes],
-            "sqs_sources": [f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size})" for s in self.sqs_sources],
+            "sqs_sources": [
+                f"{p.source.queue_arn.rsplit(':', 1)[-1]} -> {p.source.logical_id} (batch {p.source.batch_size})"
+                + (" PAUSED" if p.paused else "")
+                for p in self.pollers
+            ],
             "schedules": [
                 f"{s.logical_id}.{s.event_name} {s.expression} ({'enabled' if s.enabled else 'disabled'})"
                 for s in self.schedules
@@ -416,6 +439,9 @@ class LocalRuntime:
                 return _json_response(200, self.status())
             if method == "POST" and len(parts) == 3 and parts[1] == "trigger":
                 return _json_response(200, {"results": self.trigger(parts[2])})
+            if method == "POST" and len(parts) == 3 and parts[1] in {"pause", "resume"}:
+                queues = self.set_consumer_paused(parts[2], parts[1] == "pause")
+                return _json_response(200, {"function": parts[2], "paused": parts[1] == "pause", "queues": queues})
             if method == "POST" and len(parts) == 3 and parts[1] == "invoke":
                 event = json.loads(body or b"{}")
                 return _json_response(200, self.invoke(parts[2], event))

@@ -17,19 +17,21 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from local_runtime.lambdas import LambdaService
 
 _original_invoke = LambdaSimpleBackend.invoke
-_installed: LambdaService | None = None
+# The patch is per process; several runtimes (e.g. in tests) each register their functions.
+_installed: list[LambdaService] = []
 
 
 def install(lambdas: LambdaService) -> None:
-    global _installed  # noqa: PLW0603 - one moto server per process, so one dispatcher
-    _installed = lambdas
+    _installed.append(lambdas)
     LambdaSimpleBackend.invoke = _dispatch  # type: ignore[method-assign]
 
 
-def uninstall() -> None:
-    global _installed  # noqa: PLW0603
-    _installed = None
-    LambdaSimpleBackend.invoke = _original_invoke  # type: ignore[method-assign]
+def uninstall(lambdas: LambdaService | None = None) -> None:
+    if lambdas is not None and lambdas in _installed:
+        _installed.remove(lambdas)
+    if not _installed or lambdas is None:
+        _installed.clear()
+        LambdaSimpleBackend.invoke = _original_invoke  # type: ignore[method-assign]
 
 
 def _dispatch(
@@ -40,8 +42,8 @@ def _dispatch(
     headers: Any,
     response_headers: dict[str, str],
 ) -> bytes | None:
-    lambdas = _installed
-    if lambdas is None or lambdas.resolve(function_name) is None:
+    lambdas = next((service for service in reversed(_installed) if service.resolve(function_name)), None)
+    if lambdas is None:
         return None  # moto answers 404 ResourceNotFound, as Lambda would
     raw = body.decode() if isinstance(body, bytes) else (body or "{}")
     event = json.loads(raw) if raw else {}

@@ -1,11 +1,11 @@
 """Invariants over template.yaml that neither `sam validate --lint` nor cfn-lint enforce.
 
-Each invariant is a pure checker `problems_<invariant>(template, ...) -> list[str]` that returns one actionable
-message per violation. Every checker has two kinds of test:
+Each invariant is a pure checker `problems_<invariant>(template, ...) -> list[str]` that returns one
+actionable message per violation. Every checker has two kinds of test:
 
 * the real template (and real files on disk) must yield no problems, and
-* deliberately broken deep copies of the template must yield a problem naming what was broken, which proves the
-  checker can fail and keeps it from silently rotting into `return []`.
+* deliberately broken deep copies of the template must yield a problem naming what was broken, which
+  proves the checker can fail and keeps it from silently rotting into `return []`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import shlex
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 
@@ -156,7 +156,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -186,7 +186,8 @@ def _referenced_ids(value: Any) -> set[str]:
         elif set(value) == {"Ref"} and isinstance(value["Ref"], str):
             found.add(value["Ref"])
         elif set(value) == {"Fn::Sub"}:
-            body, variables = value["Fn::Sub"], {}
+            body: Any = value["Fn::Sub"]
+            variables: Any = {}
             if isinstance(body, list) and body:
                 body, variables = body[0], body[1] if len(body) > 1 else {}
                 found |= _referenced_ids(variables)
@@ -251,7 +252,9 @@ def problems_function_baseline(template: Template) -> list[str]:
         if properties.get("Runtime") != REQUIRED_RUNTIME:
             problems.append(f"{lid}: Runtime is {properties.get('Runtime')!r}, expected {REQUIRED_RUNTIME!r}")
         if properties.get("Architectures") != REQUIRED_ARCHITECTURES:
-            problems.append(f"{lid}: Architectures is {properties.get('Architectures')!r}, expected ['arm64']")
+            problems.append(
+                f"{lid}: Architectures is {properties.get('Architectures')!r}, expected ['arm64']"
+            )
         if properties.get("Tracing") != "Active":
             problems.append(f"{lid}: Tracing is {properties.get('Tracing')!r}, expected 'Active'")
         timeout = properties.get("Timeout")
@@ -303,7 +306,9 @@ def problems_function_folders(template: Template, root: Path = ROOT) -> list[str
         folder = match.group(1)
         folders_in_use.setdefault(folder, []).append(lid)
         if lid != _expected_logical_id(folder):
-            problems.append(f"{lid}: logical id for functions/{folder}/ must be {_expected_logical_id(folder)}")
+            problems.append(
+                f"{lid}: logical id for functions/{folder}/ must be {_expected_logical_id(folder)}"
+            )
         code_dir = root / "functions" / folder
         if not code_dir.is_dir():
             problems.append(f"{lid}: CodeUri folder functions/{folder}/ does not exist")
@@ -324,7 +329,8 @@ def problems_function_folders(template: Template, root: Path = ROOT) -> list[str
         owners = folders_in_use.get(folder, [])
         if len(owners) != 1:
             problems.append(
-                f"functions/{folder}/ has {len(owners)} AWS::Serverless::Function resources {owners}, expected 1"
+                f"functions/{folder}/ has {len(owners)} AWS::Serverless::Function resources "
+                f"{owners}, expected 1"
             )
     return problems
 
@@ -391,7 +397,10 @@ def problems_queues(template: Template) -> list[str]:
             problems.append(f"{lid}: RedrivePolicy.deadLetterTargetArn must be !GetAtt <OtherQueue>.Arn")
         else:
             dead_letter_queues.add(target[0])
-            if properties.get("FifoQueue") is True and _properties(queues[target[0]]).get("FifoQueue") is not True:
+            if (
+                properties.get("FifoQueue") is True
+                and _properties(queues[target[0]]).get("FifoQueue") is not True
+            ):
                 problems.append(f"{lid}: a FIFO queue needs a FIFO dead-letter queue, {target[0]} is not")
         max_receive = policy.get("maxReceiveCount")
         if not (_is_int(max_receive) and 1 <= max_receive <= 10):
@@ -445,7 +454,9 @@ def problems_sqs_event_sources(template: Template) -> list[str]:
             timeout = properties.get("Timeout", SAM_DEFAULT_TIMEOUT)
             visibility = queue.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT)
             if not (_is_int(timeout) and _is_int(visibility)):
-                problems.append(f"{where}: Timeout {timeout!r} / VisibilityTimeout {visibility!r} not literal")
+                problems.append(
+                    f"{where}: Timeout {timeout!r} / VisibilityTimeout {visibility!r} not literal"
+                )
             elif visibility < VISIBILITY_TIMEOUT_FACTOR * timeout:
                 problems.append(
                     f"{where}: {target[0]}.VisibilityTimeout {visibility} < "
@@ -507,7 +518,9 @@ def _grants(action_patterns: list[str], action: str) -> bool:
 def problems_ledger_immutability(template: Template) -> list[str]:
     problems: list[str] = []
     immutable = {
-        lid for lid in _of_type(template, *TABLE_TYPES) if any(marker in lid for marker in IMMUTABLE_TABLE_MARKERS)
+        lid
+        for lid in _of_type(template, *TABLE_TYPES)
+        if any(marker in lid for marker in IMMUTABLE_TABLE_MARKERS)
     }
     if not immutable:
         return problems
@@ -550,7 +563,9 @@ def problems_dynamodb_tables(template: Template) -> list[str]:
     for lid, resource in _of_type(template, "AWS::DynamoDB::Table").items():
         properties = _properties(resource)
         if properties.get("BillingMode") != "PAY_PER_REQUEST":
-            problems.append(f"{lid}: BillingMode is {properties.get('BillingMode')!r}, expected PAY_PER_REQUEST")
+            problems.append(
+                f"{lid}: BillingMode is {properties.get('BillingMode')!r}, expected PAY_PER_REQUEST"
+            )
         if (properties.get("SSESpecification") or {}).get("SSEEnabled") is not True:
             problems.append(f"{lid}: SSESpecification.SSEEnabled is not true")
         defined = {d.get("AttributeName") for d in _as_list(properties.get("AttributeDefinitions"))}
@@ -598,8 +613,10 @@ def problems_asl(machine: str, definition: dict[str, Any]) -> list[str]:
             for rule in _as_list(state.get(field)):
                 for error in _as_list(rule.get("ErrorEquals")):
                     if not _is_allowed_error_name(error):
-                        problems.append(f"{where}.{field}: ErrorEquals {error!r} is not States.*/Lambda.*/SQS.* "
-                                        f"or one of {sorted(DOMAIN_ERROR_NAMES)}")
+                        problems.append(
+                            f"{where}.{field}: ErrorEquals {error!r} is not States.*/Lambda.*/SQS.* "
+                            f"or one of {sorted(DOMAIN_ERROR_NAMES)}"
+                        )
     return problems
 
 
@@ -616,7 +633,9 @@ def problems_state_machines(template: Template, root: Path = ROOT) -> list[str]:
             for destination in _as_list(logging.get("Destinations"))
         ]
         if not any(log_group_arns) or logging.get("Level", "OFF") == "OFF":
-            problems.append(f"{lid}: Logging needs a Level other than OFF and a CloudWatchLogsLogGroup destination")
+            problems.append(
+                f"{lid}: Logging needs a Level other than OFF and a CloudWatchLogsLogGroup destination"
+            )
         uri = properties.get("DefinitionUri")
         if not isinstance(uri, str):
             problems.append(f"{lid}: DefinitionUri {uri!r} must be a path under statemachines/")
@@ -743,7 +762,9 @@ def problems_samconfig(config: dict[str, Any], template: Template) -> list[str]:
         elif stages and overrides["Stage"] not in stages:
             problems.append(f"{where}: Stage={overrides['Stage']} is not one of {stages}")
         for unknown in sorted(set(overrides) - declared):
-            problems.append(f"{where}: parameter_overrides sets {unknown}, which template.yaml does not declare")
+            problems.append(
+                f"{where}: parameter_overrides sets {unknown}, which template.yaml does not declare"
+            )
     return problems
 
 
@@ -808,21 +829,35 @@ def test_every_function_has_the_baseline_runtime_settings(template: Template) ->
     ("mutate", "fragment"),
     [
         pytest.param(lambda t: _set_global(t, "Runtime", "python3.99"), "Runtime", id="global-runtime-typo"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "Runtime", "python3.12"), "CanaryApiFunction: Runtime",
-                     id="function-overrides-runtime"),
-        pytest.param(lambda t: _set(t, "CanaryRecordFunction", "Architectures", ["x86_64"]), "Architectures",
-                     id="architectures-appended-by-globals"),
-        pytest.param(lambda t: _set(t, "CanaryVerifyFunction", "Tracing", "PassThrough"), "Tracing",
-                     id="tracing-off"),
-        pytest.param(lambda t: _set(t, "CanaryVerifyFunction", "Timeout", 901), "Timeout", id="timeout-too-long"),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "Runtime", "python3.12"),
+            "CanaryApiFunction: Runtime",
+            id="function-overrides-runtime",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryRecordFunction", "Architectures", ["x86_64"]),
+            "Architectures",
+            id="architectures-appended-by-globals",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryVerifyFunction", "Tracing", "PassThrough"), "Tracing", id="tracing-off"
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryVerifyFunction", "Timeout", 901), "Timeout", id="timeout-too-long"
+        ),
         pytest.param(lambda t: _set_global(t, "Timeout", 0), "Timeout", id="timeout-zero"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "MemorySize", 64), "MemorySize", id="memory-too-low"),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "MemorySize", 64), "MemorySize", id="memory-too-low"
+        ),
         pytest.param(lambda t: _set_global(t, "MemorySize", 10241), "MemorySize", id="memory-too-high"),
-        pytest.param(lambda t: t["Globals"]["Function"].pop("Layers"), "BillingCoreLayer", id="no-core-layer"),
+        pytest.param(
+            lambda t: t["Globals"]["Function"].pop("Layers"), "BillingCoreLayer", id="no-core-layer"
+        ),
     ],
 )
-def test_function_baseline_checker_reports_a_broken_function(template: Template, mutate: Mutation,
-                                                             fragment: str) -> None:
+def test_function_baseline_checker_reports_a_broken_function(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with one function setting broken
     mutate(template)
     # When the function baseline is checked
@@ -845,24 +880,46 @@ def test_every_function_folder_has_exactly_one_correctly_named_function(template
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: t["Resources"].pop("CanaryVerifyFunction"), "functions/canary_verify/ has 0",
-                     id="folder-without-function"),
-        pytest.param(lambda t: _add(t, "CanaryApiCopyFunction", copy.deepcopy(t["Resources"]["CanaryApiFunction"])),
-                     "functions/canary_api/ has 2", id="folder-deployed-twice"),
-        pytest.param(lambda t: _rename(t, "CanaryApiFunction", "AdminApiFunction"), "must be CanaryApiFunction",
-                     id="logical-id-not-derived-from-folder"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "CodeUri", "functions/canary_gone/"), "does not exist",
-                     id="code-uri-missing-folder"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "CodeUri", "src/canary_api/"), "CodeUri",
-                     id="code-uri-outside-functions"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "Handler", "app.handler"), "does not define handler",
-                     id="handler-function-missing"),
-        pytest.param(lambda t: _set(t, "CanaryApiFunction", "Handler", "main.lambda_handler"), "does not exist",
-                     id="handler-module-missing"),
+        pytest.param(
+            lambda t: t["Resources"].pop("CanaryVerifyFunction"),
+            "functions/canary_verify/ has 0",
+            id="folder-without-function",
+        ),
+        pytest.param(
+            lambda t: _add(t, "CanaryApiCopyFunction", copy.deepcopy(t["Resources"]["CanaryApiFunction"])),
+            "functions/canary_api/ has 2",
+            id="folder-deployed-twice",
+        ),
+        pytest.param(
+            lambda t: _rename(t, "CanaryApiFunction", "AdminApiFunction"),
+            "must be CanaryApiFunction",
+            id="logical-id-not-derived-from-folder",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "CodeUri", "functions/canary_gone/"),
+            "does not exist",
+            id="code-uri-missing-folder",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "CodeUri", "src/canary_api/"),
+            "CodeUri",
+            id="code-uri-outside-functions",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "Handler", "app.handler"),
+            "does not define handler",
+            id="handler-function-missing",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiFunction", "Handler", "main.lambda_handler"),
+            "does not exist",
+            id="handler-module-missing",
+        ),
     ],
 )
-def test_function_folder_checker_reports_a_broken_mapping(template: Template, mutate: Mutation,
-                                                          fragment: str) -> None:
+def test_function_folder_checker_reports_a_broken_mapping(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template whose functions no longer match the functions/ folders
     mutate(template)
     # When folders are cross-checked
@@ -871,10 +928,14 @@ def test_function_folder_checker_reports_a_broken_mapping(template: Template, mu
     _assert_reported(problems, fragment)
 
 
-def test_function_folder_checker_reports_a_new_folder_nobody_deployed(template: Template, tmp_path: Path) -> None:
+def test_function_folder_checker_reports_a_new_folder_nobody_deployed(
+    template: Template, tmp_path: Path
+) -> None:
     # Given a checkout with a functions/<folder>/app.py that the template does not mention
     (tmp_path / "functions" / "invoice_send").mkdir(parents=True)
-    (tmp_path / "functions" / "invoice_send" / "app.py").write_text("def lambda_handler(event, context): ...\n")
+    (tmp_path / "functions" / "invoice_send" / "app.py").write_text(
+        "def lambda_handler(event, context): ...\n"
+    )
     # When folders are cross-checked against that checkout
     problems = problems_function_folders(template, root=tmp_path)
     # Then the undeployed folder is reported
@@ -895,20 +956,36 @@ def test_every_function_has_a_log_group_with_retention(template: Template) -> No
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: t["Resources"].pop("CanaryRecordLogGroup"), "CanaryRecordFunction: expected",
-                     id="function-without-log-group"),
-        pytest.param(lambda t: _set(t, "CanaryRecordLogGroup", "LogGroupName", "/aws/lambda/canary-record"),
-                     "CanaryRecordFunction: expected", id="log-group-name-not-tied-to-function"),
-        pytest.param(lambda t: _delete(t, "CanaryApiLogGroup", "RetentionInDays"), "CanaryApiLogGroup",
-                     id="function-log-group-never-expires"),
-        pytest.param(lambda t: _delete(t, "BillingApiAccessLogGroup", "RetentionInDays"), "BillingApiAccessLogGroup",
-                     id="other-log-group-never-expires"),
-        pytest.param(lambda t: _set(t, "CanaryApiLogGroup", "RetentionInDays", 42), "RetentionInDays 42",
-                     id="retention-not-accepted-by-cloudwatch"),
+        pytest.param(
+            lambda t: t["Resources"].pop("CanaryRecordLogGroup"),
+            "CanaryRecordFunction: expected",
+            id="function-without-log-group",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryRecordLogGroup", "LogGroupName", "/aws/lambda/canary-record"),
+            "CanaryRecordFunction: expected",
+            id="log-group-name-not-tied-to-function",
+        ),
+        pytest.param(
+            lambda t: _delete(t, "CanaryApiLogGroup", "RetentionInDays"),
+            "CanaryApiLogGroup",
+            id="function-log-group-never-expires",
+        ),
+        pytest.param(
+            lambda t: _delete(t, "BillingApiAccessLogGroup", "RetentionInDays"),
+            "BillingApiAccessLogGroup",
+            id="other-log-group-never-expires",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryApiLogGroup", "RetentionInDays", 42),
+            "RetentionInDays 42",
+            id="retention-not-accepted-by-cloudwatch",
+        ),
     ],
 )
-def test_log_group_checker_reports_a_missing_or_endless_log_group(template: Template, mutate: Mutation,
-                                                                  fragment: str) -> None:
+def test_log_group_checker_reports_a_missing_or_endless_log_group(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a log group removed, misnamed or without retention
     mutate(template)
     # When log groups are checked
@@ -931,26 +1008,54 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: Template) 
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _delete(t, "CanaryQueue", "RedrivePolicy"), "CanaryQueue: has no RedrivePolicy",
-                     id="queue-without-dlq"),
-        pytest.param(lambda t: _set(t, "CanaryQueue", "RedrivePolicy",
-                                    {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:elsewhere",
-                                     "maxReceiveCount": 5}), "deadLetterTargetArn", id="dlq-outside-template"),
-        pytest.param(lambda t: _props(t, "CanaryQueue")["RedrivePolicy"].update(maxReceiveCount=0),
-                     "maxReceiveCount", id="max-receive-zero"),
-        pytest.param(lambda t: _props(t, "CanaryQueue")["RedrivePolicy"].update(maxReceiveCount=50),
-                     "maxReceiveCount", id="max-receive-too-high"),
-        pytest.param(lambda t: _set(t, "CanaryDeadLetterQueue", "MessageRetentionPeriod", 345600),
-                     "MessageRetentionPeriod", id="dlq-default-retention"),
-        pytest.param(lambda t: _delete(t, "CanaryDeadLetterQueue", "SqsManagedSseEnabled"), "not encrypted",
-                     id="dlq-unencrypted"),
-        pytest.param(lambda t: _set(t, "CanaryQueue", "SqsManagedSseEnabled", False), "not encrypted",
-                     id="queue-unencrypted"),
-        pytest.param(lambda t: _set(t, "CanaryQueue", "FifoQueue", True), "FIFO", id="fifo-queue-standard-dlq"),
+        pytest.param(
+            lambda t: _delete(t, "CanaryQueue", "RedrivePolicy"),
+            "CanaryQueue: has no RedrivePolicy",
+            id="queue-without-dlq",
+        ),
+        pytest.param(
+            lambda t: _set(
+                t,
+                "CanaryQueue",
+                "RedrivePolicy",
+                {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:elsewhere", "maxReceiveCount": 5},
+            ),
+            "deadLetterTargetArn",
+            id="dlq-outside-template",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryQueue")["RedrivePolicy"].update(maxReceiveCount=0),
+            "maxReceiveCount",
+            id="max-receive-zero",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryQueue")["RedrivePolicy"].update(maxReceiveCount=50),
+            "maxReceiveCount",
+            id="max-receive-too-high",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryDeadLetterQueue", "MessageRetentionPeriod", 345600),
+            "MessageRetentionPeriod",
+            id="dlq-default-retention",
+        ),
+        pytest.param(
+            lambda t: _delete(t, "CanaryDeadLetterQueue", "SqsManagedSseEnabled"),
+            "not encrypted",
+            id="dlq-unencrypted",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryQueue", "SqsManagedSseEnabled", False),
+            "not encrypted",
+            id="queue-unencrypted",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryQueue", "FifoQueue", True), "FIFO", id="fifo-queue-standard-dlq"
+        ),
     ],
 )
-def test_queue_checker_reports_a_queue_without_safety_net(template: Template, mutate: Mutation,
-                                                          fragment: str) -> None:
+def test_queue_checker_reports_a_queue_without_safety_net(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a queue's redrive, retention or encryption broken
     mutate(template)
     # When queues are checked
@@ -969,6 +1074,16 @@ def _sqs_event(template: Template) -> dict[str, Any]:
     return properties
 
 
+def _unbatched_queue_with_batch_of(template: Template, batch_size: int) -> None:
+    del _sqs_event(template)["MaximumBatchingWindowInSeconds"]
+    _sqs_event(template)["BatchSize"] = batch_size
+
+
+def _fifo_queue_with_batch_of(template: Template, batch_size: int) -> None:
+    _set(template, "CanaryQueue", "FifoQueue", True)
+    _sqs_event(template)["BatchSize"] = batch_size
+
+
 def test_every_sqs_event_source_reports_partial_failures_within_limits(template: Template) -> None:
     # Given the real template
     # When SQS event sources are checked against their queues and functions
@@ -980,26 +1095,45 @@ def test_every_sqs_event_source_reports_partial_failures_within_limits(template:
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _sqs_event(t).pop("FunctionResponseTypes"), "ReportBatchItemFailures",
-                     id="whole-batch-retried"),
-        pytest.param(lambda t: _sqs_event(t).pop("MaximumBatchingWindowInSeconds"), "BatchSize 10",
-                     id="default-batch-ok-so-mutate-further") if False else
-        pytest.param(lambda t: (_sqs_event(t).pop("MaximumBatchingWindowInSeconds"),
-                                _sqs_event(t).update(BatchSize=11)), "BatchSize 11", id="batch-over-10-without-window"),
-        pytest.param(lambda t: _sqs_event(t).update(BatchSize=10001), "BatchSize 10001", id="batch-over-10000"),
+        pytest.param(
+            lambda t: _sqs_event(t).pop("FunctionResponseTypes"),
+            "ReportBatchItemFailures",
+            id="whole-batch-retried",
+        ),
+        pytest.param(
+            lambda t: _unbatched_queue_with_batch_of(t, 11),
+            "BatchSize 11",
+            id="batch-over-10-without-window",
+        ),
+        pytest.param(
+            lambda t: _sqs_event(t).update(BatchSize=10001), "BatchSize 10001", id="batch-over-10000"
+        ),
         pytest.param(lambda t: _sqs_event(t).update(BatchSize=0), "BatchSize 0", id="batch-zero"),
-        pytest.param(lambda t: (_set(t, "CanaryQueue", "FifoQueue", True), _sqs_event(t).update(BatchSize=20)),
-                     "BatchSize 20", id="fifo-batch-over-10"),
-        pytest.param(lambda t: _set(t, "CanaryRecordFunction", "Timeout", 11), "VisibilityTimeout 60 < 6 x",
-                     id="function-timeout-raised"),
-        pytest.param(lambda t: _delete(t, "CanaryQueue", "VisibilityTimeout"), "VisibilityTimeout 30 < 6 x",
-                     id="queue-default-visibility"),
-        pytest.param(lambda t: _sqs_event(t).update(Queue="arn:aws:sqs:us-east-1:1:elsewhere"), "Queue must be",
-                     id="queue-outside-template"),
+        pytest.param(
+            lambda t: _fifo_queue_with_batch_of(t, 20),
+            "BatchSize 20",
+            id="fifo-batch-over-10",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryRecordFunction", "Timeout", 11),
+            "VisibilityTimeout 60 < 6 x",
+            id="function-timeout-raised",
+        ),
+        pytest.param(
+            lambda t: _delete(t, "CanaryQueue", "VisibilityTimeout"),
+            "VisibilityTimeout 30 < 6 x",
+            id="queue-default-visibility",
+        ),
+        pytest.param(
+            lambda t: _sqs_event(t).update(Queue="arn:aws:sqs:us-east-1:1:elsewhere"),
+            "Queue must be",
+            id="queue-outside-template",
+        ),
     ],
 )
-def test_sqs_event_source_checker_reports_a_broken_consumer(template: Template, mutate: Mutation,
-                                                            fragment: str) -> None:
+def test_sqs_event_source_checker_reports_a_broken_consumer(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with an SQS event source or its queue broken
     mutate(template)
     # When SQS event sources are checked
@@ -1022,28 +1156,68 @@ def test_policies_are_least_privilege(template: Template) -> None:
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _first_statement(t, "CanaryRecordFunction").update(Action="dynamodb:*"),
-                     "'dynamodb:*'", id="service-wildcard"),
-        pytest.param(lambda t: _first_statement(t, "CanaryRecordFunction").update(Action=["*"]), "'*'",
-                     id="all-actions"),
-        pytest.param(lambda t: _first_statement(t, "CanaryRecordFunction").update(Resource="*"),
-                     "dynamodb:putitem", id="scopable-action-on-star"),
-        pytest.param(lambda t: _props(t, "CanaryStateMachine")["Policies"][2]["Statement"][0]["Action"].append(
-            "states:StartExecution"), "states:startexecution", id="star-statement-grows-a-scopable-action"),
-        pytest.param(lambda t: _props(t, "CanaryApiFunction")["Policies"].append("AmazonDynamoDBFullAccess"),
-                     "AmazonDynamoDBFullAccess", id="managed-full-access"),
-        pytest.param(lambda t: _props(t, "CanaryStateMachine")["Policies"].append(
-            "arn:aws:iam::aws:policy/AdministratorAccess"), "AdministratorAccess", id="managed-admin-arn"),
-        pytest.param(lambda t: _first_statement(t, "CanaryVerifyFunction").update(
-            NotAction="dynamodb:DeleteTable"), "NotAction", id="not-action"),
-        pytest.param(lambda t: _add(t, "ExtraPolicy", {"Type": "AWS::IAM::Policy", "Properties": {
-            "PolicyName": "extra", "Roles": ["r"],
-            "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}}}),
-                     "ExtraPolicy", id="raw-iam-policy"),
+        pytest.param(
+            lambda t: _first_statement(t, "CanaryRecordFunction").update(Action="dynamodb:*"),
+            "'dynamodb:*'",
+            id="service-wildcard",
+        ),
+        pytest.param(
+            lambda t: _first_statement(t, "CanaryRecordFunction").update(Action=["*"]),
+            "'*'",
+            id="all-actions",
+        ),
+        pytest.param(
+            lambda t: _first_statement(t, "CanaryRecordFunction").update(Resource="*"),
+            "dynamodb:putitem",
+            id="scopable-action-on-star",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryStateMachine")["Policies"][2]["Statement"][0]["Action"].append(
+                "states:StartExecution"
+            ),
+            "states:startexecution",
+            id="star-statement-grows-a-scopable-action",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryApiFunction")["Policies"].append("AmazonDynamoDBFullAccess"),
+            "AmazonDynamoDBFullAccess",
+            id="managed-full-access",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryStateMachine")["Policies"].append(
+                "arn:aws:iam::aws:policy/AdministratorAccess"
+            ),
+            "AdministratorAccess",
+            id="managed-admin-arn",
+        ),
+        pytest.param(
+            lambda t: _first_statement(t, "CanaryVerifyFunction").update(NotAction="dynamodb:DeleteTable"),
+            "NotAction",
+            id="not-action",
+        ),
+        pytest.param(
+            lambda t: _add(
+                t,
+                "ExtraPolicy",
+                {
+                    "Type": "AWS::IAM::Policy",
+                    "Properties": {
+                        "PolicyName": "extra",
+                        "Roles": ["r"],
+                        "PolicyDocument": {
+                            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
+                        },
+                    },
+                },
+            ),
+            "ExtraPolicy",
+            id="raw-iam-policy",
+        ),
     ],
 )
-def test_least_privilege_checker_reports_a_broad_grant(template: Template, mutate: Mutation,
-                                                       fragment: str) -> None:
+def test_least_privilege_checker_reports_a_broad_grant(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a policy widened
     mutate(template)
     # When policies are checked
@@ -1065,8 +1239,12 @@ LEDGER_TABLE: dict[str, Any] = {
 }
 
 
-def _with_ledger(template: Template, statement: dict[str, Any] | None = None,
-                 policy: dict[str, Any] | None = None, table: str = "LedgerTable") -> None:
+def _with_ledger(
+    template: Template,
+    statement: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
+    table: str = "LedgerTable",
+) -> None:
     _add(template, table, copy.deepcopy(LEDGER_TABLE))
     policies = _props(template, "CanaryRecordFunction")["Policies"]
     if statement is not None:
@@ -1085,8 +1263,13 @@ def test_ledger_and_audit_tables_are_never_granted_mutations(template: Template)
 
 def test_ledger_checker_accepts_appends_and_reads(template: Template) -> None:
     # Given a ledger table that a function may only append to and read
-    _with_ledger(template, {"Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
-                            "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]}})
+    _with_ledger(
+        template,
+        {
+            "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
+            "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]},
+        },
+    )
     # When grants on append-only tables are checked
     problems = problems_ledger_immutability(template)
     # Then nothing is reported: the checker is not simply rejecting every ledger table
@@ -1096,25 +1279,61 @@ def test_ledger_checker_accepts_appends_and_reads(template: Template) -> None:
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _with_ledger(t, {"Action": "dynamodb:UpdateItem",
-                                                "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]}}),
-                     "dynamodb:UpdateItem", id="update-item"),
-        pytest.param(lambda t: _with_ledger(t, {"Action": ["dynamodb:GetItem", "dynamodb:DeleteItem"],
-                                                "Resource": {"Fn::Sub": "${LedgerTable.Arn}/index/*"}}),
-                     "dynamodb:DeleteItem", id="delete-item-via-sub"),
-        pytest.param(lambda t: _with_ledger(t, {"Action": "dynamodb:BatchWriteItem",
-                                                "Resource": [{"Fn::GetAtt": ["CanaryTable", "Arn"]},
-                                                             {"Fn::GetAtt": ["AuditTable", "Arn"]}]},
-                                            table="AuditTable"), "AuditTable", id="audit-batch-write"),
-        pytest.param(lambda t: _with_ledger(t, {"Action": "dynamodb:PartiQL*",
-                                                "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]}}),
-                     "dynamodb:PartiQLUpdate", id="partiql-wildcard"),
-        pytest.param(lambda t: _with_ledger(t, {"Action": "dynamodb:*Item", "Resource": "*"}),
-                     "LedgerTable", id="wildcard-action-on-star"),
-        pytest.param(lambda t: _with_ledger(t, policy={"DynamoDBCrudPolicy": {"TableName": {"Ref": "LedgerTable"}}}),
-                     "DynamoDBCrudPolicy", id="sam-crud-policy"),
-        pytest.param(lambda t: _with_ledger(t, policy={"DynamoDBWritePolicy": {"TableName": {"Ref": "LedgerTable"}}}),
-                     "DynamoDBWritePolicy", id="sam-write-policy"),
+        pytest.param(
+            lambda t: _with_ledger(
+                t, {"Action": "dynamodb:UpdateItem", "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]}}
+            ),
+            "dynamodb:UpdateItem",
+            id="update-item",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(
+                t,
+                {
+                    "Action": ["dynamodb:GetItem", "dynamodb:DeleteItem"],
+                    "Resource": {"Fn::Sub": "${LedgerTable.Arn}/index/*"},
+                },
+            ),
+            "dynamodb:DeleteItem",
+            id="delete-item-via-sub",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(
+                t,
+                {
+                    "Action": "dynamodb:BatchWriteItem",
+                    "Resource": [
+                        {"Fn::GetAtt": ["CanaryTable", "Arn"]},
+                        {"Fn::GetAtt": ["AuditTable", "Arn"]},
+                    ],
+                },
+                table="AuditTable",
+            ),
+            "AuditTable",
+            id="audit-batch-write",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(
+                t, {"Action": "dynamodb:PartiQL*", "Resource": {"Fn::GetAtt": ["LedgerTable", "Arn"]}}
+            ),
+            "dynamodb:PartiQLUpdate",
+            id="partiql-wildcard",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(t, {"Action": "dynamodb:*Item", "Resource": "*"}),
+            "LedgerTable",
+            id="wildcard-action-on-star",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(t, policy={"DynamoDBCrudPolicy": {"TableName": {"Ref": "LedgerTable"}}}),
+            "DynamoDBCrudPolicy",
+            id="sam-crud-policy",
+        ),
+        pytest.param(
+            lambda t: _with_ledger(t, policy={"DynamoDBWritePolicy": {"TableName": {"Ref": "LedgerTable"}}}),
+            "DynamoDBWritePolicy",
+            id="sam-write-policy",
+        ),
     ],
 )
 def test_ledger_checker_reports_a_mutation_grant(template: Template, mutate: Mutation, fragment: str) -> None:
@@ -1140,19 +1359,47 @@ def test_dynamodb_tables_are_on_demand_encrypted_and_define_only_key_attributes(
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _set(t, "CanaryTable", "BillingMode", "PROVISIONED"), "PAY_PER_REQUEST",
-                     id="provisioned"),
+        pytest.param(
+            lambda t: _set(t, "CanaryTable", "BillingMode", "PROVISIONED"),
+            "PAY_PER_REQUEST",
+            id="provisioned",
+        ),
         pytest.param(lambda t: _delete(t, "CanaryTable", "SSESpecification"), "SSEEnabled", id="no-sse"),
-        pytest.param(lambda t: _props(t, "CanaryTable")["AttributeDefinitions"].append(
-            {"AttributeName": "status", "AttributeType": "S"}), "'status'", id="non-key-attribute-defined"),
-        pytest.param(lambda t: _props(t, "CanaryTable")["KeySchema"].append(
-            {"AttributeName": "sk", "KeyType": "RANGE"}), "'sk' is missing", id="key-attribute-undefined"),
-        pytest.param(lambda t: _set(t, "CanaryTable", "GlobalSecondaryIndexes", [
-            {"IndexName": "by_status", "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
-             "Projection": {"ProjectionType": "KEYS_ONLY"}}]), "'status' is missing", id="gsi-key-undefined"),
+        pytest.param(
+            lambda t: _props(t, "CanaryTable")["AttributeDefinitions"].append(
+                {"AttributeName": "status", "AttributeType": "S"}
+            ),
+            "'status'",
+            id="non-key-attribute-defined",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryTable")["KeySchema"].append(
+                {"AttributeName": "sk", "KeyType": "RANGE"}
+            ),
+            "'sk' is missing",
+            id="key-attribute-undefined",
+        ),
+        pytest.param(
+            lambda t: _set(
+                t,
+                "CanaryTable",
+                "GlobalSecondaryIndexes",
+                [
+                    {
+                        "IndexName": "by_status",
+                        "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    }
+                ],
+            ),
+            "'status' is missing",
+            id="gsi-key-undefined",
+        ),
     ],
 )
-def test_dynamodb_table_checker_reports_a_broken_table(template: Template, mutate: Mutation, fragment: str) -> None:
+def test_dynamodb_table_checker_reports_a_broken_table(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a table's billing, encryption or attributes broken
     mutate(template)
     # When DynamoDB tables are checked
@@ -1171,6 +1418,11 @@ def _load_real_asl() -> dict[str, Any]:
     return definition
 
 
+def _inline_definition(template: Template) -> None:
+    _set(template, "CanaryStateMachine", "Definition", {"StartAt": "Done", "States": {}})
+    _delete(template, "CanaryStateMachine", "DefinitionUri")
+
+
 def test_state_machines_are_traced_logged_and_fully_substituted(template: Template) -> None:
     # Given the real template and the ASL files it points to
     # When state machines and their definitions are checked
@@ -1182,24 +1434,43 @@ def test_state_machines_are_traced_logged_and_fully_substituted(template: Templa
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _set(t, "CanaryStateMachine", "DefinitionUri", "statemachines/missing.asl.json"),
-                     "does not exist", id="definition-missing"),
-        pytest.param(lambda t: _set(t, "CanaryStateMachine", "DefinitionUri", "template.yaml"),
-                     "not under statemachines/", id="definition-outside-statemachines"),
-        pytest.param(lambda t: _set(t, "CanaryStateMachine", "Definition", {}) or _delete(
-            t, "CanaryStateMachine", "DefinitionUri"), "DefinitionUri", id="inline-definition"),
-        pytest.param(lambda t: _props(t, "CanaryStateMachine")["DefinitionSubstitutions"].pop("CanaryQueueUrl"),
-                     "${CanaryQueueUrl} without", id="placeholder-without-substitution"),
-        pytest.param(lambda t: _props(t, "CanaryStateMachine")["DefinitionSubstitutions"].update(Unused="x"),
-                     "DefinitionSubstitutions.Unused is not used", id="substitution-unused"),
+        pytest.param(
+            lambda t: _set(t, "CanaryStateMachine", "DefinitionUri", "statemachines/missing.asl.json"),
+            "does not exist",
+            id="definition-missing",
+        ),
+        pytest.param(
+            lambda t: _set(t, "CanaryStateMachine", "DefinitionUri", "template.yaml"),
+            "not under statemachines/",
+            id="definition-outside-statemachines",
+        ),
+        pytest.param(
+            _inline_definition,
+            "DefinitionUri",
+            id="inline-definition",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryStateMachine")["DefinitionSubstitutions"].pop("CanaryQueueUrl"),
+            "${CanaryQueueUrl} without",
+            id="placeholder-without-substitution",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryStateMachine")["DefinitionSubstitutions"].update(Unused="x"),
+            "DefinitionSubstitutions.Unused is not used",
+            id="substitution-unused",
+        ),
         pytest.param(lambda t: _delete(t, "CanaryStateMachine", "Tracing"), "Tracing", id="untraced"),
         pytest.param(lambda t: _delete(t, "CanaryStateMachine", "Logging"), "Logging", id="unlogged"),
-        pytest.param(lambda t: _props(t, "CanaryStateMachine")["Logging"].update(Level="OFF"), "Logging",
-                     id="logging-off"),
+        pytest.param(
+            lambda t: _props(t, "CanaryStateMachine")["Logging"].update(Level="OFF"),
+            "Logging",
+            id="logging-off",
+        ),
     ],
 )
-def test_state_machine_checker_reports_a_broken_state_machine(template: Template, mutate: Mutation,
-                                                              fragment: str) -> None:
+def test_state_machine_checker_reports_a_broken_state_machine(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a state machine's wiring broken
     mutate(template)
     # When state machines are checked
@@ -1208,7 +1479,9 @@ def test_state_machine_checker_reports_a_broken_state_machine(template: Template
     _assert_reported(problems, fragment)
 
 
-def test_state_machine_checker_reports_a_definition_that_is_not_json(template: Template, tmp_path: Path) -> None:
+def test_state_machine_checker_reports_a_definition_that_is_not_json(
+    template: Template, tmp_path: Path
+) -> None:
     # Given a checkout whose state machine definition is not JSON
     (tmp_path / "statemachines").mkdir()
     (tmp_path / "statemachines" / "canary.asl.json").write_text("StartAt: SubmitProbe\n")
@@ -1226,19 +1499,50 @@ def _state(definition: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda d: _state(d, "SubmitProbe").pop("TimeoutSeconds"), "SubmitProbe: Task has no Timeout",
-                     id="sdk-task-unbounded"),
-        pytest.param(lambda d: _state(d, "VerifyProbe").pop("TimeoutSeconds"), "VerifyProbe: Task has no Timeout",
-                     id="lambda-task-unbounded"),
-        pytest.param(lambda d: _state(d, "VerifyProbe").pop("Retry"), "has no Retry", id="lambda-task-no-retry"),
-        pytest.param(lambda d: _state(d, "VerifyProbe").pop("Catch"), "has no Catch", id="lambda-task-no-catch"),
-        pytest.param(lambda d: _state(d, "VerifyProbe")["Catch"][0].update(ErrorEquals=["ValueError"]),
-                     "'ValueError'", id="python-exception-name"),
-        pytest.param(lambda d: _state(d, "SubmitProbe")["Retry"][0]["ErrorEquals"].append("RetriableError"),
-                     "'RetriableError'", id="misspelt-domain-error"),
-        pytest.param(lambda d: d["States"].update(Fanout={"Type": "Parallel", "Branches": [{"StartAt": "Inner",
-                     "States": {"Inner": {"Type": "Task", "Resource": LAMBDA_INVOKE_RESOURCE, "End": True}}}],
-                     "End": True}), "Inner: Task has no Timeout", id="nested-task-in-parallel"),
+        pytest.param(
+            lambda d: _state(d, "SubmitProbe").pop("TimeoutSeconds"),
+            "SubmitProbe: Task has no Timeout",
+            id="sdk-task-unbounded",
+        ),
+        pytest.param(
+            lambda d: _state(d, "VerifyProbe").pop("TimeoutSeconds"),
+            "VerifyProbe: Task has no Timeout",
+            id="lambda-task-unbounded",
+        ),
+        pytest.param(
+            lambda d: _state(d, "VerifyProbe").pop("Retry"), "has no Retry", id="lambda-task-no-retry"
+        ),
+        pytest.param(
+            lambda d: _state(d, "VerifyProbe").pop("Catch"), "has no Catch", id="lambda-task-no-catch"
+        ),
+        pytest.param(
+            lambda d: _state(d, "VerifyProbe")["Catch"][0].update(ErrorEquals=["ValueError"]),
+            "'ValueError'",
+            id="python-exception-name",
+        ),
+        pytest.param(
+            lambda d: _state(d, "SubmitProbe")["Retry"][0]["ErrorEquals"].append("RetriableError"),
+            "'RetriableError'",
+            id="misspelt-domain-error",
+        ),
+        pytest.param(
+            lambda d: d["States"].update(
+                Fanout={
+                    "Type": "Parallel",
+                    "Branches": [
+                        {
+                            "StartAt": "Inner",
+                            "States": {
+                                "Inner": {"Type": "Task", "Resource": LAMBDA_INVOKE_RESOURCE, "End": True}
+                            },
+                        }
+                    ],
+                    "End": True,
+                }
+            ),
+            "Inner: Task has no Timeout",
+            id="nested-task-in-parallel",
+        ),
     ],
 )
 def test_asl_checker_reports_an_unbounded_or_unhandled_task(mutate: Mutation, fragment: str) -> None:
@@ -1265,23 +1569,51 @@ def test_environment_has_powertools_identity_and_no_secret_values(template: Temp
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("POWERTOOLS_SERVICE_NAME"),
-                     "POWERTOOLS_SERVICE_NAME", id="no-service-name"),
-        pytest.param(lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop(
-            "POWERTOOLS_METRICS_NAMESPACE"), "POWERTOOLS_METRICS_NAMESPACE", id="no-metrics-namespace"),
-        pytest.param(lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
-            ADMIN_TOKEN="correct-horse-battery-staple"), "ADMIN_TOKEN", id="literal-token"),
-        pytest.param(lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
-            STRIPE_API_KEY={"Ref": "Stage"}), "STRIPE_API_KEY", id="secret-from-parameter"),
-        pytest.param(lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
-            WEBHOOK_SECRET_NAME={"Fn::Sub": "{{resolve:secretsmanager:${AdminTokenSecret}}}"}),
-                     "dynamic reference", id="resolved-secret"),
-        pytest.param(lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
-            STRIPE_ACCOUNT="sk_live_51Habc"), "looks like a credential", id="credential-under-innocent-name"),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("POWERTOOLS_SERVICE_NAME"),
+            "POWERTOOLS_SERVICE_NAME",
+            id="no-service-name",
+        ),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop(
+                "POWERTOOLS_METRICS_NAMESPACE"
+            ),
+            "POWERTOOLS_METRICS_NAMESPACE",
+            id="no-metrics-namespace",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
+                ADMIN_TOKEN="correct-horse-battery-staple"
+            ),
+            "ADMIN_TOKEN",
+            id="literal-token",
+        ),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+                STRIPE_API_KEY={"Ref": "Stage"}
+            ),
+            "STRIPE_API_KEY",
+            id="secret-from-parameter",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
+                WEBHOOK_SECRET_NAME={"Fn::Sub": "{{resolve:secretsmanager:${AdminTokenSecret}}}"}
+            ),
+            "dynamic reference",
+            id="resolved-secret",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryApiFunction")["Environment"]["Variables"].update(
+                STRIPE_ACCOUNT="sk_live_51Habc"
+            ),
+            "looks like a credential",
+            id="credential-under-innocent-name",
+        ),
     ],
 )
-def test_environment_checker_reports_a_secret_or_missing_identity(template: Template, mutate: Mutation,
-                                                                  fragment: str) -> None:
+def test_environment_checker_reports_a_secret_or_missing_identity(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with a secret in an environment variable or Powertools unnamed
     mutate(template)
     # When environments are checked
@@ -1309,19 +1641,33 @@ def test_api_events_share_one_rest_api_without_route_clashes(template: Template)
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda t: _api_event(t, "OperationsHealthFunction", "Health").pop("RestApiId"),
-                     "RestApiId", id="implicit-serverless-rest-api"),
-        pytest.param(lambda t: _api_event(t, "CanaryApiFunction", "ProbeStatus").update(
-            Path="/health", Method="GET"), "GET /health is claimed by", id="same-route-twice"),
-        pytest.param(lambda t: _api_event(t, "CanaryApiFunction", "ProbeStatus").update(
-            Path="/health", Method="any"), "ANY /health", id="any-overlaps-get"),
-        pytest.param(lambda t: _props(t, "CanaryVerifyFunction").update(Events={"Http": {
-            "Type": "HttpApi", "Properties": {"Path": "/verify", "Method": "post"}}}), "HttpApi",
-                     id="second-api-type"),
+        pytest.param(
+            lambda t: _api_event(t, "OperationsHealthFunction", "Health").pop("RestApiId"),
+            "RestApiId",
+            id="implicit-serverless-rest-api",
+        ),
+        pytest.param(
+            lambda t: _api_event(t, "CanaryApiFunction", "ProbeStatus").update(Path="/health", Method="GET"),
+            "GET /health is claimed by",
+            id="same-route-twice",
+        ),
+        pytest.param(
+            lambda t: _api_event(t, "CanaryApiFunction", "ProbeStatus").update(Path="/health", Method="any"),
+            "ANY /health",
+            id="any-overlaps-get",
+        ),
+        pytest.param(
+            lambda t: _props(t, "CanaryVerifyFunction").update(
+                Events={"Http": {"Type": "HttpApi", "Properties": {"Path": "/verify", "Method": "post"}}}
+            ),
+            "HttpApi",
+            id="second-api-type",
+        ),
     ],
 )
-def test_api_event_checker_reports_a_second_api_or_route_clash(template: Template, mutate: Mutation,
-                                                               fragment: str) -> None:
+def test_api_event_checker_reports_a_second_api_or_route_clash(
+    template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of the template with an Api event off BillingApi or a clashing route
     mutate(template)
     # When Api events are checked
@@ -1339,8 +1685,9 @@ def samconfig() -> dict[str, Any]:
         return tomllib.load(handle)
 
 
-def test_samconfig_deploys_every_stage_with_capabilities_and_stage(samconfig: dict[str, Any],
-                                                                   template: Template) -> None:
+def test_samconfig_deploys_every_stage_with_capabilities_and_stage(
+    samconfig: dict[str, Any], template: Template
+) -> None:
     # Given the real samconfig.toml (tomllib has already parsed it) and template
     # When deploy parameters are checked
     problems = problems_samconfig(samconfig, template)
@@ -1356,18 +1703,30 @@ def _deploy(config: dict[str, Any], environment: str = "default") -> dict[str, A
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(lambda c: c["default"].pop("deploy"), "[default.deploy.parameters]", id="no-default-deploy"),
+        pytest.param(
+            lambda c: c["default"].pop("deploy"), "[default.deploy.parameters]", id="no-default-deploy"
+        ),
         pytest.param(lambda c: _deploy(c).pop("capabilities"), "capabilities", id="no-capabilities"),
-        pytest.param(lambda c: _deploy(c).update(parameter_overrides="LogRetentionDays=14"), "does not set Stage",
-                     id="stage-not-overridden"),
-        pytest.param(lambda c: _deploy(c, "prod").update(parameter_overrides="Stage=production"),
-                     "Stage=production", id="stage-not-allowed"),
-        pytest.param(lambda c: _deploy(c, "staging").update(parameter_overrides=["Stage=staging", "LogRetention=7"]),
-                     "LogRetention,", id="unknown-parameter"),
+        pytest.param(
+            lambda c: _deploy(c).update(parameter_overrides="LogRetentionDays=14"),
+            "does not set Stage",
+            id="stage-not-overridden",
+        ),
+        pytest.param(
+            lambda c: _deploy(c, "prod").update(parameter_overrides="Stage=production"),
+            "Stage=production",
+            id="stage-not-allowed",
+        ),
+        pytest.param(
+            lambda c: _deploy(c, "staging").update(parameter_overrides=["Stage=staging", "LogRetention=7"]),
+            "LogRetention,",
+            id="unknown-parameter",
+        ),
     ],
 )
-def test_samconfig_checker_reports_a_broken_deploy_section(samconfig: dict[str, Any], template: Template,
-                                                           mutate: Mutation, fragment: str) -> None:
+def test_samconfig_checker_reports_a_broken_deploy_section(
+    samconfig: dict[str, Any], template: Template, mutate: Mutation, fragment: str
+) -> None:
     # Given a copy of samconfig.toml with a deploy section broken
     mutate(samconfig)
     # When deploy parameters are checked

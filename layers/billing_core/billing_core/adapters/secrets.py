@@ -18,7 +18,8 @@ class SecretsManagerReader:
         try:
             value = parameters.get_secret(secret_name, max_age=self._max_age_seconds)
         except GetParameterError as exc:
-            cause = exc.__cause__
+            # Powertools re-raises inside its except block: the boto error is the implicit context.
+            cause = exc.__cause__ or exc.__context__
             code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if cause else ""
             if code in {"ResourceNotFoundException", "AccessDeniedException"}:
                 raise ConfigurationError(f"secret {secret_name} is unavailable ({code})") from exc

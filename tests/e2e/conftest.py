@@ -1,0 +1,34 @@
+"""One local runtime per test process (API, moto server, localstripe), driven over HTTP."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_runtime.runtime import LocalRuntime, RuntimeConfig
+from tests.support import free_port
+
+pytestmark = pytest.mark.xdist_group("runtime")
+
+
+@pytest.fixture(scope="session")
+def runtime_log() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="session")
+def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
+    output = Path(tempfile.mkstemp(prefix="billing-e2e-functions-", suffix=".log")[1])
+    config = RuntimeConfig(
+        api_port=0,
+        moto_port=0,
+        stripe_port=free_port(),
+        log=runtime_log.append,
+        function_output_path=output,
+    )
+    started = LocalRuntime(config).start()
+    yield started
+    started.stop()

@@ -1,0 +1,192 @@
+"""Through the local runtime over HTTP: API -> handler -> SQS -> handler -> DynamoDB, DLQ redrive,
+Step Functions Retry/Catch on real handler errors, and the Stripe peer through the stripe SDK."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+import requests
+import stripe
+
+from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
+from billing_core.operations.models import Probe, RecordedProbe
+from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
+from tests.support import wait_for
+
+ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+
+
+def test_health_reports_every_backend(runtime: LocalRuntime) -> None:
+    response = requests.get(f"{runtime.api_url}/health", timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {check["name"].split(":")[0] for check in body["checks"]} == {"dynamodb", "sqs"}
+
+
+def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> None:
+    # Given an admin submitting a probe over HTTP
+    probe_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    submitted = requests.post(f"{runtime.api_url}/canary/probes", json={"probe_id": probe_id}, headers=ADMIN, timeout=30)
+    assert submitted.status_code == 202
+    # When the SQS consumer has run / Then the probe is in DynamoDB and readable over HTTP
+    def status() -> dict[str, Any] | None:
+        reply = requests.get(f"{runtime.api_url}/canary/probes/{probe_id}", headers=ADMIN, timeout=30)
+        return reply.json() if reply.status_code == 200 else None
+
+    found = wait_for(status, timeout_seconds=30, interval_seconds=0.2)
+    assert found and found["status"] == "RECORDED" and found["nonce"] == submitted.json()["nonce"]
+    assert runtime.resolver is not None
+    assert DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb")).get(probe_id)
+
+
+def test_caller_mistakes_are_4xx_with_codes_and_write_nothing(runtime: LocalRuntime) -> None:
+    cases = [
+        (requests.post, {}, None, 401, "missing_credentials"),
+        (requests.post, {"Authorization": "Bearer wrong-token-wrong-token"}, None, 401, "invalid_credentials"),
+        (requests.post, {**ADMIN, "Content-Type": "application/json"}, b"{oops", 400, "malformed_json"),
+        (requests.post, {**ADMIN, "Content-Type": "application/json"}, b'{"probe_id": "has space"}', 400, "validation_failed"),
+        (requests.post, {**ADMIN, "Content-Type": "application/json"}, b"x" * (256 * 1024 + 1), 413, "payload_too_large"),
+    ]
+    for method, headers, body, status, code in cases:
+        response = method(f"{runtime.api_url}/canary/probes", headers=headers, data=body, timeout=30)
+        assert (response.status_code, response.json()["code"]) == (status, code)
+    assert runtime.resolver is not None
+    queue = runtime.resolver.physical["CanaryQueue"].ref
+    attributes = runtime.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_unknown_route_answers_like_api_gateway(runtime: LocalRuntime) -> None:
+    response = requests.get(f"{runtime.api_url}/nowhere", timeout=30)
+    assert response.status_code == 403 and response.json() == {"message": "Missing Authentication Token"}
+
+
+def send(runtime: LocalRuntime, body: str) -> str:
+    assert runtime.resolver is not None
+    queue = runtime.resolver.physical["CanaryQueue"].ref
+    message_id: str = runtime.client("sqs").send_message(QueueUrl=queue, MessageBody=body)["MessageId"]
+    return message_id
+
+
+def dlq_messages(runtime: LocalRuntime) -> list[dict[str, Any]]:
+    assert runtime.resolver is not None
+    dlq = runtime.resolver.physical["CanaryDeadLetterQueue"].ref
+    messages: list[dict[str, Any]] = runtime.client("sqs").receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+    ).get("Messages", [])
+    return messages
+
+
+def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_land(runtime: LocalRuntime) -> None:
+    # Given one malformed and two good messages on the canary queue
+    good = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    before = runtime.lambdas.invocation_count["CanaryRecordFunction"] if runtime.lambdas else 0
+    poison_id = send(runtime, json.dumps({"probe_id": "poison", "note": "no nonce"}))
+    for probe_id in good:
+        send(runtime, Probe(probe_id=probe_id, nonce="d" * 16, submitted_at="2026-11-22T12:00:00Z").model_dump_json())  # type: ignore[arg-type]
+    # When the consumer has retried the poison message maxReceiveCount times
+    in_dlq = wait_for(lambda: [m for m in dlq_messages(runtime) if m["MessageId"] == poison_id], timeout_seconds=60, interval_seconds=0.5)
+    # Then it sits in the DLQ with its body intact, and the good ones were recorded exactly once
+    assert in_dlq and json.loads(in_dlq[0]["Body"]) == {"probe_id": "poison", "note": "no nonce"}
+    assert runtime.resolver is not None
+    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb"))
+    assert all(store.get(probe_id) for probe_id in good)
+    invocations = (runtime.lambdas.invocation_count["CanaryRecordFunction"] if runtime.lambdas else 0) - before
+    assert invocations >= 5  # the poison message alone was delivered maxReceiveCount (5) times
+
+
+def execution(runtime: LocalRuntime, probe: Probe) -> tuple[str, Any]:
+    assert runtime.resolver is not None
+    sfn = runtime.client("stepfunctions")
+    started = sfn.start_execution(
+        stateMachineArn=runtime.resolver.physical["CanaryStateMachine"].ref,
+        name=f"test-{probe.probe_id}",
+        input=json.dumps({"probe": probe.model_dump(mode="json")}),
+    )
+    return started["executionArn"], sfn
+
+
+def finished(sfn: Any, arn: str) -> dict[str, Any] | None:
+    described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+    return None if described["status"] == "RUNNING" else described
+
+
+def test_state_machine_retries_a_retryable_handler_error_then_succeeds(runtime: LocalRuntime) -> None:
+    assert runtime.lambdas is not None
+    # Given the consumer paused, so VerifyProbe's handler raises RetryableError (probe not recorded yet)
+    runtime.set_consumer_paused("CanaryRecordFunction", True)
+    try:
+        before = runtime.lambdas.invocation_count["CanaryVerifyFunction"]
+        probe = Probe(probe_id=f"retry-{uuid.uuid4().hex[:8]}", nonce="e" * 16, submitted_at="2026-11-22T12:00:00Z")  # type: ignore[arg-type]
+        arn, sfn = execution(runtime, probe)
+        # When the ASL has retried at least once
+        retried = wait_for(
+            lambda: runtime.lambdas.invocation_count["CanaryVerifyFunction"] - before >= 2,  # type: ignore[union-attr]
+            timeout_seconds=30,
+        )
+        assert retried, "VerifyProbe was not retried"
+    finally:
+        runtime.set_consumer_paused("CanaryRecordFunction", False)
+    # Then once the consumer records the probe, a later retry succeeds
+    result = wait_for(lambda: finished(sfn, arn), timeout_seconds=60, interval_seconds=0.5)
+    assert result is not None and result["status"] == "SUCCEEDED"
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    errors = [json.dumps(event, default=str) for event in events if "Failed" in event["type"]]
+    assert any("RetryableError" in error for error in errors)
+
+
+def test_state_machine_catches_a_permanent_handler_error(runtime: LocalRuntime) -> None:
+    assert runtime.lambdas is not None and runtime.resolver is not None
+    # Given a probe already recorded with a different nonce (corrupted)
+    probe = Probe(probe_id=f"corrupt-{uuid.uuid4().hex[:8]}", nonce="f" * 16, submitted_at="2026-11-22T12:00:00Z")  # type: ignore[arg-type]
+    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb"))
+    store.record(RecordedProbe(**{**probe.model_dump(), "nonce": "0" * 16}, recorded_at=probe.submitted_at))
+    before = runtime.lambdas.invocation_count["CanaryVerifyFunction"]
+    # When the canary runs
+    arn, sfn = execution(runtime, probe)
+    result = wait_for(lambda: finished(sfn, arn), timeout_seconds=60, interval_seconds=0.5)
+    # Then PermanentError is not retried and Catch routes to ProbeCorrupted
+    assert result is not None and result["status"] == "FAILED"
+    assert result.get("error") == "CanaryProbeCorrupted"
+    assert runtime.lambdas.invocation_count["CanaryVerifyFunction"] - before == 1
+
+
+def test_schedule_trigger_starts_the_canary_and_it_succeeds(runtime: LocalRuntime) -> None:
+    results = runtime.trigger("CanaryScheduleFunction")
+    assert len(results) == 1 and "payload" in results[0]
+    arn = results[0]["payload"]["execution_arn"]
+    sfn = runtime.client("stepfunctions")
+    result = wait_for(lambda: finished(sfn, arn), timeout_seconds=60, interval_seconds=0.5)
+    assert result is not None and result["status"] == "SUCCEEDED"
+
+
+def test_control_routes(runtime: LocalRuntime) -> None:
+    status = requests.get(f"{runtime.api_url}/__local__/status", timeout=30).json()
+    assert "GET /health -> OperationsHealthFunction" in status["routes"]
+    unknown = requests.post(f"{runtime.api_url}/__local__/trigger/NopeFunction", timeout=30)
+    assert unknown.status_code == 404 and "CanaryScheduleFunction" in unknown.json()["message"]
+    invoked = requests.post(
+        f"{runtime.api_url}/__local__/invoke/OperationsHealthFunction",
+        data=(__import__("pathlib").Path("events/api/health_get.json").read_text()),
+        timeout=30,
+    ).json()
+    assert invoked["payload"]["statusCode"] == 200
+
+
+def test_stripe_sdk_talks_to_localstripe(runtime: LocalRuntime) -> None:
+    assert runtime.stripe_api_base
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base})
+    customer = client.v1.customers.create(params={"email": "e2e@example.com"})
+    assert customer.id.startswith("cus_")
+    assert client.v1.customers.retrieve(customer.id).email == "e2e@example.com"
+
+
+@pytest.mark.parametrize("path", ["/health"])
+def test_functions_log_to_the_configured_file(runtime: LocalRuntime, path: str) -> None:
+    requests.get(f"{runtime.api_url}{path}", timeout=30)
+    assert runtime.config.function_output_path is not None
+    assert '"level"' in runtime.config.function_output_path.read_text()

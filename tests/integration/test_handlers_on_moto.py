@@ -1,0 +1,90 @@
+"""Handlers imported after their environment points at moto server; real adapters, no fakes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
+from tests.integration.conftest import Stack
+from tests.support import load_event
+
+
+def fresh(module_name: str) -> ModuleType:
+    module = importlib.import_module(module_name)
+    for name in ("settings", "service", "secrets", "checks", "starter"):
+        cached = getattr(module, name, None)
+        if hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+    return module
+
+
+@pytest.fixture
+def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.setenv("CANARY_TABLE_NAME", stack.ref("CanaryTable"))
+    monkeypatch.setenv("CANARY_QUEUE_URL", stack.ref("CanaryQueue"))
+    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
+    monkeypatch.setenv("HEALTH_TABLE_NAMES", stack.ref("CanaryTable"))
+    monkeypatch.setenv("HEALTH_QUEUE_URLS", stack.ref("CanaryQueue"))
+    monkeypatch.setenv("CANARY_STATE_MACHINE_ARN", stack.ref("CanaryStateMachine"))
+    yield stack
+
+
+def test_record_handler_writes_good_records_and_reports_only_the_bad_one(configured: Stack, lambda_context: Any) -> None:
+    # Given a batch: a probe, the same probe again (duplicate delivery), and a malformed body
+    module = fresh("functions.canary_record.app")
+    event = load_event("sqs/canary_probe_batch.json")
+    good = event["Records"][0]
+    event["Records"] = [good, {**good, "messageId": "dup"}, {**good, "messageId": "bad", "body": '{"probe_id": 1}'}]
+    # When the consumer runs
+    response = module.lambda_handler(event, lambda_context)
+    # Then only the malformed record returns to the queue, and the probe is stored once
+    assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    items = configured.client("dynamodb").scan(TableName=configured.ref("CanaryTable"))["Items"]
+    assert [item["probe_id"]["S"] for item in items] == ["probe-sample-0001"]
+
+
+def test_submit_and_status_through_real_secret_queue_and_table(configured: Stack, lambda_context: Any) -> None:
+    module = fresh("functions.canary_api.app")
+    response = module.lambda_handler(load_event("api/canary_probe_submit.json"), lambda_context)
+    assert response["statusCode"] == 202
+    message = configured.client("sqs").receive_message(QueueUrl=configured.ref("CanaryQueue"), WaitTimeSeconds=1)
+    assert json.loads(message["Messages"][0]["Body"])["probe_id"] == "probe-sample-0001"
+    assert module.lambda_handler(load_event("api/canary_probe_status.json"), lambda_context)["statusCode"] == 404
+
+
+def test_health_is_503_when_a_backend_is_gone(configured: Stack, lambda_context: Any) -> None:
+    module = fresh("functions.operations_health.app")
+    healthy = module.lambda_handler(load_event("api/health_get.json"), lambda_context)
+    assert healthy["statusCode"] == 200
+    configured.client("sqs").delete_queue(QueueUrl=configured.ref("CanaryQueue"))
+    degraded = module.lambda_handler(load_event("api/health_get.json"), lambda_context)
+    body = json.loads(degraded["body"])
+    assert degraded["statusCode"] == 503 and body["status"] == "degraded"
+    assert [c["status"] for c in body["checks"] if c["name"].startswith("sqs:")] == ["failing"]
+
+
+def test_verify_task_sees_what_the_consumer_stored(configured: Stack, lambda_context: Any) -> None:
+    module = fresh("functions.canary_verify.app")
+    event = load_event("stepfunctions/canary_verify.json")
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the class name is the contract
+        module.lambda_handler(event, lambda_context)
+    assert type(raised.value).__name__ == "RetryableError"
+    fresh("functions.canary_record.app").lambda_handler(load_event("sqs/canary_probe_batch.json"), lambda_context)
+    assert module.lambda_handler(event, lambda_context)["status"] == "RECORDED"
+    assert DynamoDBProbeStore(configured.ref("CanaryTable")).get("probe-sample-0001") is not None
+
+
+def test_misconfigured_function_answers_500_without_leaking(stack: Stack, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    for name in ("CANARY_TABLE_NAME", "CANARY_QUEUE_URL", "ADMIN_TOKEN_SECRET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    module = fresh("functions.canary_api.app")
+    response = module.lambda_handler(load_event("api/canary_probe_submit.json"), lambda_context)
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["code"] == "internal_error"
+    assert "CANARY" not in response["body"]
