@@ -51,7 +51,10 @@ class Route:
     def specificity(self) -> tuple[int, int]:
         """API Gateway prefers literal segments over parameters, and parameters over greedy ones."""
         segments = self.resource.strip("/").split("/")
-        return (sum(1 for s in segments if not s.startswith("{")), -sum(1 for s in segments if s.endswith("+}")))
+        return (
+            sum(1 for s in segments if not s.startswith("{")),
+            -sum(1 for s in segments if s.endswith("+}")),
+        )
 
 
 def _group(name: str) -> str:
@@ -64,7 +67,9 @@ def match_route(routes: list[Route], method: str, path: str) -> tuple[Route | No
     for route in routes:
         found = route.pattern.match(path)
         if found:
-            names = [segment.strip("{}+") for segment in route.resource.strip("/").split("/") if segment.startswith("{")]
+            names = [
+                segment.strip("{}+") for segment in route.resource.strip("/").split("/") if segment.startswith("{")
+            ]
             params = {name: found.group(_group(name)) for name in names}
             candidates.append((route, params))
     if not candidates:
@@ -222,7 +227,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             # What API Gateway answers for a path or method it has no integration for.
             status = HTTPStatus.FORBIDDEN
             self._send(_json(status, {"message": "Missing Authentication Token"}))
-            self.server.log(f"{self.command} {split.path} -> {int(status)} (no route{'' if not path_exists else ' for this method'})")
+            reason = "no route for this method" if path_exists else "no route"
+            self.server.log(f"{self.command} {split.path} -> {int(status)} ({reason})")
             return
         event = build_proxy_event(
             route,
@@ -240,7 +246,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elapsed = (time.monotonic() - started) * 1000
         note = f" [{result.error_type()}]" if result.failed else ""
         cold = " cold" if result.cold_start else ""
-        self.server.log(f"{self.command} {split.path} -> {route.logical_id} {response.status} {elapsed:.0f} ms{cold}{note}")
+        self.server.log(
+            f"{self.command} {split.path} -> {route.logical_id} {response.status} {elapsed:.0f} ms{cold}{note}"
+        )
 
     def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
@@ -255,7 +263,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by http.server
+    def log_message(self, format: str, *args: Any) -> None:
         return  # one line per request is logged by _serve

@@ -52,7 +52,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--redelivery-delay-seconds",
         type=int,
         default=1,
-        help="make failed SQS records visible again after this many seconds (-1: wait for the visibility timeout, as AWS)",
+        help="failed SQS records become visible again after this many seconds "
+        "(-1: wait for the queue's visibility timeout, as AWS does)",
     )
 
 
@@ -99,7 +100,10 @@ def print_banner(runtime: LocalRuntime) -> None:
         "  schedules (fire with: python -m local_runtime trigger <LogicalId>):",
         *[f"    {schedule}" for schedule in status["schedules"]],
         "  local secrets: see README 'Local secrets'; generated this run:",
-        *[f"    {name} = {value}" for name, value in (runtime.provisioner.generated_secrets if runtime.provisioner else {}).items()],
+        *[
+            f"    {name} = {value}"
+            for name, value in (runtime.provisioner.generated_secrets if runtime.provisioner else {}).items()
+        ],
         "Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
@@ -129,7 +133,10 @@ def _control(args: argparse.Namespace, path: str, body: Any | None = None) -> in
     try:
         response = requests.post(url, json=body, timeout=args.timeout)
     except requests.ConnectionError:
-        print(f"error: no local runtime answers on 127.0.0.1:{args.api_port}; start it with `make run`", file=sys.stderr)
+        print(
+            f"error: no local runtime answers on 127.0.0.1:{args.api_port}; start it with `make run`",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(response.json(), indent=2))
     if response.status_code != 200:
@@ -148,7 +155,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from local_runtime.demo import run_demo  # noqa: PLC0415
+    from local_runtime.demo import run_demo
 
     config = _config(args)
     config.log = lambda line: None if not args.verbose else print(f"    | {line}", flush=True)

@@ -72,7 +72,10 @@ def run_demo(runtime: LocalRuntime) -> bool:
 
     def malformed() -> str:
         response = http.post(
-            f"{api}/canary/probes", data=b"{not json", headers={**admin, "Content-Type": "application/json"}, timeout=15
+            f"{api}/canary/probes",
+            data=b"{not json",
+            headers={**admin, "Content-Type": "application/json"},
+            timeout=15,
         )
         _expect(response.status_code == 400, f"expected 400, got {response.status_code} {response.text}")
         return f"400 {response.json()['code']}"
@@ -139,10 +142,15 @@ def run_demo(runtime: LocalRuntime) -> bool:
         sent = sqs.send_message(QueueUrl=queue.ref, MessageBody=json.dumps({"probe_id": "poison"}))["MessageId"]
 
         def in_dlq() -> bool:
-            messages = sqs.receive_message(QueueUrl=dlq.ref, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=dlq.ref, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+                "Messages", []
+            )
             return any(message["MessageId"] == sent for message in messages)
 
-        _expect(bool(_poll(in_dlq, timeout_seconds=45, interval_seconds=0.5)), "poison message never reached the DLQ")
+        _expect(
+            bool(_poll(in_dlq, timeout_seconds=45, interval_seconds=0.5)),
+            "poison message never reached the DLQ",
+        )
         return "malformed message retried 5 times (maxReceiveCount), then moved to the DLQ with its body intact"
 
     def stripe_peer() -> str:

@@ -12,6 +12,7 @@ pass None for AWS timing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -195,16 +196,14 @@ class SqsPoller:
         self._log(f"SQS {source.queue_arn.rsplit(':', 1)[-1]} -> {source.logical_id}: {len(messages)} record(s){note}")
         return len(messages)
 
-
     def _release(self, message: dict[str, Any], visibility_timeout_seconds: int) -> None:
-        try:
+        # A message already deleted or redriven has nothing to hand back.
+        with contextlib.suppress(Exception):
             self._sqs.change_message_visibility(
                 QueueUrl=self.source.queue_url,
                 ReceiptHandle=message["ReceiptHandle"],
                 VisibilityTimeout=visibility_timeout_seconds,
             )
-        except Exception:  # noqa: BLE001, S110 - already deleted or redriven: nothing to hand back
-            pass
 
 
 @dataclass(frozen=True)

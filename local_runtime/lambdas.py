@@ -10,6 +10,7 @@ This module must stay import-light: it is what every worker process imports firs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -93,7 +94,7 @@ def _worker_main(connection: Connection, spec: FunctionSpec) -> None:
     os.chdir(spec.code_dir)
     module_name, _, attribute = spec.handler.rpartition(".")
     try:
-        import importlib  # noqa: PLC0415 - after sys.path is the function's own
+        import importlib
 
         handler = getattr(importlib.import_module(module_name), attribute)
     except Exception as exc:  # noqa: BLE001 - any init failure is reported the way Lambda reports it
@@ -180,9 +181,16 @@ class LambdaService:
         started = time.monotonic()
         worker, cold = self._acquire(pool)
         if worker is None:
-            error = pool.last_init_error or {"errorType": "Runtime.Unavailable", "errorMessage": "runtime closed"}
+            error = pool.last_init_error or {
+                "errorType": "Runtime.Unavailable",
+                "errorMessage": "runtime closed",
+            }
             return InvocationResult(
-                logical_id, request_id, error=error, duration_ms=(time.monotonic() - started) * 1000, cold_start=True
+                logical_id,
+                request_id,
+                error=error,
+                duration_ms=(time.monotonic() - started) * 1000,
+                cold_start=True,
             )
         timeout = pool.spec.timeout_seconds
         try:
@@ -192,7 +200,10 @@ class LambdaService:
                 return InvocationResult(
                     logical_id,
                     request_id,
-                    error={"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"},
+                    error={
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+                    },
                     duration_ms=(time.monotonic() - started) * 1000,
                     cold_start=cold,
                 )
@@ -210,7 +221,9 @@ class LambdaService:
         self._release(pool, worker)
         duration_ms = (time.monotonic() - started) * 1000
         if status == "ok":
-            return InvocationResult(logical_id, request_id, payload=json.loads(body), duration_ms=duration_ms, cold_start=cold)
+            return InvocationResult(
+                logical_id, request_id, payload=json.loads(body), duration_ms=duration_ms, cold_start=cold
+            )
         return InvocationResult(logical_id, request_id, error=body, duration_ms=duration_ms, cold_start=cold)
 
     def _acquire(self, pool: _FunctionPool) -> tuple[_Worker | None, bool]:
@@ -249,7 +262,10 @@ class LambdaService:
         try:
             status, error = parent.recv()
         except EOFError:
-            status, error = "init_error", {"errorType": "Runtime.ExitError", "errorMessage": "worker exited during init"}
+            status, error = (
+                "init_error",
+                {"errorType": "Runtime.ExitError", "errorMessage": "worker exited during init"},
+            )
         if status != "ready":
             process.join(timeout=2)
             pool.last_init_error = error
@@ -285,10 +301,8 @@ class LambdaService:
                 workers, pool.idle = pool.idle, []
                 pool.condition.notify_all()
             for worker in workers:
-                try:
+                with contextlib.suppress(OSError, BrokenPipeError):
                     worker.connection.send(None)
-                except (OSError, BrokenPipeError):
-                    pass
                 worker.process.join(timeout=2)
                 if worker.process.is_alive():
                     worker.process.kill()

@@ -60,7 +60,7 @@ class Resolver:
 
     def _condition_value(self, expression: Any) -> bool:
         if isinstance(expression, dict) and len(expression) == 1:
-            (key, value), = expression.items()
+            ((key, value),) = expression.items()
             if key == "Fn::Equals":
                 left, right = (self.resolve(item) for item in value)
                 return str(left) == str(right)
@@ -74,13 +74,13 @@ class Resolver:
                 return self.condition(value)
         raise UnresolvableError(f"unsupported condition expression {expression!r}")
 
-    def resolve(self, value: Any) -> Any:  # noqa: C901 - one branch per intrinsic reads best
+    def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             return [self.resolve(item) for item in value if not _is_no_value(item)]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, argument), = value.items()
+            ((key, argument),) = value.items()
             if key == "Ref":
                 return self.ref(argument)
             if key == "Fn::GetAtt":
@@ -202,13 +202,17 @@ class Provisioner:
             self._register_deterministic(logical_id, resource)
         known = set(self.resolver.physical)
         graph = {
-            logical_id: {dep for dep in references(res.get("Properties") or {}) if dep in resources and dep not in known}
+            logical_id: {
+                dep for dep in references(res.get("Properties") or {}) if dep in resources and dep not in known
+            }
             for logical_id, res in resources.items()
         }
         try:
             order = list(TopologicalSorter(graph).static_order())
         except CycleError as exc:
-            raise TemplateError(self.template.path, [f"resources reference each other in a cycle: {exc.args[1]}"]) from exc
+            raise TemplateError(
+                self.template.path, [f"resources reference each other in a cycle: {exc.args[1]}"]
+            ) from exc
         for logical_id in order:
             resource = resources[logical_id]
             if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
@@ -239,7 +243,9 @@ class Provisioner:
                 logical_id, resource_type, arn, {"Arn": arn, "Name": name}
             )
         elif resource_type == "AWS::Serverless::Api":
-            self.resolver.physical[logical_id] = PhysicalResource(logical_id, resource_type, "local", {"RootResourceId": "root"})
+            self.resolver.physical[logical_id] = PhysicalResource(
+                logical_id, resource_type, "local", {"RootResourceId": "root"}
+            )
         elif resource_type == "AWS::Serverless::LayerVersion":
             arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:layer:{self.physical_name(logical_id)}:1"
             self.resolver.physical[logical_id] = PhysicalResource(logical_id, resource_type, arn)
@@ -259,7 +265,12 @@ class Provisioner:
             request["ProvisionedThroughput"] = props.get(
                 "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
             )
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification", "SSESpecification"):
+        for key in (
+            "GlobalSecondaryIndexes",
+            "LocalSecondaryIndexes",
+            "StreamSpecification",
+            "SSESpecification",
+        ):
             if key in props:
                 request[key] = props[key]
         if "StreamSpecification" in request:
@@ -327,14 +338,19 @@ class Provisioner:
             Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), Overwrite=True
         )
         self.resolver.physical[logical_id] = PhysicalResource(
-            logical_id, "AWS::SSM::Parameter", name, {"Type": props.get("Type", "String"), "Value": str(props["Value"])}
+            logical_id,
+            "AWS::SSM::Parameter",
+            name,
+            {"Type": props.get("Type", "String"), "Value": str(props["Value"])},
         )
 
     def create_event_bus(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self.resolver.resolve(properties)
         name = props.get("Name") or self.physical_name(logical_id)
         arn = self.clients("events").create_event_bus(Name=name)["EventBusArn"]
-        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::Events::EventBus", name, {"Arn": arn, "Name": name})
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::Events::EventBus", name, {"Arn": arn, "Name": name}
+        )
 
     def create_rule(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self.resolver.resolve(properties)
@@ -343,10 +359,16 @@ class Provisioner:
         request = {"Name": name, "State": props.get("State", "ENABLED")}
         for key in ("EventPattern", "ScheduleExpression", "EventBusName", "Description"):
             if key in props:
-                request[key] = json.dumps(props[key]) if key == "EventPattern" and isinstance(props[key], dict) else props[key]
+                request[key] = (
+                    json.dumps(props[key]) if key == "EventPattern" and isinstance(props[key], dict) else props[key]
+                )
         arn = events.put_rule(**request)["RuleArn"]
         targets = [
-            {"Id": target["Id"], "Arn": target["Arn"], **({"Input": target["Input"]} if "Input" in target else {})}
+            {
+                "Id": target["Id"],
+                "Arn": target["Arn"],
+                **({"Input": target["Input"]} if "Input" in target else {}),
+            }
             for target in props.get("Targets", [])
             if ":sqs:" in target.get("Arn", "")  # moto delivers to SQS; Lambda targets are wired by the runtime
         ]

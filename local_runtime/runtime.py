@@ -30,7 +30,11 @@ from local_runtime.resources import Provisioner, Resolver, UnresolvableError
 from local_runtime.template import Template, TemplateError, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
 
 # Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
 # hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
@@ -114,7 +118,9 @@ class LocalRuntime:
             wanted.append(("localstripe", config.stripe_port, "--stripe-port"))
         for label, port, flag in wanted:
             if not _port_free(config.host, port):
-                raise StartupError(f"port {port} on {config.host} ({label}) is already in use; choose another with {flag}")
+                raise StartupError(
+                    f"port {port} on {config.host} ({label}) is already in use; choose another with {flag}"
+                )
         try:
             self._start_moto()
             self._provision()
@@ -162,7 +168,7 @@ class LocalRuntime:
     # --- pieces --------------------------------------------------------------------------------
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when running
+        from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.moto_port, verbose=False)
@@ -180,13 +186,23 @@ class LocalRuntime:
         response.raise_for_status()
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session(region_name=self.config.region, **_boto_credentials()).client(  # type: ignore[call-overload]
-            service, endpoint_url=self.moto_endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+        session = boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=self.config.region,
+        )
+        return session.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.moto_endpoint,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
         )
 
     def _provision(self) -> None:
         assert self.template is not None
-        self.resolver = Resolver(self.template, self.config.region, self.config.stack_name, dict(self.config.parameters))
+        self.resolver = Resolver(
+            self.template, self.config.region, self.config.stack_name, dict(self.config.parameters)
+        )
         self.provisioner = Provisioner(self.resolver, self.client, secret_seeds())
         try:
             self.provisioner.run()
@@ -222,7 +238,9 @@ class LocalRuntime:
             }
         )
         if self.stripe_api_base or self.config.stripe == "local":
-            environment["STRIPE_API_BASE"] = self.stripe_api_base or f"http://{self.config.host}:{self.config.stripe_port}"
+            environment["STRIPE_API_BASE"] = (
+                self.stripe_api_base or f"http://{self.config.host}:{self.config.stripe_port}"
+            )
         return environment
 
     def _start_lambdas(self) -> None:
@@ -275,10 +293,14 @@ class LocalRuntime:
                     )
                 )
         self._api = ApiServer(
-            (self.config.host, self.config.api_port), self.routes, self.lambdas, self._control, self.config.log
+            (self.config.host, self.config.api_port),
+            self.routes,
+            self.lambdas,
+            self._control,
+            self.config.log,
         )
         host, port = self._api.server_address[:2]
-        self.api_url = f"http://{host}:{port}"
+        self.api_url = f"http://{host!s}:{port}"
         self._api_thread = threading.Thread(target=self._api.serve_forever, name="api", daemon=True)
         self._api_thread.start()
 
@@ -291,11 +313,11 @@ class LocalRuntime:
                     continue
                 props = self.resolver.resolve(event.properties)
                 queue_arn = props["Queue"]
-                queue = next(
-                    (p for p in self.resolver.physical.values() if p.attributes.get("Arn") == queue_arn), None
-                )
+                queue = next((p for p in self.resolver.physical.values() if p.attributes.get("Arn") == queue_arn), None)
                 if queue is None:
-                    raise TemplateError(self.template.path, [f"{logical_id}.Events.{event.name}: queue {queue_arn} unknown"])
+                    raise TemplateError(
+                        self.template.path, [f"{logical_id}.Events.{event.name}: queue {queue_arn} unknown"]
+                    )
                 source = SqsSource(
                     logical_id=logical_id,
                     queue_url=queue.ref,
@@ -350,7 +372,15 @@ class LocalRuntime:
     def _start_localstripe(self) -> None:
         port = self.config.stripe_port
         self._stripe_process = subprocess.Popen(
-            [sys.executable, "-m", "local_runtime.stripe_server", "--host", self.config.host, "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "local_runtime.stripe_server",
+                "--host",
+                self.config.host,
+                "--port",
+                str(port),
+            ],
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -374,8 +404,16 @@ class LocalRuntime:
         assert self.lambdas is not None
         result = self.lambdas.invoke(logical_id, event)
         if result.failed:
-            return {"function": result.logical_id, "error": result.error, "duration_ms": round(result.duration_ms, 1)}
-        return {"function": result.logical_id, "payload": result.payload, "duration_ms": round(result.duration_ms, 1)}
+            return {
+                "function": result.logical_id,
+                "error": result.error,
+                "duration_ms": round(result.duration_ms, 1),
+            }
+        return {
+            "function": result.logical_id,
+            "payload": result.payload,
+            "duration_ms": round(result.duration_ms, 1),
+        }
 
     def fire(self, source: ScheduleSource) -> dict[str, Any]:
         assert self.resolver is not None
@@ -386,7 +424,9 @@ class LocalRuntime:
             arn = self.resolver.physical[source.logical_id].ref
             execution = self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
             outcome = {"state_machine": source.logical_id, "execution_arn": execution["executionArn"]}
-        self.config.log(f"schedule {source.logical_id}.{source.event_name} fired -> {'error' if 'error' in outcome else 'ok'}")
+        self.config.log(
+            f"schedule {source.logical_id}.{source.event_name} fired -> {'error' if 'error' in outcome else 'ok'}"
+        )
         return outcome
 
     def trigger(self, logical_id: str) -> list[dict[str, Any]]:
@@ -462,11 +502,3 @@ def _env_value(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
-
-
-def _boto_credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "aws_session_token": LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
-    }

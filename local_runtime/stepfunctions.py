@@ -55,6 +55,10 @@ def _dispatch(
         response_headers["x-amz-function-error"] = "Unhandled"
         error = result.error or {}
         return json.dumps(
-            {"errorType": error.get("errorType"), "errorMessage": error.get("errorMessage"), "trace": error.get("stackTrace", [])}
+            {
+                "errorType": error.get("errorType"),
+                "errorMessage": error.get("errorMessage"),
+                "trace": error.get("stackTrace", []),
+            }
         ).encode()
     return json.dumps(result.payload).encode()

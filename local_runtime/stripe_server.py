@@ -13,8 +13,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
     args = parser.parse_args()
-    from aiohttp import web  # noqa: PLC0415
-    from localstripe.server import app  # noqa: PLC0415
+    from aiohttp import web
+    from localstripe.server import app
 
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 

@@ -40,8 +40,10 @@ def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict
         value = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{tag_suffix}", node.start_mark)
     if name == "Ref":
         return {"Ref": value}
     if name == "Condition":
@@ -52,7 +54,7 @@ def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict
     return {f"Fn::{name}": value}
 
 
-_CfnLoader.add_multi_constructor("!", _construct_tag)  # type: ignore[no-untyped-call]
+_CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -113,8 +115,17 @@ class Template:
 
 
 _RESOURCE_ATTRIBUTES = frozenset(
-    {"Type", "Properties", "Metadata", "DependsOn", "Condition", "DeletionPolicy", "UpdateReplacePolicy",
-     "UpdatePolicy", "CreationPolicy"}
+    {
+        "Type",
+        "Properties",
+        "Metadata",
+        "DependsOn",
+        "Condition",
+        "DeletionPolicy",
+        "UpdateReplacePolicy",
+        "UpdatePolicy",
+        "CreationPolicy",
+    }
 )
 
 

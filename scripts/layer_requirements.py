@@ -1,7 +1,7 @@
 """Generate layers/billing_core/requirements.txt from pyproject.toml [project.dependencies].
 
-    python scripts/layer_requirements.py          # write
-    python scripts/layer_requirements.py --check  # exit 1 if the file drifted from pyproject.toml
+python scripts/layer_requirements.py          # write
+python scripts/layer_requirements.py --check  # exit 1 if the file drifted from pyproject.toml
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def free_port() -> int:
         return port
 
 
-def wait_for(check: Callable[[], T], *, timeout_seconds: float, interval_seconds: float = 0.1) -> T:
+def wait_for[T](check: Callable[[], T], *, timeout_seconds: float, interval_seconds: float = 0.1) -> T:
     """Poll until check() is truthy; return its last value (falsy on timeout). Never a timing assertion:
     the timeout only bounds how long a broken system makes the test wait."""
     deadline = time.monotonic() + timeout_seconds

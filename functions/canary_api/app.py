@@ -18,7 +18,12 @@ from billing_core.config import FunctionSettings
 from billing_core.observability import logger, metrics, tracer
 from billing_core.operations.canary import CanaryService
 from billing_core.operations.models import ProbeSubmission
-from billing_core.triggers.http import admin_auth_middleware, json_response, parse_json_body, register_error_handlers
+from billing_core.triggers.http import (
+    admin_auth_middleware,
+    json_response,
+    parse_json_body,
+    register_error_handlers,
+)
 
 
 class Settings(FunctionSettings):

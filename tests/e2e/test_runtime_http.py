@@ -30,8 +30,11 @@ def test_health_reports_every_backend(runtime: LocalRuntime) -> None:
 def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> None:
     # Given an admin submitting a probe over HTTP
     probe_id = f"e2e-{uuid.uuid4().hex[:8]}"
-    submitted = requests.post(f"{runtime.api_url}/canary/probes", json={"probe_id": probe_id}, headers=ADMIN, timeout=30)
+    submitted = requests.post(
+        f"{runtime.api_url}/canary/probes", json={"probe_id": probe_id}, headers=ADMIN, timeout=30
+    )
     assert submitted.status_code == 202
+
     # When the SQS consumer has run / Then the probe is in DynamoDB and readable over HTTP
     def status() -> dict[str, Any] | None:
         reply = requests.get(f"{runtime.api_url}/canary/probes/{probe_id}", headers=ADMIN, timeout=30)
@@ -46,17 +49,37 @@ def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> Non
 def test_caller_mistakes_are_4xx_with_codes_and_write_nothing(runtime: LocalRuntime) -> None:
     cases = [
         (requests.post, {}, None, 401, "missing_credentials"),
-        (requests.post, {"Authorization": "Bearer wrong-token-wrong-token"}, None, 401, "invalid_credentials"),
+        (
+            requests.post,
+            {"Authorization": "Bearer wrong-token-wrong-token"},
+            None,
+            401,
+            "invalid_credentials",
+        ),
         (requests.post, {**ADMIN, "Content-Type": "application/json"}, b"{oops", 400, "malformed_json"),
-        (requests.post, {**ADMIN, "Content-Type": "application/json"}, b'{"probe_id": "has space"}', 400, "validation_failed"),
-        (requests.post, {**ADMIN, "Content-Type": "application/json"}, b"x" * (256 * 1024 + 1), 413, "payload_too_large"),
+        (
+            requests.post,
+            {**ADMIN, "Content-Type": "application/json"},
+            b'{"probe_id": "has space"}',
+            400,
+            "validation_failed",
+        ),
+        (
+            requests.post,
+            {**ADMIN, "Content-Type": "application/json"},
+            b"x" * (256 * 1024 + 1),
+            413,
+            "payload_too_large",
+        ),
     ]
     for method, headers, body, status, code in cases:
         response = method(f"{runtime.api_url}/canary/probes", headers=headers, data=body, timeout=30)
         assert (response.status_code, response.json()["code"]) == (status, code)
     assert runtime.resolver is not None
     queue = runtime.resolver.physical["CanaryQueue"].ref
-    attributes = runtime.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    attributes = runtime.client("sqs").get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
+    )
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
@@ -75,21 +98,32 @@ def send(runtime: LocalRuntime, body: str) -> str:
 def dlq_messages(runtime: LocalRuntime) -> list[dict[str, Any]]:
     assert runtime.resolver is not None
     dlq = runtime.resolver.physical["CanaryDeadLetterQueue"].ref
-    messages: list[dict[str, Any]] = runtime.client("sqs").receive_message(
-        QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
-    ).get("Messages", [])
+    messages: list[dict[str, Any]] = (
+        runtime.client("sqs")
+        .receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"])
+        .get("Messages", [])
+    )
     return messages
 
 
-def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_land(runtime: LocalRuntime) -> None:
+def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_land(
+    runtime: LocalRuntime,
+) -> None:
     # Given one malformed and two good messages on the canary queue
     good = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     before = runtime.lambdas.invocation_count["CanaryRecordFunction"] if runtime.lambdas else 0
     poison_id = send(runtime, json.dumps({"probe_id": "poison", "note": "no nonce"}))
     for probe_id in good:
-        send(runtime, Probe(probe_id=probe_id, nonce="d" * 16, submitted_at="2026-11-22T12:00:00Z").model_dump_json())  # type: ignore[arg-type]
+        send(
+            runtime,
+            Probe(probe_id=probe_id, nonce="d" * 16, submitted_at="2026-11-22T12:00:00Z").model_dump_json(),
+        )  # type: ignore[arg-type]
     # When the consumer has retried the poison message maxReceiveCount times
-    in_dlq = wait_for(lambda: [m for m in dlq_messages(runtime) if m["MessageId"] == poison_id], timeout_seconds=60, interval_seconds=0.5)
+    in_dlq = wait_for(
+        lambda: [m for m in dlq_messages(runtime) if m["MessageId"] == poison_id],
+        timeout_seconds=60,
+        interval_seconds=0.5,
+    )
     # Then it sits in the DLQ with its body intact, and the good ones were recorded exactly once
     assert in_dlq and json.loads(in_dlq[0]["Body"]) == {"probe_id": "poison", "note": "no nonce"}
     assert runtime.resolver is not None

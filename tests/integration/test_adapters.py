@@ -115,7 +115,7 @@ def test_health_checks_against_real_endpoints(stack: Stack) -> None:
     DynamoDBTableCheck(stack.ref("CanaryTable"))()
     SqsQueueCheck(stack.ref("CanaryQueue"))()
     assert SqsQueueCheck(stack.ref("CanaryQueue")).name.endswith("CanaryQueue")
-    with pytest.raises(Exception, match="ResourceNotFound|NonExistent|does not exist"):
+    with pytest.raises(Exception, match=r"ResourceNotFound|NonExistent|does not exist"):
         DynamoDBTableCheck("no-such-table")()
 
 

@@ -32,15 +32,21 @@ def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     monkeypatch.setenv("HEALTH_TABLE_NAMES", stack.ref("CanaryTable"))
     monkeypatch.setenv("HEALTH_QUEUE_URLS", stack.ref("CanaryQueue"))
     monkeypatch.setenv("CANARY_STATE_MACHINE_ARN", stack.ref("CanaryStateMachine"))
-    yield stack
+    return stack
 
 
-def test_record_handler_writes_good_records_and_reports_only_the_bad_one(configured: Stack, lambda_context: Any) -> None:
+def test_record_handler_writes_good_records_and_reports_only_the_bad_one(
+    configured: Stack, lambda_context: Any
+) -> None:
     # Given a batch: a probe, the same probe again (duplicate delivery), and a malformed body
     module = fresh("functions.canary_record.app")
     event = load_event("sqs/canary_probe_batch.json")
     good = event["Records"][0]
-    event["Records"] = [good, {**good, "messageId": "dup"}, {**good, "messageId": "bad", "body": '{"probe_id": 1}'}]
+    event["Records"] = [
+        good,
+        {**good, "messageId": "dup"},
+        {**good, "messageId": "bad", "body": '{"probe_id": 1}'},
+    ]
     # When the consumer runs
     response = module.lambda_handler(event, lambda_context)
     # Then only the malformed record returns to the queue, and the probe is stored once
@@ -80,7 +86,9 @@ def test_verify_task_sees_what_the_consumer_stored(configured: Stack, lambda_con
     assert DynamoDBProbeStore(configured.ref("CanaryTable")).get("probe-sample-0001") is not None
 
 
-def test_misconfigured_function_answers_500_without_leaking(stack: Stack, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+def test_misconfigured_function_answers_500_without_leaking(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
     for name in ("CANARY_TABLE_NAME", "CANARY_QUEUE_URL", "ADMIN_TOKEN_SECRET_NAME"):
         monkeypatch.delenv(name, raising=False)
     module = fresh("functions.canary_api.app")

@@ -41,7 +41,9 @@ def test_function_settings_match_its_environment(logical_id: str) -> None:
     optional = {name.upper() for name, field in model.model_fields.items() if not field.is_required()}
     # Given the settings model / Then every required setting is configured, and nothing configured is unread
     assert required <= own_variables, f"{logical_id} lacks {sorted(required - own_variables)}"
-    assert own_variables <= required | optional, f"{logical_id} configures unread {sorted(own_variables - required - optional)}"
+    assert own_variables <= required | optional, (
+        f"{logical_id} configures unread {sorted(own_variables - required - optional)}"
+    )
 
 
 def _refs(value: Any) -> set[str]:
@@ -65,8 +67,11 @@ def _refs(value: Any) -> set[str]:
 
 def test_every_reference_in_the_template_resolves() -> None:
     known = set(TEMPLATE.resources) | set(TEMPLATE.document.get("Parameters", {}))
-    dangling = {ref for ref in _refs(TEMPLATE.document["Resources"]) | _refs(TEMPLATE.document.get("Outputs", {}))
-                if not ref.startswith("AWS::") and ref not in known}
+    dangling = {
+        ref
+        for ref in _refs(TEMPLATE.document["Resources"]) | _refs(TEMPLATE.document.get("Outputs", {}))
+        if not ref.startswith("AWS::") and ref not in known
+    }
     assert dangling == set()
 
 
@@ -83,8 +88,13 @@ def logical_ids_named_in(path: Path) -> set[str]:
 
 
 CODE_FILES = sorted(
-    [*ROOT.glob("local_runtime/*.py"), *ROOT.glob("functions/*/app.py"), *ROOT.glob("tests/integration/*.py"),
-     *ROOT.glob("tests/e2e/*.py"), *ROOT.glob("scripts/*.py")]
+    [
+        *ROOT.glob("local_runtime/*.py"),
+        *ROOT.glob("functions/*/app.py"),
+        *ROOT.glob("tests/integration/*.py"),
+        *ROOT.glob("tests/e2e/*.py"),
+        *ROOT.glob("scripts/*.py"),
+    ]
 )
 
 

@@ -120,11 +120,7 @@ def _properties(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_intrinsic(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and next(iter(value)).startswith(("Ref", "Fn::", "Condition"))
-    )
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith(("Ref", "Fn::", "Condition"))
 
 
 def _merge_globals(global_properties: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
@@ -252,9 +248,7 @@ def problems_function_baseline(template: Template) -> list[str]:
         if properties.get("Runtime") != REQUIRED_RUNTIME:
             problems.append(f"{lid}: Runtime is {properties.get('Runtime')!r}, expected {REQUIRED_RUNTIME!r}")
         if properties.get("Architectures") != REQUIRED_ARCHITECTURES:
-            problems.append(
-                f"{lid}: Architectures is {properties.get('Architectures')!r}, expected ['arm64']"
-            )
+            problems.append(f"{lid}: Architectures is {properties.get('Architectures')!r}, expected ['arm64']")
         if properties.get("Tracing") != "Active":
             problems.append(f"{lid}: Tracing is {properties.get('Tracing')!r}, expected 'Active'")
         timeout = properties.get("Timeout")
@@ -306,9 +300,7 @@ def problems_function_folders(template: Template, root: Path = ROOT) -> list[str
         folder = match.group(1)
         folders_in_use.setdefault(folder, []).append(lid)
         if lid != _expected_logical_id(folder):
-            problems.append(
-                f"{lid}: logical id for functions/{folder}/ must be {_expected_logical_id(folder)}"
-            )
+            problems.append(f"{lid}: logical id for functions/{folder}/ must be {_expected_logical_id(folder)}")
         code_dir = root / "functions" / folder
         if not code_dir.is_dir():
             problems.append(f"{lid}: CodeUri folder functions/{folder}/ does not exist")
@@ -329,8 +321,7 @@ def problems_function_folders(template: Template, root: Path = ROOT) -> list[str
         owners = folders_in_use.get(folder, [])
         if len(owners) != 1:
             problems.append(
-                f"functions/{folder}/ has {len(owners)} AWS::Serverless::Function resources "
-                f"{owners}, expected 1"
+                f"functions/{folder}/ has {len(owners)} AWS::Serverless::Function resources {owners}, expected 1"
             )
     return problems
 
@@ -397,10 +388,7 @@ def problems_queues(template: Template) -> list[str]:
             problems.append(f"{lid}: RedrivePolicy.deadLetterTargetArn must be !GetAtt <OtherQueue>.Arn")
         else:
             dead_letter_queues.add(target[0])
-            if (
-                properties.get("FifoQueue") is True
-                and _properties(queues[target[0]]).get("FifoQueue") is not True
-            ):
+            if properties.get("FifoQueue") is True and _properties(queues[target[0]]).get("FifoQueue") is not True:
                 problems.append(f"{lid}: a FIFO queue needs a FIFO dead-letter queue, {target[0]} is not")
         max_receive = policy.get("maxReceiveCount")
         if not (_is_int(max_receive) and 1 <= max_receive <= 10):
@@ -454,9 +442,7 @@ def problems_sqs_event_sources(template: Template) -> list[str]:
             timeout = properties.get("Timeout", SAM_DEFAULT_TIMEOUT)
             visibility = queue.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT)
             if not (_is_int(timeout) and _is_int(visibility)):
-                problems.append(
-                    f"{where}: Timeout {timeout!r} / VisibilityTimeout {visibility!r} not literal"
-                )
+                problems.append(f"{where}: Timeout {timeout!r} / VisibilityTimeout {visibility!r} not literal")
             elif visibility < VISIBILITY_TIMEOUT_FACTOR * timeout:
                 problems.append(
                     f"{where}: {target[0]}.VisibilityTimeout {visibility} < "
@@ -518,9 +504,7 @@ def _grants(action_patterns: list[str], action: str) -> bool:
 def problems_ledger_immutability(template: Template) -> list[str]:
     problems: list[str] = []
     immutable = {
-        lid
-        for lid in _of_type(template, *TABLE_TYPES)
-        if any(marker in lid for marker in IMMUTABLE_TABLE_MARKERS)
+        lid for lid in _of_type(template, *TABLE_TYPES) if any(marker in lid for marker in IMMUTABLE_TABLE_MARKERS)
     }
     if not immutable:
         return problems
@@ -563,9 +547,7 @@ def problems_dynamodb_tables(template: Template) -> list[str]:
     for lid, resource in _of_type(template, "AWS::DynamoDB::Table").items():
         properties = _properties(resource)
         if properties.get("BillingMode") != "PAY_PER_REQUEST":
-            problems.append(
-                f"{lid}: BillingMode is {properties.get('BillingMode')!r}, expected PAY_PER_REQUEST"
-            )
+            problems.append(f"{lid}: BillingMode is {properties.get('BillingMode')!r}, expected PAY_PER_REQUEST")
         if (properties.get("SSESpecification") or {}).get("SSEEnabled") is not True:
             problems.append(f"{lid}: SSESpecification.SSEEnabled is not true")
         defined = {d.get("AttributeName") for d in _as_list(properties.get("AttributeDefinitions"))}
@@ -633,9 +615,7 @@ def problems_state_machines(template: Template, root: Path = ROOT) -> list[str]:
             for destination in _as_list(logging.get("Destinations"))
         ]
         if not any(log_group_arns) or logging.get("Level", "OFF") == "OFF":
-            problems.append(
-                f"{lid}: Logging needs a Level other than OFF and a CloudWatchLogsLogGroup destination"
-            )
+            problems.append(f"{lid}: Logging needs a Level other than OFF and a CloudWatchLogsLogGroup destination")
         uri = properties.get("DefinitionUri")
         if not isinstance(uri, str):
             problems.append(f"{lid}: DefinitionUri {uri!r} must be a path under statemachines/")
@@ -762,9 +742,7 @@ def problems_samconfig(config: dict[str, Any], template: Template) -> list[str]:
         elif stages and overrides["Stage"] not in stages:
             problems.append(f"{where}: Stage={overrides['Stage']} is not one of {stages}")
         for unknown in sorted(set(overrides) - declared):
-            problems.append(
-                f"{where}: parameter_overrides sets {unknown}, which template.yaml does not declare"
-            )
+            problems.append(f"{where}: parameter_overrides sets {unknown}, which template.yaml does not declare")
     return problems
 
 
@@ -839,20 +817,12 @@ def test_every_function_has_the_baseline_runtime_settings(template: Template) ->
             "Architectures",
             id="architectures-appended-by-globals",
         ),
-        pytest.param(
-            lambda t: _set(t, "CanaryVerifyFunction", "Tracing", "PassThrough"), "Tracing", id="tracing-off"
-        ),
-        pytest.param(
-            lambda t: _set(t, "CanaryVerifyFunction", "Timeout", 901), "Timeout", id="timeout-too-long"
-        ),
+        pytest.param(lambda t: _set(t, "CanaryVerifyFunction", "Tracing", "PassThrough"), "Tracing", id="tracing-off"),
+        pytest.param(lambda t: _set(t, "CanaryVerifyFunction", "Timeout", 901), "Timeout", id="timeout-too-long"),
         pytest.param(lambda t: _set_global(t, "Timeout", 0), "Timeout", id="timeout-zero"),
-        pytest.param(
-            lambda t: _set(t, "CanaryApiFunction", "MemorySize", 64), "MemorySize", id="memory-too-low"
-        ),
+        pytest.param(lambda t: _set(t, "CanaryApiFunction", "MemorySize", 64), "MemorySize", id="memory-too-low"),
         pytest.param(lambda t: _set_global(t, "MemorySize", 10241), "MemorySize", id="memory-too-high"),
-        pytest.param(
-            lambda t: t["Globals"]["Function"].pop("Layers"), "BillingCoreLayer", id="no-core-layer"
-        ),
+        pytest.param(lambda t: t["Globals"]["Function"].pop("Layers"), "BillingCoreLayer", id="no-core-layer"),
     ],
 )
 def test_function_baseline_checker_reports_a_broken_function(
@@ -917,9 +887,7 @@ def test_every_function_folder_has_exactly_one_correctly_named_function(template
         ),
     ],
 )
-def test_function_folder_checker_reports_a_broken_mapping(
-    template: Template, mutate: Mutation, fragment: str
-) -> None:
+def test_function_folder_checker_reports_a_broken_mapping(template: Template, mutate: Mutation, fragment: str) -> None:
     # Given a copy of the template whose functions no longer match the functions/ folders
     mutate(template)
     # When folders are cross-checked
@@ -928,14 +896,10 @@ def test_function_folder_checker_reports_a_broken_mapping(
     _assert_reported(problems, fragment)
 
 
-def test_function_folder_checker_reports_a_new_folder_nobody_deployed(
-    template: Template, tmp_path: Path
-) -> None:
+def test_function_folder_checker_reports_a_new_folder_nobody_deployed(template: Template, tmp_path: Path) -> None:
     # Given a checkout with a functions/<folder>/app.py that the template does not mention
     (tmp_path / "functions" / "invoice_send").mkdir(parents=True)
-    (tmp_path / "functions" / "invoice_send" / "app.py").write_text(
-        "def lambda_handler(event, context): ...\n"
-    )
+    (tmp_path / "functions" / "invoice_send" / "app.py").write_text("def lambda_handler(event, context): ...\n")
     # When folders are cross-checked against that checkout
     problems = problems_function_folders(template, root=tmp_path)
     # Then the undeployed folder is reported
@@ -1048,14 +1012,10 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: Template) 
             "not encrypted",
             id="queue-unencrypted",
         ),
-        pytest.param(
-            lambda t: _set(t, "CanaryQueue", "FifoQueue", True), "FIFO", id="fifo-queue-standard-dlq"
-        ),
+        pytest.param(lambda t: _set(t, "CanaryQueue", "FifoQueue", True), "FIFO", id="fifo-queue-standard-dlq"),
     ],
 )
-def test_queue_checker_reports_a_queue_without_safety_net(
-    template: Template, mutate: Mutation, fragment: str
-) -> None:
+def test_queue_checker_reports_a_queue_without_safety_net(template: Template, mutate: Mutation, fragment: str) -> None:
     # Given a copy of the template with a queue's redrive, retention or encryption broken
     mutate(template)
     # When queues are checked
@@ -1068,9 +1028,7 @@ def test_queue_checker_reports_a_queue_without_safety_net(
 
 
 def _sqs_event(template: Template) -> dict[str, Any]:
-    properties: dict[str, Any] = _props(template, "CanaryRecordFunction")["Events"]["CanaryQueueMessages"][
-        "Properties"
-    ]
+    properties: dict[str, Any] = _props(template, "CanaryRecordFunction")["Events"]["CanaryQueueMessages"]["Properties"]
     return properties
 
 
@@ -1105,9 +1063,7 @@ def test_every_sqs_event_source_reports_partial_failures_within_limits(template:
             "BatchSize 11",
             id="batch-over-10-without-window",
         ),
-        pytest.param(
-            lambda t: _sqs_event(t).update(BatchSize=10001), "BatchSize 10001", id="batch-over-10000"
-        ),
+        pytest.param(lambda t: _sqs_event(t).update(BatchSize=10001), "BatchSize 10001", id="batch-over-10000"),
         pytest.param(lambda t: _sqs_event(t).update(BatchSize=0), "BatchSize 0", id="batch-zero"),
         pytest.param(
             lambda t: _fifo_queue_with_batch_of(t, 20),
@@ -1184,9 +1140,7 @@ def test_policies_are_least_privilege(template: Template) -> None:
             id="managed-full-access",
         ),
         pytest.param(
-            lambda t: _props(t, "CanaryStateMachine")["Policies"].append(
-                "arn:aws:iam::aws:policy/AdministratorAccess"
-            ),
+            lambda t: _props(t, "CanaryStateMachine")["Policies"].append("arn:aws:iam::aws:policy/AdministratorAccess"),
             "AdministratorAccess",
             id="managed-admin-arn",
         ),
@@ -1204,9 +1158,7 @@ def test_policies_are_least_privilege(template: Template) -> None:
                     "Properties": {
                         "PolicyName": "extra",
                         "Roles": ["r"],
-                        "PolicyDocument": {
-                            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
-                        },
+                        "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]},
                     },
                 },
             ),
@@ -1215,9 +1167,7 @@ def test_policies_are_least_privilege(template: Template) -> None:
         ),
     ],
 )
-def test_least_privilege_checker_reports_a_broad_grant(
-    template: Template, mutate: Mutation, fragment: str
-) -> None:
+def test_least_privilege_checker_reports_a_broad_grant(template: Template, mutate: Mutation, fragment: str) -> None:
     # Given a copy of the template with a policy widened
     mutate(template)
     # When policies are checked
@@ -1373,9 +1323,7 @@ def test_dynamodb_tables_are_on_demand_encrypted_and_define_only_key_attributes(
             id="non-key-attribute-defined",
         ),
         pytest.param(
-            lambda t: _props(t, "CanaryTable")["KeySchema"].append(
-                {"AttributeName": "sk", "KeyType": "RANGE"}
-            ),
+            lambda t: _props(t, "CanaryTable")["KeySchema"].append({"AttributeName": "sk", "KeyType": "RANGE"}),
             "'sk' is missing",
             id="key-attribute-undefined",
         ),
@@ -1397,9 +1345,7 @@ def test_dynamodb_tables_are_on_demand_encrypted_and_define_only_key_attributes(
         ),
     ],
 )
-def test_dynamodb_table_checker_reports_a_broken_table(
-    template: Template, mutate: Mutation, fragment: str
-) -> None:
+def test_dynamodb_table_checker_reports_a_broken_table(template: Template, mutate: Mutation, fragment: str) -> None:
     # Given a copy of the template with a table's billing, encryption or attributes broken
     mutate(template)
     # When DynamoDB tables are checked
@@ -1479,9 +1425,7 @@ def test_state_machine_checker_reports_a_broken_state_machine(
     _assert_reported(problems, fragment)
 
 
-def test_state_machine_checker_reports_a_definition_that_is_not_json(
-    template: Template, tmp_path: Path
-) -> None:
+def test_state_machine_checker_reports_a_definition_that_is_not_json(template: Template, tmp_path: Path) -> None:
     # Given a checkout whose state machine definition is not JSON
     (tmp_path / "statemachines").mkdir()
     (tmp_path / "statemachines" / "canary.asl.json").write_text("StartAt: SubmitProbe\n")
@@ -1509,12 +1453,8 @@ def _state(definition: dict[str, Any], name: str) -> dict[str, Any]:
             "VerifyProbe: Task has no Timeout",
             id="lambda-task-unbounded",
         ),
-        pytest.param(
-            lambda d: _state(d, "VerifyProbe").pop("Retry"), "has no Retry", id="lambda-task-no-retry"
-        ),
-        pytest.param(
-            lambda d: _state(d, "VerifyProbe").pop("Catch"), "has no Catch", id="lambda-task-no-catch"
-        ),
+        pytest.param(lambda d: _state(d, "VerifyProbe").pop("Retry"), "has no Retry", id="lambda-task-no-retry"),
+        pytest.param(lambda d: _state(d, "VerifyProbe").pop("Catch"), "has no Catch", id="lambda-task-no-catch"),
         pytest.param(
             lambda d: _state(d, "VerifyProbe")["Catch"][0].update(ErrorEquals=["ValueError"]),
             "'ValueError'",
@@ -1532,9 +1472,7 @@ def _state(definition: dict[str, Any], name: str) -> dict[str, Any]:
                     "Branches": [
                         {
                             "StartAt": "Inner",
-                            "States": {
-                                "Inner": {"Type": "Task", "Resource": LAMBDA_INVOKE_RESOURCE, "End": True}
-                            },
+                            "States": {"Inner": {"Type": "Task", "Resource": LAMBDA_INVOKE_RESOURCE, "End": True}},
                         }
                     ],
                     "End": True,
@@ -1575,9 +1513,7 @@ def test_environment_has_powertools_identity_and_no_secret_values(template: Temp
             id="no-service-name",
         ),
         pytest.param(
-            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop(
-                "POWERTOOLS_METRICS_NAMESPACE"
-            ),
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("POWERTOOLS_METRICS_NAMESPACE"),
             "POWERTOOLS_METRICS_NAMESPACE",
             id="no-metrics-namespace",
         ),
@@ -1589,9 +1525,7 @@ def test_environment_has_powertools_identity_and_no_secret_values(template: Temp
             id="literal-token",
         ),
         pytest.param(
-            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
-                STRIPE_API_KEY={"Ref": "Stage"}
-            ),
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(STRIPE_API_KEY={"Ref": "Stage"}),
             "STRIPE_API_KEY",
             id="secret-from-parameter",
         ),
@@ -1703,9 +1637,7 @@ def _deploy(config: dict[str, Any], environment: str = "default") -> dict[str, A
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        pytest.param(
-            lambda c: c["default"].pop("deploy"), "[default.deploy.parameters]", id="no-default-deploy"
-        ),
+        pytest.param(lambda c: c["default"].pop("deploy"), "[default.deploy.parameters]", id="no-default-deploy"),
         pytest.param(lambda c: _deploy(c).pop("capabilities"), "capabilities", id="no-capabilities"),
         pytest.param(
             lambda c: _deploy(c).update(parameter_overrides="LogRetentionDays=14"),

@@ -45,7 +45,9 @@ def test_rotation_accepts_old_and_new_tokens_during_the_overlap() -> None:
         authorize_admin("Bearer some-other-token-0000000", tokens)
 
 
-@pytest.mark.parametrize("secret", ["", "short", '{"tokens": []}', '{"tokens": ["short"]}', "{not json", '{"tokens": 5}'])
+@pytest.mark.parametrize(
+    "secret", ["", "short", '{"tokens": []}', '{"tokens": ["short"]}', "{not json", '{"tokens": 5}']
+)
 def test_a_missing_or_weak_secret_authenticates_nobody(secret: str) -> None:
     with pytest.raises(UnauthorizedError) as raised:
         parse_admin_tokens(secret)

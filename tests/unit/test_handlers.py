@@ -29,13 +29,19 @@ class FixedSecret:
 
 
 @pytest.fixture
-def canary_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, InMemoryProbeStore, InMemoryProbeQueue]]:
+def canary_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[ModuleType, InMemoryProbeStore, InMemoryProbeQueue]]:
     module = importlib.import_module("functions.canary_api.app")
     store, queue = InMemoryProbeStore(), InMemoryProbeQueue()
     monkeypatch.setattr(module, "service", lambda: CanaryService(store=store, queue=queue))
     monkeypatch.setattr(module, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
-    monkeypatch.setattr(module, "settings", lambda: module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"))
-    yield module, store, queue
+    monkeypatch.setattr(
+        module,
+        "settings",
+        lambda: module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"),
+    )
+    return module, store, queue
 
 
 def test_submit_probe_enqueues_and_answers_202(canary_api: Any, lambda_context: Any) -> None:

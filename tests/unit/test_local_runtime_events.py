@@ -46,7 +46,12 @@ def event_for(route: Route, body: bytes, content_type: str = "application/json")
         method="POST",
         path="/canary/probes",
         query="a=1&a=2&b=",
-        headers=[("Content-Type", content_type), ("X-Multi", "1"), ("X-Multi", "2"), ("Stripe-Signature", "t=1,v1=ab")],
+        headers=[
+            ("Content-Type", content_type),
+            ("X-Multi", "1"),
+            ("X-Multi", "2"),
+            ("Stripe-Signature", "t=1,v1=ab"),
+        ],
         body=body,
         path_parameters={},
         source_ip="127.0.0.1",
@@ -77,7 +82,11 @@ def test_responses_map_back_like_api_gateway() -> None:
     ok = proxy_response(InvocationResult("F", "r", payload={"statusCode": 201, "headers": {"X": "1"}, "body": "hi"}))
     assert (ok.status, ok.body, ("X", "1") in ok.headers) == (201, b"hi", True)
     encoded = proxy_response(
-        InvocationResult("F", "r", payload={"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True})
+        InvocationResult(
+            "F",
+            "r",
+            payload={"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True},
+        )
     )
     assert encoded.body == b"\x00"
     assert proxy_response(InvocationResult("F", "r", error={"errorType": "ValueError"})).status == 502
@@ -94,7 +103,11 @@ IDS = ["m1", "m2", "m3"]
         (InvocationResult("F", "r", payload=None), True, set()),
         (InvocationResult("F", "r", payload={"batchItemFailures": []}), True, set()),
         (InvocationResult("F", "r", payload={"batchItemFailures": [{"itemIdentifier": "m2"}]}), True, {"m2"}),
-        (InvocationResult("F", "r", payload={"batchItemFailures": [{"itemIdentifier": "zz"}]}), True, set(IDS)),
+        (
+            InvocationResult("F", "r", payload={"batchItemFailures": [{"itemIdentifier": "zz"}]}),
+            True,
+            set(IDS),
+        ),
         (InvocationResult("F", "r", payload={"batchItemFailures": [{"itemIdentifier": ""}]}), True, set(IDS)),
         (InvocationResult("F", "r", payload={"batchItemFailures": "m2"}), True, set(IDS)),
         (InvocationResult("F", "r", payload={"batchItemFailures": [{"itemIdentifier": "m2"}]}), False, set()),
@@ -117,7 +130,13 @@ def test_scheduled_events_parse_as_eventbridge_and_honour_input() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "seconds"),
-    [("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(1 hour)", 3600), ("rate(2 days)", 172800), ("cron(0 * * * ? *)", None)],
+    [
+        ("rate(1 minute)", 60),
+        ("rate(5 minutes)", 300),
+        ("rate(1 hour)", 3600),
+        ("rate(2 days)", 172800),
+        ("cron(0 * * * ? *)", None),
+    ],
 )
 def test_rate_expressions(expression: str, seconds: int | None) -> None:
     assert ScheduleSource("Fn", "E", expression, True, None, "rule").rate_seconds() == seconds

@@ -80,20 +80,30 @@ def test_intrinsics_resolve_against_created_resources(tmp_path: Path) -> None:
     template = load_template(write_project(tmp_path, MINIMAL))
     resolver = Resolver(template, "eu-west-1", "stack", {})
     resolver.physical["Queue"] = PhysicalResource(
-        "Queue", "AWS::SQS::Queue", "http://q/stack-Queue", {"Arn": "arn:aws:sqs:eu-west-1:1:stack-Queue", "QueueName": "stack-Queue"}
+        "Queue",
+        "AWS::SQS::Queue",
+        "http://q/stack-Queue",
+        {"Arn": "arn:aws:sqs:eu-west-1:1:stack-Queue", "QueueName": "stack-Queue"},
     )
     env = resolver.resolve(template.functions["HelloFunction"].environment)
     assert env["QUEUE_URL"] == "http://q/stack-Queue"
     assert env["QUEUE_ARN"] == "arn:aws:sqs:eu-west-1:1:stack-Queue"
     assert env["MODE"] == "test"
     assert env["PATH_TEXT"] == "/stage/dev/stack-Queue/eu-west-1/${Literal}"
-    assert Resolver(template, "eu-west-1", "stack", {"Stage": "prod"}, resolver.physical).resolve(
-        template.functions["HelloFunction"].environment
-    )["MODE"] == "live"
+    assert (
+        Resolver(template, "eu-west-1", "stack", {"Stage": "prod"}, resolver.physical).resolve(
+            template.functions["HelloFunction"].environment
+        )["MODE"]
+        == "live"
+    )
 
 
 def test_references_find_ref_getatt_and_sub() -> None:
-    value = {"a": {"Ref": "A"}, "b": [{"Fn::GetAtt": ["B", "Arn"]}], "c": {"Fn::Sub": "${C.Arn}/${AWS::Region}/${!X}"}}
+    value = {
+        "a": {"Ref": "A"},
+        "b": [{"Fn::GetAtt": ["B", "Arn"]}],
+        "c": {"Fn::Sub": "${C.Arn}/${AWS::Region}/${!X}"},
+    }
     assert references(value) == {"A", "B", "C", "AWS::Region"}
 
 
@@ -113,8 +123,16 @@ def test_unresolvable_reference_is_reported(tmp_path: Path) -> None:
         (lambda t: t.replace("BatchSize: 10", "BatchSize: 100000"), "exceeds the SQS maximum"),
         (lambda t: t.replace("BatchSize: 10", "BatchSize: 50"), "needs MaximumBatchingWindowInSeconds"),
         (lambda t: t.replace("Type: SQS", "Type: Kinesis"), "not served by the local runtime"),
-        (lambda t: t.replace("Type: AWS::Serverless::Function", "Type: AWS::Serverless::Function\n    Propertes: {}"), "Propertes"),
-        (lambda t: t.replace("Timeout: 9", "Timeout: [not, a, number]"), "Timeout must be an integer between 1 and 900"),
+        (
+            lambda t: t.replace(
+                "Type: AWS::Serverless::Function", "Type: AWS::Serverless::Function\n    Propertes: {}"
+            ),
+            "Propertes",
+        ),
+        (
+            lambda t: t.replace("Timeout: 9", "Timeout: [not, a, number]"),
+            "Timeout must be an integer between 1 and 900",
+        ),
         (lambda t: t + "\n  Broken: [unclosed", "not valid YAML"),
         (lambda t: "just a string", "no Resources"),
     ],
@@ -143,7 +161,9 @@ def test_missing_template_file(tmp_path: Path) -> None:
 def test_state_machine_definition_must_exist(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "functions", tmp_path / "functions")
     shutil.copytree(ROOT / "layers", tmp_path / "layers", ignore=shutil.ignore_patterns("__pycache__"))
-    text = (ROOT / "template.yaml").read_text().replace("statemachines/canary.asl.json", "statemachines/missing.asl.json")
+    text = (
+        (ROOT / "template.yaml").read_text().replace("statemachines/canary.asl.json", "statemachines/missing.asl.json")
+    )
     (tmp_path / "template.yaml").write_text(text)
     with pytest.raises(TemplateError, match=r"missing\.asl\.json does not exist"):
         load_template(tmp_path / "template.yaml")

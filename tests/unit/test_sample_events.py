@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel, EventBridgeModel, SqsModel
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayProxyEventModel,
+    EventBridgeModel,
+    SqsModel,
+)
 from pydantic import BaseModel
 
 from billing_core.operations.models import Probe, ProbeSubmission

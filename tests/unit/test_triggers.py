@@ -44,14 +44,25 @@ def make_app(error: Exception | None = None) -> APIGatewayRestResolver:
     return app
 
 
-def call(app: APIGatewayRestResolver, body: str | None, *, headers: dict[str, str] | None = None,
-         base64_encoded: bool = False, path: str = "/things", context: Any = None) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def call(
+    app: APIGatewayRestResolver,
+    body: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+    base64_encoded: bool = False,
+    path: str = "/things",
+    context: Any = None,
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
     event = load_event("api/canary_probe_submit.json")
     event.update(path=path, resource=path, body=body, isBase64Encoded=base64_encoded)
     event["headers"] = {"Content-Type": "application/json", **(headers or {})}
     event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
     response = app.resolve(event, context)
-    return response["statusCode"], json.loads(response["body"]), response.get("multiValueHeaders") or response.get("headers") or {}
+    return (
+        response["statusCode"],
+        json.loads(response["body"]),
+        response.get("multiValueHeaders") or response.get("headers") or {},
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,11 +95,18 @@ def test_errors_map_to_status_and_stable_code(error: Exception, status: int, cod
         ("[1, 2]", {}, 400, "malformed_json"),
         ('{"amount_minor": 1.5, "currency": "EUR"}', {}, 400, "validation_failed"),
         ('{"amount_minor": 100, "currency": "EUR", "x": 1}', {}, 400, "validation_failed"),
-        ('{"amount_minor": 100, "currency": "EUR"}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        (
+            '{"amount_minor": 100, "currency": "EUR"}',
+            {"Content-Type": "text/plain"},
+            415,
+            "unsupported_media_type",
+        ),
         ("x" * (DEFAULT_MAX_BODY_BYTES + 1), {}, 413, "payload_too_large"),
     ],
 )
-def test_bad_bodies_get_4xx_with_stable_codes(body: str, headers: dict[str, str], status: int, code: str, lambda_context: Any) -> None:
+def test_bad_bodies_get_4xx_with_stable_codes(
+    body: str, headers: dict[str, str], status: int, code: str, lambda_context: Any
+) -> None:
     got_status, payload, _ = call(make_app(), body, headers=headers, context=lambda_context)
     assert (got_status, payload["code"]) == (status, code)
 

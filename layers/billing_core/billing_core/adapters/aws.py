@@ -5,12 +5,18 @@ is how the local runtime points every function at moto without any code path of 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from billing_core.errors import (
     BillingError,
@@ -53,7 +59,7 @@ _CONFIGURATION_CODES = frozenset(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service_name: str) -> Any:
     return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 

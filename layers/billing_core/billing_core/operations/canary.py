@@ -66,7 +66,9 @@ class CanaryService:
         found = self._require_store().get(probe_id)
         if found is None:
             raise NotFoundError(
-                f"probe {probe_id} has not been recorded (yet)", code="probe_not_found", details={"probe_id": probe_id}
+                f"probe {probe_id} has not been recorded (yet)",
+                code="probe_not_found",
+                details={"probe_id": probe_id},
             )
         return found
 
@@ -79,7 +81,8 @@ class CanaryService:
             )
         if not secrets.compare_digest(found.nonce, probe.nonce):
             raise ProbeCorruptedError(
-                f"probe {probe.probe_id} was recorded with a different nonce", details={"probe_id": probe.probe_id}
+                f"probe {probe.probe_id} was recorded with a different nonce",
+                details={"probe_id": probe.probe_id},
             )
         return found
 

@@ -74,8 +74,10 @@ def error_response(exc: BillingError) -> Response[str]:
     if status >= 500:
         # Our fault: the caller gets a stable code, the log gets the detail.
         logger.exception("request failed on our side", extra={"error_code": exc.code})
-        body: dict[str, Any] = {"code": "internal_error" if status == 500 else "service_unavailable",
-                                "message": "the request could not be completed; retry later"}
+        body: dict[str, Any] = {
+            "code": "internal_error" if status == 500 else "service_unavailable",
+            "message": "the request could not be completed; retry later",
+        }
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
             headers["Retry-After"] = "1"
     else:
@@ -90,15 +92,15 @@ def error_response(exc: BillingError) -> Response[str]:
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     app.exception_handler(BillingError)(error_response)
 
-    @app.exception_handler(ValidationError)
     def _validation(exc: ValidationError) -> Response[str]:
         return error_response(validation_failed(exc))
+
+    app.exception_handler(ValidationError)(_validation)
 
     @app.not_found
     def _not_found(_: Exception) -> Response[str]:
         return error_response(NotFoundError("no such route", code="route_not_found"))
 
-    @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
         return json_response(
@@ -106,11 +108,17 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
             {"code": "internal_error", "message": "the request could not be completed; retry later"},
         )
 
+    app.exception_handler(Exception)(_unexpected)
+
 
 def validation_failed(exc: ValidationError) -> ValidationFailedError:
     # The input values are left out on purpose: they may carry secrets or personal data.
     problems = [
-        {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"], "type": error["type"]}
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "problem": error["msg"],
+            "type": error["type"],
+        }
         for error in exc.errors()
     ]
     return ValidationFailedError("request body failed validation", details={"problems": problems})
@@ -134,7 +142,9 @@ def raw_body(app: APIGatewayRestResolver, *, max_bytes: int = DEFAULT_MAX_BODY_B
     return data
 
 
-def parse_json_body(app: APIGatewayRestResolver, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
+def parse_json_body[ModelT: BaseModel](
+    app: APIGatewayRestResolver, model: type[ModelT], *, allow_empty: bool = False
+) -> ModelT:
     data = raw_body(app)
     if not data.strip():
         if allow_empty:

@@ -29,7 +29,7 @@ class MalformedMessageError(PermanentError):
     code = "malformed_message"
 
 
-def parse_record(record: SQSRecord, model: type[ModelT]) -> ModelT:
+def parse_record[ModelT: BaseModel](record: SQSRecord, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(record.body)
     except ValidationError as exc:
@@ -52,11 +52,16 @@ def process_sqs_batch(
         except BillingError as exc:
             logger.warning(
                 "record failed",
-                extra={"message_id": record.message_id, "error_class": type(exc).__name__, "error_code": exc.code},
+                extra={
+                    "message_id": record.message_id,
+                    "error_class": type(exc).__name__,
+                    "error_code": exc.code,
+                },
             )
             raise
 
     processor: BatchProcessor | SqsFifoPartialProcessor = (
         SqsFifoPartialProcessor() if fifo else BatchProcessor(event_type=EventType.SQS)
     )
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    return dict(response)

@@ -21,7 +21,7 @@ def as_retry_class(exc: BillingError) -> BillingError:
     return base(json.dumps(exc.to_dict(), default=str), code=exc.code)
 
 
-def step_functions_task(function: Callable[..., ResultT]) -> Callable[..., ResultT]:
+def step_functions_task[ResultT](function: Callable[..., ResultT]) -> Callable[..., ResultT]:
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> ResultT:
         try:

@@ -1,0 +1,114 @@
+"""The CLI as a newcomer uses it: `run` serves /health and stops cleanly on Ctrl-C; a malformed
+template or a busy port ends with exit code 2 and a message that says what to do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.support import ROOT, free_port, wait_for
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "local_runtime", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'billing_core'}"}
+
+
+def test_run_serves_health_and_stops_cleanly_on_ctrl_c() -> None:
+    api_port, moto_port = free_port(), free_port()
+    process = subprocess.Popen(
+        cli("run", "--api-port", str(api_port), "--moto-port", str(moto_port), "--stripe", "off"),
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{api_port}/health", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        assert wait_for(healthy, timeout_seconds=60, interval_seconds=0.5), "GET /health never answered 200"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert f"API          http://127.0.0.1:{api_port}" in output
+    assert "stopped" in output
+    with socket.socket() as probe:  # the port is released
+        probe.bind(("127.0.0.1", api_port))
+
+
+def test_malformed_template_exits_2_with_the_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "template.yaml"
+    text = (ROOT / "template.yaml").read_text()
+    bad.write_text(text.replace("CodeUri: functions/canary_api/", "CodeUri: functions/missing_folder/"))
+    result = subprocess.run(
+        cli(
+            "run",
+            "--template",
+            str(bad),
+            "--api-port",
+            str(free_port()),
+            "--moto-port",
+            str(free_port()),
+            "--stripe",
+            "off",
+        ),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot be run locally" in result.stderr
+    assert "CanaryApiFunction: CodeUri folder functions/missing_folder/ does not exist" in result.stderr
+
+
+def test_busy_port_exits_2_and_names_the_flag() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        result = subprocess.run(
+            cli("run", "--api-port", str(busy), "--moto-port", str(free_port()), "--stripe", "off"),
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"port {busy} on 127.0.0.1 (API) is already in use" in result.stderr
+    assert "--api-port" in result.stderr
+
+
+def test_trigger_without_a_running_runtime_says_how_to_start_one() -> None:
+    result = subprocess.run(
+        cli("trigger", "CanaryScheduleFunction", "--api-port", str(free_port())),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "make run" in result.stderr
