@@ -24,7 +24,6 @@ from local_runtime.lambdas import InvocationResult, LambdaService
 from local_runtime.resources import ACCOUNT_ID
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
-INTEGRATION_TIMEOUT_SECONDS = 29
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def print_banner(runtime: LocalRuntime) -> None:
         "billing local runtime is up (bound to 127.0.0.1 only)",
         f"  API          {status['api']}",
         f"  moto (AWS)   {status['moto']}   e.g. aws --endpoint-url {status['moto']} sqs list-queues",
-        f"  Stripe API   {status['stripe_api_base'] or 'off'}",
+        f"  Stripe API   {status['stripe_api_base'] or 'off'}"
+        + (f"   (signed webhooks -> {status['stripe_webhook']})" if status["stripe_webhook"] else ""),
         "  routes:",
         *[f"    {route}" for route in status["routes"]],
         "  SQS event sources:",

@@ -112,12 +112,13 @@ def _worker_main(connection: Connection, spec: FunctionSpec) -> None:
         context = LocalLambdaContext(spec, request_id, deadline)
         try:
             result = handler(event, context)
-            body = json.dumps(result)
-        except TypeError as exc:
-            connection.send(("error", _error_dict(exc, "Runtime.MarshalError")))
-            continue
         except BaseException as exc:  # noqa: BLE001 - exactly what the Lambda runtime interface does
             connection.send(("error", _error_dict(exc)))
+            continue
+        try:
+            body = json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            connection.send(("error", _error_dict(exc, "Runtime.MarshalError")))
             continue
         connection.send(("ok", body))
 

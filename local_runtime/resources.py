@@ -185,6 +185,7 @@ class Provisioner:
         self.clients = clients
         self.secret_seeds = secret_seeds
         self.generated_secrets: dict[str, str] = {}
+        self.secret_values: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
 
     @property
@@ -327,6 +328,7 @@ class Provisioner:
             value = secrets.token_urlsafe(32)
             self.generated_secrets[logical_id] = value
         arn = self.clients("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        self.secret_values[logical_id] = value
         self.resolver.physical[logical_id] = PhysicalResource(
             logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn}
         )

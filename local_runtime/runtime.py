@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,11 @@ LOCAL_CREDENTIALS = {
 # hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
 LOCAL_SECRET_SEEDS = {
     "AdminTokenSecret": "local-admin-token-0123456789abcdef",
+    # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
+    "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
 }
+STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
+STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
 
 
 class StartupError(Exception):
@@ -104,9 +109,11 @@ class LocalRuntime:
         self._api_thread: threading.Thread | None = None
         self._timer: ScheduleTimer | None = None
         self._stripe_process: subprocess.Popen[bytes] | None = None
+        self._stripe_log: Path | None = None
         self.moto_endpoint = ""
         self.api_url = ""
         self.stripe_api_base: str | None = None
+        self.stripe_webhook: str | None = None  # what localstripe delivers to, once registered
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -130,6 +137,7 @@ class LocalRuntime:
             self._start_schedules()
             if config.stripe == "local":
                 self._start_localstripe()
+                self.stripe_webhook = self._register_stripe_webhook()
             elif config.stripe == "external":
                 self.stripe_api_base = config.stripe_api_base or "https://api.stripe.com"
         except BaseException:
@@ -371,25 +379,17 @@ class LocalRuntime:
 
     def _start_localstripe(self) -> None:
         port = self.config.stripe_port
-        self._stripe_process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local_runtime.stripe_server",
-                "--host",
-                self.config.host,
-                "--port",
-                str(port),
-            ],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self._stripe_log = Path(tempfile.mkstemp(prefix="localstripe-", suffix=".log")[1])
+        command = [sys.executable, "-m", "local_runtime.stripe_server", "--host", self.config.host, "--port", str(port)]
+        with self._stripe_log.open("wb") as log_file:  # a file, not a pipe: a chatty peer never blocks
+            self._stripe_process = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT
+            )
         self.stripe_api_base = f"http://{self.config.host}:{port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self._stripe_process.poll() is not None:
-                error = (self._stripe_process.stderr.read() if self._stripe_process.stderr else b"").decode()[-500:]
+                error = self._stripe_log.read_text(errors="replace")[-500:]
                 raise StartupError(f"localstripe exited during start: {error}")
             try:
                 with socket.create_connection((self.config.host, port), timeout=0.5):
@@ -397,6 +397,30 @@ class LocalRuntime:
             except OSError:
                 time.sleep(0.2)
         raise StartupError(f"localstripe did not listen on {self.config.host}:{port} within 20 s")
+
+    def _register_stripe_webhook(self) -> str | None:
+        """Point localstripe's webhooks at our Stripe webhook route, signed with the local secret.
+
+        Only when the template has both the route and the signing secret; otherwise the runtime says so."""
+        assert self.template is not None and self.provisioner is not None
+        route = next(
+            (r for r in self.routes if r.resource == STRIPE_WEBHOOK_PATH and r.method in {"POST", "ANY"}), None
+        )
+        if route is None or STRIPE_WEBHOOK_SECRET_ID not in self.template.resources:
+            self.config.log(
+                f"localstripe webhooks not registered: template lacks POST {STRIPE_WEBHOOK_PATH} "
+                f"or {STRIPE_WEBHOOK_SECRET_ID}"
+            )
+            return None
+        secret = self.provisioner.secret_values[STRIPE_WEBHOOK_SECRET_ID]
+        url = f"{self.api_url}{STRIPE_WEBHOOK_PATH}"
+        response = requests.post(
+            f"{self.stripe_api_base}/_config/webhooks/billing-local", data={"url": url, "secret": secret}, timeout=10
+        )
+        if response.status_code >= 300:
+            raise StartupError(f"localstripe refused the webhook registration: {response.status_code} {response.text}")
+        self.config.log(f"localstripe delivers signed webhooks to {url}")
+        return url
 
     # --- operations used by the CLI, the demo and the tests ------------------------------------
 
@@ -453,6 +477,7 @@ class LocalRuntime:
             "api": self.api_url,
             "moto": self.moto_endpoint,
             "stripe_api_base": self.stripe_api_base,
+            "stripe_webhook": self.stripe_webhook,
             "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in self.routes],
             "sqs_sources": [
                 f"{p.source.queue_arn.rsplit(':', 1)[-1]} -> {p.source.logical_id} (batch {p.source.batch_size})"

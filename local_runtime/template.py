@@ -1,8 +1,8 @@
 """Reading template.yaml: YAML with CloudFormation short-form tags, SAM Globals, validation.
 
 The local runtime reads the SAM resources directly (it needs Events, Environment, CodeUri as the
-author wrote them) and uses samtranslator only to validate, so a template the runtime accepts is one
-`sam deploy` accepts too."""
+author wrote them) and uses samtranslator only to validate: a template the runtime accepts has passed
+the same SAM transform `sam deploy` runs (CloudFormation's own checks come later, at deploy time)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,15 @@ for _name, _value in {
 os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `-n 2 --dist loadgroup`, keep each tier that owns servers on one worker: one local runtime
+    for the e2e tier, one moto server for the integration tier."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in {"e2e", "integration"}:
+            item.add_marker(pytest.mark.xdist_group(tier))
+
+
 @pytest.fixture
 def lambda_context() -> object:
     class Context:

@@ -11,8 +11,6 @@ import pytest
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
 from tests.support import free_port
 
-pytestmark = pytest.mark.xdist_group("runtime")
-
 
 @pytest.fixture(scope="session")
 def runtime_log() -> list[str]:

@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-import pytest
 import requests
 import stripe
 
@@ -183,9 +182,10 @@ def test_state_machine_catches_a_permanent_handler_error(runtime: LocalRuntime) 
     # When the canary runs
     arn, sfn = execution(runtime, probe)
     result = wait_for(lambda: finished(sfn, arn), timeout_seconds=60, interval_seconds=0.5)
-    # Then PermanentError is not retried and Catch routes to ProbeCorrupted
+    # Then PermanentError is not retried and Catch routes to ProbeRejected
     assert result is not None and result["status"] == "FAILED"
-    assert result.get("error") == "CanaryProbeCorrupted"
+    assert result.get("error") == "CanaryProbeRejected"
+    assert "probe_corrupted" in result.get("cause", "")  # the task's own code travels to the Fail state
     assert runtime.lambdas.invocation_count["CanaryVerifyFunction"] - before == 1
 
 
@@ -219,8 +219,12 @@ def test_stripe_sdk_talks_to_localstripe(runtime: LocalRuntime) -> None:
     assert client.v1.customers.retrieve(customer.id).email == "e2e@example.com"
 
 
-@pytest.mark.parametrize("path", ["/health"])
-def test_functions_log_to_the_configured_file(runtime: LocalRuntime, path: str) -> None:
-    requests.get(f"{runtime.api_url}{path}", timeout=30)
+def test_functions_log_to_the_configured_file(runtime: LocalRuntime) -> None:
+    # Given a request the function logs (a rejection is logged at INFO with its code)
+    marker = f"Bearer not-the-token-{uuid.uuid4().hex}"
+    requests.post(f"{runtime.api_url}/canary/probes", headers={"Authorization": marker}, timeout=30)
+    # Then the function's structured log line is in the runtime's function log file
     assert runtime.config.function_output_path is not None
-    assert '"level"' in runtime.config.function_output_path.read_text()
+    lines = runtime.config.function_output_path.read_text().splitlines()
+    assert any('"request rejected"' in line and "invalid_credentials" in line for line in lines)
+    assert not any(marker in line for line in lines)  # the presented credential is never logged

@@ -17,8 +17,6 @@ from local_runtime.runtime import secret_seeds
 from local_runtime.template import load_template
 from tests.support import ROOT
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:

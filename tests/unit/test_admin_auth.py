@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from billing_core.errors import UnauthorizedError
+from billing_core.errors import ConfigurationError, UnauthorizedError
 from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
 
 TOKEN = "t0ken-with-enough-entropy-0001"
@@ -49,6 +49,6 @@ def test_rotation_accepts_old_and_new_tokens_during_the_overlap() -> None:
     "secret", ["", "short", '{"tokens": []}', '{"tokens": ["short"]}', "{not json", '{"tokens": 5}']
 )
 def test_a_missing_or_weak_secret_authenticates_nobody(secret: str) -> None:
-    with pytest.raises(UnauthorizedError) as raised:
+    with pytest.raises(ConfigurationError) as raised:
         parse_admin_tokens(secret)
     assert raised.value.code == "admin_auth_unconfigured"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from billing_core.errors import UnauthorizedError
+from billing_core.errors import ConfigurationError, UnauthorizedError
 
 _SCHEME = "bearer"
 
@@ -26,8 +26,9 @@ def parse_admin_tokens(secret_value: str) -> tuple[str, ...]:
     else:
         valid = (text,) if len(text) >= 16 else ()
     if not valid:
-        # A short or empty token would make brute force trivial: refuse to authenticate anyone.
-        raise UnauthorizedError("admin authentication is not configured", code="admin_auth_unconfigured")
+        # A short or empty token would make brute force trivial: authenticate nobody, and say it is our
+        # fault (500 + alarmable log), not the caller's.
+        raise ConfigurationError("the admin token secret holds no usable token", code="admin_auth_unconfigured")
     return valid
 
 

@@ -24,7 +24,8 @@ class RecordedProbe(Probe):
 
 
 class ProbeSubmission(BaseModel):
-    """Body of POST /canary/probes. A caller-chosen probe_id makes the submission idempotent."""
+    """Body of POST /canary/probes. A caller-chosen probe_id names the probe so the caller can look it
+    up; submitting the same id again enqueues again, and the first record stored wins."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

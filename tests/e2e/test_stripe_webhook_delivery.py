@@ -1,0 +1,89 @@
+"""localstripe -> signed webhook -> our API route, raw body intact (verified with Stripe's own check)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime, RuntimeConfig
+from tests.support import free_port, wait_for
+
+HERE = Path(__file__).resolve().parent
+
+
+def template(capture: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        AWSTemplateFormatVersion: "2010-09-09"
+        Transform: AWS::Serverless-2016-10-31
+        Resources:
+          StripeWebhookSecret:
+            Type: AWS::SecretsManager::Secret
+            Properties:
+              GenerateSecretString: {{PasswordLength: 32}}
+          WebhookEchoFunction:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: {HERE / "webhook_echo"}/
+              Handler: app.lambda_handler
+              Runtime: python3.13
+              Timeout: 10
+              Environment:
+                Variables:
+                  CAPTURE_FILE: {capture}
+              Events:
+                Stripe:
+                  Type: Api
+                  Properties:
+                    Path: /webhooks/stripe
+                    Method: post
+        """
+    )
+
+
+def test_localstripe_delivers_signed_webhooks_with_the_raw_body(tmp_path: Path) -> None:
+    # Given a template with a Stripe webhook route and signing secret, served by the runtime
+    capture = tmp_path / "captured.jsonl"
+    capture.touch()
+    path = tmp_path / "template.yaml"
+    path.write_text(template(capture))
+    runtime = LocalRuntime(
+        RuntimeConfig(
+            template_path=path, api_port=0, moto_port=0, stripe_port=free_port(), stack_name="echo", log=lambda _: None
+        )
+    ).start()
+    try:
+        assert runtime.stripe_webhook == f"{runtime.api_url}/webhooks/stripe"
+        # When something happens in localstripe
+        client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+        customer = client.v1.customers.create(params={"email": "webhook@example.com"})
+
+        def delivered() -> list[dict[str, Any]]:
+            lines = [json.loads(line) for line in capture.read_text().splitlines() if line]
+            return [d for d in lines if customer.id in (d["body"] or "")]
+
+        deliveries = wait_for(delivered, timeout_seconds=30, interval_seconds=0.3)
+    finally:
+        runtime.stop()
+    # Then the event arrived signed, and the body the handler saw verifies byte for byte
+    assert deliveries, "localstripe never delivered a webhook for the new customer"
+    delivery = deliveries[0]
+    assert delivery["isBase64Encoded"] is False
+    event = stripe.Webhook.construct_event(
+        delivery["body"], delivery["headers"]["Stripe-Signature"], LOCAL_SECRET_SEEDS["StripeWebhookSecret"]
+    )
+    assert event["type"] == "customer.created"
+    assert event["data"]["object"]["id"] == customer.id
+    tampered = delivery["body"].replace("webhook@example.com", "attacker@example.com")
+    try:
+        stripe.Webhook.construct_event(
+            tampered, delivery["headers"]["Stripe-Signature"], LOCAL_SECRET_SEEDS["StripeWebhookSecret"]
+        )
+    except stripe.SignatureVerificationError:
+        pass
+    else:
+        raise AssertionError("a tampered body verified")
