@@ -88,6 +88,7 @@ def start_or_exit(config: RuntimeConfig) -> LocalRuntime:
 
 def print_banner(runtime: LocalRuntime) -> None:
     status = runtime.status()
+    generated = runtime.provisioner.generated_secrets if runtime.provisioner else {}
     lines = [
         "billing local runtime is up (bound to 127.0.0.1 only)",
         f"  API          {status['api']}",
@@ -100,11 +101,8 @@ def print_banner(runtime: LocalRuntime) -> None:
         *[f"    {source}" for source in status["sqs_sources"]],
         "  schedules (fire with: python -m local_runtime trigger <LogicalId>):",
         *[f"    {schedule}" for schedule in status["schedules"]],
-        "  local secrets: see README 'Local secrets'; generated this run:",
-        *[
-            f"    {name} = {value}"
-            for name, value in (runtime.provisioner.generated_secrets if runtime.provisioner else {}).items()
-        ],
+        "  local secrets: fixed values in README 'Local secrets'" + ("; generated this run:" if generated else ""),
+        *[f"    {name} = {value}" for name, value in generated.items()],
         "Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)

@@ -37,6 +37,7 @@ class SqsSource:
     batching_window_seconds: float
     report_batch_item_failures: bool
     enabled: bool = True
+    concurrency: int = 2  # concurrent batches; AWS: ScalingConfig.MaximumConcurrency, else scales out itself
 
 
 def to_lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class SqsPoller:
         log: Log,
         *,
         redelivery_delay_seconds: int | None = 1,
+        index: int = 0,
     ):
         self.source = source
         self._sqs = sqs
@@ -109,7 +111,7 @@ class SqsPoller:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._polling = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"sqs:{source.logical_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"sqs:{source.logical_id}:{index}", daemon=True)
         self.batches = 0
 
     def pause(self) -> None:

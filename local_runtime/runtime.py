@@ -45,6 +45,9 @@ LOCAL_SECRET_SEEDS = {
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
 }
 STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
+# Concurrent batches per SQS event source when the template sets no ScalingConfig. AWS starts with more
+# and scales out; two keeps a 2-core laptop responsive while still showing concurrent delivery.
+DEFAULT_POLLERS_PER_SOURCE = 2
 STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
 
 
@@ -179,6 +182,9 @@ class LocalRuntime:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # moto's ASL executor logs every failed execution as an exception dump; the execution history
+        # (describe-execution / get-execution-history) carries the same error and cause.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -334,9 +340,15 @@ class LocalRuntime:
                     batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
                     enabled=bool(props.get("Enabled", True)),
+                    concurrency=min(
+                        int((props.get("ScalingConfig") or {}).get("MaximumConcurrency", DEFAULT_POLLERS_PER_SOURCE)),
+                        definition.reserved_concurrency or self.config.max_concurrency_per_function,
+                    ),
                 )
                 self.sqs_sources.append(source)
-                if source.enabled:
+                if not source.enabled:
+                    continue
+                for index in range(source.concurrency):
                     poller = SqsPoller(
                         source,
                         sqs,
@@ -344,6 +356,7 @@ class LocalRuntime:
                         self.config.region,
                         self.config.log,
                         redelivery_delay_seconds=self.config.redelivery_delay_seconds,
+                        index=index,
                     )
                     self.pollers.append(poller)
                     if logical_id in self.config.paused_consumers:
@@ -460,6 +473,10 @@ class LocalRuntime:
             raise KeyError(f"{logical_id} has no Schedule events; scheduled targets: {', '.join(known) or 'none'}")
         return [self.fire(source) for source in sources]
 
+    def _paused(self, logical_id: str) -> bool:
+        pollers = [poller for poller in self.pollers if poller.source.logical_id == logical_id]
+        return bool(pollers) and all(poller.paused for poller in pollers)
+
     def set_consumer_paused(self, logical_id: str, paused: bool) -> list[str]:
         """Pause or resume every SQS poller of a function. Returns the queues affected."""
         found = [poller for poller in self.pollers if poller.source.logical_id == logical_id]
@@ -480,9 +497,9 @@ class LocalRuntime:
             "stripe_webhook": self.stripe_webhook,
             "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in self.routes],
             "sqs_sources": [
-                f"{p.source.queue_arn.rsplit(':', 1)[-1]} -> {p.source.logical_id} (batch {p.source.batch_size})"
-                + (" PAUSED" if p.paused else "")
-                for p in self.pollers
+                f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size}, {s.concurrency} concurrent)"
+                + (" PAUSED" if self._paused(s.logical_id) else "")
+                for s in self.sqs_sources
             ],
             "schedules": [
                 f"{s.logical_id}.{s.event_name} {s.expression} ({'enabled' if s.enabled else 'disabled'})"
