@@ -23,6 +23,10 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'billing_core'}"}
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*args), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_run_serves_health_and_stops_cleanly_on_ctrl_c() -> None:
     api_port, moto_port = free_port(), free_port()
     process = subprocess.Popen(
@@ -58,25 +62,8 @@ def test_malformed_template_exits_2_with_the_problems(tmp_path: Path) -> None:
     bad = tmp_path / "template.yaml"
     text = (ROOT / "template.yaml").read_text()
     bad.write_text(text.replace("CodeUri: functions/canary_api/", "CodeUri: functions/missing_folder/"))
-    result = subprocess.run(
-        cli(
-            "run",
-            "--template",
-            str(bad),
-            "--api-port",
-            str(free_port()),
-            "--moto-port",
-            str(free_port()),
-            "--stripe",
-            "off",
-        ),
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ports = ["--api-port", str(free_port()), "--moto-port", str(free_port())]
+    result = run_cli("run", "--template", str(bad), *ports, "--stripe", "off")
     assert result.returncode == 2
     assert "cannot be run locally" in result.stderr
     assert "CanaryApiFunction: CodeUri folder functions/missing_folder/ does not exist" in result.stderr
@@ -87,28 +74,12 @@ def test_busy_port_exits_2_and_names_the_flag() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        result = subprocess.run(
-            cli("run", "--api-port", str(busy), "--moto-port", str(free_port()), "--stripe", "off"),
-            cwd=ROOT,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli("run", "--api-port", str(busy), "--moto-port", str(free_port()), "--stripe", "off")
     assert result.returncode == 2
     assert f"port {busy} on 127.0.0.1 (API) is already in use" in result.stderr
     assert "--api-port" in result.stderr
 
 
 def test_trigger_without_a_running_runtime_says_how_to_start_one() -> None:
-    result = subprocess.run(
-        cli("trigger", "CanaryScheduleFunction", "--api-port", str(free_port())),
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("trigger", "CanaryScheduleFunction", "--api-port", str(free_port()))
     assert result.returncode == 2 and "make run" in result.stderr
