@@ -88,7 +88,11 @@ def logical_ids_named_in(path: Path) -> set[str]:
 
 
 # Files that define throwaway templates or functions of their own rather than naming template resources.
-OWN_FIXTURES = {"tests/integration/test_lambda_workers.py", "tests/e2e/test_stripe_webhook_delivery.py"}
+OWN_FIXTURES = {
+    "tests/integration/test_lambda_workers.py",
+    "tests/integration/test_provisioning.py",
+    "tests/e2e/test_stripe_webhook_delivery.py",
+}
 # Resources the runtime uses only when a template has them (localstripe webhook registration).
 OPTIONAL_RESOURCES = {"StripeWebhookSecret"}
 CODE_FILES = sorted(
