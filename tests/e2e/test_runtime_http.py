@@ -110,7 +110,6 @@ def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_l
 ) -> None:
     # Given one malformed and two good messages on the canary queue
     good = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    before = runtime.lambdas.invocation_count["CanaryRecordFunction"] if runtime.lambdas else 0
     poison_id = send(runtime, json.dumps({"probe_id": "poison", "note": "no nonce"}))
     for probe_id in good:
         send(
@@ -128,8 +127,15 @@ def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_l
     assert runtime.resolver is not None
     store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb"))
     assert all(store.get(probe_id) for probe_id in good)
-    invocations = (runtime.lambdas.invocation_count["CanaryRecordFunction"] if runtime.lambdas else 0) - before
-    assert invocations >= 5  # the poison message alone was delivered maxReceiveCount (5) times
+    # ... and the consumer saw the poison message exactly maxReceiveCount (5) times, each logged with its id
+    assert runtime.config.function_output_path is not None
+    failures = [
+        json.loads(line)
+        for line in runtime.config.function_output_path.read_text().splitlines()
+        if poison_id in line and '"record failed"' in line
+    ]
+    assert len(failures) == 5
+    assert {failure["error_code"] for failure in failures} == {"malformed_message"}
 
 
 def execution(runtime: LocalRuntime, probe: Probe) -> tuple[str, Any]:
