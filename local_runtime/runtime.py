@@ -24,7 +24,7 @@ import requests
 from botocore.config import Config
 
 from local_runtime import stepfunctions
-from local_runtime.api import ApiServer, HttpResponse, Route
+from local_runtime.api import ApiServer, HttpResponse, Route, match_route
 from local_runtime.event_sources import ScheduleSource, ScheduleTimer, SqsPoller, SqsSource, scheduled_event
 from local_runtime.lambdas import FunctionSpec, LambdaService
 from local_runtime.resources import Provisioner, Resolver, UnresolvableError
@@ -43,6 +43,8 @@ LOCAL_SECRET_SEEDS = {
     "AdminTokenSecret": "local-admin-token-0123456789abcdef",
     # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
+    # Standard Webhooks secrets are whsec_<base64 of the key>.
+    "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
 }
 STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
 # Concurrent batches per SQS event source when the template sets no ScalingConfig. AWS starts with more
@@ -416,9 +418,7 @@ class LocalRuntime:
 
         Only when the template has both the route and the signing secret; otherwise the runtime says so."""
         assert self.template is not None and self.provisioner is not None
-        route = next(
-            (r for r in self.routes if r.resource == STRIPE_WEBHOOK_PATH and r.method in {"POST", "ANY"}), None
-        )
+        route, _, _ = match_route(self.routes, "POST", STRIPE_WEBHOOK_PATH)
         if route is None or STRIPE_WEBHOOK_SECRET_ID not in self.template.resources:
             self.config.log(
                 f"localstripe webhooks not registered: template lacks POST {STRIPE_WEBHOOK_PATH} "

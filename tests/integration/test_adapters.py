@@ -125,3 +125,56 @@ def test_redrive_policy_from_the_template_is_applied(stack: Stack) -> None:
     assert policy["deadLetterTargetArn"] == stack.attribute("CanaryDeadLetterQueue", "Arn")
     assert int(policy["maxReceiveCount"]) == 5
     assert attributes["Attributes"]["VisibilityTimeout"] == "60"
+
+
+def test_webhook_fifo_queue_dedupes_by_event_id_and_groups_by_subject(stack: Stack) -> None:
+    from billing_core.adapters.sqs import SqsWebhookQueue
+    from billing_core.webhooks.models import WebhookEnvelope
+
+    queue = SqsWebhookQueue(stack.ref("WebhookEventsQueue"))
+
+    def envelope(event_id: str, body: str) -> WebhookEnvelope:
+        return WebhookEnvelope(
+            provider="stripe",
+            provider_event_id=event_id,
+            event_type="invoice.paid",
+            group_key="stripe:sub_1",
+            received_at=NOW,
+            signed_at=NOW,
+            raw_body=body,
+        )
+
+    # Given the same event delivered twice (bytes may differ between deliveries) and another event
+    queue.enqueue(envelope("evt_1", '{"a": 1}'))
+    queue.enqueue(envelope("evt_1", '{"a": 1, "redelivered": true}'))
+    queue.enqueue(envelope("evt_2", '{"b": 2}'))
+    # Then two messages are queued, in order, in the subject's group
+    messages = stack.client("sqs").receive_message(
+        QueueUrl=stack.ref("WebhookEventsQueue"),
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )["Messages"]
+    bodies = [WebhookEnvelope.model_validate_json(m["Body"]) for m in messages]
+    assert [b.provider_event_id for b in bodies] == ["evt_1", "evt_2"]
+    assert bodies[0].raw_body == '{"a": 1}'
+    assert {m["Attributes"]["MessageGroupId"] for m in messages} == {"stripe:sub_1"}
+    assert messages[0]["MessageAttributes"]["event_type"]["StringValue"] == "invoice.paid"
+
+
+def test_an_event_too_big_for_one_message_is_refused_not_truncated(stack: Stack) -> None:
+    from billing_core.adapters.sqs import SqsWebhookQueue
+    from billing_core.errors import PayloadTooLargeError
+    from billing_core.webhooks.models import WebhookEnvelope
+
+    huge = WebhookEnvelope(
+        provider="stripe",
+        provider_event_id="evt_big",
+        event_type="x",
+        group_key="g",
+        received_at=NOW,
+        signed_at=NOW,
+        raw_body="\\" * 200_000,  # JSON-escaping doubles it past SQS's 256 KiB
+    )
+    with pytest.raises(PayloadTooLargeError):
+        SqsWebhookQueue(stack.ref("WebhookEventsQueue")).enqueue(huge)

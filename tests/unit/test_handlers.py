@@ -115,3 +115,47 @@ def test_canary_schedule_rejects_a_non_eventbridge_event(monkeypatch: pytest.Mon
     monkeypatch.setattr(module, "starter", InMemoryWorkflowStarter)
     with pytest.raises(Exception, match="validation error"):
         module.lambda_handler({"hello": "world"}, lambda_context)
+
+
+def test_webhook_receive_maps_outcomes_to_http(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
+    import stripe as stripe_sdk
+
+    from billing_core.webhooks.receive import WebhookReceiver
+
+    module = importlib.import_module("functions.webhook_receive.app")
+    secret = "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs"
+    sent: list[Any] = []
+
+    class Queue:
+        def enqueue(self, envelope: Any) -> None:
+            sent.append(envelope)
+
+    monkeypatch.setattr(
+        module,
+        "receiver",
+        lambda: WebhookReceiver(
+            secret_names={"stripe": "s"}, secrets=FixedSecret(secret), queue=Queue(), max_body_bytes=4096
+        ),
+    )
+    event = load_event("api/webhook_stripe_subscription_created.json")
+    # The sample's signature is from its own time: outside the tolerance now -> 401, nothing queued
+    stale = module.lambda_handler(event, lambda_context)
+    assert (stale["statusCode"], json.loads(stale["body"])["code"]) == (401, "timestamp_outside_tolerance")
+    # Re-signed now -> 202 with the event's identity
+    fresh_event = json.loads(json.dumps(event))
+    fresh_event["headers"]["Stripe-Signature"] = stripe_sdk.WebhookSignature.generate_signature_header(
+        event["body"], secret
+    )
+    accepted = module.lambda_handler(fresh_event, lambda_context)
+    assert accepted["statusCode"] == 202
+    assert json.loads(accepted["body"])["provider_event_id"] == "evt_1QxYz2AbCdEfGhIj"
+    assert len(sent) == 1
+    # Unknown provider -> 404; oversized -> 413 before verification
+    unknown = json.loads(json.dumps(fresh_event))
+    unknown["path"], unknown["pathParameters"] = "/webhooks/paypal", {"provider": "paypal"}
+    assert module.lambda_handler(unknown, lambda_context)["statusCode"] == 404
+    big = json.loads(json.dumps(fresh_event))
+    big["body"] = "x" * 5000
+    too_large = module.lambda_handler(big, lambda_context)
+    assert (too_large["statusCode"], json.loads(too_large["body"])["code"]) == (413, "payload_too_large")
+    assert len(sent) == 1

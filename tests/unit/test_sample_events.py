@@ -17,6 +17,15 @@ from billing_core.operations.models import Probe, ProbeSubmission
 from functions.canary_verify.app import VerifyInput
 from tests.support import EVENTS, ROOT
 
+
+class StripeEventShape(BaseModel):
+    """What the receiver needs of a Stripe event (the apply side brings full models)."""
+
+    id: str
+    type: str
+    data: dict[str, object]
+
+
 # event file -> (function folder, envelope model, body model or None)
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
@@ -25,6 +34,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),
     "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
+    "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
 }
 
 

@@ -61,6 +61,14 @@ class ConflictError(PermanentError):
     code = "conflict"
 
 
+class PayloadTooLargeError(PermanentError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(PermanentError):
+    code = "unsupported_media_type"
+
+
 # --- Permanent errors we caused ------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
+from billing_core.webhooks.models import WebhookEnvelope
 
 
 class ProbeStore(Protocol):
@@ -37,4 +38,10 @@ class HealthCheck(Protocol):
 
     def __call__(self) -> None:
         """Return if the backend answers; raise otherwise."""
+        ...
+
+
+class WebhookQueue(Protocol):
+    def enqueue(self, envelope: WebhookEnvelope) -> None:
+        """Durably queue the event, ordered within its group key, deduplicated by its dedupe key."""
         ...

@@ -23,9 +23,11 @@ from billing_core.errors import (
     ConflictError,
     NotFoundError,
     OutcomeUnknownError,
+    PayloadTooLargeError,
     PermanentError,
     RetryableError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
     ValidationFailedError,
 )
 from billing_core.observability import logger, metrics
@@ -35,14 +37,6 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 JSON_CONTENT_TYPE = "application/json"
-
-
-class PayloadTooLargeError(PermanentError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaTypeError(PermanentError):
-    code = "unsupported_media_type"
 
 
 _STATUS_BY_ERROR: tuple[tuple[type[BillingError], HTTPStatus], ...] = (

@@ -1,0 +1,89 @@
+"""The request path of an inbound webhook: size cap -> verify on the raw body -> identify -> enqueue.
+Nothing else happens before the acknowledgement; the queue is the durable record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from billing_core.errors import BillingError, NotFoundError, PayloadTooLargeError, ValidationFailedError
+from billing_core.observability import metrics
+from billing_core.ports import SecretReader, WebhookQueue
+from billing_core.webhooks.models import ReceivedWebhook, WebhookEnvelope
+from billing_core.webhooks.providers import PROVIDERS, Provider
+from billing_core.webhooks.verification import SignatureRejectedError, parse_secrets
+
+DEFAULT_TOLERANCE_SECONDS = 300
+# SQS messages are at most 256 KiB including our envelope: the body cap leaves room for it.
+DEFAULT_MAX_BODY_BYTES = 200 * 1024
+
+
+class WebhookReceiver:
+    def __init__(
+        self,
+        *,
+        secret_names: Mapping[str, str],
+        secrets: SecretReader,
+        queue: WebhookQueue,
+        tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        providers: Mapping[str, Provider] = PROVIDERS,
+    ):
+        self._secret_names = secret_names
+        self._secrets = secrets
+        self._queue = queue
+        self._tolerance_seconds = tolerance_seconds
+        self.max_body_bytes = max_body_bytes
+        self._clock = clock
+        self._providers = providers
+
+    def receive(self, provider_name: str, headers: Mapping[str, str], raw_body: bytes) -> ReceivedWebhook:
+        """Every outcome is counted: WebhookAccepted, WebhookSignatureRejected, WebhookRejected."""
+        try:
+            received = self._receive(provider_name, headers, raw_body)
+        except SignatureRejectedError:
+            metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
+            raise
+        except BillingError:
+            metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+            raise
+        metrics.add_metric(name="WebhookAccepted", unit=MetricUnit.Count, value=1)
+        return received
+
+    def _receive(self, provider_name: str, headers: Mapping[str, str], raw_body: bytes) -> ReceivedWebhook:
+        provider = self._providers.get(provider_name)
+        if provider is None or provider_name not in self._secret_names:
+            raise NotFoundError(f"unknown webhook provider {provider_name!r}", code="unknown_provider")
+        if len(raw_body) > self.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"body is {len(raw_body)} bytes; the limit is {self.max_body_bytes}",
+                details={"max_bytes": self.max_body_bytes},
+            )
+        lowered = {name.lower(): value for name, value in headers.items()}
+        now = self._clock()
+        secrets = parse_secrets(self._secrets.read(self._secret_names[provider_name]))
+        signed_at = provider.scheme(self._tolerance_seconds).verify(raw_body, lowered, secrets, now)
+        try:
+            event = json.loads(raw_body)
+        except ValueError as exc:
+            raise ValidationFailedError("body is not valid JSON", code="malformed_json") from exc
+        if not isinstance(event, dict):
+            raise ValidationFailedError("body must be a JSON object", code="malformed_json")
+        identity = provider.identify(event, lowered)
+        envelope = WebhookEnvelope(
+            provider=provider_name,
+            provider_event_id=identity.provider_event_id,
+            event_type=identity.event_type,
+            group_key=identity.group_key,
+            received_at=now,
+            signed_at=signed_at,
+            raw_body=raw_body.decode("utf-8"),
+        )
+        self._queue.enqueue(envelope)
+        return ReceivedWebhook(
+            provider=provider_name, provider_event_id=identity.provider_event_id, event_type=identity.event_type
+        )
