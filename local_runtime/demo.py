@@ -165,6 +165,46 @@ def run_demo(runtime: LocalRuntime) -> bool:
         _expect(response.status_code == 200, f"localstripe answered {response.status_code}")
         return f"localstripe at {runtime.stripe_api_base} created customer {response.json()['id']}"
 
+    def stripe_webhook() -> str:
+        if not runtime.stripe_webhook:
+            return "skipped (no localstripe webhook registration)"
+        response = http.post(
+            f"{runtime.stripe_api_base}/v1/customers",
+            data={"email": "webhook-demo@example.com"},
+            auth=("sk_test_local", ""),
+            timeout=15,
+        )
+        customer = response.json()["id"]
+        assert runtime.resolver is not None
+        sqs = runtime.client("sqs")
+        urls = [runtime.resolver.physical[name].ref for name in ("WebhookEventsQueue", "WebhookEventsDeadLetterQueue")]
+
+        def queued() -> dict[str, Any] | None:
+            for url in urls:
+                for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+                    "Messages", []
+                ):
+                    envelope = json.loads(message["Body"])
+                    if customer in envelope["raw_body"] and envelope["event_type"] == "customer.created":
+                        return dict(envelope)
+            return None
+
+        envelope = _poll(queued, timeout_seconds=30, interval_seconds=0.5)
+        _expect(bool(envelope), "localstripe's signed customer.created never reached the webhook queue")
+        return f"localstripe -> POST /webhooks/stripe (signature verified) -> FIFO group {envelope['group_key']}"
+
+    def forged_webhook() -> str:
+        body = json.dumps({"id": "evt_forged", "type": "invoice.paid", "data": {"object": {}}})
+        forged = f"t={int(time.time())},v1={'0' * 64}"
+        response = http.post(
+            f"{api}/webhooks/stripe",
+            data=body,
+            headers={"Stripe-Signature": forged, "Content-Type": "application/json"},
+            timeout=15,
+        )
+        _expect(response.status_code == 401, f"expected 401, got {response.status_code} {response.text}")
+        return f"401 {response.json()['code']}, nothing queued"
+
     print(f"billing demo against {api}\n", flush=True)
     step("GET /health reports every backend", health)
     step("admin route refuses a request without a token", unauthenticated)
@@ -174,6 +214,8 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("a redelivered schedule event starts nothing new", redelivered_schedule)
     step("poison message ends in the dead-letter queue", dead_letter)
     step("Stripe peer answers", stripe_peer)
+    step("localstripe's signed webhook is verified and queued", stripe_webhook)
+    step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:
         mark = "PASS" if item.ok else "FAIL"
