@@ -14,6 +14,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from billing_core.operations.models import Probe, ProbeSubmission
+from billing_core.webhooks.models import WebhookEnvelope
+from billing_core.webhooks.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
 from tests.support import EVENTS, ROOT
 
@@ -35,12 +37,26 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
+    "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),
+    "api/subscription_get.json": ("subscription_api", APIGatewayProxyEventModel, None),
 }
+
+
+STRIPE_PAYLOADS = sorted(str(p.relative_to(EVENTS)) for p in (EVENTS / "stripe").rglob("*.json"))
 
 
 def test_every_event_file_has_a_contract() -> None:
     files = {str(path.relative_to(EVENTS)) for path in EVENTS.rglob("*.json")}
-    assert files == set(CONTRACTS)
+    assert files == set(CONTRACTS) | set(STRIPE_PAYLOADS)
+
+
+@pytest.mark.parametrize("relative", STRIPE_PAYLOADS)
+def test_pinned_stripe_payloads_parse_and_match_their_folder(relative: str) -> None:
+    # events/stripe/<api-version>/<event type>.json
+    _, api_version, name = relative.split("/")
+    event = StripeEvent.model_validate_json((EVENTS / relative).read_text())
+    assert event.api_version == api_version
+    assert f"{event.type}.json" == name
 
 
 def test_every_function_has_a_sample_event() -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
+from billing_core.subscriptions.model import Subscription
+from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
 from billing_core.webhooks.models import WebhookEnvelope
 
 
@@ -45,3 +47,16 @@ class WebhookQueue(Protocol):
     def enqueue(self, envelope: WebhookEnvelope) -> None:
         """Durably queue the event, ordered within its group key, deduplicated by its dedupe key."""
         ...
+
+
+class WebhookEffectStore(Protocol):
+    def commit(self, record: EventRecord, effect: Effect) -> ApplyResult:
+        """Write the event record and its effect atomically; a second commit of the same event writes
+        nothing and reports DUPLICATE."""
+        ...
+
+
+class SubscriptionReader(Protocol):
+    def get(self, subscription_id: str) -> Subscription | None: ...
+
+    def find_by_provider_id(self, provider_subscription_id: str) -> Subscription | None: ...

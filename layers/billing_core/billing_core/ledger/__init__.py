@@ -1,0 +1,1 @@
+"""Double-entry ledger: balanced transactions in integer minor units, append-only."""

@@ -1,0 +1,1 @@
+"""Subscriptions: the state machine and the provider-mirrored subscription aggregate."""

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal
+
+
+class BillingMode(StrEnum):
+    """Who runs the billing cycle: the provider (we mirror its webhooks) or us (price book, billing run)."""
+
+    PROVIDER = "provider"
+    INTERNAL = "internal"
+
+
+def subscription_id_for(provider: str, provider_subscription_id: str) -> str:
+    """Our id is derived from the provider's, so the first event about a subscription - whichever type
+    arrives first - creates exactly one aggregate without a lookup."""
+    digest = hashlib.sha256(f"{provider}:{provider_subscription_id}".encode()).hexdigest()[:24]
+    return f"bsub_{digest}"
+
+
+class SubscriptionSnapshot(BaseModel):
+    """The provider's view of a subscription as carried by one event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    provider_subscription_id: str
+    provider_customer_id: str | None
+    status: SubscriptionStatus
+    previous_status: SubscriptionStatus | None = None  # when the event says which status it left
+    position: int = Field(ge=0)  # the event's creation time (unix seconds): later snapshots win
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    source_event_id: str
+
+    @property
+    def subscription_id(self) -> str:
+        return subscription_id_for(self.provider, self.provider_subscription_id)
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subscription_id: str
+    provider: str
+    provider_subscription_id: str
+    provider_customer_id: str | None
+    billing_mode: BillingMode
+    status: SubscriptionStatus
+    version: int
+    position: int
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    last_event_id: str
+    updated_at: datetime
+
+
+class SnapshotVerdict(StrEnum):
+    APPLY = "APPLY"
+    STALE = "STALE"
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+
+
+def judge(current: Subscription | None, snapshot: SubscriptionSnapshot) -> SnapshotVerdict:
+    """Whether a snapshot moves the stored subscription. Pure; the DynamoDB adapter encodes the same
+    rule as a write condition (stored_statuses_allowed) and uses this to explain a failed condition."""
+    if current is None:
+        return SnapshotVerdict.APPLY
+    if snapshot.position < current.position:
+        return SnapshotVerdict.STALE
+    # Same second: only the event that says it left our current status follows it.
+    if snapshot.position == current.position and snapshot.previous_status != current.status:
+        return SnapshotVerdict.STALE
+    if not is_legal(current.status, snapshot.status):
+        return SnapshotVerdict.ILLEGAL_TRANSITION
+    return SnapshotVerdict.APPLY
+
+
+def apply_snapshot(current: Subscription | None, snapshot: SubscriptionSnapshot, now: datetime) -> Subscription:
+    return Subscription(
+        subscription_id=snapshot.subscription_id,
+        provider=snapshot.provider,
+        provider_subscription_id=snapshot.provider_subscription_id,
+        provider_customer_id=snapshot.provider_customer_id or (current.provider_customer_id if current else None),
+        billing_mode=current.billing_mode if current else BillingMode.PROVIDER,
+        status=snapshot.status,
+        version=(current.version if current else 0) + 1,
+        position=snapshot.position,
+        current_period_start=snapshot.current_period_start,
+        current_period_end=snapshot.current_period_end,
+        trial_end=snapshot.trial_end,
+        cancel_at_period_end=snapshot.cancel_at_period_end,
+        last_event_id=snapshot.source_event_id,
+        updated_at=now,
+    )

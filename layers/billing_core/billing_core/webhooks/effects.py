@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from billing_core.ledger.model import LedgerTransaction
+from billing_core.subscriptions.model import SubscriptionSnapshot
+
+
+class Effect(BaseModel):
+    """What one event changes. Empty for events that are recorded and acknowledged only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscription: SubscriptionSnapshot | None = None
+    ledger: LedgerTransaction | None = None
+    note: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.subscription is None and self.ledger is None
+
+
+class ApplyOutcome(StrEnum):
+    APPLIED = "APPLIED"  # every part of the effect was written
+    DUPLICATE = "DUPLICATE"  # this event was applied before: nothing written
+    STALE = "STALE"  # older than the stored state: recorded, state not moved backwards
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"  # recorded and alarmed, not applied
+    RECORDED = "RECORDED"  # no effect (unknown or informational type): recorded and acknowledged
+
+
+class EventRecord(BaseModel):
+    """The archived event (audit and replay) and, by its key, the dedupe marker of its effect."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    provider_event_id: str
+    event_type: str
+    group_key: str
+    received_at: datetime
+    signed_at: datetime
+    applied_at: datetime
+    raw_body: str
+
+    @property
+    def event_key(self) -> str:
+        return f"{self.provider}:{self.provider_event_id}"
+
+
+class ApplyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    event_key: str
+    outcome: ApplyOutcome
+    subscription: str | None = None  # the subscription verdict (APPLY / STALE / ILLEGAL_TRANSITION)
+    ledger: str | None = None  # POSTED / ALREADY_POSTED
+    note: str | None = None
+
+
+def summarize(effect: Effect, subscription: str | None, ledger: str | None) -> ApplyOutcome:
+    if effect.empty:
+        return ApplyOutcome.RECORDED
+    if subscription == "ILLEGAL_TRANSITION":
+        return ApplyOutcome.ILLEGAL_TRANSITION
+    if subscription == "APPLY" or ledger == "POSTED":
+        return ApplyOutcome.APPLIED
+    if subscription == "STALE":
+        return ApplyOutcome.STALE
+    return ApplyOutcome.RECORDED  # e.g. invoice.paid after invoice.payment_succeeded posted the payment

@@ -1,0 +1,205 @@
+"""Stripe events -> effects, through a table: one small function per event type. Unknown types map to
+no effect (recorded and acknowledged, never an error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_core.errors import ValidationFailedError
+from billing_core.ledger.model import Account, Entry, LedgerTransaction, transfer
+from billing_core.subscriptions.model import SubscriptionSnapshot
+from billing_core.subscriptions.state_machine import S, parse_status
+from billing_core.webhooks.effects import Effect
+
+PROVIDER = "stripe"
+
+
+class StripeEventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None = None
+
+
+class StripeEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    created: int = Field(ge=0)
+    api_version: str | None = None
+    data: StripeEventData
+
+
+def parse_event(raw_body: str) -> StripeEvent:
+    try:
+        return StripeEvent.model_validate_json(raw_body)
+    except ValueError as exc:
+        raise ValidationFailedError("not a Stripe event", code="malformed_event") from exc
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) and value > 0 else None
+
+
+def _period(obj: Mapping[str, Any], key: str) -> datetime | None:
+    # API versions from 2025 move the period onto subscription items; read either place.
+    if key in obj:
+        return _time(obj.get(key))
+    items = obj.get("items")
+    data = items.get("data") if isinstance(items, Mapping) else None
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        return _time(data[0].get(key))
+    return None
+
+
+def _subscription(event: StripeEvent, *, deleted: bool = False) -> Effect:
+    obj = event.data.object
+    previous = (event.data.previous_attributes or {}).get("status")
+    snapshot = SubscriptionSnapshot(
+        provider=PROVIDER,
+        provider_subscription_id=str(obj["id"]),
+        provider_customer_id=_id(obj.get("customer")),
+        status=S.CANCELED if deleted else parse_status(obj.get("status")),
+        previous_status=parse_status(previous) if isinstance(previous, str) else None,
+        position=event.created,
+        current_period_start=_period(obj, "current_period_start"),
+        current_period_end=_period(obj, "current_period_end"),
+        trial_end=_time(obj.get("trial_end")),
+        cancel_at_period_end=bool(obj.get("cancel_at_period_end", False)),
+        source_event_id=event.id,
+    )
+    return Effect(subscription=snapshot)
+
+
+def _record_only(note: str) -> Callable[[StripeEvent], Effect]:
+    def handler(event: StripeEvent) -> Effect:
+        return Effect(note=note)
+
+    return handler
+
+
+def _invoice_finalized(event: StripeEvent) -> Effect:
+    invoice = event.data.object
+    customer, amount = _id(invoice.get("customer")), invoice.get("amount_due")
+    if not customer or not isinstance(amount, int) or amount <= 0:
+        return Effect(note="nothing due")
+    return Effect(
+        ledger=transfer(
+            transaction_id=f"stripe:invoice_finalized:{invoice['id']}",
+            source=f"stripe:{event.id}",
+            debit=Account.receivable(customer),
+            credit=Account.REVENUE,
+            amount_minor=amount,
+            currency=str(invoice.get("currency", "")),
+            occurred_at=_time(event.created) or datetime.now(UTC),
+            customer=customer,
+        )
+    )
+
+
+def _invoice_paid(event: StripeEvent) -> Effect:
+    # invoice.paid and invoice.payment_succeeded describe the same payment: one transaction id for both.
+    invoice = event.data.object
+    customer, amount = _id(invoice.get("customer")), invoice.get("amount_paid")
+    if not customer or not isinstance(amount, int) or amount <= 0:
+        return Effect(note="nothing paid")
+    return Effect(
+        ledger=transfer(
+            transaction_id=f"stripe:invoice_paid:{invoice['id']}",
+            source=f"stripe:{event.id}",
+            debit=Account.provider_clearing(PROVIDER),
+            credit=Account.receivable(customer),
+            amount_minor=amount,
+            currency=str(invoice.get("currency", "")),
+            occurred_at=_time(event.created) or datetime.now(UTC),
+            customer=customer,
+        )
+    )
+
+
+def _charge_refunded(event: StripeEvent) -> Effect:
+    charge = event.data.object
+    refunds = (charge.get("refunds") or {}).get("data") if isinstance(charge.get("refunds"), Mapping) else None
+    if not isinstance(refunds, list) or not refunds:
+        # Without the refund objects a partial refund's delta is unknown: record, do not guess.
+        return Effect(note="refund objects not included; posting left to the refund's own event")
+    entries: list[Entry] = []
+    for refund in refunds:
+        if isinstance(refund, Mapping) and isinstance(refund.get("amount"), int) and refund["amount"] > 0:
+            currency = str(refund.get("currency", charge.get("currency", "")))
+            entries.append(Entry(account=Account.REFUNDS, amount_minor=refund["amount"], currency=currency))
+            entries.append(
+                Entry(account=Account.provider_clearing(PROVIDER), amount_minor=-refund["amount"], currency=currency)
+            )
+    if not entries:
+        return Effect(note="no refund amounts")
+    refund_ids = sorted(str(r.get("id")) for r in refunds if isinstance(r, Mapping))
+    return Effect(
+        ledger=LedgerTransaction(
+            transaction_id=f"stripe:refunds:{charge['id']}:{','.join(refund_ids)}",
+            source=f"stripe:{event.id}",
+            customer=_id(charge.get("customer")),
+            entries=tuple(entries),
+            occurred_at=_time(event.created) or datetime.now(UTC),
+        )
+    )
+
+
+def _dispute_created(event: StripeEvent) -> Effect:
+    dispute = event.data.object
+    amount = dispute.get("amount")
+    if not isinstance(amount, int) or amount <= 0:
+        return Effect(note="no dispute amount")
+    return Effect(
+        ledger=transfer(
+            transaction_id=f"stripe:dispute:{dispute['id']}",
+            source=f"stripe:{event.id}",
+            debit=Account.DISPUTES,
+            credit=Account.provider_clearing(PROVIDER),
+            amount_minor=amount,
+            currency=str(dispute.get("currency", "")),
+            occurred_at=_time(event.created) or datetime.now(UTC),
+        )
+    )
+
+
+HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
+    "customer.subscription.created": _subscription,
+    "customer.subscription.updated": _subscription,
+    "customer.subscription.deleted": lambda event: _subscription(event, deleted=True),
+    "customer.subscription.trial_will_end": _record_only("trial ends soon (notification only)"),
+    "invoice.created": _record_only("draft invoice: nothing owed yet"),
+    "invoice.finalized": _invoice_finalized,
+    "invoice.paid": _invoice_paid,
+    "invoice.payment_succeeded": _invoice_paid,
+    "invoice.payment_failed": _record_only("payment failed: dunning acts on it"),
+    "payment_intent.succeeded": _record_only("money is posted from the invoice events"),
+    "payment_intent.payment_failed": _record_only("payment failed: dunning acts on it"),
+    "charge.refunded": _charge_refunded,
+    "charge.dispute.created": _dispute_created,
+}
+
+
+def effect_of(event: StripeEvent) -> Effect:
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return Effect(note=f"unknown event type {event.type}: recorded and acknowledged")
+    try:
+        return handler(event)
+    except (KeyError, ValueError) as exc:
+        raise ValidationFailedError(
+            f"{event.type} {event.id} cannot be applied: {exc}", code="malformed_event"
+        ) from exc

@@ -1,0 +1,223 @@
+"""Apply side against the in-memory store (same contract as the DynamoDB adapter): dispatch of every
+pinned Stripe payload, exactly-once, never backwards, illegal transitions, balanced postings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing_core.ledger.model import Entry, LedgerTransaction
+from billing_core.subscriptions.model import subscription_id_for
+from billing_core.subscriptions.state_machine import TRANSITIONS, S, SubscriptionStatus, is_legal, reachable_from
+from billing_core.webhooks.apply import WebhookApplier
+from billing_core.webhooks.effects import ApplyOutcome
+from billing_core.webhooks.models import WebhookEnvelope
+from billing_core.webhooks.stripe_events import HANDLERS
+from tests.fakes.webhooks import InMemoryWebhookEffectStore
+from tests.support import EVENTS
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PINNED = EVENTS / "stripe" / "2024-06-20"
+
+
+def envelope(event: dict[str, Any]) -> WebhookEnvelope:
+    return WebhookEnvelope(
+        provider="stripe",
+        provider_event_id=event["id"],
+        event_type=event["type"],
+        group_key="stripe:test",
+        received_at=NOW,
+        signed_at=NOW,
+        raw_body=json.dumps(event),
+    )
+
+
+def pinned(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((PINNED / f"{name}.json").read_text())
+    return loaded
+
+
+def applier() -> tuple[WebhookApplier, InMemoryWebhookEffectStore]:
+    store = InMemoryWebhookEffectStore()
+    return WebhookApplier(store, clock=lambda: NOW), store
+
+
+EXPECTED = {
+    "customer.subscription.created": (ApplyOutcome.APPLIED, "subscription"),
+    "customer.subscription.updated": (ApplyOutcome.APPLIED, "subscription"),
+    "customer.subscription.deleted": (ApplyOutcome.APPLIED, "subscription"),
+    "customer.subscription.trial_will_end": (ApplyOutcome.RECORDED, None),
+    "invoice.created": (ApplyOutcome.RECORDED, None),
+    "invoice.finalized": (ApplyOutcome.APPLIED, "ledger"),
+    "invoice.paid": (ApplyOutcome.APPLIED, "ledger"),
+    "invoice.payment_succeeded": (ApplyOutcome.APPLIED, "ledger"),
+    "invoice.payment_failed": (ApplyOutcome.RECORDED, None),
+    "payment_intent.succeeded": (ApplyOutcome.RECORDED, None),
+    "payment_intent.payment_failed": (ApplyOutcome.RECORDED, None),
+    "charge.refunded": (ApplyOutcome.APPLIED, "ledger"),
+    "charge.dispute.created": (ApplyOutcome.APPLIED, "ledger"),
+    "customer.updated": (ApplyOutcome.RECORDED, None),  # not in the table: recorded, acknowledged
+}
+
+
+def test_every_handled_type_has_a_pinned_payload() -> None:
+    assert set(HANDLERS) <= {path.stem for path in PINNED.glob("*.json")}
+
+
+@pytest.mark.parametrize("event_type", sorted(EXPECTED))
+def test_each_pinned_event_applies_once_with_its_effect(event_type: str) -> None:
+    service, store = applier()
+    outcome, part = EXPECTED[event_type]
+    first = service.apply(envelope(pinned(event_type)))
+    again = service.apply(envelope(pinned(event_type)))
+    assert first.outcome is outcome
+    assert again.outcome is ApplyOutcome.DUPLICATE
+    assert (len(store.subscriptions) == 1) == (part == "subscription")
+    assert (len(store.ledger) == 1) == (part == "ledger")
+    for transaction in store.ledger.values():
+        assert sum(entry.amount_minor for entry in transaction.entries) == 0
+
+
+def test_invoice_paid_and_payment_succeeded_post_the_payment_once() -> None:
+    service, store = applier()
+    assert service.apply(envelope(pinned("invoice.payment_succeeded"))).outcome is ApplyOutcome.APPLIED
+    second = service.apply(envelope(pinned("invoice.paid")))
+    assert (second.outcome, second.ledger) == (ApplyOutcome.RECORDED, "ALREADY_POSTED")
+    assert len(store.ledger) == 1
+
+
+def test_subscription_lifecycle_from_pinned_events() -> None:
+    service, store = applier()
+    for name in ("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"):
+        service.apply(envelope(pinned(name)))
+    subscription = store.get(subscription_id_for("stripe", "sub_1QAbCdEfGhIjKlMn"))
+    assert subscription is not None
+    assert (subscription.status, subscription.version) == (S.CANCELED, 3)
+    assert subscription.provider_customer_id == "cus_QAbCdEfGhIjK"
+
+
+def test_updated_before_created_is_an_upsert_and_the_late_created_is_stale() -> None:
+    service, store = applier()
+    assert service.apply(envelope(pinned("customer.subscription.updated"))).outcome is ApplyOutcome.APPLIED
+    late = service.apply(envelope(pinned("customer.subscription.created")))
+    assert late.outcome is ApplyOutcome.STALE
+    subscription = store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn")
+    assert subscription is not None and subscription.status is S.ACTIVE  # never moved backwards
+    assert store.events["stripe:" + pinned("customer.subscription.created")["id"]][1] is ApplyOutcome.STALE
+
+
+def test_an_impossible_transition_is_recorded_not_applied() -> None:
+    service, store = applier()
+    service.apply(envelope(pinned("customer.subscription.deleted")))
+    revived = pinned("customer.subscription.updated")
+    revived["id"], revived["created"] = "evt_revived", pinned("customer.subscription.deleted")["created"] + 60
+    result = service.apply(envelope(revived))
+    assert result.outcome is ApplyOutcome.ILLEGAL_TRANSITION
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.CANCELED  # type: ignore[union-attr]
+
+
+def test_unknown_provider_events_are_recorded_and_acknowledged() -> None:
+    service, store = applier()
+    dodo = WebhookEnvelope(
+        provider="dodo",
+        provider_event_id="msg_1",
+        event_type="payment.succeeded",
+        group_key="dodo:x",
+        received_at=NOW,
+        signed_at=NOW,
+        raw_body="{}",
+    )
+    assert service.apply(dodo).outcome is ApplyOutcome.RECORDED
+    assert "dodo:msg_1" in store.events
+
+
+# --- state machine ------------------------------------------------------------------------------------
+
+
+def test_canceled_is_terminal_and_every_state_can_be_canceled() -> None:
+    assert reachable_from(S.CANCELED) == {S.CANCELED}
+    for status in SubscriptionStatus:
+        if status is not S.UNKNOWN:
+            assert is_legal(status, S.CANCELED)
+
+
+def test_transition_table_names_only_known_states() -> None:
+    for source, targets in TRANSITIONS.items():
+        assert S.UNKNOWN not in targets, source
+
+
+# --- ledger -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [Entry(account="a", amount_minor=100, currency="EUR")],
+        [Entry(account="a", amount_minor=100, currency="EUR"), Entry(account="b", amount_minor=-99, currency="EUR")],
+        [Entry(account="a", amount_minor=100, currency="EUR"), Entry(account="b", amount_minor=-100, currency="USD")],
+    ],
+)
+def test_unbalanced_transactions_are_refused(entries: list[Entry]) -> None:
+    with pytest.raises(ValueError, match=r"entries|two"):
+        LedgerTransaction(transaction_id="t", source="s", entries=tuple(entries), occurred_at=NOW)
+
+
+@pytest.mark.parametrize("amount", [1.5, "100", 0])
+def test_amounts_are_non_zero_integers(amount: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - pydantic's message varies by case
+        Entry(account="a", amount_minor=amount, currency="EUR")  # type: ignore[arg-type]
+
+
+# --- property: duplicates and reordering end in the canonical state ------------------------------------
+
+
+def walk(draw: Any) -> list[SubscriptionStatus]:
+    start = draw(st.sampled_from([S.TRIALING, S.INCOMPLETE, S.ACTIVE]))
+    path = [start]
+    for _ in range(draw(st.integers(min_value=0, max_value=8))):
+        options = sorted(TRANSITIONS[path[-1]])
+        if not options:
+            break
+        path.append(draw(st.sampled_from(options)))
+    return path
+
+
+@st.composite
+def deliveries(draw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    statuses = walk(draw)
+    canonical = []
+    for index, status in enumerate(statuses):
+        event = pinned("customer.subscription.updated")
+        event["id"] = f"evt_walk_{index}"
+        event["created"] = 1_800_000_000 + index * 10
+        event["data"]["object"]["status"] = status.value
+        event["data"]["previous_attributes"] = {"status": statuses[index - 1].value} if index else {}
+        canonical.append(event)
+    duplicated = canonical + [canonical[i] for i in draw(st.lists(st.integers(0, len(canonical) - 1), max_size=10))]
+    shuffled = draw(st.permutations(duplicated))
+    return canonical, list(shuffled)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deliveries())
+def test_duplicates_and_reordering_end_in_the_canonical_state(
+    case: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    canonical, delivered = case
+    ordered_service, ordered_store = applier()
+    for event in canonical:
+        ordered_service.apply(envelope(event))
+    service, store = applier()
+    outcomes = [service.apply(envelope(event)).outcome for event in delivered]
+    assert store.subscriptions == {
+        key: value.model_copy(update={"version": store.subscriptions[key].version})
+        for key, value in ordered_store.subscriptions.items()
+    }
+    assert set(store.events) == {f"stripe:{event['id']}" for event in canonical}  # every event recorded once
+    assert outcomes.count(ApplyOutcome.DUPLICATE) == len(delivered) - len(canonical)
+    assert ApplyOutcome.ILLEGAL_TRANSITION not in outcomes  # reordering alone is never "illegal"
