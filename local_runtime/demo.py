@@ -176,22 +176,76 @@ def run_demo(runtime: LocalRuntime) -> bool:
         )
         customer = response.json()["id"]
         assert runtime.resolver is not None
-        sqs = runtime.client("sqs")
-        urls = [runtime.resolver.physical[name].ref for name in ("WebhookEventsQueue", "WebhookEventsDeadLetterQueue")]
+        dynamodb = runtime.client("dynamodb")
+        table = runtime.resolver.physical["WebhookEventsTable"].ref
 
-        def queued() -> dict[str, Any] | None:
-            for url in urls:
-                for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
-                    "Messages", []
-                ):
-                    envelope = json.loads(message["Body"])
-                    if customer in envelope["raw_body"] and envelope["event_type"] == "customer.created":
-                        return dict(envelope)
+        def applied() -> dict[str, Any] | None:
+            for item in dynamodb.scan(TableName=table).get("Items", []):
+                if customer in item["raw_body"]["S"] and item["event_type"]["S"] == "customer.created":
+                    return {name: next(iter(value.values())) for name, value in item.items()}
             return None
 
-        envelope = _poll(queued, timeout_seconds=30, interval_seconds=0.5)
-        _expect(bool(envelope), "localstripe's signed customer.created never reached the webhook queue")
-        return f"localstripe -> POST /webhooks/stripe (signature verified) -> FIFO group {envelope['group_key']}"
+        record = _poll(applied, timeout_seconds=30, interval_seconds=0.5)
+        _expect(bool(record), "localstripe's signed customer.created was never applied")
+        return (
+            f"localstripe -> POST /webhooks/stripe (verified) -> FIFO group {record['group_key']} "
+            f"-> applied once ({record['outcome']})"
+        )
+
+    def subscription_mirror() -> str:
+        if not runtime.stripe_api_base:
+            return "skipped (--stripe off)"
+        stripe_api = runtime.stripe_api_base
+        key = ("sk_test_local", "")
+        customer = http.post(
+            f"{stripe_api}/v1/customers", data={"email": "sub-demo@example.com"}, auth=key, timeout=15
+        ).json()
+        method = http.post(
+            f"{stripe_api}/v1/payment_methods",
+            data={
+                "type": "card",
+                "card[number]": "4242424242424242",
+                "card[exp_month]": "12",
+                "card[exp_year]": "2030",
+                "card[cvc]": "123",
+            },
+            auth=key,
+            timeout=15,
+        ).json()
+        http.post(
+            f"{stripe_api}/v1/payment_methods/{method['id']}/attach",
+            data={"customer": customer["id"]},
+            auth=key,
+            timeout=15,
+        )
+        http.post(
+            f"{stripe_api}/v1/customers/{customer['id']}",
+            data={"invoice_settings[default_payment_method]": method["id"]},
+            auth=key,
+            timeout=15,
+        )
+        product = http.post(f"{stripe_api}/v1/products", data={"name": "Pro"}, auth=key, timeout=15).json()
+        plan = http.post(
+            f"{stripe_api}/v1/plans",
+            data={"product": product["id"], "amount": "2900", "currency": "eur", "interval": "month"},
+            auth=key,
+            timeout=15,
+        ).json()
+        subscription = http.post(
+            f"{stripe_api}/v1/subscriptions",
+            data={"customer": customer["id"], "items[0][plan]": plan["id"]},
+            auth=key,
+            timeout=15,
+        ).json()
+
+        def mirrored() -> dict[str, Any] | None:
+            reply = http.get(f"{api}/subscriptions/{subscription['id']}", headers=admin, timeout=15)
+            return dict(reply.json()) if reply.status_code == 200 else None
+
+        found = _poll(mirrored, timeout_seconds=45, interval_seconds=0.5)
+        _expect(bool(found), f"subscription {subscription['id']} never appeared in GET /subscriptions")
+        _expect(found["status"] == subscription["status"], f"status {found['status']} != {subscription['status']}")
+        return f"{subscription['id']} -> {found['subscription_id']} {found['status']} (version {found['version']})"
 
     def forged_webhook() -> str:
         body = json.dumps({"id": "evt_forged", "type": "invoice.paid", "data": {"object": {}}})
@@ -214,7 +268,8 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("a redelivered schedule event starts nothing new", redelivered_schedule)
     step("poison message ends in the dead-letter queue", dead_letter)
     step("Stripe peer answers", stripe_peer)
-    step("localstripe's signed webhook is verified and queued", stripe_webhook)
+    step("localstripe's signed webhook is verified, queued, applied", stripe_webhook)
+    step("localstripe subscription -> webhooks -> GET /subscriptions", subscription_mirror)
     step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:

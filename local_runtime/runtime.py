@@ -183,6 +183,10 @@ class LocalRuntime:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local_runtime.moto_patches import make_dynamodb_linearizable
+
+        make_dynamodb_linearizable()
+
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # moto's ASL executor logs every failed execution as an exception dump; the execution history
         # (describe-execution / get-execution-history) carries the same error and cause.

@@ -68,7 +68,8 @@ def apply_once() -> Callable[..., ApplyResult]:
         data_keyword_argument="envelope",
         config=idempotency_config(),
         persistence_store=persistence,
-        output_serializer=PydanticSerializer,
+        # An instance: with postponed annotations Powertools cannot resolve the return type itself.
+        output_serializer=PydanticSerializer(model=ApplyResult),
     )
     idempotent: Callable[..., ApplyResult] = decorate(apply)
     return idempotent

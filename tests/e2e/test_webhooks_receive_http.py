@@ -1,5 +1,5 @@
 """Inbound webhooks over HTTP through the local runtime and the real template: localstripe's signed
-deliveries are accepted and queued; forged ones are refused and nothing is queued."""
+deliveries are verified, queued and applied; forged ones are refused and leave no trace."""
 
 from __future__ import annotations
 
@@ -16,28 +16,26 @@ from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
 from tests.support import wait_for
 
 
-def queued(runtime: LocalRuntime) -> list[dict[str, Any]]:
-    """Peek at the webhook FIFO queue (no consumer yet: the apply step is the next slice of work).
-    A peek is a receive, and receives count toward maxReceiveCount, so the DLQ is read as well."""
+def recorded(runtime: LocalRuntime, event_key: str) -> dict[str, Any] | None:
+    """The archived event (audit + dedupe marker) the apply step wrote, or None."""
     assert runtime.resolver is not None
-    return peek(runtime, "WebhookEventsQueue") + peek(runtime, "WebhookEventsDeadLetterQueue")
+    item = (
+        runtime.client("dynamodb")
+        .get_item(
+            TableName=runtime.resolver.physical["WebhookEventsTable"].ref,
+            Key={"event_key": {"S": event_key}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    return {name: next(iter(value.values())) for name, value in item.items()} if item else None
 
 
-def peek(runtime: LocalRuntime, logical_id: str) -> list[dict[str, Any]]:
+def recorded_where(runtime: LocalRuntime, predicate: Any) -> list[dict[str, Any]]:
     assert runtime.resolver is not None
-    sqs = runtime.client("sqs")
-    url = runtime.resolver.physical[logical_id].ref
-    found: list[dict[str, Any]] = []
-    for _ in range(20):
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-        if not messages:
-            break
-        found += [json.loads(m["Body"]) for m in messages]
-        for message in messages:  # hand them back so the next peek sees the whole queue
-            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
-        if len(found) >= 50:
-            break
-    return found
+    items = runtime.client("dynamodb").scan(TableName=runtime.resolver.physical["WebhookEventsTable"].ref)["Items"]
+    flat = [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+    return [item for item in flat if predicate(item)]
 
 
 def test_localstripe_deliveries_are_verified_and_queued(runtime: LocalRuntime) -> None:
@@ -48,12 +46,14 @@ def test_localstripe_deliveries_are_verified_and_queued(runtime: LocalRuntime) -
     customer = client.v1.customers.create(params={"email": "receive@example.com"})
 
     def arrived() -> list[dict[str, Any]]:
-        return [e for e in queued(runtime) if customer.id in e["raw_body"] and e["event_type"] == "customer.created"]
+        return recorded_where(runtime, lambda e: customer.id in e["raw_body"] and e["event_type"] == "customer.created")
 
-    # Then the signed delivery was accepted and queued in the customer's group, raw body intact
+    # Then the signed delivery was verified, queued in the customer's group and applied (recorded:
+    # customer.created has no effect), raw body intact
     found = wait_for(arrived, timeout_seconds=30, interval_seconds=0.5)
-    assert found, "localstripe's customer.created never reached the webhook queue"
+    assert found, "localstripe's customer.created was never applied"
     assert found[0]["group_key"] == f"stripe:{customer.id}"
+    assert found[0]["outcome"] == "RECORDED"
     assert json.loads(found[0]["raw_body"])["data"]["object"]["email"] == "receive@example.com"
 
 
@@ -72,7 +72,8 @@ def test_forged_and_malformed_deliveries_are_refused_and_nothing_is_queued(runti
         assert (response.status_code, response.json()["code"]) == (status, code)
     unknown = requests.post(f"{runtime.api_url}/webhooks/paypal", data=body, timeout=30)
     assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_provider")
-    assert not [e for e in queued(runtime) if e["provider_event_id"] == "evt_forged_1"]
+    time.sleep(1.5)  # an accepted event would have been applied by now
+    assert recorded(runtime, "stripe:evt_forged_1") is None
 
 
 def test_a_standard_webhooks_delivery_signed_by_hand_is_accepted(runtime: LocalRuntime) -> None:
@@ -84,4 +85,39 @@ def test_a_standard_webhooks_delivery_signed_by_hand_is_accepted(runtime: LocalR
     response = requests.post(f"{runtime.api_url}/webhooks/dodo", data=body, headers=headers, timeout=30)
     assert response.status_code == 202
     assert response.json()["provider_event_id"] == message_id
-    assert next(e for e in queued(runtime) if e["provider_event_id"] == message_id)["group_key"] == "dodo:cus_dodo_e2e"
+    found = wait_for(lambda: recorded(runtime, f"dodo:{message_id}"), timeout_seconds=30, interval_seconds=0.3)
+    assert found and found["group_key"] == "dodo:cus_dodo_e2e" and found["outcome"] == "RECORDED"
+
+
+def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRuntime) -> None:
+    # Given a customer with a card and a subscription created in localstripe through the stripe SDK
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    customer = client.v1.customers.create(params={"email": "subscriber@example.com"})
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
+    client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
+    client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": method.id}})
+    product = client.v1.products.create(params={"name": "Pro"})
+    plan = client.v1.plans.create(
+        params={"product": product.id, "amount": 2900, "currency": "eur", "interval": "month"}
+    )
+    subscription = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"plan": plan.id}]})
+    admin = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+
+    # When localstripe's signed webhooks have been received, queued and applied
+    def mirrored() -> dict[str, Any] | None:
+        reply = requests.get(f"{runtime.api_url}/subscriptions/{subscription.id}", headers=admin, timeout=30)
+        return reply.json() if reply.status_code == 200 else None
+
+    found = wait_for(mirrored, timeout_seconds=60, interval_seconds=0.5)
+    # Then our mirror of the subscription is readable by the provider's id and by ours
+    assert found, "the subscription never appeared in GET /subscriptions/{id}"
+    assert found["status"] == subscription.status == "active"
+    assert found["provider_customer_id"] == customer.id and found["billing_mode"] == "provider"
+    ours = requests.get(f"{runtime.api_url}/subscriptions/{found['subscription_id']}", headers=admin, timeout=30)
+    assert ours.status_code == 200 and ours.json()["provider_subscription_id"] == subscription.id
+    missing = requests.get(f"{runtime.api_url}/subscriptions/sub_nope", headers=admin, timeout=30)
+    assert (missing.status_code, missing.json()["code"]) == (404, "subscription_not_found")
+    unauthenticated = requests.get(f"{runtime.api_url}/subscriptions/{subscription.id}", timeout=30)
+    assert unauthenticated.status_code == 401

@@ -22,6 +22,9 @@ from tests.support import ROOT
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    from local_runtime.moto_patches import make_dynamodb_linearizable
+
+    make_dynamodb_linearizable()  # see local_runtime/moto_patches.py: moto's transactions lose writes otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
