@@ -170,6 +170,8 @@ class LocalRuntime:
                 self._stripe_process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._stripe_process.kill()
+        if self._stripe_log is not None:
+            self._stripe_log.unlink(missing_ok=True)
         if self._moto:
             self._moto.stop()
             self._moto = None

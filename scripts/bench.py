@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core")]
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "scripts")]
 
 import requests  # noqa: E402
 

@@ -61,6 +61,7 @@ def test_admin_routes_refuse_a_wrong_token_before_any_work(canary_api: Any, lamb
     response = module.lambda_handler(event, lambda_context)
     assert response["statusCode"] == 401
     assert json.loads(response["body"])["code"] == "invalid_credentials"
+    assert "Bearer" in json.dumps(response.get("multiValueHeaders") or response.get("headers"))  # challenge
     assert queue.sent == []
 
 
@@ -141,6 +142,7 @@ def test_webhook_receive_maps_outcomes_to_http(monkeypatch: pytest.MonkeyPatch, 
     # The sample's signature is from its own time: outside the tolerance now -> 401, nothing queued
     stale = module.lambda_handler(event, lambda_context)
     assert (stale["statusCode"], json.loads(stale["body"])["code"]) == (401, "timestamp_outside_tolerance")
+    assert "WWW-Authenticate" not in json.dumps(stale.get("multiValueHeaders") or stale.get("headers"))
     # Re-signed now -> 202 with the event's identity
     fresh_event = json.loads(json.dumps(event))
     fresh_event["headers"]["Stripe-Signature"] = stripe_sdk.WebhookSignature.generate_signature_header(

@@ -4,12 +4,13 @@ tests/fakes implements them in memory and both pass the same contract tests."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
-from billing_core.subscriptions.model import Subscription
-from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
-from billing_core.webhooks.models import WebhookEnvelope
+if TYPE_CHECKING:  # annotations only: no handler pays at import time for models it never uses
+    from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
+    from billing_core.subscriptions.model import Subscription
+    from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
+    from billing_core.webhooks.models import WebhookEnvelope
 
 
 class ProbeStore(Protocol):

@@ -36,6 +36,9 @@ from billing_core.operations.admin_auth import authorize_admin, parse_admin_toke
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+# Only the bearer-token scheme gets a challenge header; a bad webhook signature is not an invitation
+# to retry with other credentials.
+BEARER_CHALLENGE_CODES = frozenset({"missing_credentials", "malformed_credentials", "invalid_credentials"})
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -78,7 +81,7 @@ def error_response(exc: BillingError) -> Response[str]:
         body = exc.to_dict()
         metrics.add_metric(name="HttpRequestRejected", unit=MetricUnit.Count, value=1)
         logger.info("request rejected", extra={"error_code": exc.code, "status": int(status)})
-    if status == HTTPStatus.UNAUTHORIZED:
+    if status == HTTPStatus.UNAUTHORIZED and exc.code in BEARER_CHALLENGE_CODES:
         headers["WWW-Authenticate"] = 'Bearer realm="billing"'
     return json_response(status, body, headers)
 

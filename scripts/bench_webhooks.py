@@ -1,0 +1,220 @@
+"""Webhook benchmarks (the Inbound webhooks issue), each against a baseline in the same run.
+
+1. Ack path: time per request of the whole WebhookReceiveFunction handler (API event -> Powertools
+   resolver -> cached secret -> signature verify on the raw body -> one SQS SendMessage -> 202) divided
+   by the bare minimum (the stripe SDK's signature check + one SQS send). Target <= 1.2x.
+2. DynamoDB requests per new event and per duplicate on the apply path, counted with botocore hooks.
+   Targets <= 3 and <= 1.
+3. Cold import of each handler divided by a cold import of exactly the third-party modules that handler
+   loads (fresh interpreters): our own code's start-up overhead. Target <= 1.15x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "billing_core"
+OURS = ("billing_core", "app", "functions", "local_runtime", "tests")
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], env=_env(), check=True, capture_output=True, text=True).stdout
+
+
+def cold_import_ratios(runs: int) -> list[tuple[str, float, float]]:
+    rows = []
+    for app in sorted((ROOT / "functions").glob("*/app.py")):
+        setup = f"import sys; sys.path[:0] = [{str(app.parent)!r}, {str(LAYER)!r}]"
+        listing = _run(
+            f"{setup}; import sys as s; before = set(s.modules); import app; "
+            f"print('\\n'.join(sorted(m for m in set(s.modules) - before)))"
+        )
+        stdlib = set(sys.stdlib_module_names)
+        third_party = [m for m in listing.split() if m.split(".")[0] not in stdlib and m.split(".")[0] not in OURS]
+        baseline_code = "import importlib\n" + "".join(
+            f"try:\n    importlib.import_module({m!r})\nexcept Exception:\n    pass\n" for m in third_party
+        )
+        handler_code = f"{setup}; import app"
+        handler_ms, baseline_ms = [], []
+        for _ in range(runs):  # interleaved, so drift hits both equally
+            for code, sink in ((handler_code, handler_ms), (baseline_code, baseline_ms)):
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], env=_env(), check=True, capture_output=True)
+                sink.append((time.perf_counter() - started) * 1000)
+        rows.append((app.parent.name, statistics.median(handler_ms), statistics.median(baseline_ms)))
+    return rows
+
+
+def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
+    sys.path[:0] = [str(ROOT), str(LAYER)]
+    os.environ.update(_env())
+    import boto3
+    import stripe
+    from moto.server import ThreadedMotoServer
+
+    from local_runtime.moto_patches import make_dynamodb_linearizable
+    from local_runtime.resources import Provisioner, Resolver
+    from local_runtime.runtime import LOCAL_SECRET_SEEDS
+    from local_runtime.template import load_template
+
+    make_dynamodb_linearizable()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
+
+    try:
+        resolver = Resolver(load_template(ROOT / "template.yaml", validate=False), "us-east-1", "bench", {})
+        Provisioner(resolver, client, LOCAL_SECRET_SEEDS).run()
+        physical = resolver.physical
+        os.environ.update(
+            {
+                "WEBHOOK_QUEUE_URL": physical["WebhookEventsQueue"].ref,
+                "WEBHOOK_SECRET_NAMES": json.dumps(
+                    {"stripe": physical["StripeWebhookSecret"].ref, "dodo": physical["DodoWebhookSecret"].ref}
+                ),
+                "WEBHOOK_EVENTS_TABLE_NAME": physical["WebhookEventsTable"].ref,
+                "SUBSCRIPTIONS_TABLE_NAME": physical["SubscriptionsTable"].ref,
+                "LEDGER_TABLE_NAME": physical["LedgerTable"].ref,
+                "IDEMPOTENCY_TABLE_NAME": physical["IdempotencyTable"].ref,
+                "AWS_LAMBDA_FUNCTION_NAME": "bench-WebhookApplyFunction",
+            }
+        )
+        import importlib
+
+        receive = importlib.import_module("functions.webhook_receive.app")
+        apply_module = importlib.import_module("functions.webhook_apply.app")
+        secret = LOCAL_SECRET_SEEDS["StripeWebhookSecret"]
+        template_event = json.loads((ROOT / "events/api/webhook_stripe_subscription_created.json").read_text())
+        sqs = client("sqs")
+        queue_url = physical["WebhookEventsQueue"].ref
+
+        class Context:
+            function_name = "bench"
+            memory_limit_in_mb = 512
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+            aws_request_id = "bench"
+
+            @staticmethod
+            def get_remaining_time_in_millis() -> int:
+                return 10_000
+
+        def signed_event(index: int) -> dict[str, Any]:
+            body = template_event["body"].replace("evt_1QxYz2AbCdEfGhIj", f"evt_bench_{index}")
+            event = json.loads(json.dumps(template_event))
+            event["body"] = body
+            event["headers"]["Stripe-Signature"] = stripe.WebhookSignature.generate_signature_header(body, secret)
+            return event
+
+        events = [signed_event(i) for i in range(requests_count * 2 + 1)]
+        receive.lambda_handler(events[-1], Context())  # warm: secret cached, clients built
+        handler_ms, baseline_ms = [], []
+        for index in range(requests_count):  # interleaved pairs
+            event = events[index]
+            started = time.perf_counter()
+            response = receive.lambda_handler(event, Context())
+            handler_ms.append((time.perf_counter() - started) * 1000)
+            assert response["statusCode"] == 202, response
+            other = events[requests_count + index]
+            started = time.perf_counter()
+            stripe.WebhookSignature.verify_header(other["body"], other["headers"]["Stripe-Signature"], secret, 300)
+            sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=other["body"],
+                MessageGroupId="bench",
+                MessageDeduplicationId=f"baseline-{index}",
+            )
+            baseline_ms.append((time.perf_counter() - started) * 1000)
+
+        # Requests per event on the apply path
+        from billing_core.adapters import aws as aws_adapter
+
+        dynamodb = aws_adapter.client("dynamodb")
+        calls: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+        record = json.loads((ROOT / "events/sqs/webhook_event_batch.json").read_text())
+        sqs_event = {"Records": [record["Records"][0]]}
+        apply_module.lambda_handler(sqs_event, Context())
+        new_event = list(calls)
+        calls.clear()
+        apply_module.idempotency_config().use_local_cache = False
+        apply_module.lambda_handler(sqs_event, Context())
+        duplicate = list(calls)
+        return {
+            "handler_ms": handler_ms,
+            "baseline_ms": baseline_ms,
+            "new_event_calls": new_event,
+            "duplicate_calls": duplicate,
+        }
+    finally:
+        server.stop()
+
+
+def render(imports: list[tuple[str, float, float]], ack: dict[str, Any], runs: int) -> str:
+    handler, baseline = statistics.median(ack["handler_ms"]), statistics.median(ack["baseline_ms"])
+    lines = [
+        "## 5. Webhook ack path (WebhookReceiveFunction, in-process, moto server SQS)",
+        "",
+        "| Path | median ms per request | p95 ms |",
+        "|---|---:|---:|",
+        f"| whole handler: resolver, cached secret, verify, SendMessage (FIFO), 202 | {handler:.2f} | "
+        f"{sorted(ack['handler_ms'])[int(0.95 * (len(ack['handler_ms']) - 1))]:.2f} |",
+        f"| baseline: stripe SDK verify + one SendMessage | {baseline:.2f} | "
+        f"{sorted(ack['baseline_ms'])[int(0.95 * (len(ack['baseline_ms']) - 1))]:.2f} |",
+        "",
+        f"Ratio: **{handler / baseline:.2f}x** (target <= 1.2x), {len(ack['handler_ms'])} interleaved pairs.",
+        "",
+        "## 6. DynamoDB requests on the apply path (botocore hooks, Powertools idempotency + one transaction)",
+        "",
+        "| Delivery | Requests | Calls | Target |",
+        "|---|---:|---|---:|",
+        f"| new event | {len(ack['new_event_calls'])} | {', '.join(ack['new_event_calls'])} | <= 3 |",
+        f"| duplicate (another instance, no local cache) | {len(ack['duplicate_calls'])} | "
+        f"{', '.join(ack['duplicate_calls'])} | <= 1 |",
+        "",
+        f"## 7. Own code's cold-start overhead (median of {runs} fresh interpreters each, interleaved)",
+        "",
+        "| Handler | import app (ms) | the same third-party modules alone (ms) | Ratio (target <= 1.15x) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, handler_import, third_party in imports:
+        lines.append(
+            f"| functions/{name} | {handler_import:.0f} | {third_party:.0f} | {handler_import / third_party:.2f}x |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(runs: int = 5, requests_count: int = 200) -> str:
+    imports = cold_import_ratios(runs)
+    ack = ack_path_and_requests(requests_count)
+    return render(imports, ack, runs)
+
+
+if __name__ == "__main__":
+    print(main())
