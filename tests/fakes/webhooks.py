@@ -30,9 +30,11 @@ class InMemoryWebhookEffectStore:
                     self.subscriptions[effect.subscription.subscription_id] = apply_snapshot(
                         current, effect.subscription, record.applied_at
                     )
-            if effect.ledger is not None:
-                ledger = "ALREADY_POSTED" if effect.ledger.transaction_id in self.ledger else "POSTED"
-                self.ledger.setdefault(effect.ledger.transaction_id, effect.ledger)
+            if effect.ledger:
+                new = [t for t in effect.ledger if t.transaction_id not in self.ledger]
+                ledger = "POSTED" if new else "ALREADY_POSTED"
+                for transaction in new:
+                    self.ledger[transaction.transaction_id] = transaction
             outcome = summarize(effect, verdict, ledger)
             self.events[record.event_key] = (record, outcome)
             return ApplyResult(

@@ -80,6 +80,11 @@ def test_store_contract(kind: str, stack: Stack) -> None:
     subscription = store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn")
     assert subscription is not None and subscription.status is S.CANCELED and subscription.version == 2
     assert store.get(subscription.subscription_id) == subscription
+    from tests.unit.test_webhook_apply import second_refund_event
+
+    first_refund = service.apply(envelope(pinned("charge.refunded")))
+    second_refund = service.apply(envelope(second_refund_event()))
+    assert (first_refund.ledger, second_refund.ledger) == ("POSTED", "POSTED")
     paid = service.apply(envelope(pinned("invoice.payment_succeeded")))
     again = service.apply(envelope(pinned("invoice.paid")))
     assert (paid.outcome, paid.ledger, again.outcome, again.ledger) == (
@@ -88,6 +93,47 @@ def test_store_contract(kind: str, stack: Stack) -> None:
         ApplyOutcome.RECORDED,
         "ALREADY_POSTED",
     )
+
+
+def test_refunds_are_posted_once_each_in_dynamodb(stack: Stack) -> None:
+    from tests.unit.test_webhook_apply import second_refund_event
+
+    service = WebhookApplier(dynamodb_store(stack), clock=lambda: NOW)
+    service.apply(envelope(pinned("charge.refunded")))
+    service.apply(envelope(second_refund_event()))
+    ledger = _scan(stack.client("dynamodb"), stack.ref("LedgerTable"))
+    debits = sorted(int(i["amount_minor"]["N"]) for i in ledger if i["account"]["S"] == "refunds")
+    assert debits == [500, 1000] and sum(int(i["amount_minor"]["N"]) for i in ledger) == 0
+
+
+def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
+    from billing_core.errors import ConflictError
+    from billing_core.subscriptions.model import SubscriptionSnapshot
+    from billing_core.webhooks.effects import Effect, EventRecord
+
+    store = dynamodb_store(stack)
+    for provider in ("stripe", "dodo"):
+        snapshot = SubscriptionSnapshot(
+            provider=provider,
+            provider_subscription_id="sub_shared",
+            provider_customer_id=None,
+            status=S.ACTIVE,
+            position=1,
+            source_event_id=f"e-{provider}",
+        )
+        record = EventRecord(
+            provider=provider,
+            provider_event_id=f"e-{provider}",
+            event_type="x",
+            group_key="g",
+            received_at=NOW,
+            signed_at=NOW,
+            applied_at=NOW,
+            raw_body="{}",
+        )
+        store.commit(record, Effect(subscription=snapshot))
+    with pytest.raises(ConflictError):
+        store.find_by_provider_id("sub_shared")
 
 
 def test_each_condition_really_guards(stack: Stack) -> None:

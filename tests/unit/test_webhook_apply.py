@@ -221,3 +221,36 @@ def test_duplicates_and_reordering_end_in_the_canonical_state(
     assert set(store.events) == {f"stripe:{event['id']}" for event in canonical}  # every event recorded once
     assert outcomes.count(ApplyOutcome.DUPLICATE) == len(delivered) - len(canonical)
     assert ApplyOutcome.ILLEGAL_TRANSITION not in outcomes  # reordering alone is never "illegal"
+
+
+def second_refund_event() -> dict[str, Any]:
+    """A later charge.refunded for the same charge lists the first refund again plus a new one."""
+    event = pinned("charge.refunded")
+    event["id"] = "evt_second_refund"
+    event["created"] += 3600
+    charge = event["data"]["object"]
+    first = charge["refunds"]["data"][0]
+    second = {**first, "id": "re_3QSecondRefund", "amount": 500, "created": first["created"] + 3600}
+    charge["amount_refunded"] = first["amount"] + 500
+    charge["refunds"]["data"] = [second, first]
+    return event
+
+
+def test_a_later_refund_event_posts_only_the_new_refund() -> None:
+    service, store = applier()
+    first = service.apply(envelope(pinned("charge.refunded")))
+    second = service.apply(envelope(second_refund_event()))
+    assert (first.outcome, second.outcome, second.ledger) == (ApplyOutcome.APPLIED, ApplyOutcome.APPLIED, "POSTED")
+    refunded = sorted(t.entries[0].amount_minor for t in store.ledger.values())
+    assert refunded == [500, 1000]  # the first refund was not posted twice
+    assert set(store.ledger) == {"stripe:refund:re_3QAbCdEfGhIjKlMn", "stripe:refund:re_3QSecondRefund"}
+
+
+def test_an_unreadable_status_never_pins_the_subscription() -> None:
+    service, store = applier()
+    odd = pinned("customer.subscription.created")
+    odd["data"]["object"]["status"] = "some_future_status"
+    service.apply(envelope(odd))
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.UNKNOWN  # type: ignore[union-attr]
+    assert service.apply(envelope(pinned("customer.subscription.updated"))).outcome is ApplyOutcome.APPLIED
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.ACTIVE  # type: ignore[union-attr]

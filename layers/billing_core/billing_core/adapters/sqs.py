@@ -35,7 +35,15 @@ class SqsWebhookQueue:
 
     def enqueue(self, envelope: WebhookEnvelope) -> None:
         body = envelope.model_dump_json()
-        if len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES:
+        attributes = {
+            "provider": {"DataType": "String", "StringValue": envelope.provider},
+            "event_type": {"DataType": "String", "StringValue": envelope.event_type},
+        }
+        # SQS counts attribute names, types and values toward the 256 KiB too.
+        attribute_bytes = sum(
+            len(k) + len(v["DataType"]) + len(v["StringValue"].encode()) for k, v in attributes.items()
+        )
+        if len(body.encode("utf-8")) + attribute_bytes > SQS_MAX_MESSAGE_BYTES:
             raise PayloadTooLargeError(
                 "the event does not fit one queue message", details={"max_bytes": SQS_MAX_MESSAGE_BYTES}
             )
@@ -47,10 +55,7 @@ class SqsWebhookQueue:
                 MessageBody=body,
                 MessageGroupId=envelope.group_key,
                 MessageDeduplicationId=dedupe_id,
-                MessageAttributes={
-                    "provider": {"DataType": "String", "StringValue": envelope.provider},
-                    "event_type": {"DataType": "String", "StringValue": envelope.event_type},
-                },
+                MessageAttributes=attributes,
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="sqs.SendMessage") from exc

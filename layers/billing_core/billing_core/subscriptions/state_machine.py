@@ -33,7 +33,8 @@ TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
     S.UNPAID: frozenset({S.ACTIVE, S.PAST_DUE, S.CANCELED}),
     S.PAUSED: frozenset({S.ACTIVE, S.TRIALING, S.CANCELED}),
     S.CANCELED: frozenset(),  # terminal
-    S.UNKNOWN: frozenset(),
+    # A status we could not read must never pin the subscription: the next known status applies.
+    S.UNKNOWN: frozenset({S.TRIALING, S.INCOMPLETE, S.ACTIVE, S.PAST_DUE, S.UNPAID, S.PAUSED, S.CANCELED}),
 }
 
 # Provider status names that are not ours.

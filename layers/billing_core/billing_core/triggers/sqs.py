@@ -49,13 +49,14 @@ def process_sqs_batch(
     def handle(record: SQSRecord) -> Any:
         try:
             return record_handler(record)
-        except BillingError as exc:
+        except Exception as exc:
+            # Every failure is logged with its message id, whatever raised it (ours, Powertools', boto's).
             logger.warning(
                 "record failed",
                 extra={
                     "message_id": record.message_id,
                     "error_class": type(exc).__name__,
-                    "error_code": exc.code,
+                    "error_code": exc.code if isinstance(exc, BillingError) else None,
                 },
             )
             raise

@@ -15,12 +15,14 @@ class Effect(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     subscription: SubscriptionSnapshot | None = None
-    ledger: LedgerTransaction | None = None
+    # Several transactions when one event reports several movements (e.g. each refund of a charge);
+    # each has its own source-derived id, so one already posted never blocks the others.
+    ledger: tuple[LedgerTransaction, ...] = ()
     note: str | None = None
 
     @property
     def empty(self) -> bool:
-        return self.subscription is None and self.ledger is None
+        return self.subscription is None and not self.ledger
 
 
 class ApplyOutcome(StrEnum):

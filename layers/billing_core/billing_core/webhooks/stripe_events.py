@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.errors import ValidationFailedError
-from billing_core.ledger.model import Account, Entry, LedgerTransaction, transfer
+from billing_core.ledger.model import Account, transfer
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import S, parse_status
 from billing_core.webhooks.effects import Effect
@@ -97,15 +97,17 @@ def _invoice_finalized(event: StripeEvent) -> Effect:
     if not customer or not isinstance(amount, int) or amount <= 0:
         return Effect(note="nothing due")
     return Effect(
-        ledger=transfer(
-            transaction_id=f"stripe:invoice_finalized:{invoice['id']}",
-            source=f"stripe:{event.id}",
-            debit=Account.receivable(customer),
-            credit=Account.REVENUE,
-            amount_minor=amount,
-            currency=str(invoice.get("currency", "")),
-            occurred_at=_time(event.created) or datetime.now(UTC),
-            customer=customer,
+        ledger=(
+            transfer(
+                transaction_id=f"stripe:invoice_finalized:{invoice['id']}",
+                source=f"stripe:{event.id}",
+                debit=Account.receivable(customer),
+                credit=Account.REVENUE,
+                amount_minor=amount,
+                currency=str(invoice.get("currency", "")),
+                occurred_at=_time(event.created) or datetime.now(UTC),
+                customer=customer,
+            ),
         )
     )
 
@@ -117,45 +119,52 @@ def _invoice_paid(event: StripeEvent) -> Effect:
     if not customer or not isinstance(amount, int) or amount <= 0:
         return Effect(note="nothing paid")
     return Effect(
-        ledger=transfer(
-            transaction_id=f"stripe:invoice_paid:{invoice['id']}",
-            source=f"stripe:{event.id}",
-            debit=Account.provider_clearing(PROVIDER),
-            credit=Account.receivable(customer),
-            amount_minor=amount,
-            currency=str(invoice.get("currency", "")),
-            occurred_at=_time(event.created) or datetime.now(UTC),
-            customer=customer,
+        ledger=(
+            transfer(
+                transaction_id=f"stripe:invoice_paid:{invoice['id']}",
+                source=f"stripe:{event.id}",
+                debit=Account.provider_clearing(PROVIDER),
+                credit=Account.receivable(customer),
+                amount_minor=amount,
+                currency=str(invoice.get("currency", "")),
+                occurred_at=_time(event.created) or datetime.now(UTC),
+                customer=customer,
+            ),
         )
     )
 
 
 def _charge_refunded(event: StripeEvent) -> Effect:
+    """One ledger transaction per refund object, keyed by the refund's id: a later charge.refunded that
+    lists earlier refunds again posts only the new ones."""
     charge = event.data.object
     refunds = (charge.get("refunds") or {}).get("data") if isinstance(charge.get("refunds"), Mapping) else None
     if not isinstance(refunds, list) or not refunds:
-        # Without the refund objects a partial refund's delta is unknown: record, do not guess.
-        return Effect(note="refund objects not included; posting left to the refund's own event")
-    entries: list[Entry] = []
+        # From API version 2022-11-15 charges omit `refunds` unless expanded. Without the refund objects
+        # a partial refund's delta is unknown: record, never guess (the Ledger issue adds refund events).
+        return Effect(note="refund objects not included: recorded, not posted")
+    postings = []
     for refund in refunds:
-        if isinstance(refund, Mapping) and isinstance(refund.get("amount"), int) and refund["amount"] > 0:
-            currency = str(refund.get("currency", charge.get("currency", "")))
-            entries.append(Entry(account=Account.REFUNDS, amount_minor=refund["amount"], currency=currency))
-            entries.append(
-                Entry(account=Account.provider_clearing(PROVIDER), amount_minor=-refund["amount"], currency=currency)
+        if not (isinstance(refund, Mapping) and isinstance(refund.get("id"), str)):
+            continue
+        amount = refund.get("amount")
+        if refund.get("status") in {"failed", "canceled"} or not isinstance(amount, int) or amount <= 0:
+            continue
+        postings.append(
+            transfer(
+                transaction_id=f"stripe:refund:{refund['id']}",
+                source=f"stripe:{event.id}",
+                debit=Account.REFUNDS,
+                credit=Account.provider_clearing(PROVIDER),
+                amount_minor=amount,
+                currency=str(refund.get("currency") or charge.get("currency", "")),
+                occurred_at=_time(refund.get("created")) or _time(event.created) or datetime.now(UTC),
+                customer=_id(charge.get("customer")),
             )
-    if not entries:
-        return Effect(note="no refund amounts")
-    refund_ids = sorted(str(r.get("id")) for r in refunds if isinstance(r, Mapping))
-    return Effect(
-        ledger=LedgerTransaction(
-            transaction_id=f"stripe:refunds:{charge['id']}:{','.join(refund_ids)}",
-            source=f"stripe:{event.id}",
-            customer=_id(charge.get("customer")),
-            entries=tuple(entries),
-            occurred_at=_time(event.created) or datetime.now(UTC),
         )
-    )
+    if not postings:
+        return Effect(note="no refund amounts")
+    return Effect(ledger=tuple(postings))
 
 
 def _dispute_created(event: StripeEvent) -> Effect:
@@ -164,14 +173,16 @@ def _dispute_created(event: StripeEvent) -> Effect:
     if not isinstance(amount, int) or amount <= 0:
         return Effect(note="no dispute amount")
     return Effect(
-        ledger=transfer(
-            transaction_id=f"stripe:dispute:{dispute['id']}",
-            source=f"stripe:{event.id}",
-            debit=Account.DISPUTES,
-            credit=Account.provider_clearing(PROVIDER),
-            amount_minor=amount,
-            currency=str(dispute.get("currency", "")),
-            occurred_at=_time(event.created) or datetime.now(UTC),
+        ledger=(
+            transfer(
+                transaction_id=f"stripe:dispute:{dispute['id']}",
+                source=f"stripe:{event.id}",
+                debit=Account.DISPUTES,
+                credit=Account.provider_clearing(PROVIDER),
+                amount_minor=amount,
+                currency=str(dispute.get("currency", "")),
+                occurred_at=_time(event.created) or datetime.now(UTC),
+            ),
         )
     )
 

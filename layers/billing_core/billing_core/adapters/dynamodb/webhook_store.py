@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, error_code, translate
-from billing_core.errors import RetryableError
+from billing_core.errors import ConflictError, RetryableError
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import (
     BillingMode,
@@ -56,23 +56,22 @@ class DynamoDBWebhookEffectStore:
 
     def commit(self, record: EventRecord, effect: Effect) -> ApplyResult:
         subscription = effect.subscription
-        ledger = effect.ledger
+        postings = list(effect.ledger)
+        already_posted: list[str] = []
         verdict: str | None = None
-        ledger_state: str | None = None
         for attempt in range(MAX_ATTEMPTS):
-            outcome = summarize(
-                effect,
-                verdict or ("APPLY" if subscription else None),
-                ledger_state or ("POSTED" if ledger else None),
-            )
+            ledger_state = _ledger_state(effect, postings, already_posted)
+            outcome = summarize(effect, verdict or ("APPLY" if subscription else None), ledger_state)
             items = [self._record_item(record, outcome, verdict, ledger_state, effect.note)]
-            subscription_index = ledger_index = None
+            subscription_index = None
             if subscription is not None:
                 subscription_index = len(items)
                 items.append(self._subscription_item(subscription, record.applied_at))
-            if ledger is not None:
-                ledger_index = len(items)
-                items += self._ledger_items(ledger, record.applied_at)
+            posting_ranges: list[tuple[int, int]] = []
+            for transaction in postings:
+                start = len(items)
+                items += self._ledger_items(transaction, record.applied_at)
+                posting_ranges.append((start, len(items)))
             try:
                 self._dynamodb.transact_write_items(TransactItems=items)
             except ClientError as exc:
@@ -88,8 +87,14 @@ class DynamoDBWebhookEffectStore:
                     judged = judge(current, subscription)
                     if judged is not SnapshotVerdict.APPLY:  # else: it changed under us; try again
                         verdict, subscription = judged.value, None
-                if ledger_index is not None and any(_failed(codes, i) for i in range(ledger_index, len(codes))):
-                    ledger_state, ledger = "ALREADY_POSTED", None
+                # Drop only the transactions that were posted before; the others still post.
+                remaining = []
+                for transaction, (start, end) in zip(postings, posting_ranges, strict=True):
+                    if any(_failed(codes, index) for index in range(start, end)):
+                        already_posted.append(transaction.transaction_id)
+                    else:
+                        remaining.append(transaction)
+                postings = remaining
                 if "TransactionConflict" in codes or "ThrottlingError" in codes:
                     time.sleep(0.05 * (2**attempt))
                 continue
@@ -99,7 +104,7 @@ class DynamoDBWebhookEffectStore:
                 event_key=record.event_key,
                 outcome=outcome,
                 subscription=verdict or ("APPLY" if subscription else None),
-                ledger=ledger_state or ("POSTED" if ledger else None),
+                ledger=ledger_state,
                 note=effect.note,
             )
         raise RetryableError(f"{record.event_key} kept conflicting; retry later", code="transaction_conflict")
@@ -167,7 +172,12 @@ class DynamoDBWebhookEffectStore:
                 values[f":{name}"] = value
             elif name != "provider_customer_id":
                 removals.append(name)
-        allowed = sorted(s.value for s in may_precede(snapshot.status) if s is not SubscriptionStatus.UNKNOWN)
+        # Same rule as judge(): an unknown target status never overwrites a stored subscription.
+        allowed = (
+            []
+            if snapshot.status is SubscriptionStatus.UNKNOWN
+            else sorted(s.value for s in may_precede(snapshot.status))
+        )
         placeholders = []
         for index, status in enumerate(allowed):
             values[f":from{index}"] = _s(status)
@@ -237,11 +247,22 @@ class DynamoDBWebhookEffectStore:
                 IndexName="by-provider-subscription-id",
                 KeyConditionExpression="provider_subscription_id = :id",
                 ExpressionAttributeValues={":id": _s(provider_subscription_id)},
-                Limit=1,
+                Limit=2,
             ).get("Items", [])
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="dynamodb.Query") from exc
+        if len(items) > 1:  # two providers used the same id: only our id is unambiguous
+            raise ConflictError(
+                f"{provider_subscription_id} names subscriptions at several providers; use our id (bsub_...)",
+                code="ambiguous_subscription_id",
+            )
         return _subscription_from_item(items[0]) if items else None
+
+
+def _ledger_state(effect: Effect, postings: list[LedgerTransaction], already_posted: list[str]) -> str | None:
+    if not effect.ledger:
+        return None
+    return "POSTED" if postings else "ALREADY_POSTED"
 
 
 def _failed(codes: list[str], index: int) -> bool:
