@@ -492,7 +492,7 @@ class LocalRuntime:
         for poller in found:
             poller.pause() if paused else poller.resume()
         self.config.log(f"consumer {logical_id} {'paused' if paused else 'resumed'}")
-        return [poller.source.queue_arn for poller in found]
+        return sorted({poller.source.queue_arn for poller in found})
 
     def status(self) -> dict[str, Any]:
         assert self.resolver is not None and self.provisioner is not None
