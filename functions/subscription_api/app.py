@@ -33,7 +33,7 @@ def settings() -> Settings:
 def reader() -> SubscriptionReader:
     # Reads only: the store's write side needs tables this function is not granted.
     return DynamoDBWebhookEffectStore(
-        events_table="", subscriptions_table=settings().subscriptions_table_name, ledger_table=""
+        events_table="", subscriptions_table=settings().subscriptions_table_name, ledger_table="", balances_table=""
     )
 
 

@@ -36,6 +36,7 @@ class Settings(FunctionSettings):
     webhook_events_table_name: str
     subscriptions_table_name: str
     ledger_table_name: str
+    account_balances_table_name: str
     idempotency_table_name: str
 
 
@@ -57,6 +58,7 @@ def apply_once() -> Callable[..., ApplyResult]:
             events_table=settings.webhook_events_table_name,
             subscriptions_table=settings.subscriptions_table_name,
             ledger_table=settings.ledger_table_name,
+            balances_table=settings.account_balances_table_name,
         )
     )
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name, boto3_client=client("dynamodb"))

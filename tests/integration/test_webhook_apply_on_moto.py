@@ -53,6 +53,7 @@ def dynamodb_store(stack: Stack) -> DynamoDBWebhookEffectStore:
         events_table=stack.ref("WebhookEventsTable"),
         subscriptions_table=stack.ref("SubscriptionsTable"),
         ledger_table=stack.ref("LedgerTable"),
+        balances_table=stack.ref("AccountBalancesTable"),
         dynamodb=stack.client("dynamodb"),
     )
 
@@ -275,6 +276,7 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("WEBHOOK_EVENTS_TABLE_NAME", stack.ref("WebhookEventsTable"))
     monkeypatch.setenv("SUBSCRIPTIONS_TABLE_NAME", stack.ref("SubscriptionsTable"))
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
+    monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", stack.ref("IdempotencyTable"))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
     aws_adapter.client.cache_clear()

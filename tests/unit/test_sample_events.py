@@ -39,6 +39,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
     "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),
     "api/subscription_get.json": ("subscription_api", APIGatewayProxyEventModel, None),
+    "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
+    "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
 }
 
 

@@ -157,9 +157,15 @@ def test_transition_table_names_only_known_states() -> None:
 @pytest.mark.parametrize(
     "entries",
     [
-        [Entry(account="a", amount_minor=100, currency="EUR")],
-        [Entry(account="a", amount_minor=100, currency="EUR"), Entry(account="b", amount_minor=-99, currency="EUR")],
-        [Entry(account="a", amount_minor=100, currency="EUR"), Entry(account="b", amount_minor=-100, currency="USD")],
+        [Entry(account="revenue", amount_minor=100, currency="EUR")],
+        [
+            Entry(account="revenue", amount_minor=100, currency="EUR"),
+            Entry(account="refunds", amount_minor=-99, currency="EUR"),
+        ],
+        [
+            Entry(account="revenue", amount_minor=100, currency="EUR"),
+            Entry(account="refunds", amount_minor=-100, currency="USD"),
+        ],
     ],
 )
 def test_unbalanced_transactions_are_refused(entries: list[Entry]) -> None:
@@ -170,7 +176,7 @@ def test_unbalanced_transactions_are_refused(entries: list[Entry]) -> None:
 @pytest.mark.parametrize("amount", [1.5, "100", 0])
 def test_amounts_are_non_zero_integers(amount: object) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - pydantic's message varies by case
-        Entry(account="a", amount_minor=amount, currency="EUR")  # type: ignore[arg-type]
+        Entry(account="revenue", amount_minor=amount, currency="EUR")  # type: ignore[arg-type]
 
 
 # --- property: duplicates and reordering end in the canonical state ------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: no handler pays at import time for models it never uses
+    from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
     from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
     from billing_core.subscriptions.model import Subscription
     from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
@@ -61,3 +62,23 @@ class SubscriptionReader(Protocol):
     def get(self, subscription_id: str) -> Subscription | None: ...
 
     def find_by_provider_id(self, provider_subscription_id: str) -> Subscription | None: ...
+
+
+class LedgerReader(Protocol):
+    def entries_for_customer(
+        self, customer_id: str, *, cursor: str | None = None, limit: int = 50
+    ) -> tuple[list[PostedEntry], str | None]:
+        """One page of a customer's entries, oldest first, and the cursor of the next page."""
+        ...
+
+    def has_entries_for_customer(self, customer_id: str) -> bool: ...
+
+    def balances(self, accounts: list[str]) -> list[Balance]: ...
+
+    def transaction(self, transaction_id: str) -> list[PostedEntry]: ...
+
+
+class LedgerWriter(Protocol):
+    def post(self, transaction: LedgerTransaction) -> PostingResult:
+        """Post the transaction unless its id was posted before (then ALREADY_POSTED, nothing written)."""
+        ...

@@ -164,6 +164,18 @@ def parse_json_body[ModelT: BaseModel](
         raise validation_failed(exc) from exc
 
 
+def parse_query[ModelT: BaseModel](app: APIGatewayRestResolver, model: type[ModelT]) -> ModelT:
+    """Query-string parameters validated like a body: a bad value is a 400 naming the parameter."""
+    params = dict(app.current_event.query_string_parameters or {})
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        failed = validation_failed(exc)
+        failed.message = "query parameters failed validation"
+        failed.args = (failed.message,)
+        raise failed from exc
+
+
 def admin_auth_middleware(
     tokens: Callable[[], str],
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:

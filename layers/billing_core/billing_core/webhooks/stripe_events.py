@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_core.customers import customer_id_for
 from billing_core.errors import ValidationFailedError
 from billing_core.ledger.model import Account, transfer
 from billing_core.subscriptions.model import SubscriptionSnapshot
@@ -16,6 +17,7 @@ from billing_core.subscriptions.state_machine import S, parse_status
 from billing_core.webhooks.effects import Effect
 
 PROVIDER = "stripe"
+ACTOR = f"provider:{PROVIDER}"
 
 
 class StripeEventData(BaseModel):
@@ -48,6 +50,12 @@ def _id(value: Any) -> str | None:
     if isinstance(value, Mapping) and isinstance(value.get("id"), str):
         return str(value["id"])
     return None
+
+
+def _customer(value: Any) -> str | None:
+    """Our customer id for the provider's customer reference (id or expanded object)."""
+    provider_customer_id = _id(value)
+    return customer_id_for(PROVIDER, provider_customer_id) if provider_customer_id else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -93,7 +101,7 @@ def _record_only(note: str) -> Callable[[StripeEvent], Effect]:
 
 def _invoice_finalized(event: StripeEvent) -> Effect:
     invoice = event.data.object
-    customer, amount = _id(invoice.get("customer")), invoice.get("amount_due")
+    customer, amount = _customer(invoice.get("customer")), invoice.get("amount_due")
     if not customer or not isinstance(amount, int) or amount <= 0:
         return Effect(note="nothing due")
     return Effect(
@@ -107,6 +115,7 @@ def _invoice_finalized(event: StripeEvent) -> Effect:
                 currency=str(invoice.get("currency", "")),
                 occurred_at=_time(event.created) or datetime.now(UTC),
                 customer=customer,
+                actor=ACTOR,
             ),
         )
     )
@@ -115,7 +124,7 @@ def _invoice_finalized(event: StripeEvent) -> Effect:
 def _invoice_paid(event: StripeEvent) -> Effect:
     # invoice.paid and invoice.payment_succeeded describe the same payment: one transaction id for both.
     invoice = event.data.object
-    customer, amount = _id(invoice.get("customer")), invoice.get("amount_paid")
+    customer, amount = _customer(invoice.get("customer")), invoice.get("amount_paid")
     if not customer or not isinstance(amount, int) or amount <= 0:
         return Effect(note="nothing paid")
     return Effect(
@@ -129,6 +138,7 @@ def _invoice_paid(event: StripeEvent) -> Effect:
                 currency=str(invoice.get("currency", "")),
                 occurred_at=_time(event.created) or datetime.now(UTC),
                 customer=customer,
+                actor=ACTOR,
             ),
         )
     )
@@ -159,7 +169,8 @@ def _charge_refunded(event: StripeEvent) -> Effect:
                 amount_minor=amount,
                 currency=str(refund.get("currency") or charge.get("currency", "")),
                 occurred_at=_time(refund.get("created")) or _time(event.created) or datetime.now(UTC),
-                customer=_id(charge.get("customer")),
+                customer=_customer(charge.get("customer")),
+                actor=ACTOR,
             )
         )
     if not postings:
@@ -182,6 +193,7 @@ def _dispute_created(event: StripeEvent) -> Effect:
                 amount_minor=amount,
                 currency=str(dispute.get("currency", "")),
                 occurred_at=_time(event.created) or datetime.now(UTC),
+                actor=ACTOR,
             ),
         )
     )

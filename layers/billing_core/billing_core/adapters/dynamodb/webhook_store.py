@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, error_code, translate
+from billing_core.adapters.dynamodb.ledger_items import posting_items
 from billing_core.errors import ConflictError, RetryableError
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import (
@@ -46,10 +47,19 @@ def _time(value: datetime | None) -> dict[str, str] | None:
 
 
 class DynamoDBWebhookEffectStore:
-    def __init__(self, *, events_table: str, subscriptions_table: str, ledger_table: str, dynamodb: Any | None = None):
+    def __init__(
+        self,
+        *,
+        events_table: str,
+        subscriptions_table: str,
+        ledger_table: str,
+        balances_table: str,
+        dynamodb: Any | None = None,
+    ):
         self._events_table = events_table
         self._subscriptions_table = subscriptions_table
         self._ledger_table = ledger_table
+        self._balances_table = balances_table
         self._dynamodb = dynamodb or client("dynamodb")
 
     # --- commit ----------------------------------------------------------------------------------
@@ -67,11 +77,12 @@ class DynamoDBWebhookEffectStore:
             if subscription is not None:
                 subscription_index = len(items)
                 items.append(self._subscription_item(subscription, record.applied_at))
-            posting_ranges: list[tuple[int, int]] = []
-            for transaction in postings:
-                start = len(items)
-                items += self._ledger_items(transaction, record.applied_at)
-                posting_ranges.append((start, len(items)))
+            built = posting_items(
+                postings, ledger_table=self._ledger_table, balances_table=self._balances_table, now=record.applied_at
+            )
+            offset = len(items)
+            posting_ranges = [(offset + start, offset + end) for start, end in built.ranges]
+            items += built.items
             try:
                 self._dynamodb.transact_write_items(TransactItems=items)
             except ClientError as exc:
@@ -201,33 +212,6 @@ class DynamoDBWebhookEffectStore:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
-
-    def _ledger_items(self, transaction: LedgerTransaction, now: datetime) -> list[dict[str, Any]]:
-        items = []
-        for index, entry in enumerate(transaction.entries):
-            item = {
-                "pk": _s(f"TXN#{transaction.transaction_id}"),
-                "sk": _s(f"ENTRY#{index:03d}"),
-                "transaction_id": _s(transaction.transaction_id),
-                "account": _s(entry.account),
-                "amount_minor": _n(entry.amount_minor),
-                "currency": _s(entry.currency),
-                "source": _s(transaction.source),
-                "occurred_at": _s(transaction.occurred_at.isoformat()),
-                "recorded_at": _s(now.isoformat()),
-            }
-            if transaction.customer:
-                item["customer"] = _s(transaction.customer)
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self._ledger_table,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        return items
 
     # --- reads -----------------------------------------------------------------------------------
 
