@@ -41,6 +41,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/subscription_get.json": ("subscription_api", APIGatewayProxyEventModel, None),
     "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
+    "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
+    "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
 }
 
 

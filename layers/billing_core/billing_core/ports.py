@@ -3,12 +3,14 @@ tests/fakes implements them in memory and both pass the same contract tests."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: no handler pays at import time for models it never uses
     from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
     from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
+    from billing_core.payments import PaymentOutcome, ProviderCharge, ProviderRefund
     from billing_core.subscriptions.model import Subscription
     from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
     from billing_core.webhooks.models import WebhookEnvelope
@@ -82,3 +84,38 @@ class LedgerWriter(Protocol):
     def post(self, transaction: LedgerTransaction) -> PostingResult:
         """Post the transaction unless its id was posted before (then ALREADY_POSTED, nothing written)."""
         ...
+
+
+class PaymentGateway(Protocol):
+    """The provider's payment API. Every call that can move money carries an idempotency key; errors
+    are RetryableError (nothing happened), PaymentDeclinedError (definite refusal) or
+    OutcomeUnknownError (sent, no definite answer)."""
+
+    provider: str
+
+    def create_payment(
+        self,
+        *,
+        idempotency_key: str,
+        amount_minor: int,
+        currency: str,
+        provider_customer_id: str,
+        payment_method_id: str | None,
+        metadata: Mapping[str, str],
+    ) -> str:
+        """Create (not confirm) a payment; no money moves. Returns the provider's payment id."""
+        ...
+
+    def confirm_payment(self, payment_id: str, *, idempotency_key: str) -> PaymentOutcome: ...
+
+    def retrieve_payment(self, payment_id: str) -> PaymentOutcome: ...
+
+    def cancel_payment(self, payment_id: str) -> PaymentOutcome: ...
+
+    def charges_since(self, since: datetime) -> Iterator[ProviderCharge]: ...
+
+    def refunds_since(self, since: datetime) -> Iterator[ProviderRefund]: ...
+
+
+class DocumentQueue(Protocol):
+    def send(self, document: dict[str, Any]) -> None: ...

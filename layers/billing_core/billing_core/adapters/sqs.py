@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -57,5 +58,20 @@ class SqsWebhookQueue:
                 MessageDeduplicationId=dedupe_id,
                 MessageAttributes=attributes,
             )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation="sqs.SendMessage") from exc
+
+
+class SqsJsonQueue:
+    """A queue of JSON documents (dunning hand-over, reconciliation review). Consumers dedupe by the
+    document's own id: a crash between send and bookkeeping sends the same document again."""
+
+    def __init__(self, queue_url: str, sqs: Any | None = None):
+        self._queue_url = queue_url
+        self._sqs = sqs or client("sqs")
+
+    def send(self, document: dict[str, Any]) -> None:
+        try:
+            self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(document, sort_keys=True))
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="sqs.SendMessage") from exc

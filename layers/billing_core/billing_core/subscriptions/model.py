@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_core.billing.periods import Interval
 from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal
 
 
@@ -45,12 +46,29 @@ class SubscriptionSnapshot(BaseModel):
         return subscription_id_for(self.provider, self.provider_subscription_id)
 
 
+class InternalTerms(BaseModel):
+    """What a subscription billed by us (BillingMode.INTERNAL) pays, locked when an order moved it onto a
+    price version; publishing a new price version never changes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str  # ours (bcus_...)
+    plan_id: str
+    price_version: str
+    amount_minor: int = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    interval: Interval
+    billing_anchor_day: int = Field(ge=1, le=31)
+    payment_method_id: str | None = None  # the provider's payment method charged off-session
+    next_billing_at: datetime | None  # None once the subscription no longer bills
+
+
 class Subscription(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     subscription_id: str
     provider: str
-    provider_subscription_id: str
+    provider_subscription_id: str | None  # None for subscriptions billed by us
     provider_customer_id: str | None
     billing_mode: BillingMode
     status: SubscriptionStatus
@@ -60,8 +78,9 @@ class Subscription(BaseModel):
     current_period_end: datetime | None = None
     trial_end: datetime | None = None
     cancel_at_period_end: bool = False
-    last_event_id: str
+    last_event_id: str | None
     updated_at: datetime
+    terms: InternalTerms | None = None  # set exactly when billing_mode is INTERNAL
 
 
 class SnapshotVerdict(StrEnum):

@@ -19,10 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, error_code, translate
 from billing_core.adapters.dynamodb.ledger_items import posting_items
+from billing_core.billing.periods import Interval
 from billing_core.errors import ConflictError, RetryableError
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import (
     BillingMode,
+    InternalTerms,
     SnapshotVerdict,
     Subscription,
     SubscriptionSnapshot,
@@ -94,7 +96,7 @@ class DynamoDBWebhookEffectStore:
                     return ApplyResult(event_key=record.event_key, outcome=ApplyOutcome.DUPLICATE)
                 if subscription is not None and subscription_index is not None and _failed(codes, subscription_index):
                     stored = reasons[subscription_index].get("Item")
-                    current = _subscription_from_item(dict(stored)) if stored else None
+                    current = subscription_from_item(dict(stored)) if stored else None
                     judged = judge(current, subscription)
                     if judged is not SnapshotVerdict.APPLY:  # else: it changed under us; try again
                         verdict, subscription = judged.value, None
@@ -156,6 +158,8 @@ class DynamoDBWebhookEffectStore:
             ":cancel_at_period_end": {"BOOL": snapshot.cancel_at_period_end},
             ":last_event_id": _s(snapshot.source_event_id),
             ":updated_at": _s(now.isoformat()),
+            ":actor": _s(f"provider:{snapshot.provider}"),
+            ":change_source": _s(snapshot.provider),
             ":zero": _n(0),
             ":one": _n(1),
         }
@@ -169,6 +173,10 @@ class DynamoDBWebhookEffectStore:
             "last_event_id = :last_event_id",
             "updated_at = :updated_at",
             "version = if_not_exists(version, :zero) + :one",
+            # Who changed it and why: the stream image carries these into the audit trail.
+            "last_actor = :actor",
+            "last_change_source = :change_source",
+            "last_correlation_id = :last_event_id",
         ]
         removals = []
         optional = {
@@ -222,7 +230,7 @@ class DynamoDBWebhookEffectStore:
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="dynamodb.GetItem") from exc
-        return _subscription_from_item(item) if item else None
+        return subscription_from_item(item) if item else None
 
     def find_by_provider_id(self, provider_subscription_id: str) -> Subscription | None:
         try:
@@ -240,7 +248,7 @@ class DynamoDBWebhookEffectStore:
                 f"{provider_subscription_id} names subscriptions at several providers; use our id (bsub_...)",
                 code="ambiguous_subscription_id",
             )
-        return _subscription_from_item(items[0]) if items else None
+        return subscription_from_item(items[0]) if items else None
 
 
 def _ledger_state(effect: Effect, postings: list[LedgerTransaction], already_posted: list[str]) -> str | None:
@@ -253,7 +261,7 @@ def _failed(codes: list[str], index: int) -> bool:
     return index < len(codes) and codes[index] == "ConditionalCheckFailed"
 
 
-def _subscription_from_item(item: dict[str, Any]) -> Subscription:
+def subscription_from_item(item: dict[str, Any]) -> Subscription:
     def text(name: str) -> str | None:
         return item[name]["S"] if name in item else None
 
@@ -261,10 +269,23 @@ def _subscription_from_item(item: dict[str, Any]) -> Subscription:
         value = text(name)
         return datetime.fromisoformat(value) if value else None
 
+    terms = None
+    if "plan_id" in item:
+        terms = InternalTerms(
+            customer_id=item["customer_id"]["S"],
+            plan_id=item["plan_id"]["S"],
+            price_version=item["price_version"]["S"],
+            amount_minor=int(item["amount_minor"]["N"]),
+            currency=item["currency"]["S"],
+            interval=Interval(item["interval"]["S"]),
+            billing_anchor_day=int(item["billing_anchor_day"]["N"]),
+            payment_method_id=text("payment_method_id"),
+            next_billing_at=when("next_billing_at"),
+        )
     return Subscription(
         subscription_id=item["subscription_id"]["S"],
         provider=item["provider"]["S"],
-        provider_subscription_id=item["provider_subscription_id"]["S"],
+        provider_subscription_id=text("provider_subscription_id"),
         provider_customer_id=text("provider_customer_id"),
         billing_mode=BillingMode(item.get("billing_mode", {}).get("S", BillingMode.PROVIDER.value)),
         status=SubscriptionStatus(item["status"]["S"]),
@@ -274,6 +295,7 @@ def _subscription_from_item(item: dict[str, Any]) -> Subscription:
         current_period_end=when("current_period_end"),
         trial_end=when("trial_end"),
         cancel_at_period_end=bool(item.get("cancel_at_period_end", {}).get("BOOL", False)),
-        last_event_id=item["last_event_id"]["S"],
+        last_event_id=text("last_event_id"),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+        terms=terms,
     )

@@ -1,0 +1,1 @@
+"""Our billing cycle (billing mode INTERNAL): periods, the billing run, charge attempts."""
