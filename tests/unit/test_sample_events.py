@@ -17,6 +17,7 @@ from billing_core.operations.models import Probe, ProbeSubmission
 from billing_core.webhooks.models import WebhookEnvelope
 from billing_core.webhooks.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
+from functions.reconciliation_run.app import Request as ReconciliationRequest
 from tests.support import EVENTS, ROOT
 
 
@@ -43,6 +44,9 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
+    "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
+    "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),
+    "direct/reconciliation_ledger_integrity.json": ("reconciliation_run", ReconciliationRequest, None),
 }
 
 

@@ -36,6 +36,7 @@ class PaymentOutcome(BaseModel):
     failure_message: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     created_at: datetime | None = None
+    provider_invoice_id: str | None = None  # set when the provider's own billing raised the payment
 
 
 class ProviderCharge(BaseModel):
@@ -63,4 +64,14 @@ class ProviderRefund(BaseModel):
     currency: str
     succeeded: bool
     created_at: datetime
+    provider_customer_id: str | None = None
+
+
+class ProviderInvoice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    invoice_id: str
+    status: str  # the provider's word: draft, open, paid, uncollectible, void
+    amount_paid_minor: int
+    currency: str
     provider_customer_id: str | None = None

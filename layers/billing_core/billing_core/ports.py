@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # annotations only: no handler pays at import time for models it never uses
     from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
     from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
-    from billing_core.payments import PaymentOutcome, ProviderCharge, ProviderRefund
+    from billing_core.payments import PaymentOutcome, ProviderCharge, ProviderInvoice, ProviderRefund
     from billing_core.subscriptions.model import Subscription
     from billing_core.webhooks.effects import ApplyResult, Effect, EventRecord
     from billing_core.webhooks.models import WebhookEnvelope
@@ -115,6 +115,8 @@ class PaymentGateway(Protocol):
     def charges_since(self, since: datetime) -> Iterator[ProviderCharge]: ...
 
     def refunds_since(self, since: datetime) -> Iterator[ProviderRefund]: ...
+
+    def retrieve_invoice(self, invoice_id: str) -> ProviderInvoice: ...
 
 
 class DocumentQueue(Protocol):

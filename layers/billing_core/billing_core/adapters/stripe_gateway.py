@@ -23,6 +23,7 @@ from billing_core.payments import (
     PaymentOutcome,
     PaymentStatus,
     ProviderCharge,
+    ProviderInvoice,
     ProviderRefund,
 )
 
@@ -125,6 +126,7 @@ class StripePaymentGateway:
             failure_message=getattr(error, "message", None) if error else None,
             metadata=_metadata(intent),
             created_at=_time(intent.created) if getattr(intent, "created", None) else None,
+            provider_invoice_id=_id(getattr(intent, "invoice", None)),
         )
 
     def create_payment(
@@ -195,14 +197,17 @@ class StripePaymentGateway:
         for charge in self._paginate(page, "charges.list"):
             payment_id = _id(getattr(charge, "payment_intent", None))
             metadata = _metadata(charge)
-            if payment_id and not metadata:
+            invoice_id = _id(getattr(charge, "invoice", None))
+            if payment_id and (not metadata or not invoice_id):
+                # Our invoice id lives in the PaymentIntent's metadata, the provider's on the intent.
                 if payment_id not in intents:
                     intents[payment_id] = self.retrieve_payment(payment_id)
-                metadata = intents[payment_id].metadata
+                metadata = metadata or intents[payment_id].metadata
+                invoice_id = invoice_id or intents[payment_id].provider_invoice_id
             yield ProviderCharge(
                 charge_id=charge.id,
                 payment_id=payment_id,
-                provider_invoice_id=_id(getattr(charge, "invoice", None)),
+                provider_invoice_id=invoice_id,
                 provider_customer_id=_id(getattr(charge, "customer", None)),
                 amount_minor=int(charge.amount),
                 currency=str(charge.currency).upper(),
@@ -226,6 +231,16 @@ class StripePaymentGateway:
                 succeeded=str(refund.status) == "succeeded",
                 created_at=created,
             )
+
+    def retrieve_invoice(self, invoice_id: str) -> ProviderInvoice:
+        invoice = self._call("invoices.retrieve", self._client.v1.invoices.retrieve, invoice_id)
+        return ProviderInvoice(
+            invoice_id=invoice.id,
+            status=str(invoice.status),
+            amount_paid_minor=int(getattr(invoice, "amount_paid", 0) or 0),
+            currency=str(invoice.currency).upper(),
+            provider_customer_id=_id(getattr(invoice, "customer", None)),
+        )
 
     def _paginate(self, page: Any, operation: str) -> Iterator[Any]:
         try:

@@ -9,7 +9,6 @@ attempt not yet handed to dunning). Every item leaves the index in the write tha
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -569,7 +568,7 @@ class DynamoDBBillingStore:
             ExpressionAttributeValues={":work": s("dunning_handoff")},
         )
 
-    def unknown_attempts(self, limit: int) -> Sequence[ChargeAttempt]:
+    def unknown_attempts(self, limit: int) -> list[ChargeAttempt]:
         """Every attempt still waiting for resolution, however recent (reconciliation's view)."""
         items = self._query(
             TableName=self._invoices_table,

@@ -1,0 +1,1 @@
+"""Reconciliation: the provider's records against our ledger and invoices, and the ledger against itself."""
