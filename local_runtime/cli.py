@@ -45,7 +45,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FUNCTION_LOGICAL_ID",
-        help="do not poll this function's SQS event sources (messages accumulate, as with a disabled mapping)",
+        help="do not deliver from this function's SQS and DynamoDB stream event sources "
+        "(records accumulate, as with a disabled mapping)",
     )
     parser.add_argument("--fire-schedules", action="store_true", help="fire enabled rate() schedules on their rate")
     parser.add_argument(
@@ -99,6 +100,8 @@ def print_banner(runtime: LocalRuntime) -> None:
         *[f"    {route}" for route in status["routes"]],
         "  SQS event sources:",
         *[f"    {source}" for source in status["sqs_sources"]],
+        *(["  DynamoDB stream event sources:"] if status["stream_sources"] else []),
+        *[f"    {source}" for source in status["stream_sources"]],
         "  schedules (fire with: python -m local_runtime trigger <LogicalId>):",
         *[f"    {schedule}" for schedule in status["schedules"]],
         "  local secrets: fixed values in README 'Local secrets'" + ("; generated this run:" if generated else ""),

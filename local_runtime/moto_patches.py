@@ -11,17 +11,29 @@ threads recorded 710 events without this patch and exactly 1,000 with it.
 With the lock held, a transaction no longer needs whole-table copies: `_transact_write_items` checks
 every condition first and writes only if all pass (DynamoDB's all-or-nothing), keeping copies of just
 the items it touches to undo a write that fails half way (a malformed update expression). The copies
-made moto's cost grow with table size: the 1,000-event run took ~250 s with them."""
+made moto's cost grow with table size: the 1,000-event run took ~250 s with them.
+
+DynamoDB Streams: moto keeps every shard iterator it ever issued (each GetRecords issues a new one), so
+a stream poller asking four times a second grows the process by ~25 MB an hour, and it answers an unknown
+iterator with HTTP 500 (KeyError). `expire_stream_iterators` gives iterators AWS's documented lifetime of
+15 minutes and answers an expired or unknown one with `ExpiredIteratorException`, as DynamoDB Streams does."""
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 _LOCK = threading.RLock()
 _PATCHED = False
+_STREAMS_LOCK = threading.Lock()
+_STREAMS_PATCHED = False
+STREAM_ITERATOR_LIFETIME_SECONDS = 15 * 60
+# iterator ARN -> (issued at, backend that holds it), oldest first
+_ISSUED: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 _OPERATIONS = (
     "put_item",
     "get_item",
@@ -136,3 +148,47 @@ def make_dynamodb_linearizable() -> None:
         if hasattr(DynamoDBBackend, name):
             setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
     _PATCHED = True
+
+
+def _issued(backend: Any, iterator_arn: str) -> None:
+    now = time.monotonic()
+    _ISSUED[iterator_arn] = (now, backend)
+    while _ISSUED:
+        oldest, (issued_at, holder) = next(iter(_ISSUED.items()))
+        if now - issued_at < STREAM_ITERATOR_LIFETIME_SECONDS:
+            return
+        del _ISSUED[oldest]
+        holder.shard_iterators.pop(oldest, None)
+
+
+def expire_stream_iterators() -> None:
+    """Idempotent; affects moto servers running in this process."""
+    global _STREAMS_PATCHED
+    if _STREAMS_PATCHED:
+        return
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    get_shard_iterator = DynamoDBStreamsBackend.get_shard_iterator
+    get_records = DynamoDBStreamsBackend.get_records
+
+    def patched_get_shard_iterator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _STREAMS_LOCK:
+            iterator = get_shard_iterator(self, *args, **kwargs)
+            _issued(self, iterator.arn)
+            return iterator
+
+    def patched_get_records(self: Any, iterator_arn: str, limit: int) -> dict[str, Any]:
+        with _STREAMS_LOCK:
+            if iterator_arn not in self.shard_iterators:
+                raise JsonRESTError(
+                    "ExpiredIteratorException",
+                    "Iterator expired. The iterator was created over 15 minutes ago (or was never issued).",
+                )
+            result: dict[str, Any] = get_records(self, iterator_arn, limit)
+            _issued(self, result["NextShardIterator"])
+            return result
+
+    DynamoDBStreamsBackend.get_shard_iterator = patched_get_shard_iterator  # type: ignore[method-assign]
+    DynamoDBStreamsBackend.get_records = patched_get_records  # type: ignore[method-assign]
+    _STREAMS_PATCHED = True

@@ -1,7 +1,7 @@
 """The local runtime: template.yaml + moto (server mode) + localstripe + our handlers, no Docker.
 
 AWS semantics come from moto, Stripe semantics from localstripe; this module only wires the
-template's triggers (Api, SQS, Schedule, Step Functions Lambda tasks) to the handlers."""
+template's triggers (Api, SQS, DynamoDB streams, Schedule, Step Functions Lambda tasks) to the handlers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,16 @@ from botocore.config import Config
 
 from local_runtime import stepfunctions
 from local_runtime.api import ApiServer, HttpResponse, Route, match_route
-from local_runtime.event_sources import ScheduleSource, ScheduleTimer, SqsPoller, SqsSource, scheduled_event
+from local_runtime.event_sources import (
+    LOCAL_RETRY_CAP,
+    ScheduleSource,
+    ScheduleTimer,
+    SqsPoller,
+    SqsSource,
+    StreamPoller,
+    StreamSource,
+    scheduled_event,
+)
 from local_runtime.lambdas import FunctionSpec, LambdaService
 from local_runtime.resources import Provisioner, Resolver, UnresolvableError
 from local_runtime.template import Template, TemplateError, load_template
@@ -45,12 +54,25 @@ LOCAL_SECRET_SEEDS = {
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
     # Standard Webhooks secrets are whsec_<base64 of the key>.
     "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
+    # localstripe accepts any key that starts with sk_ and is longer than five characters.
+    "StripeApiKeySecret": "sk_test_local_billing_0123456789abcdef",
 }
 STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
 # Concurrent batches per SQS event source when the template sets no ScalingConfig. AWS starts with more
 # and scales out; two keeps a 2-core laptop responsive while still showing concurrent delivery.
 DEFAULT_POLLERS_PER_SOURCE = 2
 STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
+# DynamoDB stream event properties the runtime reads but does not emulate, with the value that makes
+# ignoring them harmless. Any other value is reported at start-up and in /__local__/status.
+IGNORED_STREAM_PROPERTIES: dict[str, Any] = {
+    "FilterCriteria": None,
+    "MaximumRecordAgeInSeconds": -1,
+    "ParallelizationFactor": 1,
+    "TumblingWindowInSeconds": 0,
+    "StartingPositionTimestamp": None,
+    "KmsKeyArn": None,
+    "MetricsConfig": None,
+}
 
 
 class StartupError(Exception):
@@ -72,7 +94,8 @@ class RuntimeConfig:
     fire_schedules: bool = False
     redelivery_delay_seconds: int | None = 1
     max_concurrency_per_function: int = 4
-    paused_consumers: frozenset[str] = frozenset()  # function logical ids whose SQS pollers start paused
+    paused_consumers: frozenset[str] = frozenset()  # function logical ids whose SQS/stream pollers start paused
+    stream_retry_delay_seconds: float = 1.0  # pause before a failed DynamoDB stream batch is retried
     function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
@@ -107,6 +130,8 @@ class LocalRuntime:
         self.routes: list[Route] = []
         self.sqs_sources: list[SqsSource] = []
         self.pollers: list[SqsPoller] = []
+        self.stream_sources: list[StreamSource] = []
+        self.stream_pollers: list[StreamPoller] = []
         self.schedules: list[ScheduleSource] = []
         self._moto: Any = None
         self._previous_moto_port: str | None = None
@@ -139,6 +164,7 @@ class LocalRuntime:
             self._start_lambdas()
             self._start_api()
             self._start_pollers()
+            self._start_stream_pollers()
             self._start_schedules()
             if config.stripe == "local":
                 self._start_localstripe()
@@ -153,10 +179,11 @@ class LocalRuntime:
     def stop(self) -> None:
         if self._timer:
             self._timer.stop()
-        for poller in self.pollers:
-            poller.stop()
-        for poller in self.pollers:
-            poller.join(timeout=3)
+        consumers: list[SqsPoller | StreamPoller] = [*self.pollers, *self.stream_pollers]
+        for consumer in consumers:
+            consumer.stop()
+        for consumer in consumers:
+            consumer.join(timeout=3)
         if self._api:
             self._api.shutdown()
             self._api.server_close()
@@ -185,9 +212,10 @@ class LocalRuntime:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from local_runtime.moto_patches import make_dynamodb_linearizable
+        from local_runtime.moto_patches import expire_stream_iterators, make_dynamodb_linearizable
 
         make_dynamodb_linearizable()
+        expire_stream_iterators()
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # moto's ASL executor logs every failed execution as an exception dump; the execution history
@@ -263,6 +291,9 @@ class LocalRuntime:
             environment["STRIPE_API_BASE"] = (
                 self.stripe_api_base or f"http://{self.config.host}:{self.config.stripe_port}"
             )
+        if self.config.stripe == "local":
+            # localstripe refuses `off_session` on PaymentIntent confirm (docs/runbooks/local-runtime.md).
+            environment["STRIPE_CONFIRM_OFF_SESSION"] = "false"
         return environment
 
     def _start_lambdas(self) -> None:
@@ -370,6 +401,87 @@ class LocalRuntime:
                     if logical_id in self.config.paused_consumers:
                         poller.pause()
                     poller.start()
+
+    def _start_stream_pollers(self) -> None:
+        assert self.template is not None and self.resolver is not None and self.lambdas is not None
+        streams, sqs = self.client("dynamodbstreams"), self.client("sqs")
+        for logical_id, definition in self.template.functions.items():
+            for event in definition.events:
+                if event.type != "DynamoDB":
+                    continue
+                source = self._stream_source(logical_id, event.name, event.properties)
+                self.stream_sources.append(source)
+                if source.ignored:
+                    self.config.log(
+                        f"{logical_id}.Events.{event.name}: not emulated locally, ignored: {', '.join(source.ignored)}"
+                    )
+                if not source.enabled:
+                    continue
+                poller = StreamPoller(
+                    source,
+                    streams,
+                    sqs,
+                    self.lambdas,
+                    self.config.region,
+                    self.config.log,
+                    retry_delay_seconds=self.config.stream_retry_delay_seconds,
+                )
+                self.stream_pollers.append(poller)
+                if logical_id in self.config.paused_consumers:
+                    poller.pause()
+                poller.start()
+
+    def _stream_source(self, logical_id: str, event_name: str, properties: dict[str, Any]) -> StreamSource:
+        assert self.template is not None and self.resolver is not None
+        where = f"{logical_id}.Events.{event_name}"
+        try:
+            props = self.resolver.resolve(properties)
+        except UnresolvableError as exc:
+            raise TemplateError(self.template.path, [f"{where}: {exc}"]) from exc
+        stream_arn = props.get("Stream")
+        if not any(p.attributes.get("StreamArn") == stream_arn for p in self.resolver.physical.values()):
+            raise TemplateError(
+                self.template.path,
+                [f"{where}: stream {stream_arn} unknown; use !GetAtt <Table>.StreamArn of a streamed table"],
+            )
+        position = props.get("StartingPosition")
+        if position not in {"TRIM_HORIZON", "LATEST"}:
+            raise TemplateError(
+                self.template.path, [f"{where}: StartingPosition must be TRIM_HORIZON or LATEST (got {position!r})"]
+            )
+        destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        queue = next(
+            (
+                p
+                for p in self.resolver.physical.values()
+                if destination and p.type == "AWS::SQS::Queue" and p.attributes.get("Arn") == destination
+            ),
+            None,
+        )
+        if destination and queue is None:
+            self.config.log(
+                f"{where}: on-failure destination {destination} is not an SQS queue of this template; "
+                "discarded batches are only logged"
+            )
+        ignored = tuple(
+            key for key, harmless in IGNORED_STREAM_PROPERTIES.items() if props.get(key, harmless) != harmless
+        )
+        return StreamSource(
+            logical_id=logical_id,
+            event_name=event_name,
+            stream_arn=str(stream_arn),
+            function_arn=self.resolver.physical[logical_id].attributes["Arn"],
+            starting_position=str(position),
+            batch_size=int(props.get("BatchSize", 100)),
+            batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+            maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+            bisect_batch_on_function_error=_truthy(props.get("BisectBatchOnFunctionError", False)),
+            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+            on_failure_destination=str(destination) if destination else None,
+            on_failure_queue_url=queue.ref if queue else None,
+            enabled=_truthy(props.get("Enabled", True)),
+            ignored=ignored,
+        )
 
     def _start_schedules(self) -> None:
         assert self.template is not None and self.resolver is not None
@@ -479,20 +591,27 @@ class LocalRuntime:
             raise KeyError(f"{logical_id} has no Schedule events; scheduled targets: {', '.join(known) or 'none'}")
         return [self.fire(source) for source in sources]
 
+    def _consumers(self, logical_id: str | None = None) -> list[SqsPoller | StreamPoller]:
+        consumers: list[SqsPoller | StreamPoller] = [*self.pollers, *self.stream_pollers]
+        return [c for c in consumers if logical_id is None or c.source.logical_id == logical_id]
+
     def _paused(self, logical_id: str) -> bool:
-        pollers = [poller for poller in self.pollers if poller.source.logical_id == logical_id]
-        return bool(pollers) and all(poller.paused for poller in pollers)
+        consumers = self._consumers(logical_id)
+        return bool(consumers) and all(consumer.paused for consumer in consumers)
 
     def set_consumer_paused(self, logical_id: str, paused: bool) -> list[str]:
-        """Pause or resume every SQS poller of a function. Returns the queues affected."""
-        found = [poller for poller in self.pollers if poller.source.logical_id == logical_id]
+        """Pause or resume every SQS and DynamoDB stream poller of a function. Returns the queue and stream
+        ARNs affected, each once."""
+        found = self._consumers(logical_id)
         if not found:
-            known = sorted({poller.source.logical_id for poller in self.pollers})
-            raise KeyError(f"{logical_id} has no SQS event source; consumers: {', '.join(known) or 'none'}")
-        for poller in found:
-            poller.pause() if paused else poller.resume()
+            known = sorted({consumer.source.logical_id for consumer in self._consumers()})
+            raise KeyError(
+                f"{logical_id} has no SQS or DynamoDB stream event source; consumers: {', '.join(known) or 'none'}"
+            )
+        for consumer in found:
+            consumer.pause() if paused else consumer.resume()
         self.config.log(f"consumer {logical_id} {'paused' if paused else 'resumed'}")
-        return sorted({poller.source.queue_arn for poller in found})
+        return sorted({c.source.queue_arn if isinstance(c, SqsPoller) else c.source.stream_arn for c in found})
 
     def status(self) -> dict[str, Any]:
         assert self.resolver is not None and self.provisioner is not None
@@ -507,6 +626,7 @@ class LocalRuntime:
                 + (" PAUSED" if self._paused(s.logical_id) else "")
                 for s in self.sqs_sources
             ],
+            "stream_sources": [_describe_stream_source(s, self._paused(s.logical_id)) for s in self.stream_sources],
             "schedules": [
                 f"{s.logical_id}.{s.event_name} {s.expression} ({'enabled' if s.enabled else 'disabled'})"
                 for s in self.schedules
@@ -528,8 +648,16 @@ class LocalRuntime:
             if method == "POST" and len(parts) == 3 and parts[1] == "trigger":
                 return _json_response(200, {"results": self.trigger(parts[2])})
             if method == "POST" and len(parts) == 3 and parts[1] in {"pause", "resume"}:
-                queues = self.set_consumer_paused(parts[2], parts[1] == "pause")
-                return _json_response(200, {"function": parts[2], "paused": parts[1] == "pause", "queues": queues})
+                arns = self.set_consumer_paused(parts[2], parts[1] == "pause")
+                return _json_response(
+                    200,
+                    {
+                        "function": parts[2],
+                        "paused": parts[1] == "pause",
+                        "queues": [arn for arn in arns if arn.split(":")[2] == "sqs"],
+                        "streams": [arn for arn in arns if arn.split(":")[2] == "dynamodb"],
+                    },
+                )
             if method == "POST" and len(parts) == 3 and parts[1] == "invoke":
                 event = json.loads(body or b"{}")
                 return _json_response(200, self.invoke(parts[2], event))
@@ -542,6 +670,34 @@ class LocalRuntime:
 
 def _json_response(status: int, body: Any) -> HttpResponse:
     return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(body, default=str).encode())
+
+
+def _truthy(value: Any) -> bool:
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
+def _describe_stream_source(source: StreamSource, paused: bool) -> str:
+    retries = (
+        f"retries -1 (AWS: until the records expire; {LOCAL_RETRY_CAP} locally)"
+        if source.maximum_retry_attempts < 0
+        else f"retries {source.maximum_retry_attempts}"
+    )
+    details = [source.starting_position, f"batch {source.batch_size}", retries]
+    if source.batching_window_seconds:
+        details.append(f"window {source.batching_window_seconds:g} s")
+    if source.report_batch_item_failures:
+        details.append("ReportBatchItemFailures")
+    if source.bisect_batch_on_function_error:
+        details.append("bisect")
+    if source.on_failure_destination:
+        name = source.on_failure_destination.rsplit(":", 1)[-1]
+        details.append(f"on failure -> {name}" + ("" if source.on_failure_queue_url else " (not emulated)"))
+    if source.ignored:
+        details.append(f"ignored locally: {', '.join(source.ignored)}")
+    text = f"{source.table_name} stream -> {source.logical_id} ({', '.join(details)})"
+    if not source.enabled:
+        text += " DISABLED"
+    return text + (" PAUSED" if paused else "")
 
 
 def _env_value(value: Any) -> str:

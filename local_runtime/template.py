@@ -14,8 +14,12 @@ from typing import Any
 
 import yaml
 
-SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "Schedule", "ScheduleV2"})
+SUPPORTED_EVENT_TYPES = frozenset({"Api", "DynamoDB", "SQS", "Schedule", "ScheduleV2"})
 MAX_SQS_BATCH_SIZE = 10_000
+MAX_STREAM_BATCH_SIZE = 10_000
+MAX_BATCHING_WINDOW_SECONDS = 300
+MAX_STREAM_RETRY_ATTEMPTS = 10_000
+STREAM_STARTING_POSITIONS = frozenset({"TRIM_HORIZON", "LATEST"})
 MAX_SQS_BATCH_SIZE_WITHOUT_WINDOW = 10
 MAX_FIFO_BATCH_SIZE = 10
 
@@ -210,6 +214,8 @@ def _function_definition(
             continue
         if event_type == "SQS":
             problems += _sqs_event_problems(logical_id, name, event_properties)
+        if event_type == "DynamoDB":
+            problems += _stream_event_problems(logical_id, name, event_properties)
         events.append(EventSource(name=name, type=event_type, properties=event_properties))
     if problems:
         return None, problems
@@ -242,6 +248,33 @@ def _sqs_event_problems(logical_id: str, name: str, properties: dict[str, Any]) 
         problems.append(
             f"{logical_id}.Events.{name}: BatchSize above 10 needs MaximumBatchingWindowInSeconds (AWS rule)"
         )
+    return problems
+
+
+def _stream_event_problems(logical_id: str, name: str, properties: dict[str, Any]) -> list[str]:
+    """AWS's limits for a DynamoDB stream event source mapping. Intrinsics are checked once resolved."""
+    where = f"{logical_id}.Events.{name}"
+    problems = []
+    if "Stream" not in properties:
+        problems.append(f"{where}: Stream is required (e.g. !GetAtt MyTable.StreamArn)")
+    position = properties.get("StartingPosition")
+    if position is None:
+        problems.append(f"{where}: StartingPosition is required (TRIM_HORIZON or LATEST)")
+    elif isinstance(position, str) and position not in STREAM_STARTING_POSITIONS:
+        problems.append(f"{where}: StartingPosition must be TRIM_HORIZON or LATEST for DynamoDB (got {position})")
+    for key, low, high in (
+        ("BatchSize", 1, MAX_STREAM_BATCH_SIZE),
+        ("MaximumBatchingWindowInSeconds", 0, MAX_BATCHING_WINDOW_SECONDS),
+        ("MaximumRetryAttempts", -1, MAX_STREAM_RETRY_ATTEMPTS),
+    ):
+        value = properties.get(key)
+        if value is None or isinstance(value, dict):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            problems.append(f"{where}: {key} must be an integer between {low} and {high} (got {value!r})")
+    response_types = properties.get("FunctionResponseTypes")
+    if isinstance(response_types, list) and set(response_types) - {"ReportBatchItemFailures"}:
+        problems.append(f"{where}: FunctionResponseTypes may only contain ReportBatchItemFailures")
     return problems
 
 

@@ -5,7 +5,6 @@ fixed through the normal idempotent path."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,18 +22,16 @@ from billing_core.payments import PaymentOutcome
 from billing_core.reconciliation.model import DiscrepancyKind, Resolution, Window
 from billing_core.reconciliation.service import Reconciler
 from tests.integration.conftest import Stack
-from tests.integration.test_billing_run_on_moto import GOOD_CARD, AnswerLost, Billing, Clock
+from tests.integration.test_billing_run_on_moto import GOOD_CARD, PERIOD_END, AnswerLost, Billing, Clock
 
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def billing(stack: Stack, localstripe: str) -> Iterator[Billing]:
+def billing(stack: Stack, localstripe: str) -> Billing:
     # localstripe is shared by this worker's tests: start from an empty provider.
     requests.delete(f"{localstripe}/_config/data", timeout=5).raise_for_status()
-    from tests.integration.test_billing_run_on_moto import PERIOD_END
-
-    yield Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5)))
+    return Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5)))
 
 
 def reconciler(billing: Billing, gateway: Any = None, clock: Any = None) -> Reconciler:
