@@ -136,6 +136,26 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         raise
 
 
+def _one_stream_record_per_update(update_item: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's UpdateItem on a missing item first puts the bare key (one INSERT stream record) and then
+    records the update as a second INSERT. DynamoDB emits one INSERT with the whole new item; so do we,
+    keeping the first record's sequence number (moto numbers records by their position)."""
+
+    @functools.wraps(update_item)
+    def wrapper(self: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        shard = self.get_table(table_name).stream_shard
+        before = len(shard.items) if shard is not None else 0
+        result = update_item(self, table_name, key, *args, **kwargs)
+        if shard is not None and len(shard.items) == before + 2:
+            bare, final = shard.items[-2], shard.items[-1]
+            if bare.record["eventName"] == "INSERT" and final.record["eventName"] == "INSERT":
+                final.record["dynamodb"]["SequenceNumber"] = bare.record["dynamodb"]["SequenceNumber"]
+                shard.items[-2:] = [final]
+        return result
+
+    return wrapper
+
+
 def make_dynamodb_linearizable() -> None:
     """Idempotent; affects moto servers running in this process."""
     global _PATCHED
@@ -144,6 +164,7 @@ def make_dynamodb_linearizable() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = _one_stream_record_per_update(DynamoDBBackend.update_item)  # type: ignore[method-assign]
     for name in _OPERATIONS:
         if hasattr(DynamoDBBackend, name):
             setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))

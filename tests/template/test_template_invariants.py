@@ -393,6 +393,15 @@ def problems_queues(template: Template) -> list[str]:
         max_receive = policy.get("maxReceiveCount")
         if not (_is_int(max_receive) and 1 <= max_receive <= 10):
             problems.append(f"{lid}: RedrivePolicy.maxReceiveCount {max_receive!r} is not in 1..10")
+    # A stream event source's on-failure destination is a dead-letter queue too (Lambda sends it the
+    # failed batch's coordinates when retries are exhausted).
+    for function in _of_type(template, FUNCTION_TYPE).values():
+        for event in (_properties(function).get("Events") or {}).values():
+            if isinstance(event, dict) and event.get("Type") in {"DynamoDB", "Kinesis"}:
+                on_failure = ((event.get("Properties") or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+                target = _getatt(on_failure.get("Destination"))
+                if target is not None and target[0] in queues:
+                    dead_letter_queues.add(target[0])
     for lid, resource in queues.items():
         properties = _properties(resource)
         if _redrive_policy(properties) is None and lid not in dead_letter_queues:

@@ -8,6 +8,7 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayProxyEventModel,
+    DynamoDBStreamModel,
     EventBridgeModel,
     SqsModel,
 )
@@ -47,6 +48,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
     "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),
     "direct/reconciliation_ledger_integrity.json": ("reconciliation_run", ReconciliationRequest, None),
+    "api/audit_get.json": ("audit_api", APIGatewayProxyEventModel, None),
+    "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
 }
 
 

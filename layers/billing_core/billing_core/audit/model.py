@@ -1,0 +1,123 @@
+"""Entity events. They are derived from DynamoDB stream records (before and after images), so every
+writer of an audited table is covered by construction - no code path can mutate without a record.
+Who and why travel on the item itself (last_actor, last_change_source, last_correlation_id)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+# Attributes that change with every write and say nothing on their own.
+NOISE = frozenset({"updated_at", "version", "last_actor", "last_change_source", "last_correlation_id"})
+ACTOR = re.compile(r"^(user|provider|system):")
+
+
+class EntityType(StrEnum):
+    SUBSCRIPTION = "subscription"
+    INVOICE = "invoice"
+    ORDER = "order"
+    PRICE_BOOK = "price_book"
+    KILL_SWITCH = "kill_switch"
+    DLQ_REPLAY = "dlq_replay"
+
+
+class ChangeSource(StrEnum):
+    STRIPE = "stripe"
+    DODO = "dodo"
+    API = "api"
+    SCHEDULE = "schedule"
+    REPLAY = "replay"
+    UNKNOWN = "unknown"
+
+
+class EntityEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    entity_type: EntityType
+    entity_id: str
+    event_type: str  # e.g. subscription.created, subscription.status_changed, charge_attempt.updated
+    actor: str
+    source: ChangeSource
+    correlation_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changes: dict[str, list[Any]]  # attribute -> [before, after], noise left out
+    occurred_at: datetime
+    sequence: str  # the stream record's sequence number: with the entity, the event's identity
+
+
+def plain(value: Any) -> Any:
+    """Stream values as JSON-friendly Python: integral Decimals become ints, sets sorted lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
+    old, new = before or {}, after or {}
+    return {
+        name: [old.get(name), new.get(name)]
+        for name in sorted(set(old) | set(new))
+        if name not in NOISE and old.get(name) != new.get(name)
+    }
+
+
+def entity_event(
+    *,
+    table_kind: str,
+    event_name: str,
+    keys: dict[str, Any],
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    occurred_at: datetime,
+    sequence: str,
+) -> EntityEvent | None:
+    """The entity event for one stream record of an audited table; None for tables not audited."""
+    image = after or before or {}
+    if table_kind == "subscriptions":
+        entity_type, entity_id, noun = EntityType.SUBSCRIPTION, str(keys["subscription_id"]), "subscription"
+    elif table_kind == "invoices":
+        entity_type, entity_id = EntityType.INVOICE, str(keys["invoice_id"])
+        noun = "invoice" if keys.get("sk") == "INVOICE" else "charge_attempt"
+    else:
+        return None
+    changes = diff(before, after)
+    if event_name == "INSERT":
+        verb = "created"
+    elif event_name == "REMOVE":
+        verb = "removed"
+    elif "status" in changes:
+        verb = "status_changed"
+    else:
+        verb = "updated"
+    actor = str(image.get("last_actor") or "system:unknown")
+    try:
+        source = ChangeSource(str(image.get("last_change_source") or "unknown"))
+    except ValueError:
+        source = ChangeSource.UNKNOWN
+    return EntityEvent(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        event_type=f"{noun}.{verb}",
+        actor=actor if ACTOR.match(actor) else "system:unknown",
+        source=source,
+        correlation_id=str(image["last_correlation_id"]) if image.get("last_correlation_id") else None,
+        before=plain(before) if before is not None else None,
+        after=plain(after) if after is not None else None,
+        changes=plain(changes),
+        occurred_at=occurred_at,
+        sequence=sequence,
+    )
