@@ -54,8 +54,9 @@ EXPECTED = {
     "customer.subscription.trial_will_end": (ApplyOutcome.RECORDED, None),
     "invoice.created": (ApplyOutcome.RECORDED, None),
     "invoice.finalized": (ApplyOutcome.APPLIED, "ledger"),
-    "invoice.paid": (ApplyOutcome.APPLIED, "ledger"),
-    "invoice.payment_succeeded": (ApplyOutcome.APPLIED, "ledger"),
+    # a payment also posts the invoice's issuing (under invoice.finalized's id) in case that event is missing
+    "invoice.paid": (ApplyOutcome.APPLIED, "ledger+issued"),
+    "invoice.payment_succeeded": (ApplyOutcome.APPLIED, "ledger+issued"),
     "invoice.payment_failed": (ApplyOutcome.RECORDED, None),
     "payment_intent.succeeded": (ApplyOutcome.RECORDED, None),
     "payment_intent.payment_failed": (ApplyOutcome.RECORDED, None),
@@ -78,7 +79,7 @@ def test_each_pinned_event_applies_once_with_its_effect(event_type: str) -> None
     assert first.outcome is outcome
     assert again.outcome is ApplyOutcome.DUPLICATE
     assert (len(store.subscriptions) == 1) == (part == "subscription")
-    assert (len(store.ledger) == 1) == (part == "ledger")
+    assert len(store.ledger) == {"ledger": 1, "ledger+issued": 2}.get(part or "", 0)
     for transaction in store.ledger.values():
         assert sum(entry.amount_minor for entry in transaction.entries) == 0
 
@@ -88,7 +89,23 @@ def test_invoice_paid_and_payment_succeeded_post_the_payment_once() -> None:
     assert service.apply(envelope(pinned("invoice.payment_succeeded"))).outcome is ApplyOutcome.APPLIED
     second = service.apply(envelope(pinned("invoice.paid")))
     assert (second.outcome, second.ledger) == (ApplyOutcome.RECORDED, "ALREADY_POSTED")
-    assert len(store.ledger) == 1
+    assert len(store.ledger) == 2  # the invoice's issuing and its payment, each once
+
+
+def test_a_payment_without_its_finalized_event_still_balances_the_receivable() -> None:
+    # Given only the payment event (invoice.finalized lost or not subscribed), then the late finalized one
+    service, store = applier()
+    service.apply(envelope(pinned("invoice.paid")))
+    late = service.apply(envelope(pinned("invoice.finalized")))
+    # Then the receivable nets to zero and the late event posts nothing new
+    receivable = [
+        entry.amount_minor
+        for transaction in store.ledger.values()
+        for entry in transaction.entries
+        if entry.account.startswith("customer_receivable:")
+    ]
+    assert sum(receivable) == 0 and len(receivable) == 2
+    assert (late.outcome, late.ledger) == (ApplyOutcome.RECORDED, "ALREADY_POSTED")
 
 
 def test_subscription_lifecycle_from_pinned_events() -> None:

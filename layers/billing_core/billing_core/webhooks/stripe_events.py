@@ -122,13 +122,17 @@ def _invoice_finalized(event: StripeEvent) -> Effect:
 
 
 def _invoice_paid(event: StripeEvent) -> Effect:
-    # invoice.paid and invoice.payment_succeeded describe the same payment: one transaction id for both.
+    """invoice.paid and invoice.payment_succeeded describe the same payment: one transaction id for both.
+    The invoice's own issuing is posted too, under invoice.finalized's id: if that event is late, lost
+    or not subscribed to, the receivable still balances; if it came first, its copy is ALREADY_POSTED."""
     invoice = event.data.object
     customer, amount = _customer(invoice.get("customer")), invoice.get("amount_paid")
     if not customer or not isinstance(amount, int) or amount <= 0:
         return Effect(note="nothing paid")
+    issued = _invoice_finalized(event).ledger
     return Effect(
         ledger=(
+            *issued,
             transfer(
                 transaction_id=f"stripe:invoice_paid:{invoice['id']}",
                 source=f"stripe:{event.id}",
