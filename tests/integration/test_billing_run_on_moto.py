@@ -360,3 +360,85 @@ def test_invoice_route_shows_the_invoice_lines_and_attempts(
     assert get_invoice(invoice_api, "binv_" + "0" * 24, lambda_context)[1]["code"] == "invoice_not_found"
     assert get_invoice(invoice_api, "in_123", lambda_context)[0] == 400
     assert get_invoice(invoice_api, invoice_id, lambda_context, token="wrong-token-0123456789")[0] == 401
+
+
+# --- closing without payment -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def invoice_close(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import importlib
+
+    from billing_core.adapters import aws as aws_adapter
+
+    monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
+    monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
+    monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
+    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
+    aws_adapter.client.cache_clear()
+    module = importlib.import_module("functions.invoice_close.app")
+    for cached in (module.settings, module.store, module.secrets):
+        cached.cache_clear()
+    return module
+
+
+def close(module: Any, invoice_id: str, action: str, context: Any, body: str | None = None) -> tuple[int, Any]:
+    from tests.support import load_event
+
+    event = load_event("api/invoice_void.json")
+    event["pathParameters"] = {"invoice_id": invoice_id}
+    event["path"] = event["requestContext"]["path"] = f"/invoices/{invoice_id}/{action}"
+    event["resource"] = event["requestContext"]["resourcePath"] = f"/invoices/{{invoice_id}}/{action}"
+    if body is not None:
+        event["body"] = body
+    response = module.lambda_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_an_unpaid_invoice_is_written_off_then_voided_with_matching_ledger_entries(
+    billing: Billing, invoice_close: Any, lambda_context: Any
+) -> None:
+    # Given an invoice whose first charge was declined
+    subscription = billing.subscription(card=DECLINED_CARD, amount_minor=3000)
+    billing.run()
+    assert subscription.terms is not None
+    invoice_id = invoice_id_for(subscription.subscription_id, PERIOD_END)
+    receivable = Account.receivable(subscription.terms.customer_id)
+
+    def balance(account: str) -> int:
+        return sum(b.amount_minor for b in billing.ledger.balances([account]))
+
+    assert balance(receivable) == 3000
+    # When it is marked uncollectible
+    status, body = close(invoice_close, invoice_id, "uncollectible", lambda_context)
+    # Then the receivable is written off to bad debt
+    assert (status, body["invoice"]["status"]) == (200, "uncollectible")
+    assert (balance(receivable), balance(Account.BAD_DEBT)) == (0, 3000)
+    # When it is then voided (it should never have been owed), and the request repeated
+    assert close(invoice_close, invoice_id, "void", lambda_context)[1]["invoice"]["status"] == "void"
+    assert close(invoice_close, invoice_id, "void", lambda_context)[0] == 200
+    # Then the revenue is taken back from the bad debt, once
+    assert (balance(receivable), balance(Account.BAD_DEBT)) == (0, 0)
+    assert integrity.check(billing.ledger.all_entries(), billing.ledger.all_balances()).clean
+    # and a void invoice cannot be written off again
+    status, body = close(invoice_close, invoice_id, "uncollectible", lambda_context)
+    assert (status, body["code"]) == (409, "invalid_invoice_transition")
+
+
+def test_closing_is_refused_for_paid_invoices_unresolved_attempts_and_bad_requests(
+    billing: Billing, invoice_close: Any, lambda_context: Any
+) -> None:
+    paid = billing.subscription()
+    billing.run()
+    paid_id = invoice_id_for(paid.subscription_id, PERIOD_END)
+    assert close(invoice_close, paid_id, "void", lambda_context)[1]["code"] == "invalid_invoice_transition"
+    # an attempt whose outcome is unknown blocks closing: its money may still arrive
+    unknown_sub = billing.subscription()
+    billing.clock.now += timedelta(seconds=1)
+    billing.run(gateway=AnswerLost(billing.gateway, reaches_provider=True))
+    unknown_id = invoice_id_for(unknown_sub.subscription_id, PERIOD_END)
+    status, body = close(invoice_close, unknown_id, "void", lambda_context)
+    assert (status, body["code"]) == (409, "charge_attempt_unresolved")
+    assert close(invoice_close, "binv_" + "f" * 24, "void", lambda_context)[0] == 404
+    assert close(invoice_close, paid_id, "void", lambda_context, body="{}")[0] == 400
+    assert close(invoice_close, paid_id, "void", lambda_context, body="not json")[1]["code"] == "malformed_json"

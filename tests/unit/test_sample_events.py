@@ -18,6 +18,7 @@ from billing_core.operations.models import Probe, ProbeSubmission
 from billing_core.webhooks.models import WebhookEnvelope
 from billing_core.webhooks.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
+from functions.invoice_close.app import CloseRequest
 from functions.reconciliation_run.app import Request as ReconciliationRequest
 from tests.support import EVENTS, ROOT
 
@@ -44,6 +45,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
+    "api/invoice_void.json": ("invoice_close", APIGatewayProxyEventModel, CloseRequest),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
     "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),

@@ -502,6 +502,47 @@ class DynamoDBBillingStore:
             return self._transact([open_items, *ledger.items]) is None
         return False  # the posting exists: another writer settled this payment
 
+    def close_invoice(
+        self,
+        invoice: Invoice,
+        to_status: InvoiceStatus,
+        posting: LedgerTransaction | None,
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> bool:
+        """open -> void | uncollectible (uncollectible -> void), with its ledger posting, atomically. The
+        condition includes the attempt count the caller saw, so a charge claimed in between wins."""
+        update = {
+            "Update": {
+                "TableName": self._invoices_table,
+                "Key": {"invoice_id": s(invoice.invoice_id), "sk": s(INVOICE_SK)},
+                "UpdateExpression": "SET #status = :to, closed_at = :now, close_reason = :reason, "
+                "version = version + :one, last_actor = :actor, last_change_source = :source, "
+                "last_correlation_id = :correlation REMOVE pending_work, pending_since",
+                "ConditionExpression": "#status = :from AND attempt_count = :attempts",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":to": s(to_status.value),
+                    ":from": s(invoice.status.value),
+                    ":attempts": n(invoice.attempt_count),
+                    ":now": s(now.isoformat()),
+                    ":reason": s(reason[:500]),
+                    ":one": n(1),
+                    ":actor": s(actor),
+                    ":source": s("api"),
+                    ":correlation": s(f"{invoice.invoice_id}:{to_status.value}"),
+                },
+            }
+        }
+        items = [update]
+        if posting is not None:
+            items += posting_items(
+                [posting], ledger_table=self._ledger_table, balances_table=self._balances_table, now=now
+            ).items
+        return self._transact(items) is None
+
     def settle_failed(self, attempt: ChargeAttempt, failure_code: str, failure_message: str, now: datetime) -> bool:
         """Attempt FAILED; the invoice goes onto the dunning hand-over list in the same write."""
         return (
