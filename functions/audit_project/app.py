@@ -20,6 +20,8 @@ class Settings(FunctionSettings):
     audit_table_name: str
     subscriptions_table_name: str
     invoices_table_name: str
+    orders_table_name: str
+    price_book_table_name: str
 
 
 @lru_cache(maxsize=1)
@@ -27,7 +29,12 @@ def projector() -> AuditProjector:
     settings = Settings.from_environment()
     return AuditProjector(
         DynamoDBAuditStore(settings.audit_table_name),
-        {settings.subscriptions_table_name: "subscriptions", settings.invoices_table_name: "invoices"},
+        {
+            settings.subscriptions_table_name: "subscriptions",
+            settings.invoices_table_name: "invoices",
+            settings.orders_table_name: "orders",
+            settings.price_book_table_name: "price_books",
+        },
     )
 
 

@@ -29,6 +29,7 @@ class Settings(FunctionSettings):
     ledger_table_name: str
     account_balances_table_name: str
     dunning_queue_url: str
+    notifications_queue_url: str
     stripe_api_key_secret_name: str
 
 
@@ -42,7 +43,12 @@ def billing_run() -> BillingRun:
         balances_table=settings.account_balances_table_name,
     )
     gateway = StripePaymentGateway(SecretsManagerReader().read(settings.stripe_api_key_secret_name))
-    return BillingRun(store, ChargeService(store, gateway), SqsJsonQueue(settings.dunning_queue_url))
+    return BillingRun(
+        store,
+        ChargeService(store, gateway),
+        SqsJsonQueue(settings.dunning_queue_url),
+        notices=SqsJsonQueue(settings.notifications_queue_url),
+    )
 
 
 @logger.inject_lambda_context

@@ -42,6 +42,8 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     monkeypatch.setenv("SUBSCRIPTIONS_TABLE_NAME", stack.ref("SubscriptionsTable"))
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
+    monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
+    monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.client.cache_clear()
     projector = importlib.import_module("functions.audit_project.app")

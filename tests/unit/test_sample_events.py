@@ -15,6 +15,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from billing_core.operations.models import Probe, ProbeSubmission
+from billing_core.orders.model import CommitRequest, CreateOrder
+from billing_core.pricing.model import PriceBook
 from billing_core.webhooks.models import WebhookEnvelope
 from billing_core.webhooks.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
@@ -51,6 +53,11 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),
     "direct/reconciliation_ledger_integrity.json": ("reconciliation_run", ReconciliationRequest, None),
     "api/audit_get.json": ("audit_api", APIGatewayProxyEventModel, None),
+    "api/price_book_get.json": ("price_book_api", APIGatewayProxyEventModel, None),
+    "api/price_book_publish.json": ("price_book_api", APIGatewayProxyEventModel, PriceBook),
+    "api/order_create.json": ("order_api", APIGatewayProxyEventModel, CreateOrder),
+    "api/order_get.json": ("order_api", APIGatewayProxyEventModel, None),
+    "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
 }
 

@@ -92,6 +92,13 @@ def entity_event(
     elif table_kind == "invoices":
         entity_type, entity_id = EntityType.INVOICE, str(keys["invoice_id"])
         noun = "invoice" if keys.get("sk") == "INVOICE" else "charge_attempt"
+    elif table_kind == "orders":
+        entity_type, entity_id, noun = EntityType.ORDER, str(keys["order_id"]), "order"
+    elif table_kind == "price_books":
+        # Only the published versions are entities; the version-name guard and LATEST marker are plumbing.
+        if keys.get("book") != "price_book" or keys.get("sk") == "LATEST":
+            return None
+        entity_type, entity_id, noun = EntityType.PRICE_BOOK, str(image.get("version", keys["sk"])), "price_book"
     else:
         return None
     changes = diff(before, after)

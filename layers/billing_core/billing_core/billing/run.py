@@ -37,6 +37,7 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 BILLABLE = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.TRIALING})
 ACTOR = "system:billing_run"
+TRIAL_NOTICE_AHEAD = timedelta(days=3)
 
 
 class BillingStore(Protocol):
@@ -44,7 +45,15 @@ class BillingStore(Protocol):
 
     def get_subscription(self, subscription_id: str) -> Subscription | None: ...
 
-    def end_subscription(self, subscription: Subscription, now: datetime) -> bool: ...
+    def end_subscription(
+        self, subscription: Subscription, now: datetime, status: SubscriptionStatus = SubscriptionStatus.CANCELED
+    ) -> bool: ...
+
+    def trials_ending(self, before: datetime, limit: int) -> list[Subscription]: ...
+
+    def trial_notice_sent(self, subscription: Subscription) -> bool: ...
+
+    def mark_trial_notice(self, subscription: Subscription) -> bool: ...
 
     def issue_invoice(
         self,
@@ -87,6 +96,7 @@ class RunReport(BaseModel):
     unknown: int = 0
     resolved: int = 0
     handed_to_dunning: int = 0
+    trial_notices: int = 0
     errors: int = 0
     complete: bool = True  # False when the time budget ran out; the next run continues
 
@@ -265,16 +275,18 @@ class BillingRun:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         batch_size: int = 100,
+        notices: DocumentQueue | None = None,
     ):
         self._store = store
         self._charges = charges
         self._dunning = dunning
+        self._notices = notices
         self._clock = clock
         self._batch_size = batch_size
 
     def run(self, out_of_time: Callable[[], bool] = lambda: False) -> RunReport:
         report = RunReport()
-        phases = (self._issue, self._charge, self._resolve, self._hand_over)
+        phases = (self._notify_trials, self._issue, self._charge, self._resolve, self._hand_over)
         for phase in phases:
             if not phase(report, out_of_time):
                 report.complete = False
@@ -289,6 +301,34 @@ class BillingRun:
         return report
 
     # Each phase returns False when it stopped for lack of time.
+
+    def _notify_trials(self, report: RunReport, out_of_time: Callable[[], bool]) -> bool:
+        """trial_will_end, three days ahead, once per trial end. Sent before it is marked, so a crash in
+        between sends it again: consumers dedupe by notice_id."""
+        if self._notices is None:
+            return True
+        now = self._clock()
+        for subscription in self._store.trials_ending(now + TRIAL_NOTICE_AHEAD, self._batch_size):
+            if out_of_time():
+                return False
+            if subscription.trial_end is None or subscription.trial_end <= now:
+                continue
+            if self._store.trial_notice_sent(subscription):
+                continue
+            terms = subscription.terms
+            self._notices.send(
+                {
+                    "kind": "trial_will_end",
+                    "notice_id": f"trial_will_end:{subscription.subscription_id}:{subscription.trial_end.isoformat()}",
+                    "subscription_id": subscription.subscription_id,
+                    "customer_id": terms.customer_id if terms else None,
+                    "trial_end": subscription.trial_end.isoformat(),
+                    "has_payment_method": bool(terms and terms.payment_method_id),
+                }
+            )
+            if self._store.mark_trial_notice(subscription):
+                report.trial_notices += 1
+        return True
 
     def _issue(self, report: RunReport, out_of_time: Callable[[], bool]) -> bool:
         while True:
@@ -317,17 +357,27 @@ class BillingRun:
             return None
         if subscription.cancel_at_period_end or subscription.status not in BILLABLE:
             return "ended" if self._store.end_subscription(subscription, now) else "already"
+        if subscription.status is SubscriptionStatus.TRIALING and not terms.payment_method_id:
+            # Trial over and nothing to charge: the plan says whether to cancel or pause.
+            policy = SubscriptionStatus.PAUSED if terms.trial_end_policy == "pause" else SubscriptionStatus.CANCELED
+            return "ended" if self._store.end_subscription(subscription, now, policy) else "already"
+        # An end-of-term order's terms apply from this period on (the store switches them atomically).
+        change = terms.scheduled_change
+        plan_id, price_version = (
+            (change.plan_id, change.price_version) if change else (terms.plan_id, terms.price_version)
+        )
+        amount, interval = (change.amount_minor, change.interval) if change else (terms.amount_minor, terms.interval)
         start = subscription.current_period_end
-        end = add_interval(start, terms.interval, terms.billing_anchor_day)
+        end = add_interval(start, interval, terms.billing_anchor_day)
         invoice_id = invoice_id_for(subscription.subscription_id, start)
         lines = (
             InvoiceLine(
                 kind=LineKind.SUBSCRIPTION,
-                description=f"{terms.plan_id} ({terms.interval.value}ly)",
-                amount_minor=terms.amount_minor,
+                description=f"{plan_id} ({interval.value}ly)",
+                amount_minor=amount,
                 period_start=start,
                 period_end=end,
-                price_version=terms.price_version,
+                price_version=price_version,
             ),
         )
         total = sum(line.amount_minor for line in lines)

@@ -61,6 +61,21 @@ class InternalTerms(BaseModel):
     billing_anchor_day: int = Field(ge=1, le=31)
     payment_method_id: str | None = None  # the provider's payment method charged off-session
     next_billing_at: datetime | None  # None once the subscription no longer bills
+    trial_end_policy: str = "cancel"  # at trial end without a payment method: cancel | pause
+    scheduled_change: ScheduledChange | None = None  # an end-of-term order, applied by the billing run
+
+
+class ScheduledChange(BaseModel):
+    """The terms an end-of-term order moves the subscription to at its next period."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    plan_id: str
+    price_version: str
+    amount_minor: int = Field(ge=0)
+    currency: str
+    interval: Interval
 
 
 class Subscription(BaseModel):
@@ -121,3 +136,6 @@ def apply_snapshot(current: Subscription | None, snapshot: SubscriptionSnapshot,
         last_event_id=snapshot.source_event_id,
         updated_at=now,
     )
+
+
+InternalTerms.model_rebuild()

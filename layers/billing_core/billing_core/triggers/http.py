@@ -32,6 +32,7 @@ from billing_core.errors import (
 )
 from billing_core.observability import logger, metrics
 from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
+from billing_core.payments import PaymentDeclinedError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -43,6 +44,7 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 _STATUS_BY_ERROR: tuple[tuple[type[BillingError], HTTPStatus], ...] = (
+    (PaymentDeclinedError, HTTPStatus.PAYMENT_REQUIRED),
     (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     (ValidationFailedError, HTTPStatus.BAD_REQUEST),

@@ -87,6 +87,83 @@ def attempt_from_item(item: dict[str, Any]) -> ChargeAttempt:
     )
 
 
+def invoice_item(
+    invoice: Invoice, now: datetime, *, actor: str, source: str, correlation_id: str | None = None
+) -> dict[str, Any]:
+    """An invoice as first written; an open invoice with something due goes onto the charge list."""
+    item: dict[str, Any] = {
+        "invoice_id": s(invoice.invoice_id),
+        "sk": s(INVOICE_SK),
+        "subscription_id": s(invoice.subscription_id),
+        "customer_id": s(invoice.customer_id),
+        "provider": s(invoice.provider),
+        "provider_customer_id": s(invoice.provider_customer_id),
+        "currency": s(invoice.currency),
+        "lines": s(json.dumps([line.model_dump(mode="json") for line in invoice.lines])),
+        "total_minor": n(invoice.total_minor),
+        "status": s(invoice.status.value),
+        "period_start": s(invoice.period_start.isoformat()),
+        "period_end": s(invoice.period_end.isoformat()),
+        "issued_at": s(invoice.issued_at.isoformat()),
+        "attempt_count": n(invoice.attempt_count),
+        "version": n(1),
+        "last_actor": s(actor),
+        "last_change_source": s(source),
+        "last_correlation_id": s(correlation_id or invoice.invoice_id),
+    }
+    if invoice.status is InvoiceStatus.OPEN and invoice.total_minor > 0:
+        item["pending_work"] = s("charge")
+        item["pending_since"] = s(now.isoformat())
+    if invoice.paid_at:
+        item["paid_at"] = s(invoice.paid_at.isoformat())
+    return item
+
+
+def internal_subscription_item(
+    subscription: Subscription, *, actor: str, source: str, correlation_id: str | None = None
+) -> dict[str, Any]:
+    """The item of a subscription billed by us, as first written."""
+    terms = subscription.terms
+    if subscription.billing_mode is not BillingMode.INTERNAL or terms is None:
+        raise ValueError("an internal subscription needs BillingMode.INTERNAL and terms")
+    item: dict[str, Any] = {
+        "subscription_id": s(subscription.subscription_id),
+        "provider": s(subscription.provider),
+        "billing_mode": s(BillingMode.INTERNAL.value),
+        "status": s(subscription.status.value),
+        "version": n(1),
+        "position": n(0),
+        "cancel_at_period_end": {"BOOL": subscription.cancel_at_period_end},
+        "updated_at": s(subscription.updated_at.isoformat()),
+        "customer_id": s(terms.customer_id),
+        "plan_id": s(terms.plan_id),
+        "price_version": s(terms.price_version),
+        "amount_minor": n(terms.amount_minor),
+        "currency": s(terms.currency),
+        "interval": s(terms.interval.value),
+        "billing_anchor_day": n(terms.billing_anchor_day),
+        "last_actor": s(actor),
+        "last_change_source": s(source),
+        "last_correlation_id": s(correlation_id or subscription.subscription_id),
+    }
+    item["trial_end_policy"] = s(terms.trial_end_policy)
+    if subscription.trial_end is not None:
+        item["trial_end"] = s(subscription.trial_end.isoformat())
+    if terms.next_billing_at is not None:
+        item["next_billing_at"] = s(terms.next_billing_at.isoformat())
+        item["billing_due"] = s(DUE)
+    optional = {
+        "provider_customer_id": subscription.provider_customer_id,
+        "payment_method_id": terms.payment_method_id,
+        "current_period_start": subscription.current_period_start.isoformat()
+        if subscription.current_period_start
+        else None,
+        "current_period_end": subscription.current_period_end.isoformat() if subscription.current_period_end else None,
+    }
+    item.update({name: s(value) for name, value in optional.items() if value})
+    return item
+
+
 class DynamoDBBillingStore:
     def __init__(
         self,
@@ -146,43 +223,7 @@ class DynamoDBBillingStore:
 
     def create_internal_subscription(self, subscription: Subscription, *, actor: str, source: str) -> bool:
         """Store a subscription billed by us. False if one with this id exists (nothing written)."""
-        terms = subscription.terms
-        if subscription.billing_mode is not BillingMode.INTERNAL or terms is None:
-            raise ValueError("an internal subscription needs BillingMode.INTERNAL and terms")
-        item: dict[str, Any] = {
-            "subscription_id": s(subscription.subscription_id),
-            "provider": s(subscription.provider),
-            "billing_mode": s(BillingMode.INTERNAL.value),
-            "status": s(subscription.status.value),
-            "version": n(1),
-            "position": n(0),
-            "cancel_at_period_end": {"BOOL": subscription.cancel_at_period_end},
-            "updated_at": s(subscription.updated_at.isoformat()),
-            "customer_id": s(terms.customer_id),
-            "plan_id": s(terms.plan_id),
-            "price_version": s(terms.price_version),
-            "amount_minor": n(terms.amount_minor),
-            "currency": s(terms.currency),
-            "interval": s(terms.interval.value),
-            "billing_anchor_day": n(terms.billing_anchor_day),
-            "last_actor": s(actor),
-            "last_change_source": s(source),
-            "last_correlation_id": s(subscription.subscription_id),
-        }
-        if terms.next_billing_at is not None:
-            item["next_billing_at"] = s(terms.next_billing_at.isoformat())
-            item["billing_due"] = s(DUE)
-        optional = {
-            "provider_customer_id": subscription.provider_customer_id,
-            "payment_method_id": terms.payment_method_id,
-            "current_period_start": subscription.current_period_start.isoformat()
-            if subscription.current_period_start
-            else None,
-            "current_period_end": subscription.current_period_end.isoformat()
-            if subscription.current_period_end
-            else None,
-        }
-        item.update({name: s(value) for name, value in optional.items() if value})
+        item = internal_subscription_item(subscription, actor=actor, source=source)
         try:
             self._dynamodb.put_item(
                 TableName=self._subscriptions_table,
@@ -251,10 +292,30 @@ class DynamoDBBillingStore:
             "updated_at = :now, version = version + :one, last_actor = :actor, last_change_source = :source, "
             "last_correlation_id = :correlation"
         )
-        if status is SubscriptionStatus.CANCELED:
-            expression += " REMOVE billing_due, next_billing_at"
+        removals = []
+        names = {"#status": "status"}
+        if status in (SubscriptionStatus.CANCELED, SubscriptionStatus.PAUSED):
+            removals += ["billing_due", "next_billing_at"]
         else:
             expression += ", next_billing_at = :end"
+        change = subscription.terms.scheduled_change
+        if change is not None and status not in (SubscriptionStatus.CANCELED, SubscriptionStatus.PAUSED):
+            # An end-of-term order takes effect with the period it was scheduled for.
+            expression += (
+                ", plan_id = :plan, price_version = :price_version, amount_minor = :amount, #interval = :interval"
+            )
+            values.update(
+                {
+                    ":plan": s(change.plan_id),
+                    ":price_version": s(change.price_version),
+                    ":amount": n(change.amount_minor),
+                    ":interval": s(change.interval.value),
+                }
+            )
+            names["#interval"] = "interval"
+            removals.append("scheduled_change")
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
         return {
             "Update": {
                 "TableName": self._subscriptions_table,
@@ -262,19 +323,22 @@ class DynamoDBBillingStore:
                 "UpdateExpression": expression,
                 # The period has not moved since we read it: two runs cannot both advance it.
                 "ConditionExpression": "current_period_end = :expected_end AND billing_mode = :internal",
-                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
         }
 
-    def end_subscription(self, subscription: Subscription, now: datetime) -> bool:
-        """cancel_at_period_end reached: canceled, no further invoices."""
+    def end_subscription(
+        self, subscription: Subscription, now: datetime, status: SubscriptionStatus = SubscriptionStatus.CANCELED
+    ) -> bool:
+        """The period ended and nothing follows: canceled (cancel_at_period_end, a trial's cancel policy)
+        or paused (a trial's pause policy). No invoice; the subscription leaves the billing list."""
         assert subscription.current_period_end is not None
         update = self._advance_item(
             subscription,
             new_start=subscription.current_period_end,
             new_end=subscription.current_period_end,
-            status=SubscriptionStatus.CANCELED,
+            status=status,
             now=now,
             correlation_id=f"period_end:{subscription.subscription_id}",
         )["Update"]
@@ -283,6 +347,47 @@ class DynamoDBBillingStore:
         )
         del update["ExpressionAttributeValues"][":start"], update["ExpressionAttributeValues"][":end"]
         return self._update(**update)
+
+    def trials_ending(self, before: datetime, limit: int) -> list[Subscription]:
+        """Trialing subscriptions whose trial ends before `before` and that were not told yet."""
+        items = self._query(
+            TableName=self._subscriptions_table,
+            IndexName="billing-due",
+            KeyConditionExpression="billing_due = :due AND next_billing_at <= :before",
+            ExpressionAttributeValues={":due": s(DUE), ":before": s(before.isoformat())},
+            Limit=limit,
+        )
+        found = []
+        for item in items:
+            current = self.get_subscription(item["subscription_id"]["S"])
+            if current is not None and current.status is SubscriptionStatus.TRIALING and current.trial_end:
+                found.append(current)
+        return found
+
+    def mark_trial_notice(self, subscription: Subscription) -> bool:
+        """Once per trial end: True for the first caller only."""
+        assert subscription.trial_end is not None
+        return self._update(
+            TableName=self._subscriptions_table,
+            Key={"subscription_id": s(subscription.subscription_id)},
+            UpdateExpression="SET trial_notice_for = :trial_end",
+            ConditionExpression="attribute_not_exists(trial_notice_for) OR trial_notice_for <> :trial_end",
+            ExpressionAttributeValues={":trial_end": s(subscription.trial_end.isoformat())},
+        )
+
+    def trial_notice_sent(self, subscription: Subscription) -> bool:
+        try:
+            item = self._dynamodb.get_item(
+                TableName=self._subscriptions_table,
+                Key={"subscription_id": s(subscription.subscription_id)},
+                ConsistentRead=True,
+                ProjectionExpression="trial_notice_for",
+            ).get("Item", {})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation="dynamodb.GetItem") from exc
+        return bool(subscription.trial_end) and item.get("trial_notice_for", {}).get("S") == (
+            subscription.trial_end.isoformat() if subscription.trial_end else None
+        )
 
     # --- invoices ----------------------------------------------------------------------------------
 
@@ -296,32 +401,7 @@ class DynamoDBBillingStore:
         now: datetime,
     ) -> bool:
         """Invoice + period advance + revenue posting in one transaction. False if another run did it."""
-
-        item: dict[str, Any] = {
-            "invoice_id": s(invoice.invoice_id),
-            "sk": s(INVOICE_SK),
-            "subscription_id": s(invoice.subscription_id),
-            "customer_id": s(invoice.customer_id),
-            "provider": s(invoice.provider),
-            "provider_customer_id": s(invoice.provider_customer_id),
-            "currency": s(invoice.currency),
-            "lines": s(json.dumps([line.model_dump(mode="json") for line in invoice.lines])),
-            "total_minor": n(invoice.total_minor),
-            "status": s(invoice.status.value),
-            "period_start": s(invoice.period_start.isoformat()),
-            "period_end": s(invoice.period_end.isoformat()),
-            "issued_at": s(invoice.issued_at.isoformat()),
-            "attempt_count": n(0),
-            "version": n(1),
-            "last_actor": s("system:billing_run"),
-            "last_change_source": s("schedule"),
-            "last_correlation_id": s(invoice.invoice_id),
-        }
-        if invoice.status is InvoiceStatus.OPEN and invoice.total_minor > 0:
-            item["pending_work"] = s("charge")
-            item["pending_since"] = s(now.isoformat())
-        if invoice.paid_at:
-            item["paid_at"] = s(invoice.paid_at.isoformat())
+        item = invoice_item(invoice, now, actor="system:billing_run", source="schedule")
         items: list[dict[str, Any]] = [
             {
                 "Put": {

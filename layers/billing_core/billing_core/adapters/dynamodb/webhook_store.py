@@ -25,6 +25,7 @@ from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import (
     BillingMode,
     InternalTerms,
+    ScheduledChange,
     SnapshotVerdict,
     Subscription,
     SubscriptionSnapshot,
@@ -281,6 +282,10 @@ def subscription_from_item(item: dict[str, Any]) -> Subscription:
             billing_anchor_day=int(item["billing_anchor_day"]["N"]),
             payment_method_id=text("payment_method_id"),
             next_billing_at=when("next_billing_at"),
+            trial_end_policy=text("trial_end_policy") or "cancel",
+            scheduled_change=ScheduledChange.model_validate_json(item["scheduled_change"]["S"])
+            if "scheduled_change" in item
+            else None,
         )
     return Subscription(
         subscription_id=item["subscription_id"]["S"],

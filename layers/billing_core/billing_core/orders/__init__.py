@@ -1,0 +1,1 @@
+"""Orders: quote at a locked price, then commit exactly once."""

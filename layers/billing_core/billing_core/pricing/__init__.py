@@ -1,0 +1,1 @@
+"""Pricing: versioned price books and exact, deterministic proration in integer minor units."""

@@ -1,0 +1,84 @@
+"""Versioned price books. A published version is immutable; a subscription keeps the price version its
+order locked until another order moves it, so publishing never changes what anyone pays."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from billing_core.billing.periods import Interval
+
+IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class TrialEndPolicy(StrEnum):
+    """What happens at trial end when the customer has no payment method."""
+
+    CANCEL = "cancel"
+    PAUSE = "pause"
+
+
+class CapPolicy(StrEnum):
+    SOFT_CAP = "soft_cap"  # keep serving, alert
+    OVERAGE = "overage"  # keep serving, bill each unit over the included quantity
+    HARD_STOP = "hard_stop"  # stop serving at the cap
+
+
+class UsageComponent(BaseModel):
+    """A metered part of a plan (priced and enforced by the Usage issue)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(pattern=IDENTIFIER.pattern)
+    unit_amount_minor: StrictInt = Field(ge=0)
+    included_quantity: StrictInt = Field(default=0, ge=0)
+    cap_policy: CapPolicy = CapPolicy.OVERAGE
+    cap_quantity: StrictInt | None = Field(default=None, ge=0)
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    plan_id: str = Field(pattern=IDENTIFIER.pattern)
+    product_id: str = Field(pattern=IDENTIFIER.pattern)
+    name: str = Field(min_length=1, max_length=200)
+    amount_minor: StrictInt = Field(ge=0)
+    currency: str
+    interval: Interval
+    trial_days: StrictInt = Field(default=0, ge=0, le=365)
+    trial_end_policy: TrialEndPolicy = TrialEndPolicy.CANCEL
+    usage_components: tuple[UsageComponent, ...] = ()
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not CURRENCY.match(value):
+            raise ValueError("currency must be an upper-case ISO 4217 code")
+        return value
+
+
+class PriceBook(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(pattern=IDENTIFIER.pattern)
+    effective_from: AwareDatetime
+    plans: tuple[Plan, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_plans(self) -> Self:
+        ids = [plan.plan_id for plan in self.plans]
+        if len(ids) != len(set(ids)):
+            raise ValueError("plan_id must be unique within a price book")
+        return self
+
+    def plan(self, plan_id: str) -> Plan | None:
+        return next((plan for plan in self.plans if plan.plan_id == plan_id), None)
+
+
+class PublishedPriceBook(PriceBook):
+    published_at: datetime

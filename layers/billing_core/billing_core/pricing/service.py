@@ -1,0 +1,48 @@
+"""Reading and publishing price books."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Protocol
+
+from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
+from billing_core.pricing.model import PriceBook, PublishedPriceBook
+
+
+class PriceBookStore(Protocol):
+    def publish(self, book: PriceBook, *, actor: str, now: datetime) -> PublishedPriceBook: ...
+
+    def effective_at(self, at: datetime) -> PublishedPriceBook | None: ...
+
+
+def parse_at(value: str | None, now: datetime) -> datetime:
+    """`at` is a date (its start, UTC) or a timezone-aware date-time; absent means now."""
+    if value is None:
+        return now
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailedError("at must be an ISO date or date-time", code="invalid_at") from None
+    if parsed.tzinfo is None:
+        raise ValidationFailedError("at must carry a timezone (e.g. 2026-12-01T00:00:00Z)", code="invalid_at")
+    return parsed
+
+
+def price_book_at(store: PriceBookStore, at: datetime) -> PublishedPriceBook:
+    book = store.effective_at(at)
+    if book is None:
+        raise NotFoundError(f"no price book was in force at {at.isoformat()}", code="price_book_not_found")
+    return book
+
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def publish_price_book(store: PriceBookStore, book: PriceBook, *, actor: str, now: datetime) -> PublishedPriceBook:
+    """Only the first version may take effect in the past: any later one would change, after the fact,
+    what was in force - and so what an order quoted then was priced at."""
+    if store.effective_at(FAR_FUTURE) is not None and book.effective_from < now:
+        raise ConflictError("effective_from must not be in the past", code="effective_from_in_past")
+    return store.publish(book, actor=actor, now=now)
