@@ -20,9 +20,13 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.adapters.aws import client
+from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
+from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
+from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 from billing_core.adapters.dynamodb.webhook_store import DynamoDBWebhookEffectStore
 from billing_core.config import FunctionSettings
 from billing_core.observability import logger, metrics, tracer
+from billing_core.orders.service import OrderService
 from billing_core.triggers.sqs import parse_record, process_sqs_batch
 from billing_core.webhooks.apply import WebhookApplier
 from billing_core.webhooks.effects import ApplyResult
@@ -38,6 +42,9 @@ class Settings(FunctionSettings):
     ledger_table_name: str
     account_balances_table_name: str
     idempotency_table_name: str
+    orders_table_name: str
+    invoices_table_name: str
+    price_book_table_name: str
 
 
 @lru_cache(maxsize=1)
@@ -53,13 +60,31 @@ def idempotency_config() -> IdempotencyConfig:
 @lru_cache(maxsize=1)
 def apply_once() -> Callable[..., ApplyResult]:
     settings = Settings.from_environment()
+    orders = OrderService(
+        orders=DynamoDBOrderStore(
+            orders_table=settings.orders_table_name,
+            subscriptions_table=settings.subscriptions_table_name,
+            invoices_table=settings.invoices_table_name,
+            ledger_table=settings.ledger_table_name,
+            balances_table=settings.account_balances_table_name,
+        ),
+        price_books=DynamoDBPriceBookStore(settings.price_book_table_name),
+        subscriptions=DynamoDBBillingStore(
+            subscriptions_table=settings.subscriptions_table_name,
+            invoices_table="",
+            ledger_table="",
+            balances_table="",
+        ),
+        gateway=None,  # a webhook reports a payment's outcome; it never starts one
+    )
     applier = WebhookApplier(
         DynamoDBWebhookEffectStore(
             events_table=settings.webhook_events_table_name,
             subscriptions_table=settings.subscriptions_table_name,
             ledger_table=settings.ledger_table_name,
             balances_table=settings.account_balances_table_name,
-        )
+        ),
+        order_payments=orders.payment_settled,
     )
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name, boto3_client=client("dynamodb"))
 

@@ -53,6 +53,7 @@ class ProviderCharge(BaseModel):
     succeeded: bool
     created_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)  # the PaymentIntent's metadata
+    amount_refunded_minor: int = 0
 
 
 class ProviderRefund(BaseModel):

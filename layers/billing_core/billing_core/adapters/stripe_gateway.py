@@ -214,6 +214,7 @@ class StripePaymentGateway:
                 succeeded=str(charge.status) == "succeeded" and bool(getattr(charge, "paid", True)),
                 created_at=_time(charge.created),
                 metadata=metadata,
+                amount_refunded_minor=int(getattr(charge, "amount_refunded", 0) or 0),
             )
 
     def refunds_since(self, since: datetime) -> Iterator[ProviderRefund]:

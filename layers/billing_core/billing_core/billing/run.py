@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from billing_core.billing.periods import add_interval
-from billing_core.errors import OutcomeUnknownError, PermanentError, RetryableError
+from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
 from billing_core.invoices.model import (
     AttemptStatus,
     ChargeAttempt,
@@ -158,7 +158,7 @@ class ChargeService:
         if not self._store.claim_attempt(attempt):
             return None  # another run claimed it
         metrics.add_metric(name="ChargeAttemptStarted", unit=MetricUnit.Count, value=1)
-        return self._drive(attempt, invoice)
+        return self._drive(attempt, invoice, owner=True)
 
     def resolve(self, invoice_id: str, number: int) -> AttemptStatus | None:
         attempt = self._store.get_attempt(invoice_id, number)
@@ -167,7 +167,11 @@ class ChargeService:
             return attempt.status if attempt else None
         return self._drive(attempt, view.invoice)
 
-    def _drive(self, attempt: ChargeAttempt, invoice: Invoice) -> AttemptStatus:
+    def _drive(self, attempt: ChargeAttempt, invoice: Invoice, *, owner: bool = False) -> AttemptStatus:
+        """owner: this call claimed the attempt just now. Anyone else leaves a PENDING attempt alone until
+        its lease ends - its owner may be between creating and confirming the payment."""
+        if not owner and attempt.status is AttemptStatus.PENDING and self._clock() < attempt.lease_until:
+            return AttemptStatus.PENDING
         payment_id = attempt.provider_payment_id
         if payment_id is None:
             # No payment id stored: nothing was confirmed by us, so (re)creating is safe - create moves
@@ -189,12 +193,19 @@ class ChargeService:
             except (RetryableError, OutcomeUnknownError) as exc:
                 logger.warning("payment not created; the attempt stays pending", extra={"error": exc.code})
                 return AttemptStatus.PENDING
+            except ConfigurationError:
+                raise  # our fault, not the customer's: nothing was sent; stop and alarm, never fail the attempt
             except PermanentError as exc:
                 return self._fail(attempt, exc.code, exc.message)
-            self._store.record_payment_id(attempt, payment_id)
+            if not self._store.record_payment_id(attempt, payment_id):
+                # Another runner stored a different payment for this attempt: only that one may be confirmed.
+                # Ours was never confirmed; cancel it so it can never take money.
+                try:
+                    self._gateway.cancel_payment(payment_id)
+                except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
+                    logger.warning("unconfirmed duplicate payment not canceled", extra={"error": exc.code})
+                return AttemptStatus.PENDING
             return self._confirm(attempt, invoice, payment_id)
-        if attempt.status is AttemptStatus.PENDING and self._clock() < attempt.lease_until:
-            return AttemptStatus.PENDING  # its owner may still be confirming it
         # The payment may have been confirmed: only the provider knows. Ask, never confirm blindly.
         if attempt.status is AttemptStatus.PENDING:
             self._mark_unknown(attempt, "lease expired before the outcome was stored")
@@ -219,14 +230,22 @@ class ChargeService:
             return AttemptStatus.PENDING  # not processed; the attempt is resolved after its lease
         except PaymentDeclinedError as exc:
             return self._fail(attempt, str(exc.details.get("decline_code", exc.code)), exc.message)
+        except ConfigurationError:
+            raise
         except PermanentError as exc:
+            # Refused before any money moved (e.g. the payment method is gone): a definite failure.
             return self._fail(attempt, exc.code, exc.message)
         return self._settle(attempt, invoice, outcome)
 
     def _resolve_by_reading(self, attempt: ChargeAttempt, invoice: Invoice, payment_id: str) -> AttemptStatus:
         try:
             outcome = self._gateway.retrieve_payment(payment_id)
-        except (RetryableError, OutcomeUnknownError):
+        except ConfigurationError:
+            raise
+        except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
+            # Unreadable for now (or not found, which the provider never says of a payment it created):
+            # it stays UNKNOWN for the next run and, if it stays, for reconciliation's stuck report.
+            logger.warning("payment could not be read", extra={"payment_id": payment_id, "error": exc.code})
             return AttemptStatus.UNKNOWN
         if outcome.status is PaymentStatus.NOT_CONFIRMED:
             if self._clock() - attempt.attempted_at < self._never_confirmed_grace:
@@ -441,7 +460,9 @@ class BillingRun:
                 continue
             try:
                 status = self._charges.start_attempt(view)
-            except (RetryableError, OutcomeUnknownError) as exc:
+            except ConfigurationError:
+                raise
+            except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
                 report.errors += 1
                 logger.warning("charge attempt not started", extra={"invoice": invoice_id, "error": exc.code})
                 continue
@@ -458,7 +479,9 @@ class BillingRun:
             invoice_id, sk = key
             try:
                 status = self._charges.resolve(invoice_id, int(sk.split("#")[1]))
-            except (RetryableError, OutcomeUnknownError) as exc:
+            except ConfigurationError:
+                raise
+            except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
                 report.errors += 1
                 logger.warning("attempt not resolved", extra={"invoice": invoice_id, "error": exc.code})
                 continue

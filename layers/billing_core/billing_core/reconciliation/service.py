@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from billing_core.billing.run import ChargeService
 from billing_core.customers import customer_id_for
-from billing_core.errors import OutcomeUnknownError, PermanentError, RetryableError
+from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account, Balance, LedgerTransaction, PostedEntry, PostingResult, transfer
@@ -105,7 +105,9 @@ class Reconciler:
         for attempt in attempts:
             try:
                 status = self._charges.resolve(attempt.invoice_id, attempt.attempt_number)
-            except (RetryableError, OutcomeUnknownError):
+            except ConfigurationError:
+                raise
+            except (RetryableError, OutcomeUnknownError, PermanentError):
                 status = attempt.status
             if status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED):
                 continue
@@ -211,7 +213,8 @@ class Reconciler:
         by_invoice: dict[str, list[ProviderCharge]] = defaultdict(list)
         for charge in charges:
             invoice = charge.metadata.get("invoice_id") or charge.provider_invoice_id
-            if charge.succeeded and invoice:
+            # A duplicate refunded in full is resolved: it no longer counts.
+            if charge.succeeded and invoice and charge.amount_refunded_minor < charge.amount_minor:
                 by_invoice[invoice].append(charge)
         return [
             Discrepancy(

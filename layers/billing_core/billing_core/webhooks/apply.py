@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from billing_core.errors import ConflictError, NotFoundError
 from billing_core.observability import logger, metrics
+from billing_core.payments import PaymentOutcome
 from billing_core.ports import WebhookEffectStore
 from billing_core.webhooks import stripe_events
 from billing_core.webhooks.effects import ApplyOutcome, ApplyResult, Effect, EventRecord
@@ -18,9 +20,17 @@ from billing_core.webhooks.models import WebhookEnvelope
 
 
 class WebhookApplier:
-    def __init__(self, store: WebhookEffectStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        store: WebhookEffectStore,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        order_payments: Callable[[str, PaymentOutcome], object] | None = None,
+    ):
         self._store = store
         self._clock = clock
+        # Settles an order from its payment. Called before the event is recorded: the settlement is
+        # idempotent (a conditional order transition), so a crash in between only repeats a no-op.
+        self._order_payments = order_payments
 
     def effect_of(self, envelope: WebhookEnvelope) -> Effect:
         if envelope.provider == stripe_events.PROVIDER:
@@ -29,6 +39,14 @@ class WebhookApplier:
 
     def apply(self, envelope: WebhookEnvelope) -> ApplyResult:
         effect = self.effect_of(envelope)
+        if effect.order_payment is not None and effect.order_id and self._order_payments is not None:
+            try:
+                self._order_payments(effect.order_id, effect.order_payment)
+            except NotFoundError:
+                logger.warning("payment names an order we do not have", extra={"order_id": effect.order_id})
+            except ConflictError as exc:
+                # failed / expired meanwhile: the money is real - reconciliation reports it for a refund
+                logger.warning("payment for an order that can no longer commit", extra={"code": exc.code})
         record = EventRecord(
             provider=envelope.provider,
             provider_event_id=envelope.provider_event_id,

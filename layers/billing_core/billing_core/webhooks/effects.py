@@ -6,6 +6,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from billing_core.ledger.model import LedgerTransaction
+from billing_core.payments import PaymentOutcome
 from billing_core.subscriptions.model import SubscriptionSnapshot
 
 
@@ -19,6 +20,9 @@ class Effect(BaseModel):
     # each has its own source-derived id, so one already posted never blocks the others.
     ledger: tuple[LedgerTransaction, ...] = ()
     note: str | None = None
+    # A payment that settles one of our orders (its PaymentIntent carries metadata.order_id).
+    order_payment: PaymentOutcome | None = None
+    order_id: str | None = None
 
     @property
     def empty(self) -> bool:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing_core.customers import customer_id_for
 from billing_core.errors import ValidationFailedError
 from billing_core.ledger.model import Account, transfer
+from billing_core.payments import PaymentOutcome, PaymentStatus
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import S, parse_status
 from billing_core.webhooks.effects import Effect
@@ -203,6 +204,28 @@ def _dispute_created(event: StripeEvent) -> Effect:
     )
 
 
+def _payment_intent_succeeded(event: StripeEvent) -> Effect:
+    """Money is posted from the invoice events - except for our own orders' first payments, which this
+    event settles (the order commit posts it under the same payment id as any other path)."""
+    intent = event.data.object
+    raw_metadata = intent.get("metadata")
+    metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
+    order_id = metadata.get("order_id")
+    amount = intent.get("amount_received", intent.get("amount"))
+    if not isinstance(order_id, str) or not isinstance(amount, int):
+        return Effect(note="money is posted from the invoice events")
+    outcome = PaymentOutcome(
+        payment_id=str(intent["id"]),
+        status=PaymentStatus.SUCCEEDED,
+        amount_minor=amount,
+        currency=str(intent.get("currency", "")).upper(),
+        provider_customer_id=_id(intent.get("customer")),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        created_at=_time(intent.get("created")) or _time(event.created),
+    )
+    return Effect(note=f"first payment of order {order_id}", order_payment=outcome, order_id=order_id)
+
+
 HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
     "customer.subscription.created": _subscription,
     "customer.subscription.updated": _subscription,
@@ -213,7 +236,7 @@ HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _record_only("payment failed: dunning acts on it"),
-    "payment_intent.succeeded": _record_only("money is posted from the invoice events"),
+    "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _record_only("payment failed: dunning acts on it"),
     "charge.refunded": _charge_refunded,
     "charge.dispute.created": _dispute_created,

@@ -48,7 +48,7 @@ def entry_from_item(item: dict[str, Any]) -> PostedEntry:
         entry_index=int(item["entry_index"]["N"]) if "entry_index" in item else int(item["sk"]["S"].split("#")[1]),
         account=item["account"]["S"],
         amount_minor=int(item["amount_minor"]["N"]),
-        currency=item["currency"]["S"],
+        currency=_currency_of(item),
         source=item["source"]["S"],
         actor=item.get("actor", {}).get("S", "system:billing"),
         customer_id=item.get("transaction_customer", item.get("customer", {})).get("S"),
@@ -134,7 +134,7 @@ class DynamoDBLedgerStore:
             while True:
                 response = self._query(**request)
                 for item in response.get("Items", []):
-                    total = totals[item["currency"]["S"]]
+                    total = totals[_currency_of(item)]
                     total[0] += int(item["amount_minor"]["N"])
                     total[1] += int(item.get("entry_count", {"N": "0"})["N"])
                 if "LastEvaluatedKey" not in response:
@@ -187,10 +187,18 @@ class DynamoDBLedgerStore:
     def all_balances(self) -> list[Balance]:
         totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for item in self._scan(self._balances_table):
-            total = totals[(item["account"]["S"], item["currency"]["S"])]
+            total = totals[(item["account"]["S"], _currency_of(item))]
             total[0] += int(item["amount_minor"]["N"])
             total[1] += int(item.get("entry_count", {"N": "0"})["N"])
         return [
             Balance(account=account, currency=currency, amount_minor=amount, entry_count=count)
             for (account, currency), (amount, count) in sorted(totals.items())
         ]
+
+
+def _currency_of(item: dict[str, Any]) -> str:
+    """A balance item's currency; its bucket key (<currency>#<shard>) says it too, should the attribute
+    be missing (e.g. an item written by hand)."""
+    if "currency" in item:
+        return str(item["currency"]["S"])
+    return str(item["bucket"]["S"]).split("#", 1)[0]
