@@ -33,7 +33,7 @@ from billing_core.observability import logger, metrics
 from billing_core.payments import PaymentDeclinedError, PaymentOutcome, PaymentStatus
 from billing_core.ports import DocumentQueue, PaymentGateway
 from billing_core.subscriptions.model import Subscription
-from billing_core.subscriptions.state_machine import SubscriptionStatus
+from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal
 
 BILLABLE = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.TRIALING})
 ACTOR = "system:billing_run"
@@ -370,16 +370,26 @@ class BillingRun:
             if not progressed or len(due) < self._batch_size:
                 return True
 
+    def _end(self, subscription: Subscription, now: datetime, status: SubscriptionStatus) -> str | None:
+        if not is_legal(subscription.status, status):  # the state machine has the last word
+            metrics.add_metric(name="SubscriptionIllegalTransition", unit=MetricUnit.Count, value=1)
+            logger.warning("illegal transition refused", extra={"from": subscription.status.value, "to": status.value})
+            return None
+        return "ended" if self._store.end_subscription(subscription, now, status) else "already"
+
     def _issue_one(self, subscription: Subscription, now: datetime) -> str | None:
         terms = subscription.terms
         if terms is None or subscription.current_period_end is None:
             return None
-        if subscription.cancel_at_period_end or subscription.status not in BILLABLE:
-            return "ended" if self._store.end_subscription(subscription, now) else "already"
+        if subscription.cancel_at_period_end:
+            return self._end(subscription, now, SubscriptionStatus.CANCELED)
+        if subscription.status not in BILLABLE:
+            logger.info("due but not billable: left to dunning", extra={"status": subscription.status.value})
+            return None
         if subscription.status is SubscriptionStatus.TRIALING and not terms.payment_method_id:
             # Trial over and nothing to charge: the plan says whether to cancel or pause.
             policy = SubscriptionStatus.PAUSED if terms.trial_end_policy == "pause" else SubscriptionStatus.CANCELED
-            return "ended" if self._store.end_subscription(subscription, now, policy) else "already"
+            return self._end(subscription, now, policy)
         # An end-of-term order's terms apply from this period on (the store switches them atomically).
         change = terms.scheduled_change
         plan_id, price_version = (
