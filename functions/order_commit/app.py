@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -120,7 +121,11 @@ def commit_once() -> Callable[..., CommitResult]:
 
     def commit(request: dict[str, Any]) -> CommitResult:
         body = request["request"]
-        return service().commit(request["order_id"], CommitRequest.model_validate(body) if body else None)
+        result = service().commit(request["order_id"], CommitRequest.model_validate(body) if body else None)
+        if result.status_code == HTTPStatus.ACCEPTED:
+            # Not final: raising keeps Powertools from saving it, so a retry with the same key looks again.
+            raise CommitPendingError(result)
+        return result
 
     decorated: Callable[..., CommitResult] = idempotent_function(
         data_keyword_argument="request",
@@ -129,6 +134,14 @@ def commit_once() -> Callable[..., CommitResult]:
         output_serializer=PydanticSerializer(model=CommitResult),
     )(commit)
     return decorated
+
+
+class CommitPendingError(Exception):
+    """The payment's outcome is not known yet: answered 202, never saved as the key's response."""
+
+    def __init__(self, result: CommitResult):
+        super().__init__("commit pending")
+        self.result = result
 
 
 def admin_tokens() -> str:
@@ -156,6 +169,8 @@ def commit_order(order_id: str) -> Response[str]:
         return error_response(
             PermanentError("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
         )
+    except CommitPendingError as pending:
+        return json_response(HTTPStatus.ACCEPTED, pending.result.order.model_dump(mode="json"))
     except IdempotencyAlreadyInProgressError:
         return error_response(
             ConflictError("a commit with this Idempotency-Key is in progress; retry shortly", code="commit_in_progress")

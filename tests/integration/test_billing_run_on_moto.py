@@ -442,3 +442,21 @@ def test_closing_is_refused_for_paid_invoices_unresolved_attempts_and_bad_reques
     assert close(invoice_close, "binv_" + "f" * 24, "void", lambda_context)[0] == 404
     assert close(invoice_close, paid_id, "void", lambda_context, body="{}")[0] == 400
     assert close(invoice_close, paid_id, "void", lambda_context, body="not json")[1]["code"] == "malformed_json"
+
+
+def test_a_due_subscription_that_cannot_be_billed_is_held_not_canceled(billing: Billing) -> None:
+    subscription = billing.subscription()
+    billing.stack.client("dynamodb").update_item(
+        TableName=billing.stack.ref("SubscriptionsTable"),
+        Key={"subscription_id": {"S": subscription.subscription_id}},
+        UpdateExpression="SET #status = :unpaid",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":unpaid": {"S": "unpaid"}},
+    )
+    others = [billing.subscription() for _ in range(2)]
+    report = billing.run()
+    assert (report.issued, report.ended) == (2, 0)
+    held = billing.store.get_subscription(subscription.subscription_id)
+    assert held is not None and held.status is SubscriptionStatus.UNPAID and billing.invoice(subscription) is None
+    assert billing.store.due_subscriptions(billing.clock.now, 10) == []
+    assert all(billing.invoice(s) is not None for s in others)

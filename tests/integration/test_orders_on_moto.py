@@ -477,3 +477,33 @@ def test_a_lost_commit_answer_is_finished_by_the_providers_webhook_without_a_sec
     assert len(charges) == 1
     # and a later commit retry answers the committed order
     assert service.commit(order.order_id).order.status.value == "committed"
+
+
+def test_a_pending_202_is_not_replayed_for_its_key_and_reconciliation_knows_signup_payments(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billing_core.reconciliation.model import Window
+    from tests.integration.test_billing_run_on_moto import AnswerLost
+    from tests.integration.test_reconciliation_on_moto import reconciler
+
+    customer, method = shop.customer()
+    _, order = shop.create(customer_id=customer, plan_id="pro-monthly", payment_method_id=method)
+    real = shop.order_commit.service()
+    losing = shop.service(Clock(datetime.now(UTC)))
+    losing._gateway = AnswerLost(shop.billing.gateway, reaches_provider=True)
+    # Given a commit whose payment answer was lost: 202, pending
+    monkeypatch.setattr(shop.order_commit, "service", lambda: losing)
+    status, pending = shop.commit(order["order_id"], "retry-me")
+    assert (status, pending["status"]) == (202, "pending")
+    # When the client retries with the same key once the provider answers again
+    monkeypatch.setattr(shop.order_commit, "service", lambda: real)
+    status, committed = shop.commit(order["order_id"], "retry-me")
+    # Then it is not handed the saved 202: the payment is read and the order committed, charged once
+    assert (status, committed["status"]) == (200, "committed")
+    assert len(payments(shop)) == 1
+    # and reconciliation recognises an order's first payment as ours and finds it posted
+    now = datetime.now(UTC)
+    report = reconciler(shop.billing).reconcile(
+        Window(start=now - timedelta(minutes=10), end=now + timedelta(minutes=1))
+    )
+    assert [d for d in report.discrepancies if d.subject == committed["payment_id"]] == []

@@ -51,6 +51,8 @@ class BillingStore(Protocol):
 
     def trials_ending(self, before: datetime, limit: int) -> list[Subscription]: ...
 
+    def hold_subscription(self, subscription: Subscription) -> bool: ...
+
     def trial_notice_sent(self, subscription: Subscription) -> bool: ...
 
     def mark_trial_notice(self, subscription: Subscription) -> bool: ...
@@ -384,8 +386,9 @@ class BillingRun:
         if subscription.cancel_at_period_end:
             return self._end(subscription, now, SubscriptionStatus.CANCELED)
         if subscription.status not in BILLABLE:
-            logger.info("due but not billable: left to dunning", extra={"status": subscription.status.value})
-            return None
+            logger.info("due but not billable: held for dunning", extra={"status": subscription.status.value})
+            self._store.hold_subscription(subscription)
+            return "held"
         if subscription.status is SubscriptionStatus.TRIALING and not terms.payment_method_id:
             # Trial over and nothing to charge: the plan says whether to cancel or pause.
             policy = SubscriptionStatus.PAUSED if terms.trial_end_policy == "pause" else SubscriptionStatus.CANCELED

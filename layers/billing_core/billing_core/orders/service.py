@@ -528,7 +528,16 @@ class OrderService:
                 )
             except PaymentDeclinedError as exc:
                 return self._declined(order, str(exc.details.get("decline_code", exc.code)), now)
-            self._orders.record_payment(order.order_id, payment_id)
+            if not self._orders.record_payment(order.order_id, payment_id):
+                # Another committer's payment is the order's (or the order moved on): ours is never confirmed.
+                try:
+                    self._gateway.cancel_payment(payment_id)
+                except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
+                    logger.warning("unconfirmed duplicate payment not canceled", extra={"error": exc.code})
+                current = self.get(order.order_id)
+                if current.status is OrderStatus.PENDING and current.payment_id:
+                    return self._settle_payment(current, current.payment_id, confirm=False)
+                return self.commit(order.order_id, request)
             return self._settle_payment(self.get(order.order_id), payment_id, confirm=True)
         return self._settle_payment(order, payment_id, confirm=False)
 

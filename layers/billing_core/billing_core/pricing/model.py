@@ -4,7 +4,7 @@ order locked until another order moves it, so publishing never changes what anyo
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Self
 
@@ -68,6 +68,12 @@ class PriceBook(BaseModel):
     version: str = Field(pattern=IDENTIFIER.pattern)
     effective_from: AwareDatetime
     plans: tuple[Plan, ...] = Field(min_length=1)
+
+    @field_validator("effective_from")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # Stored and compared as ISO text: one offset (UTC) keeps text order equal to time order.
+        return value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _unique_plans(self) -> Self:

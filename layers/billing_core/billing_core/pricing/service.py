@@ -27,11 +27,11 @@ def parse_at(value: str | None, now: datetime) -> datetime:
         raise ValidationFailedError("at must be an ISO date or date-time", code="invalid_at") from None
     if parsed.tzinfo is None:
         raise ValidationFailedError("at must carry a timezone (e.g. 2026-12-01T00:00:00Z)", code="invalid_at")
-    return parsed
+    return parsed.astimezone(UTC)
 
 
 def price_book_at(store: PriceBookStore, at: datetime) -> PublishedPriceBook:
-    book = store.effective_at(at)
+    book = store.effective_at(at.astimezone(UTC))
     if book is None:
         raise NotFoundError(f"no price book was in force at {at.isoformat()}", code="price_book_not_found")
     return book

@@ -129,7 +129,8 @@ class Reconciler:
         return found
 
     def _expected_transaction(self, charge: ProviderCharge) -> str | None:
-        if charge.metadata.get("invoice_id") and charge.payment_id:
+        # Ours: an invoice's charge attempt (metadata.invoice_id) or an order's first payment (metadata.order_id).
+        if (charge.metadata.get("invoice_id") or charge.metadata.get("order_id")) and charge.payment_id:
             return f"payment:{self._gateway.provider}:{charge.payment_id}"
         if charge.provider_invoice_id:
             return f"{self._gateway.provider}:invoice_paid:{charge.provider_invoice_id}"
@@ -212,7 +213,7 @@ class Reconciler:
     def _duplicates(self, charges: list[ProviderCharge]) -> list[Discrepancy]:
         by_invoice: dict[str, list[ProviderCharge]] = defaultdict(list)
         for charge in charges:
-            invoice = charge.metadata.get("invoice_id") or charge.provider_invoice_id
+            invoice = charge.metadata.get("invoice_id") or charge.metadata.get("order_id") or charge.provider_invoice_id
             # A duplicate refunded in full is resolved: it no longer counts.
             if charge.succeeded and invoice and charge.amount_refunded_minor < charge.amount_minor:
                 by_invoice[invoice].append(charge)

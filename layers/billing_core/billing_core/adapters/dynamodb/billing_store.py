@@ -348,6 +348,25 @@ class DynamoDBBillingStore:
         del update["ExpressionAttributeValues"][":start"], update["ExpressionAttributeValues"][":end"]
         return self._update(**update)
 
+    def hold_subscription(self, subscription: Subscription) -> bool:
+        """Take a due subscription that cannot be billed now (unpaid, paused) off the billing list, so it
+        never blocks the ones behind it; whatever makes it billable again (dunning recovery, resume) puts
+        billing_due back."""
+        return self._update(
+            TableName=self._subscriptions_table,
+            Key={"subscription_id": s(subscription.subscription_id)},
+            UpdateExpression="SET billing_due = :held, last_actor = :actor, last_change_source = :source",
+            ConditionExpression="billing_due = :due AND #status = :status",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":held": s("held"),
+                ":due": s(DUE),
+                ":status": s(subscription.status.value),
+                ":actor": s("system:billing_run"),
+                ":source": s("schedule"),
+            },
+        )
+
     def trials_ending(self, before: datetime, limit: int) -> list[Subscription]:
         """Trialing subscriptions whose trial ends before `before` and that were not told yet."""
         items = self._query(
@@ -370,9 +389,13 @@ class DynamoDBBillingStore:
         return self._update(
             TableName=self._subscriptions_table,
             Key={"subscription_id": s(subscription.subscription_id)},
-            UpdateExpression="SET trial_notice_for = :trial_end",
+            UpdateExpression="SET trial_notice_for = :trial_end, last_actor = :actor, last_change_source = :source",
             ConditionExpression="attribute_not_exists(trial_notice_for) OR trial_notice_for <> :trial_end",
-            ExpressionAttributeValues={":trial_end": s(subscription.trial_end.isoformat())},
+            ExpressionAttributeValues={
+                ":trial_end": s(subscription.trial_end.isoformat()),
+                ":actor": s("system:billing_run"),
+                ":source": s("schedule"),
+            },
         )
 
     def trial_notice_sent(self, subscription: Subscription) -> bool:

@@ -140,22 +140,23 @@ class DynamoDBOrderStore:
         stale after its lease (creating a payment moves no money, so taking over is safe)."""
         return self._update(
             order_id,
-            "SET payment_claimed_at = :now",
+            "SET payment_claimed_at = :now, last_actor = :actor",
             "#status = :pending AND (attribute_not_exists(payment_claimed_at) OR "
             "(payment_claimed_at < :stale AND attribute_not_exists(payment_id)))",
             {
                 ":now": s(now.isoformat()),
                 ":pending": s(OrderStatus.PENDING.value),
                 ":stale": s(stale_before.isoformat()),
+                ":actor": s("system:orders"),
             },
         )
 
     def record_payment(self, order_id: str, payment_id: str) -> bool:
         return self._update(
             order_id,
-            "SET payment_id = :payment",
+            "SET payment_id = :payment, last_actor = :actor",
             "#status = :pending AND (attribute_not_exists(payment_id) OR payment_id = :payment)",
-            {":payment": s(payment_id), ":pending": s(OrderStatus.PENDING.value)},
+            {":payment": s(payment_id), ":pending": s(OrderStatus.PENDING.value), ":actor": s("system:orders")},
         )
 
     # --- commits -----------------------------------------------------------------------------------
