@@ -110,6 +110,10 @@ def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
                 "SUBSCRIPTIONS_TABLE_NAME": physical["SubscriptionsTable"].ref,
                 "LEDGER_TABLE_NAME": physical["LedgerTable"].ref,
                 "IDEMPOTENCY_TABLE_NAME": physical["IdempotencyTable"].ref,
+                "ACCOUNT_BALANCES_TABLE_NAME": physical["AccountBalancesTable"].ref,
+                "ORDERS_TABLE_NAME": physical["OrdersTable"].ref,
+                "INVOICES_TABLE_NAME": physical["InvoicesTable"].ref,
+                "PRICE_BOOK_TABLE_NAME": physical["PriceBookTable"].ref,
                 "AWS_LAMBDA_FUNCTION_NAME": "bench-WebhookApplyFunction",
             }
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
@@ -20,17 +20,16 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.adapters.aws import client
-from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
-from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
-from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 from billing_core.adapters.dynamodb.webhook_store import DynamoDBWebhookEffectStore
 from billing_core.config import FunctionSettings
 from billing_core.observability import logger, metrics, tracer
-from billing_core.orders.service import OrderService
 from billing_core.triggers.sqs import parse_record, process_sqs_batch
 from billing_core.webhooks.apply import WebhookApplier
 from billing_core.webhooks.effects import ApplyResult
 from billing_core.webhooks.models import WebhookEnvelope
+
+if TYPE_CHECKING:
+    from billing_core.orders.service import OrderService
 
 # Providers retry for up to three days; keep the fast-path record a little longer than that.
 IDEMPOTENCY_SECONDS = 4 * 24 * 3600
@@ -58,9 +57,14 @@ def idempotency_config() -> IdempotencyConfig:
 
 
 @lru_cache(maxsize=1)
-def apply_once() -> Callable[..., ApplyResult]:
-    settings = Settings.from_environment()
-    orders = OrderService(
+def order_service(settings: Settings) -> OrderService:
+    """Built on first use: only an order's first payment needs it, so other events skip its imports."""
+    from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
+    from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
+    from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
+    from billing_core.orders.service import OrderService
+
+    return OrderService(
         orders=DynamoDBOrderStore(
             orders_table=settings.orders_table_name,
             subscriptions_table=settings.subscriptions_table_name,
@@ -77,6 +81,11 @@ def apply_once() -> Callable[..., ApplyResult]:
         ),
         gateway=None,  # a webhook reports a payment's outcome; it never starts one
     )
+
+
+@lru_cache(maxsize=1)
+def apply_once() -> Callable[..., ApplyResult]:
+    settings = Settings.from_environment()
     applier = WebhookApplier(
         DynamoDBWebhookEffectStore(
             events_table=settings.webhook_events_table_name,
@@ -84,7 +93,7 @@ def apply_once() -> Callable[..., ApplyResult]:
             ledger_table=settings.ledger_table_name,
             balances_table=settings.account_balances_table_name,
         ),
-        order_payments=orders.payment_settled,
+        order_payments=lambda order_id, outcome: order_service(settings).payment_settled(order_id, outcome),
     )
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name, boto3_client=client("dynamodb"))
 
