@@ -12,11 +12,13 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
+from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
 from billing_core.adapters.secrets import SecretsManagerReader
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stripe_gateway import StripePaymentGateway
 from billing_core.billing.run import BillingRun, ChargeService
 from billing_core.config import FunctionSettings
+from billing_core.ledger.queries import available_credit
 from billing_core.observability import logger, metrics, tracer
 
 # Leave this much of the function's timeout unused: an attempt in flight must finish its writes.
@@ -43,11 +45,15 @@ def billing_run() -> BillingRun:
         balances_table=settings.account_balances_table_name,
     )
     gateway = StripePaymentGateway(SecretsManagerReader().read(settings.stripe_api_key_secret_name))
+    ledger = DynamoDBLedgerStore(
+        ledger_table=settings.ledger_table_name, balances_table=settings.account_balances_table_name
+    )
     return BillingRun(
         store,
         ChargeService(store, gateway),
         SqsJsonQueue(settings.dunning_queue_url),
         notices=SqsJsonQueue(settings.notifications_queue_url),
+        credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
     )
 
 

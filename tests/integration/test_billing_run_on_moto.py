@@ -26,6 +26,7 @@ from billing_core.errors import OutcomeUnknownError
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus, invoice_id_for
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account
+from billing_core.ledger.queries import available_credit
 from billing_core.payments import PaymentOutcome
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -69,7 +70,14 @@ class Billing:
     def run(self, gateway: Any = None, out_of_time: Callable[[], bool] = lambda: False, store: Any = None) -> Any:
         store = store or self.store
         charges = ChargeService(store, gateway or self.gateway, self.clock)
-        return BillingRun(store, charges, self.dunning, self.clock, batch_size=5).run(out_of_time)
+        return BillingRun(
+            store,
+            charges,
+            self.dunning,
+            self.clock,
+            batch_size=5,
+            credits=lambda customer, currency: available_credit(self.ledger, customer, currency),
+        ).run(out_of_time)
 
     def subscription(self, card: str = GOOD_CARD, amount_minor: int = 2900, currency: str = "EUR") -> Subscription:
         customer = self.stripe.v1.customers.create()
@@ -460,3 +468,72 @@ def test_a_due_subscription_that_cannot_be_billed_is_held_not_canceled(billing: 
     assert held is not None and held.status is SubscriptionStatus.UNPAID and billing.invoice(subscription) is None
     assert billing.store.due_subscriptions(billing.clock.now, 10) == []
     assert all(billing.invoice(s) is not None for s in others)
+
+
+def test_credit_is_never_spent_twice(billing: Billing) -> None:
+    # Given a customer with 1000 of credit and an invoice that would spend it
+    from billing_core.invoices.model import Invoice, InvoiceLine, IssueResult, LineKind
+    from billing_core.ledger.model import transfer
+
+    subscription = billing.subscription(amount_minor=3000)
+    assert subscription.terms is not None
+    customer = subscription.terms.customer_id
+    billing.ledger.post(
+        transfer(
+            transaction_id="test:credit",
+            source="test",
+            debit=Account.REVENUE,
+            credit=Account.credit(customer),
+            amount_minor=1000,
+            currency="EUR",
+            occurred_at=PERIOD_END,
+            customer=customer,
+        )
+    )
+    assert available_credit(billing.ledger, customer, "EUR") == 1000
+    # When an issue claims to spend 1500 of it (as a writer that read a stale balance would)
+    line = InvoiceLine(
+        kind=LineKind.SUBSCRIPTION,
+        description="x",
+        amount_minor=3000,
+        period_start=PERIOD_END,
+        period_end=PERIOD_END + timedelta(days=30),
+    )
+    invoice = Invoice(
+        invoice_id=invoice_id_for(subscription.subscription_id, PERIOD_END),
+        subscription_id=subscription.subscription_id,
+        customer_id=customer,
+        provider="stripe",
+        provider_customer_id=subscription.provider_customer_id or "",
+        currency="EUR",
+        lines=(line,),
+        status=InvoiceStatus.OPEN,
+        period_start=PERIOD_END,
+        period_end=PERIOD_END + timedelta(days=30),
+        issued_at=PERIOD_END,
+    )
+    spend = transfer(
+        transaction_id="test:spend",
+        source="test",
+        debit=Account.credit(customer),
+        credit=Account.receivable(customer),
+        amount_minor=1500,
+        currency="EUR",
+        occurred_at=PERIOD_END,
+        customer=customer,
+    )
+    result = billing.store.issue_invoice(
+        invoice,
+        subscription,
+        [spend],
+        status=SubscriptionStatus.ACTIVE,
+        now=PERIOD_END,
+        balance_limits={(Account.credit(customer), "EUR"): -1500},
+    )
+    # Then nothing is written and the caller is told to read the credit again
+    assert result is IssueResult.CREDIT_CHANGED
+    assert billing.invoice(subscription) is None and available_credit(billing.ledger, customer, "EUR") == 1000
+    # and the run itself spends exactly the 1000 that exists
+    assert billing.run().issued == 1
+    view = billing.invoice(subscription)
+    assert view is not None and view.total_minor == 2000 and available_credit(billing.ledger, customer, "EUR") == 0

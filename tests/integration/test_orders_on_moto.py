@@ -359,6 +359,19 @@ def test_an_immediate_upgrade_prorates_by_day_and_charges_the_difference(shop: S
     service.commit(downgrade.order_id)
     [credit] = shop.billing.ledger.balances([Account.credit(result.order.our_customer_id)])
     assert credit.amount_minor == -quote.amount_due_minor  # a credit balance: we owe the customer
+    # and the next regular invoice spends that credit first, so only the rest is charged
+    shop.billing.clock.now = start.current_period_end + timedelta(minutes=1)
+    assert shop.billing.run().issued == 1
+    renewal = shop.billing.store.get_invoice(invoice_id_for(subscription_id, start.current_period_end))
+    assert renewal is not None
+    assert [(line.kind.value, line.amount_minor) for line in renewal.invoice.lines] == [
+        ("subscription", 4900),
+        ("credit", -quote.amount_due_minor),
+    ]
+    assert renewal.total_minor == 4900 - quote.amount_due_minor and renewal.invoice.status is InvoiceStatus.PAID
+    [spent] = shop.billing.ledger.balances([Account.credit(result.order.our_customer_id)])
+    assert spent.amount_minor == 0
+    assert integrity.check(shop.billing.ledger.all_entries(), shop.billing.ledger.all_balances()).clean
 
 
 def test_an_end_of_term_change_applies_with_the_next_period(shop: Shop) -> None:

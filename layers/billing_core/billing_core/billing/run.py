@@ -8,7 +8,7 @@ attempt, and an attempt's money is only ever learned from the provider, never gu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from billing_core.invoices.model import (
     InvoiceLine,
     InvoiceStatus,
     InvoiceView,
+    IssueResult,
     LineKind,
     idempotency_key_for,
     invoice_id_for,
@@ -61,11 +62,12 @@ class BillingStore(Protocol):
         self,
         invoice: Invoice,
         subscription: Subscription,
-        posting: LedgerTransaction | None,
+        postings: Sequence[LedgerTransaction],
         *,
         status: SubscriptionStatus,
         now: datetime,
-    ) -> bool: ...
+        balance_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> IssueResult: ...
 
     def get_invoice(self, invoice_id: str) -> InvoiceView | None: ...
 
@@ -297,7 +299,9 @@ class BillingRun:
         *,
         batch_size: int = 100,
         notices: DocumentQueue | None = None,
+        credits: Callable[[str, str], int] | None = None,
     ):
+        self._credits = credits  # (customer id, currency) -> credit available to apply (minor units)
         self._store = store
         self._charges = charges
         self._dunning = dunning
@@ -412,7 +416,46 @@ class BillingRun:
                 price_version=price_version,
             ),
         )
-        total = sum(line.amount_minor for line in lines)
+        # A trial that reaches its period end becomes active with its first paid period.
+        status = (
+            SubscriptionStatus.ACTIVE if subscription.status is SubscriptionStatus.TRIALING else subscription.status
+        )
+        for _ in range(3):  # re-read the credit if someone spent or added some meanwhile
+            available = self._credits(terms.customer_id, terms.currency) if self._credits else 0
+            result = self._issue_with_credit(subscription, lines, invoice_id, start, end, available, status, now)
+            if result is not IssueResult.CREDIT_CHANGED:
+                return "issued" if result is IssueResult.ISSUED else "already"
+        raise RetryableError("the customer's credit kept changing; the next run retries", code="credit_contention")
+
+    def _issue_with_credit(
+        self,
+        subscription: Subscription,
+        charges: tuple[InvoiceLine, ...],
+        invoice_id: str,
+        start: datetime,
+        end: datetime,
+        available_credit: int,
+        status: SubscriptionStatus,
+        now: datetime,
+    ) -> IssueResult:
+        """The customer's credit balance (a downgrade's unused time, ...) pays the invoice first."""
+        terms = subscription.terms
+        assert terms is not None
+        gross = sum(line.amount_minor for line in charges)
+        applied = max(0, min(available_credit, gross))
+        lines = charges
+        if applied:
+            lines = (
+                *charges,
+                InvoiceLine(
+                    kind=LineKind.CREDIT,
+                    description="Credit balance applied",
+                    amount_minor=-applied,
+                    period_start=start,
+                    period_end=end,
+                ),
+            )
+        total = gross - applied
         invoice = Invoice(
             invoice_id=invoice_id,
             subscription_id=subscription.subscription_id,
@@ -427,27 +470,41 @@ class BillingRun:
             issued_at=now,
             paid_at=now if total <= 0 else None,
         )
-        posting = (
-            transfer(
-                transaction_id=f"invoice_issued:{invoice_id}",
-                source=f"invoice:{invoice_id}",
-                debit=Account.receivable(terms.customer_id),
-                credit=Account.REVENUE,
-                amount_minor=total,
-                currency=terms.currency,
-                occurred_at=now,
-                customer=terms.customer_id,
-                actor=ACTOR,
+        postings: list[LedgerTransaction] = []
+        if gross > 0:
+            postings.append(
+                transfer(
+                    transaction_id=f"invoice_issued:{invoice_id}",
+                    source=f"invoice:{invoice_id}",
+                    debit=Account.receivable(terms.customer_id),
+                    credit=Account.REVENUE,
+                    amount_minor=gross,
+                    currency=terms.currency,
+                    occurred_at=now,
+                    customer=terms.customer_id,
+                    actor=ACTOR,
+                )
             )
-            if total > 0
-            else None
+        limits: dict[tuple[str, str], int] = {}
+        if applied:
+            postings.append(
+                transfer(
+                    transaction_id=f"credit_applied:{invoice_id}",
+                    source=f"invoice:{invoice_id}",
+                    debit=Account.credit(terms.customer_id),
+                    credit=Account.receivable(terms.customer_id),
+                    amount_minor=applied,
+                    currency=terms.currency,
+                    occurred_at=now,
+                    customer=terms.customer_id,
+                    actor=ACTOR,
+                )
+            )
+            # The credit account holds a credit (negative) balance: it must still cover what is applied.
+            limits[(Account.credit(terms.customer_id), terms.currency)] = -applied
+        return self._store.issue_invoice(
+            invoice, subscription, postings, status=status, now=now, balance_limits=limits or None
         )
-        # A trial that reaches its period end becomes active with its first paid period.
-        status = (
-            SubscriptionStatus.ACTIVE if subscription.status is SubscriptionStatus.TRIALING else subscription.status
-        )
-        issued = self._store.issue_invoice(invoice, subscription, posting, status=status, now=now)
-        return "issued" if issued else "already"
 
     def _work(self, kind: str, out_of_time: Callable[[], bool]) -> Iterator[tuple[str, str] | None]:
         """Items waiting for `kind`, page after page, each at most once per run; None when out of time."""

@@ -45,6 +45,13 @@ class LineKind(StrEnum):
     SUBSCRIPTION = "subscription"
     PRORATION = "proration"
     USAGE = "usage"
+    CREDIT = "credit"  # the customer's credit balance applied (negative)
+
+
+class IssueResult(StrEnum):
+    ISSUED = "ISSUED"
+    ALREADY_ISSUED = "ALREADY_ISSUED"  # the invoice exists or the period moved: another run did it
+    CREDIT_CHANGED = "CREDIT_CHANGED"  # the customer's credit changed since it was read: read again
 
 
 class InvoiceLine(BaseModel):

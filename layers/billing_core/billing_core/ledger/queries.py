@@ -59,3 +59,10 @@ def customer_ledger(
 def customer_balance(reader: LedgerReader, identifier: str, provider: str | None = None) -> CustomerBalance:
     customer_id = resolve_customer(reader, identifier, provider)
     return CustomerBalance(customer_id=customer_id, balances=reader.balances(Account.for_customer(customer_id)))
+
+
+def available_credit(reader: LedgerReader, customer_id: str, currency: str) -> int:
+    """Credit we owe the customer in one currency, ready to pay invoices (0 if none). The credit account
+    is a liability: a credit balance is negative in our debit-positive convention."""
+    owed = sum(b.amount_minor for b in reader.balances([Account.credit(customer_id)]) if b.currency == currency)
+    return max(0, -owed)

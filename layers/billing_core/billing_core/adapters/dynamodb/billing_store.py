@@ -9,6 +9,7 @@ attempt not yet handed to dunning). Every item leaves the index in the write tha
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from billing_core.invoices.model import (
     InvoiceLine,
     InvoiceStatus,
     InvoiceView,
+    IssueResult,
 )
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import BillingMode, Subscription
@@ -418,12 +420,13 @@ class DynamoDBBillingStore:
         self,
         invoice: Invoice,
         subscription: Subscription,
-        posting: LedgerTransaction | None,
+        postings: Sequence[LedgerTransaction],
         *,
         status: SubscriptionStatus,
         now: datetime,
-    ) -> bool:
-        """Invoice + period advance + revenue posting in one transaction. False if another run did it."""
+        balance_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> IssueResult:
+        """Invoice + period advance + postings (revenue; credit applied) in one transaction."""
         item = invoice_item(invoice, now, actor="system:billing_run", source="schedule")
         items: list[dict[str, Any]] = [
             {
@@ -442,11 +445,20 @@ class DynamoDBBillingStore:
                 correlation_id=invoice.invoice_id,
             ),
         ]
-        if posting is not None:
+        if postings:
             items += posting_items(
-                [posting], ledger_table=self._ledger_table, balances_table=self._balances_table, now=now
+                postings,
+                ledger_table=self._ledger_table,
+                balances_table=self._balances_table,
+                now=now,
+                balance_limits=balance_limits,
             ).items
-        return self._transact(items) is None
+        codes = self._transact(items)
+        if codes is None:
+            return IssueResult.ISSUED
+        if codes[0] == "ConditionalCheckFailed" or codes[1] == "ConditionalCheckFailed":
+            return IssueResult.ALREADY_ISSUED  # the invoice exists or the period moved: another run did it
+        return IssueResult.CREDIT_CHANGED  # the customer's credit changed since it was read
 
     def get_invoice(self, invoice_id: str) -> InvoiceView | None:
         items = self._query(

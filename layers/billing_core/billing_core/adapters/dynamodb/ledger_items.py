@@ -8,7 +8,7 @@ posting cancels before any balance moves."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,8 +41,16 @@ class PostingItems:
 
 
 def posting_items(
-    transactions: Sequence[LedgerTransaction], *, ledger_table: str, balances_table: str, now: datetime
+    transactions: Sequence[LedgerTransaction],
+    *,
+    ledger_table: str,
+    balances_table: str,
+    now: datetime,
+    balance_limits: Mapping[tuple[str, str], int] | None = None,
 ) -> PostingItems:
+    """balance_limits: (account, currency) -> the highest balance the account may have *before* this
+    posting. Spending a customer's credit uses it, so two writers can never spend the same credit twice
+    (the loser's transaction is cancelled and it reads the balance again)."""
     items: list[dict[str, Any]] = []
     ranges: list[tuple[int, int]] = []
     deltas: dict[tuple[str, str, int], tuple[int, int]] = defaultdict(lambda: (0, 0))
@@ -79,20 +87,23 @@ def posting_items(
             deltas[key] = (amount + entry.amount_minor, count + 1)
         ranges.append((start, len(items)))
     for (account, currency, shard), (amount, count) in sorted(deltas.items()):
-        items.append(
-            {
-                "Update": {
-                    "TableName": balances_table,
-                    "Key": {"account": s(account), "bucket": s(balance_bucket(currency, shard))},
-                    "UpdateExpression": "ADD amount_minor :amount, entry_count :count "
-                    "SET currency = :currency, updated_at = :now",
-                    "ExpressionAttributeValues": {
-                        ":amount": n(amount),
-                        ":count": n(count),
-                        ":currency": s(currency),
-                        ":now": s(now.isoformat()),
-                    },
-                }
-            }
-        )
+        update: dict[str, Any] = {
+            "TableName": balances_table,
+            "Key": {"account": s(account), "bucket": s(balance_bucket(currency, shard))},
+            "UpdateExpression": "ADD amount_minor :amount, entry_count :count "
+            "SET currency = :currency, updated_at = :now",
+            "ExpressionAttributeValues": {
+                ":amount": n(amount),
+                ":count": n(count),
+                ":currency": s(currency),
+                ":now": s(now.isoformat()),
+            },
+        }
+        limit = (balance_limits or {}).get((account, currency))
+        if limit is not None:
+            if shard != 0:
+                raise ValueError("balance limits apply to single-item (customer) accounts only")
+            update["ConditionExpression"] = "amount_minor <= :limit"
+            update["ExpressionAttributeValues"][":limit"] = n(limit)
+        items.append({"Update": update})
     return PostingItems(items=items, ranges=ranges)
