@@ -17,6 +17,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
 from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
+from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
 from billing_core.adapters.secrets import SecretsManagerReader
 from billing_core.adapters.sqs import SqsJsonQueue
@@ -25,6 +27,7 @@ from billing_core.billing.run import ChargeService
 from billing_core.config import FunctionSettings
 from billing_core.errors import ValidationFailedError
 from billing_core.observability import logger, metrics, tracer
+from billing_core.orders.service import OrderService
 from billing_core.reconciliation.model import Window
 from billing_core.reconciliation.service import Reconciler
 
@@ -41,6 +44,8 @@ class Settings(FunctionSettings):
     reconciliation_table_name: str
     review_queue_url: str
     stripe_api_key_secret_name: str
+    orders_table_name: str
+    price_book_table_name: str
 
 
 class Request(BaseModel):
@@ -71,6 +76,18 @@ def reconciler() -> Reconciler:
         charges=ChargeService(store, gateway),
         reports=DynamoDBReportStore(settings.reconciliation_table_name),
         review=SqsJsonQueue(settings.review_queue_url),
+        order_payments=OrderService(
+            orders=DynamoDBOrderStore(
+                orders_table=settings.orders_table_name,
+                subscriptions_table=settings.subscriptions_table_name,
+                invoices_table=settings.invoices_table_name,
+                ledger_table=settings.ledger_table_name,
+                balances_table=settings.account_balances_table_name,
+            ),
+            price_books=DynamoDBPriceBookStore(settings.price_book_table_name),
+            subscriptions=store,
+            gateway=None,  # reconciliation reads payments; it never starts one
+        ).payment_settled,
     )
 
 

@@ -520,3 +520,29 @@ def test_a_pending_202_is_not_replayed_for_its_key_and_reconciliation_knows_sign
         Window(start=now - timedelta(minutes=10), end=now + timedelta(minutes=1))
     )
     assert [d for d in report.discrepancies if d.subject == committed["payment_id"]] == []
+
+
+def test_reconciliation_settles_an_order_whose_answer_and_webhook_were_both_lost(shop: Shop) -> None:
+    from billing_core.reconciliation.model import DiscrepancyKind, Resolution, Window
+    from tests.integration.test_billing_run_on_moto import AnswerLost
+    from tests.integration.test_reconciliation_on_moto import reconciler
+
+    customer, method = shop.customer()
+    now = datetime.now(UTC)
+    service = shop.service(Clock(now))
+    order = service.create(CreateOrder(customer_id=customer, plan_id="pro-monthly", payment_method_id=method))
+    service._gateway = AnswerLost(shop.billing.gateway, reaches_provider=True)
+    assert service.commit(order.order_id).status_code == 202
+    # When reconciliation runs (no webhook ever arrived)
+    window = Window(start=now - timedelta(minutes=10), end=datetime.now(UTC) + timedelta(minutes=1))
+    report = reconciler(shop.billing, order_payments=service.payment_settled).reconcile(window)
+    # Then it settled the order through the commit's own path, and the payment is posted once
+    ours = service.get(order.order_id).payment_id
+    # (localstripe is shared by this worker's tests: only this order's payment is ours to judge)
+    fixed = [d for d in report.discrepancies if d.kind is DiscrepancyKind.PAYMENT_MISSING_LOCALLY and d.subject == ours]
+    assert [d.resolution for d in fixed] == [Resolution.AUTO_FIXED]
+    assert service.get(order.order_id).status.value == "committed"
+    assert len(payments(shop)) == 1
+    # and the next run finds everything in order
+    again = reconciler(shop.billing, order_payments=service.payment_settled).reconcile(window)
+    assert [d for d in again.discrepancies if d.subject == ours] == []

@@ -34,7 +34,7 @@ def billing(stack: Stack, localstripe: str) -> Billing:
     return Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5)))
 
 
-def reconciler(billing: Billing, gateway: Any = None, clock: Any = None) -> Reconciler:
+def reconciler(billing: Billing, gateway: Any = None, clock: Any = None, order_payments: Any = None) -> Reconciler:
     gateway = gateway or billing.gateway
     clock = clock or (lambda: datetime.now(UTC))
     return Reconciler(
@@ -45,6 +45,7 @@ def reconciler(billing: Billing, gateway: Any = None, clock: Any = None) -> Reco
         reports=DynamoDBReportStore(billing.stack.ref("ReconciliationTable"), billing.stack.client("dynamodb")),
         review=SqsJsonQueue(billing.stack.ref("ReconciliationReviewQueue"), sqs=billing.stack.client("sqs")),
         clock=clock,
+        order_payments=order_payments,
     )
 
 

@@ -20,7 +20,7 @@ from billing_core.invoices.model import AttemptStatus, ChargeAttempt
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account, Balance, LedgerTransaction, PostedEntry, PostingResult, transfer
 from billing_core.observability import logger, metrics
-from billing_core.payments import PaymentStatus, ProviderCharge, ProviderRefund
+from billing_core.payments import PaymentOutcome, PaymentStatus, ProviderCharge, ProviderRefund
 from billing_core.ports import DocumentQueue, PaymentGateway
 from billing_core.reconciliation.model import (
     Discrepancy,
@@ -71,7 +71,10 @@ class Reconciler:
         review: DocumentQueue,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stuck_after: timedelta = timedelta(hours=1),
+        order_payments: Callable[[str, PaymentOutcome], object] | None = None,
     ):
+        # Settles an order from its first payment: the same idempotent path as the commit and the webhook.
+        self._order_payments = order_payments
         self._gateway = gateway
         self._ledger = ledger
         self._attempts = attempts
@@ -189,6 +192,21 @@ class Reconciler:
             try:
                 self._charges.resolve(invoice_id, int(attempt))
             except (RetryableError, OutcomeUnknownError):
+                return False
+            return bool(self._ledger.transaction(transaction_id))
+        order_id = charge.metadata.get("order_id")
+        if order_id and charge.payment_id and self._order_payments is not None:
+            # An order's first payment whose commit answer and webhook were both lost: settle the order.
+            try:
+                outcome = self._gateway.retrieve_payment(charge.payment_id)
+                if outcome.status is not PaymentStatus.SUCCEEDED:
+                    return False
+                self._order_payments(order_id, outcome)
+            except ConfigurationError:
+                raise
+            except (RetryableError, OutcomeUnknownError, PermanentError) as exc:
+                # not found, failed or expired meanwhile: a person decides (the money is real)
+                logger.warning("order payment not settled", extra={"order_id": order_id, "error": exc.code})
                 return False
             return bool(self._ledger.transaction(transaction_id))
         if charge.provider_invoice_id and charge.provider_customer_id:
