@@ -138,19 +138,25 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
 
 def _one_stream_record_per_update(update_item: Callable[..., Any]) -> Callable[..., Any]:
     """moto's UpdateItem on a missing item first puts the bare key (one INSERT stream record) and then
-    records the update as a second INSERT. DynamoDB emits one INSERT with the whole new item; so do we,
-    keeping the first record's sequence number (moto numbers records by their position)."""
+    records the update as a second INSERT. DynamoDB emits one INSERT with the whole new item; so do we.
+    The shard is detached while moto writes, so no reader can ever see the bare record (an earlier version
+    removed it afterwards, and a stream poller reading in between got the bare item and skipped the real
+    one). Writers are serialized by `_serialized`, so no other write runs while the shard is detached."""
 
     @functools.wraps(update_item)
     def wrapper(self: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
-        shard = self.get_table(table_name).stream_shard
-        before = len(shard.items) if shard is not None else 0
-        result = update_item(self, table_name, key, *args, **kwargs)
-        if shard is not None and len(shard.items) == before + 2:
-            bare, final = shard.items[-2], shard.items[-1]
-            if bare.record["eventName"] == "INSERT" and final.record["eventName"] == "INSERT":
-                final.record["dynamodb"]["SequenceNumber"] = bare.record["dynamodb"]["SequenceNumber"]
-                shard.items[-2:] = [final]
+        table = self.get_table(table_name)
+        shard = table.stream_shard
+        if shard is None or self.get_item(table_name, key) is not None:
+            return update_item(self, table_name, key, *args, **kwargs)
+        table.stream_shard = None
+        try:
+            result = update_item(self, table_name, key, *args, **kwargs)
+        finally:
+            table.stream_shard = shard
+        created = self.get_item(table_name, key)
+        if created is not None:
+            shard.add(None, created)
         return result
 
     return wrapper
