@@ -250,14 +250,27 @@ class LocalRuntime:
 
     def _provision(self) -> None:
         assert self.template is not None
-        self.resolver = Resolver(
-            self.template, self.config.region, self.config.stack_name, dict(self.config.parameters)
-        )
+        self.resolver = Resolver(self.template, self.config.region, self.config.stack_name, self._parameters())
         self.provisioner = Provisioner(self.resolver, self.client, secret_seeds())
         try:
             self.provisioner.run()
         except UnresolvableError as exc:
             raise TemplateError(self.template.path, [str(exc)]) from exc
+
+    def _parameters(self) -> dict[str, str]:
+        """Template parameters: the Stripe peer's (only those the template declares), then --parameter."""
+        assert self.template is not None
+        peer: dict[str, str] = {}
+        if self.config.stripe == "local":
+            # localstripe refuses `off_session` on PaymentIntent confirm (docs/runbooks/local-runtime.md).
+            peer = {
+                "StripeApiBase": f"http://{self.config.host}:{self.config.stripe_port}",
+                "StripeConfirmOffSession": "false",
+            }
+        elif self.config.stripe == "external":
+            peer = {"StripeApiBase": self.config.stripe_api_base or "https://api.stripe.com"}
+        declared = self.template.document.get("Parameters") or {}
+        return {**{k: v for k, v in peer.items() if k in declared}, **self.config.parameters}
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         assert self.template is not None and self.resolver is not None
@@ -287,13 +300,6 @@ class LocalRuntime:
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
-        if self.stripe_api_base or self.config.stripe == "local":
-            environment["STRIPE_API_BASE"] = (
-                self.stripe_api_base or f"http://{self.config.host}:{self.config.stripe_port}"
-            )
-        if self.config.stripe == "local":
-            # localstripe refuses `off_session` on PaymentIntent confirm (docs/runbooks/local-runtime.md).
-            environment["STRIPE_CONFIRM_OFF_SESSION"] = "false"
         return environment
 
     def _start_lambdas(self) -> None:

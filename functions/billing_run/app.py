@@ -33,6 +33,8 @@ class Settings(FunctionSettings):
     dunning_queue_url: str
     notifications_queue_url: str
     stripe_api_key_secret_name: str
+    stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
+    stripe_confirm_off_session: bool
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +46,11 @@ def billing_run() -> BillingRun:
         ledger_table=settings.ledger_table_name,
         balances_table=settings.account_balances_table_name,
     )
-    gateway = StripePaymentGateway(SecretsManagerReader().read(settings.stripe_api_key_secret_name))
+    gateway = StripePaymentGateway(
+        SecretsManagerReader().read(settings.stripe_api_key_secret_name),
+        api_base=settings.stripe_api_base,
+        confirm_off_session=settings.stripe_confirm_off_session,
+    )
     ledger = DynamoDBLedgerStore(
         ledger_table=settings.ledger_table_name, balances_table=settings.account_balances_table_name
     )

@@ -59,6 +59,8 @@ class Settings(FunctionSettings):
     idempotency_table_name: str
     admin_token_secret_name: str
     stripe_api_key_secret_name: str
+    stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
+    stripe_confirm_off_session: bool
 
 
 @lru_cache(maxsize=1)
@@ -80,7 +82,11 @@ def service() -> OrderService:
         ledger_table=config.ledger_table_name,
         balances_table=config.account_balances_table_name,
     )
-    gateway = StripePaymentGateway(secrets().read(config.stripe_api_key_secret_name))
+    gateway = StripePaymentGateway(
+        secrets().read(config.stripe_api_key_secret_name),
+        api_base=config.stripe_api_base,
+        confirm_off_session=config.stripe_confirm_off_session,
+    )
     charges = ChargeService(billing, gateway)
 
     def charge_now(invoice_id: str) -> None:

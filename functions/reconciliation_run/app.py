@@ -44,6 +44,8 @@ class Settings(FunctionSettings):
     reconciliation_table_name: str
     review_queue_url: str
     stripe_api_key_secret_name: str
+    stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
+    stripe_confirm_off_session: bool
     orders_table_name: str
     price_book_table_name: str
 
@@ -66,7 +68,11 @@ def reconciler() -> Reconciler:
         ledger_table=settings.ledger_table_name,
         balances_table=settings.account_balances_table_name,
     )
-    gateway = StripePaymentGateway(SecretsManagerReader().read(settings.stripe_api_key_secret_name))
+    gateway = StripePaymentGateway(
+        SecretsManagerReader().read(settings.stripe_api_key_secret_name),
+        api_base=settings.stripe_api_base,
+        confirm_off_session=settings.stripe_confirm_off_session,
+    )
     return Reconciler(
         gateway=gateway,
         ledger=DynamoDBLedgerStore(

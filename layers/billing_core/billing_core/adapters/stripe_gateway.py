@@ -10,7 +10,6 @@ processed); authentication -> ConfigurationError; other 4xx -> PermanentError.""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -92,13 +91,12 @@ class StripePaymentGateway:
         *,
         api_base: str | None = None,
         timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
-        confirm_off_session: bool | None = None,
+        confirm_off_session: bool = True,
     ):
-        base = api_base or os.environ.get("STRIPE_API_BASE")
-        # Merchant-initiated charges are confirmed off_session (SCA exemptions). localstripe rejects the
-        # parameter on confirm, so the local runtime sets STRIPE_CONFIRM_OFF_SESSION=false.
-        if confirm_off_session is None:
-            confirm_off_session = os.environ.get("STRIPE_CONFIRM_OFF_SESSION", "true").lower() != "false"
+        """api_base: None or "" for Stripe's own API. confirm_off_session: merchant-initiated charges are
+        confirmed off_session (SCA exemptions); only an emulator that refuses the parameter (localstripe)
+        needs False. Both come from the template (parameters StripeApiBase, StripeConfirmOffSession)."""
+        base = api_base or None
         self._confirm_params: dict[str, Any] = {"off_session": True} if confirm_off_session else {}
         self._client = stripe.StripeClient(
             api_key,
