@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from http import HTTPStatus
-from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
-from billing_core.adapters.secrets import SecretsManagerReader
 from billing_core.audit.model import EntityType
-from billing_core.config import FunctionSettings
+from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
-from billing_core.observability import logger, metrics, tracer
-from billing_core.triggers.http import admin_auth_middleware, json_response, parse_query, register_error_handlers
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_query
+from billing_core.wiring import Wiring
 
 
-class Settings(FunctionSettings):
+class Settings(BundleSettings):
     audit_table_name: str
     admin_token_secret_name: str
 
@@ -32,28 +26,8 @@ class AuditQuery(BaseModel):
     cursor: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings.from_environment()
-
-
-@lru_cache(maxsize=1)
-def store() -> DynamoDBAuditStore:
-    return DynamoDBAuditStore(settings().audit_table_name)
-
-
-@lru_cache(maxsize=1)
-def secrets() -> SecretsManagerReader:
-    return SecretsManagerReader()
-
-
-def admin_tokens() -> str:
-    return secrets().read(settings().admin_token_secret_name)
-
-
-app = APIGatewayRestResolver()
-register_error_handlers(app)
-app.use(middlewares=[admin_auth_middleware(admin_tokens)])
+wiring = Wiring(Settings)
+app = admin_resolver(wiring.admin_tokens)
 
 
 @app.get("/audit/<entity_type>/<entity_id>")
@@ -67,7 +41,7 @@ def get_audit(entity_type: str, entity_id: str) -> Response[str]:
     if not 1 <= len(entity_id) <= 200:
         raise ValidationFailedError("entity_id must be 1-200 characters", code="invalid_entity_id")
     query = parse_query(app, AuditQuery)
-    events, next_cursor = store().events(kind, entity_id, cursor=query.cursor, limit=query.limit)
+    events, next_cursor = wiring.audit_log().events(kind, entity_id, cursor=query.cursor, limit=query.limit)
     body = {
         "entity_type": kind.value,
         "entity_id": entity_id,
@@ -77,8 +51,4 @@ def get_audit(entity_type: str, entity_id: str) -> Response[str]:
     return json_response(HTTPStatus.OK, body)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

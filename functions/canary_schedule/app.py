@@ -3,31 +3,27 @@ so a redelivered event never starts a second one."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_core.adapters.stepfunctions import StepFunctionsStarter
-from billing_core.config import FunctionSettings
-from billing_core.observability import logger, tracer
+from billing_core.config import BundleSettings
 from billing_core.operations.canary import start_scheduled_run
+from billing_core.triggers.schedules import invocation_handler, scheduled_event
+from billing_core.wiring import Wiring
 
 
-class Settings(FunctionSettings):
+class Settings(BundleSettings):
     canary_state_machine_arn: str
 
 
-@lru_cache(maxsize=1)
-def starter() -> StepFunctionsStarter:
-    return StepFunctionsStarter(Settings.from_environment().canary_state_machine_arn)
+wiring = Wiring(Settings)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
-    started = start_scheduled_run(starter(), event_id=scheduled.id, scheduled_time=scheduled.time)
+def run(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    scheduled = scheduled_event(event)
+    started = start_scheduled_run(wiring.workflow_starter(), event_id=scheduled.id, scheduled_time=scheduled.time)
     return started.model_dump(mode="json")
+
+
+lambda_handler = invocation_handler(run)

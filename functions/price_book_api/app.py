@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from http import HTTPStatus
-from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ConfigDict
 
-from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
-from billing_core.adapters.secrets import SecretsManagerReader
-from billing_core.config import FunctionSettings
-from billing_core.observability import logger, metrics, tracer
+from billing_core.config import BundleSettings
 from billing_core.pricing.model import PriceBook
 from billing_core.pricing.service import parse_at, price_book_at, publish_price_book
-from billing_core.triggers.http import (
-    admin_auth_middleware,
-    json_response,
-    parse_json_body,
-    parse_query,
-    register_error_handlers,
-)
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body, parse_query
+from billing_core.wiring import Wiring
 
 
-class Settings(FunctionSettings):
+class Settings(BundleSettings):
     price_book_table_name: str
     admin_token_secret_name: str
 
@@ -38,46 +26,22 @@ class PriceBookQuery(BaseModel):
     at: str | None = None
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings.from_environment()
-
-
-@lru_cache(maxsize=1)
-def store() -> DynamoDBPriceBookStore:
-    return DynamoDBPriceBookStore(settings().price_book_table_name)
-
-
-@lru_cache(maxsize=1)
-def secrets() -> SecretsManagerReader:
-    return SecretsManagerReader()
-
-
-def admin_tokens() -> str:
-    return secrets().read(settings().admin_token_secret_name)
-
-
-app = APIGatewayRestResolver()
-register_error_handlers(app)
-app.use(middlewares=[admin_auth_middleware(admin_tokens)])
+wiring = Wiring(Settings)
+app = admin_resolver(wiring.admin_tokens)
 
 
 @app.get("/price-book")
 def get_price_book() -> Response[str]:
     query = parse_query(app, PriceBookQuery)
-    book = price_book_at(store(), parse_at(query.at, datetime.now(UTC)))
+    book = price_book_at(wiring.price_books(), parse_at(query.at, datetime.now(UTC)))
     return json_response(HTTPStatus.OK, book.model_dump(mode="json"))
 
 
 @app.post("/price-book")
 def post_price_book() -> Response[str]:
     book = parse_json_body(app, PriceBook)
-    published = publish_price_book(store(), book, actor="user:admin", now=datetime.now(UTC))
+    published = publish_price_book(wiring.price_books(), book, actor="user:admin", now=datetime.now(UTC))
     return json_response(HTTPStatus.CREATED, published.model_dump(mode="json"))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

@@ -2,62 +2,29 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from http import HTTPStatus
-from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools.event_handler import Response
 
-from billing_core.adapters.dynamodb.webhook_store import DynamoDBWebhookEffectStore
-from billing_core.adapters.secrets import SecretsManagerReader
-from billing_core.config import FunctionSettings
-from billing_core.observability import logger, metrics, tracer
-from billing_core.ports import SubscriptionReader
+from billing_core.config import BundleSettings
 from billing_core.subscriptions.queries import find_subscription
-from billing_core.triggers.http import admin_auth_middleware, json_response, register_error_handlers
+from billing_core.triggers.http import admin_resolver, http_handler, json_response
+from billing_core.wiring import Wiring
 
 
-class Settings(FunctionSettings):
+class Settings(BundleSettings):
     subscriptions_table_name: str
     admin_token_secret_name: str
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings.from_environment()
-
-
-@lru_cache(maxsize=1)
-def reader() -> SubscriptionReader:
-    # Reads only: the store's write side needs tables this function is not granted.
-    return DynamoDBWebhookEffectStore(
-        events_table="", subscriptions_table=settings().subscriptions_table_name, ledger_table="", balances_table=""
-    )
-
-
-@lru_cache(maxsize=1)
-def secrets() -> SecretsManagerReader:
-    return SecretsManagerReader()
-
-
-def admin_tokens() -> str:
-    return secrets().read(settings().admin_token_secret_name)
-
-
-app = APIGatewayRestResolver()
-register_error_handlers(app)
-app.use(middlewares=[admin_auth_middleware(admin_tokens)])
+wiring = Wiring(Settings)
+app = admin_resolver(wiring.admin_tokens)
 
 
 @app.get("/subscriptions/<subscription_id>")
 def get_subscription(subscription_id: str) -> Response[str]:
-    return json_response(HTTPStatus.OK, find_subscription(reader(), subscription_id).model_dump(mode="json"))
+    found = find_subscription(wiring.subscriptions(), subscription_id)
+    return json_response(HTTPStatus.OK, found.model_dump(mode="json"))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

@@ -12,10 +12,11 @@ from typing import Any
 import requests
 import stripe
 
-from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
-from billing_core.billing.periods import Interval
+from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.customers import customer_id_for
 from billing_core.invoices.model import invoice_id_for
+from billing_core.periods import Interval
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
@@ -77,16 +78,10 @@ def test_the_scheduled_billing_run_invoices_and_charges_a_subscription_billed_by
     customer, method = customer_with_card(client)
     assert runtime.resolver is not None
     physical = runtime.resolver.physical
-    store = DynamoDBBillingStore(
-        subscriptions_table=physical["SubscriptionsTable"].ref,
-        invoices_table=physical["InvoicesTable"].ref,
-        ledger_table=physical["LedgerTable"].ref,
-        balances_table=physical["AccountBalancesTable"].ref,
-        dynamodb=runtime.client("dynamodb"),
-    )
+    store = DynamoDBSubscriptionStore(physical["SubscriptionsTable"].ref, DynamoDB(runtime.client("dynamodb")))
     period_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     subscription_id = f"bsub_{uuid.uuid4().hex[:24]}"
-    store.create_internal_subscription(
+    store.create_internal(
         Subscription(
             subscription_id=subscription_id,
             provider="stripe",

@@ -11,7 +11,8 @@ import requests
 import stripe
 
 from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
-from billing_core.operations.models import Probe, RecordedProbe
+from billing_core.adapters.dynamodb.table import DynamoDB
+from billing_core.operations.model import Probe, RecordedProbe
 from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
 from tests.support import wait_for
 
@@ -42,7 +43,9 @@ def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> Non
     found = wait_for(status, timeout_seconds=30, interval_seconds=0.2)
     assert found and found["status"] == "RECORDED" and found["nonce"] == submitted.json()["nonce"]
     assert runtime.resolver is not None
-    assert DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb")).get(probe_id)
+    assert DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, DynamoDB(runtime.client("dynamodb"))).get(
+        probe_id
+    )
 
 
 def test_caller_mistakes_are_4xx_with_codes_and_write_nothing(runtime: LocalRuntime) -> None:
@@ -125,7 +128,7 @@ def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_l
     # Then it sits in the DLQ with its body intact, and the good ones were recorded exactly once
     assert in_dlq and json.loads(in_dlq[0]["Body"]) == {"probe_id": "poison", "note": "no nonce"}
     assert runtime.resolver is not None
-    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb"))
+    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, DynamoDB(runtime.client("dynamodb")))
     assert all(store.get(probe_id) for probe_id in good)
     # ... and the consumer saw the poison message exactly maxReceiveCount (5) times, each logged with its id
     assert runtime.config.function_output_path is not None
@@ -182,7 +185,7 @@ def test_state_machine_catches_a_permanent_handler_error(runtime: LocalRuntime) 
     assert runtime.lambdas is not None and runtime.resolver is not None
     # Given a probe already recorded with a different nonce (corrupted)
     probe = Probe(probe_id=f"corrupt-{uuid.uuid4().hex[:8]}", nonce="f" * 16, submitted_at="2026-11-22T12:00:00Z")  # type: ignore[arg-type]
-    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, runtime.client("dynamodb"))
+    store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, DynamoDB(runtime.client("dynamodb")))
     store.record(RecordedProbe(**{**probe.model_dump(), "nonce": "0" * 16}, recorded_at=probe.submitted_at))
     before = runtime.lambdas.invocation_count["CanaryVerifyFunction"]
     # When the canary runs

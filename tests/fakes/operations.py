@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from billing_core.operations.models import Probe, RecordedProbe, StartedExecution
+from billing_core.operations.model import Probe, RecordedProbe, StartedExecution
 
 
 class InMemoryProbeStore:

@@ -1,45 +1,46 @@
-"""In-memory WebhookEffectStore: the same contract as the DynamoDB adapter (one atomic commit per
-event; a second commit of the same event writes nothing)."""
+"""In-memory WebhookEventStore: the DynamoDB adapter's write semantics (all or nothing; the record refused
+if it exists, the snapshot where its guard does not admit the stored subscription, each posting whose id
+exists - each refusal reported, nothing written). The apply step's decisions stay in the domain."""
 
 from __future__ import annotations
 
 import threading
 
 from billing_core.ledger.model import LedgerTransaction
-from billing_core.subscriptions.model import SnapshotVerdict, Subscription, apply_snapshot, judge
-from billing_core.webhooks.effects import ApplyOutcome, ApplyResult, Effect, EventRecord, summarize
+from billing_core.subscriptions.model import Subscription, apply_snapshot
+from billing_core.webhooks.effects import EventWrite, WriteResult
 
 
-class InMemoryWebhookEffectStore:
+class InMemoryWebhookEventStore:
     def __init__(self) -> None:
-        self.events: dict[str, tuple[EventRecord, ApplyOutcome]] = {}
+        self.events: dict[str, EventWrite] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.ledger: dict[str, LedgerTransaction] = {}
         self._lock = threading.Lock()
 
-    def commit(self, record: EventRecord, effect: Effect) -> ApplyResult:
+    def write(self, write: EventWrite) -> WriteResult:
         with self._lock:
-            if record.event_key in self.events:
-                return ApplyResult(event_key=record.event_key, outcome=ApplyOutcome.DUPLICATE)
-            verdict: str | None = None
-            ledger: str | None = None
-            if effect.subscription is not None:
-                current = self.subscriptions.get(effect.subscription.subscription_id)
-                verdict = judge(current, effect.subscription).value
-                if verdict == SnapshotVerdict.APPLY:
-                    self.subscriptions[effect.subscription.subscription_id] = apply_snapshot(
-                        current, effect.subscription, record.applied_at
-                    )
-            if effect.ledger:
-                new = [t for t in effect.ledger if t.transaction_id not in self.ledger]
-                ledger = "POSTED" if new else "ALREADY_POSTED"
-                for transaction in new:
-                    self.ledger[transaction.transaction_id] = transaction
-            outcome = summarize(effect, verdict, ledger)
-            self.events[record.event_key] = (record, outcome)
-            return ApplyResult(
-                event_key=record.event_key, outcome=outcome, subscription=verdict, ledger=ledger, note=effect.note
-            )
+            if write.record.event_key in self.events:
+                return WriteResult(written=False, duplicate=True)
+            snapshot, current = write.subscription, None
+            refused = False
+            if snapshot is not None:
+                assert write.guard is not None
+                current = self.subscriptions.get(snapshot.subscription_id)
+                refused = not write.guard.admits(current)
+            posted = frozenset(t.transaction_id for t in write.postings if t.transaction_id in self.ledger)
+            if refused or posted:
+                return WriteResult(
+                    written=False, subscription_refused=refused, stored_subscription=current, already_posted=posted
+                )
+            self.events[write.record.event_key] = write
+            if snapshot is not None:
+                self.subscriptions[snapshot.subscription_id] = apply_snapshot(
+                    current, snapshot, write.record.applied_at
+                )
+            for transaction in write.postings:
+                self.ledger[transaction.transaction_id] = transaction
+            return WriteResult(written=True)
 
     def get(self, subscription_id: str) -> Subscription | None:
         return self.subscriptions.get(subscription_id)

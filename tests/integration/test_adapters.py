@@ -17,7 +17,7 @@ from billing_core.adapters.secrets import SecretsManagerReader
 from billing_core.adapters.sqs import SqsProbeQueue
 from billing_core.adapters.stepfunctions import StepFunctionsStarter
 from billing_core.errors import ConfigurationError
-from billing_core.operations.models import Probe, RecordedProbe
+from billing_core.operations.model import Probe, RecordedProbe
 from local_runtime.runtime import LOCAL_SECRET_SEEDS
 from tests.fakes.operations import InMemoryProbeStore, InMemoryWorkflowStarter
 from tests.integration.conftest import Stack
@@ -129,7 +129,7 @@ def test_redrive_policy_from_the_template_is_applied(stack: Stack) -> None:
 
 def test_webhook_fifo_queue_dedupes_by_event_id_and_groups_by_subject(stack: Stack) -> None:
     from billing_core.adapters.sqs import SqsWebhookQueue
-    from billing_core.webhooks.models import WebhookEnvelope
+    from billing_core.webhooks.model import WebhookEnvelope
 
     queue = SqsWebhookQueue(stack.ref("WebhookEventsQueue"))
 
@@ -165,7 +165,7 @@ def test_webhook_fifo_queue_dedupes_by_event_id_and_groups_by_subject(stack: Sta
 def test_an_event_too_big_for_one_message_is_refused_not_truncated(stack: Stack) -> None:
     from billing_core.adapters.sqs import SqsWebhookQueue
     from billing_core.errors import PayloadTooLargeError
-    from billing_core.webhooks.models import WebhookEnvelope
+    from billing_core.webhooks.model import WebhookEnvelope
 
     huge = WebhookEnvelope(
         provider="stripe",

@@ -47,10 +47,9 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.client.cache_clear()
     projector = importlib.import_module("functions.audit_project.app")
-    projector.projector.cache_clear()
+    projector.wiring.reset()
     api = importlib.import_module("functions.audit_api.app")
-    for cached in (api.settings, api.store, api.secrets):
-        cached.cache_clear()
+    api.wiring.reset()
     return projector, api
 
 

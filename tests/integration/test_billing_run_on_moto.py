@@ -15,19 +15,23 @@ from typing import Any
 import pytest
 import stripe
 
-from billing_core.adapters.dynamodb.billing_store import DynamoDBBillingStore
+from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
+from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer, DynamoDBInvoiceTransactions
 from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stripe_gateway import StripePaymentGateway
-from billing_core.billing.periods import Interval, add_interval
-from billing_core.billing.run import BillingRun, ChargeService
+from billing_core.billing.charges import ChargeService
+from billing_core.billing.run import BillingRun
 from billing_core.customers import customer_id_for
 from billing_core.errors import OutcomeUnknownError
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus, invoice_id_for
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account
 from billing_core.ledger.queries import available_credit
-from billing_core.payments import PaymentOutcome
+from billing_core.payments.model import PaymentOutcome
+from billing_core.periods import Interval, add_interval
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
@@ -51,30 +55,37 @@ class Billing:
     def __init__(self, stack: Stack, localstripe: str, clock: Clock):
         self.stack = stack
         self.clock = clock
-        self.store = DynamoDBBillingStore(
-            subscriptions_table=stack.ref("SubscriptionsTable"),
-            invoices_table=stack.ref("InvoicesTable"),
-            ledger_table=stack.ref("LedgerTable"),
-            balances_table=stack.ref("AccountBalancesTable"),
-            dynamodb=stack.client("dynamodb"),
-        )
+        self.db = DynamoDB(stack.client("dynamodb"))
+        self.subscriptions = DynamoDBSubscriptionStore(stack.ref("SubscriptionsTable"), self.db)
+        self.invoices = DynamoDBInvoiceStore(stack.ref("InvoicesTable"), self.db)
         self.ledger = DynamoDBLedgerStore(
-            ledger_table=stack.ref("LedgerTable"),
-            balances_table=stack.ref("AccountBalancesTable"),
-            dynamodb=stack.client("dynamodb"),
+            ledger_table=stack.ref("LedgerTable"), balances_table=stack.ref("AccountBalancesTable"), dynamodb=self.db
         )
+        self.transactions = DynamoDBInvoiceTransactions(self.invoices, self.ledger, self.db)
+        self.issuer = DynamoDBInvoiceIssuer(self.subscriptions, self.invoices, self.ledger, self.db)
         self.gateway = StripePaymentGateway("sk_test_billing", api_base=localstripe, confirm_off_session=False)
         self.stripe = stripe.StripeClient("sk_test_billing", base_addresses={"api": localstripe})
         self.dunning = SqsJsonQueue(stack.ref("DunningQueue"), sqs=stack.client("sqs"))
 
-    def run(self, gateway: Any = None, out_of_time: Callable[[], bool] = lambda: False, store: Any = None) -> Any:
-        store = store or self.store
-        charges = ChargeService(store, gateway or self.gateway, self.clock)
+    def charges(self, gateway: Any = None, transactions: Any = None) -> ChargeService:
+        return ChargeService(
+            invoices=self.invoices,
+            transactions=transactions or self.transactions,
+            subscriptions=self.subscriptions,
+            gateway=gateway or self.gateway,
+            clock=self.clock,
+        )
+
+    def run(
+        self, gateway: Any = None, out_of_time: Callable[[], bool] = lambda: False, transactions: Any = None
+    ) -> Any:
         return BillingRun(
-            store,
-            charges,
-            self.dunning,
-            self.clock,
+            subscriptions=self.subscriptions,
+            invoices=self.invoices,
+            issuer=self.issuer,
+            charges=self.charges(gateway, transactions),
+            dunning=self.dunning,
+            clock=self.clock,
             batch_size=5,
             credits=lambda customer, currency: available_credit(self.ledger, customer, currency),
         ).run(out_of_time)
@@ -110,7 +121,7 @@ class Billing:
                 next_billing_at=PERIOD_END,
             ),
         )
-        assert self.store.create_internal_subscription(subscription, actor="user:test", source="api")
+        assert self.subscriptions.create_internal(subscription, actor="user:test", source="api")
         return subscription
 
     def charges_for(self, subscriptions: list[Subscription]) -> list[Any]:
@@ -122,7 +133,7 @@ class Billing:
         ]
 
     def invoice(self, subscription: Subscription) -> Any:
-        return self.store.get_invoice(invoice_id_for(subscription.subscription_id, PERIOD_END))
+        return self.invoices.get(invoice_id_for(subscription.subscription_id, PERIOD_END))
 
     def dunning_messages(self) -> list[dict[str, Any]]:
         sqs = self.stack.client("sqs")
@@ -161,7 +172,7 @@ def test_a_run_issues_charges_advances_and_hands_declines_to_dunning(billing: Bi
     [handoff] = billing.dunning_messages()
     assert (handoff["invoice_id"], handoff["failure_code"]) == (failed.invoice.invoice_id, "card_declined")
     # and the periods advanced to the next calendar month
-    stored = billing.store.get_subscription(declined.subscription_id)
+    stored = billing.subscriptions.get(declined.subscription_id)
     assert stored is not None and stored.terms is not None
     assert stored.current_period_end == add_interval(PERIOD_END, Interval.MONTH, 1) == stored.terms.next_billing_at
     # and the ledger says: receivables settled for the paid ones, still owed for the declined one
@@ -228,11 +239,11 @@ def test_a_run_killed_half_way_is_finished_by_the_next_without_duplicates(billin
 class CrashAfterConfirm:
     """The run dies after the provider charged but before anything was stored."""
 
-    def __init__(self, store: DynamoDBBillingStore):
-        self._store = store
+    def __init__(self, transactions: DynamoDBInvoiceTransactions):
+        self._transactions = transactions
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self._transactions, name)
 
     def settle_succeeded(self, *args: Any, **kwargs: Any) -> bool:
         raise KeyboardInterrupt("killed")
@@ -241,7 +252,7 @@ class CrashAfterConfirm:
 def test_a_crash_after_the_provider_charged_is_resolved_by_reading_not_by_charging(billing: Billing) -> None:
     subscription = billing.subscription()
     with pytest.raises(KeyboardInterrupt):
-        billing.run(store=CrashAfterConfirm(billing.store))
+        billing.run(transactions=CrashAfterConfirm(billing.transactions))
     view = billing.invoice(subscription)
     assert [a.status for a in view.attempts] == [AttemptStatus.PENDING]
     # When a run comes while the lease still holds, it leaves the attempt alone
@@ -316,7 +327,7 @@ def test_cancel_at_period_end_ends_the_subscription_without_an_invoice(billing: 
     )
     report = billing.run()
     assert (report.ended, report.issued) == (1, 0)
-    stored = billing.store.get_subscription(subscription.subscription_id)
+    stored = billing.subscriptions.get(subscription.subscription_id)
     assert stored is not None and stored.status is SubscriptionStatus.CANCELED
     assert billing.invoice(subscription) is None
     assert billing.run().ended == 0
@@ -335,8 +346,7 @@ def invoice_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.client.cache_clear()
     module = importlib.import_module("functions.invoice_api.app")
-    for cached in (module.settings, module.reader, module.secrets):
-        cached.cache_clear()
+    module.wiring.reset()
     return module
 
 
@@ -385,8 +395,7 @@ def invoice_close(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.client.cache_clear()
     module = importlib.import_module("functions.invoice_close.app")
-    for cached in (module.settings, module.store, module.secrets):
-        cached.cache_clear()
+    module.wiring.reset()
     return module
 
 
@@ -464,9 +473,9 @@ def test_a_due_subscription_that_cannot_be_billed_is_held_not_canceled(billing: 
     others = [billing.subscription() for _ in range(2)]
     report = billing.run()
     assert (report.issued, report.ended) == (2, 0)
-    held = billing.store.get_subscription(subscription.subscription_id)
+    held = billing.subscriptions.get(subscription.subscription_id)
     assert held is not None and held.status is SubscriptionStatus.UNPAID and billing.invoice(subscription) is None
-    assert billing.store.due_subscriptions(billing.clock.now, 10) == []
+    assert billing.subscriptions.due(billing.clock.now, 10) == []
     assert all(billing.invoice(s) is not None for s in others)
 
 
@@ -522,7 +531,7 @@ def test_credit_is_never_spent_twice(billing: Billing) -> None:
         occurred_at=PERIOD_END,
         customer=customer,
     )
-    result = billing.store.issue_invoice(
+    result = billing.issuer.issue(
         invoice,
         subscription,
         [spend],

@@ -17,10 +17,7 @@ from tests.support import load_event
 
 def fresh(module_name: str) -> ModuleType:
     module = importlib.import_module(module_name)
-    for name in ("settings", "service", "secrets", "checks", "starter"):
-        cached = getattr(module, name, None)
-        if hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+    module.wiring.reset()
     return module
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from billing_core.adapters import aws as aws_adapter
 from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.customers import customer_id_for
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account, Entry, LedgerTransaction, PostingResult, transfer
@@ -32,7 +33,7 @@ def ledger_store(stack: Stack) -> DynamoDBLedgerStore:
     return DynamoDBLedgerStore(
         ledger_table=stack.ref("LedgerTable"),
         balances_table=stack.ref("AccountBalancesTable"),
-        dynamodb=stack.client("dynamodb"),
+        dynamodb=DynamoDB(stack.client("dynamodb")),
     )
 
 
@@ -180,8 +181,7 @@ def ledger_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.client.cache_clear()
     module = importlib.import_module("functions.ledger_api.app")
-    for cached in (module.settings, module.reader, module.secrets):
-        cached.cache_clear()
+    module.wiring.reset()
     return module
 
 

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from billing_core.adapters import aws as aws_adapter
-from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
+from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
 from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 from billing_core.invoices.model import InvoiceStatus, invoice_id_for
 from billing_core.ledger import integrity
 from billing_core.ledger.model import Account
-from billing_core.orders.model import CreateOrder
-from billing_core.orders.service import OrderService, invoice_id_for_order
+from billing_core.orders.commit import OrderCommitService
+from billing_core.orders.model import CreateOrder, invoice_id_for_order
+from billing_core.orders.quoting import OrderQuotes
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import DECLINED_CARD, GOOD_CARD, Billing, Clock
@@ -39,10 +40,7 @@ class Shop:
         self.order_commit = importlib.import_module("functions.order_commit.app")
         self.price_book_api = importlib.import_module("functions.price_book_api.app")
         for module in (self.order_api, self.order_commit, self.price_book_api):
-            for name in ("settings", "service", "store", "secrets", "commit_once", "idempotency_config"):
-                cached = getattr(module, name, None)
-                if hasattr(cached, "cache_clear"):
-                    cached.cache_clear()
+            module.wiring.reset()
 
     def call(
         self,
@@ -106,22 +104,34 @@ class Shop:
         stripe.v1.payment_methods.attach(method.id, params={"customer": customer.id})
         return str(customer.id), str(method.id)
 
-    def service(self, clock: Any) -> OrderService:
-        """The domain service with a controllable clock (expiry and period-end scenarios)."""
-        return OrderService(
-            orders=DynamoDBOrderStore(
-                orders_table=self.stack.ref("OrdersTable"),
-                subscriptions_table=self.stack.ref("SubscriptionsTable"),
-                invoices_table=self.stack.ref("InvoicesTable"),
-                ledger_table=self.stack.ref("LedgerTable"),
-                balances_table=self.stack.ref("AccountBalancesTable"),
-                dynamodb=self.stack.client("dynamodb"),
-            ),
-            price_books=DynamoDBPriceBookStore(self.stack.ref("PriceBookTable"), self.stack.client("dynamodb")),
-            subscriptions=self.billing.store,
-            gateway=self.billing.gateway,
-            clock=clock,
+    def service(self, clock: Any, gateway: Any = None) -> OrderFlows:
+        """Quoting and committing with a controllable clock (expiry and period-end scenarios) and, if
+        given, another gateway."""
+        db = self.billing.db
+        orders = DynamoDBOrderStore(self.stack.ref("OrdersTable"), db)
+        price_books = DynamoDBPriceBookStore(self.stack.ref("PriceBookTable"), db)
+        commits = DynamoDBOrderCommits(
+            orders, self.billing.subscriptions, self.billing.invoices, self.billing.ledger, db
         )
+        return OrderFlows(
+            OrderQuotes(orders=orders, price_books=price_books, subscriptions=self.billing.subscriptions, clock=clock),
+            OrderCommitService(
+                orders=orders,
+                commits=commits,
+                price_books=price_books,
+                gateway=gateway or self.billing.gateway,
+                clock=clock,
+            ),
+        )
+
+
+class OrderFlows:
+    """An order's quoting and committing side by side, as a client of both sees them."""
+
+    def __init__(self, quotes: OrderQuotes, commits: OrderCommitService):
+        self.quotes, self.commits = quotes, commits
+        self.create, self.get = quotes.create, quotes.get
+        self.commit, self.payment_settled = commits.commit, commits.payment_settled
 
 
 @pytest.fixture
@@ -167,13 +177,13 @@ def test_a_paid_signup_is_quoted_then_committed_by_its_first_payment(shop: Shop)
     status, committed = shop.commit(order["order_id"], "key-1")
     # Then it is committed with a subscription, a paid invoice and one payment
     assert (status, committed["status"]) == (200, "committed")
-    subscription = shop.billing.store.get_subscription(committed["subscription_id"])
+    subscription = shop.billing.subscriptions.get(committed["subscription_id"])
     assert subscription is not None and subscription.status is SubscriptionStatus.ACTIVE
     assert subscription.terms is not None and (subscription.terms.plan_id, subscription.terms.amount_minor) == (
         "pro-monthly",
         4900,
     )
-    invoice = shop.billing.store.get_invoice(committed["invoice_id"])
+    invoice = shop.billing.invoices.get(committed["invoice_id"])
     assert invoice is not None and invoice.invoice.status is InvoiceStatus.PAID and invoice.total_minor == 4900
     [paid] = payments(shop)
     assert paid.amount_minor == 4900
@@ -289,11 +299,11 @@ def test_a_new_price_version_leaves_existing_subscriptions_next_invoice_unchange
             plan["amount_minor"] = 5900
     assert shop.publish(raised)[0] == 201
     # Then the subscription's next invoice is still 4900 ...
-    subscription = shop.billing.store.get_subscription(committed["subscription_id"])
+    subscription = shop.billing.subscriptions.get(committed["subscription_id"])
     assert subscription is not None and subscription.current_period_end is not None
     shop.billing.clock.now = subscription.current_period_end + timedelta(minutes=1)
     assert shop.billing.run().issued == 1
-    next_invoice = shop.billing.store.get_invoice(
+    next_invoice = shop.billing.invoices.get(
         invoice_id_for(subscription.subscription_id, subscription.current_period_end)
     )
     assert next_invoice is not None and next_invoice.total_minor == 4900
@@ -320,7 +330,7 @@ def test_an_immediate_upgrade_prorates_by_day_and_charges_the_difference(shop: S
     _, committed = shop.commit(signup["order_id"], "signup")
     subscription_id = committed["subscription_id"]
     # When an upgrade to team-monthly is quoted and committed (through the service, 10 days in)
-    start = shop.billing.store.get_subscription(subscription_id)
+    start = shop.billing.subscriptions.get(subscription_id)
     assert start is not None and start.current_period_start is not None and start.current_period_end is not None
     clock = Clock(start.current_period_start + timedelta(days=10))
     service = shop.service(clock)
@@ -337,10 +347,10 @@ def test_an_immediate_upgrade_prorates_by_day_and_charges_the_difference(shop: S
     result = service.commit(upgrade.order_id)
     # Then the subscription moved to team once, and the proration invoice is due for the difference
     assert result.order.status.value == "committed"
-    after = shop.billing.store.get_subscription(subscription_id)
+    after = shop.billing.subscriptions.get(subscription_id)
     assert after is not None and after.terms is not None
     assert (after.terms.plan_id, after.terms.amount_minor, after.version) == ("team-monthly", 9900, start.version + 1)
-    invoice = shop.billing.store.get_invoice(invoice_id_for_order(upgrade.order_id))
+    invoice = shop.billing.invoices.get(invoice_id_for_order(upgrade.order_id))
     assert invoice is not None and invoice.total_minor == quote.amount_due_minor
     # and the billing run charges it
     shop.billing.clock.now = clock.now
@@ -362,7 +372,7 @@ def test_an_immediate_upgrade_prorates_by_day_and_charges_the_difference(shop: S
     # and the next regular invoice spends that credit first, so only the rest is charged
     shop.billing.clock.now = start.current_period_end + timedelta(minutes=1)
     assert shop.billing.run().issued == 1
-    renewal = shop.billing.store.get_invoice(invoice_id_for(subscription_id, start.current_period_end))
+    renewal = shop.billing.invoices.get(invoice_id_for(subscription_id, start.current_period_end))
     assert renewal is not None
     assert [(line.kind.value, line.amount_minor) for line in renewal.invoice.lines] == [
         ("subscription", 4900),
@@ -384,15 +394,15 @@ def test_an_end_of_term_change_applies_with_the_next_period(shop: Shop) -> None:
     )
     assert status == 201 and change["quote"]["amount_due_minor"] == 0 and change["quote"]["next_invoice_minor"] == 49000
     assert shop.commit(change["order_id"], "change")[1]["status"] == "committed"
-    before = shop.billing.store.get_subscription(subscription_id)
+    before = shop.billing.subscriptions.get(subscription_id)
     assert before is not None and before.terms is not None and before.terms.plan_id == "pro-monthly"
     assert before.current_period_end is not None
     shop.billing.clock.now = before.current_period_end + timedelta(minutes=1)
     shop.billing.run()
-    after = shop.billing.store.get_subscription(subscription_id)
+    after = shop.billing.subscriptions.get(subscription_id)
     assert after is not None and after.terms is not None
     assert (after.terms.plan_id, after.terms.amount_minor, after.terms.scheduled_change) == ("pro-yearly", 49000, None)
-    invoice = shop.billing.store.get_invoice(invoice_id_for(subscription_id, before.current_period_end))
+    invoice = shop.billing.invoices.get(invoice_id_for(subscription_id, before.current_period_end))
     assert invoice is not None and invoice.total_minor == 49000 and invoice.invoice.status is InvoiceStatus.PAID
     assert after.current_period_end is not None and (after.current_period_end - before.current_period_end).days >= 365
 
@@ -415,7 +425,7 @@ def test_a_trial_ends_by_the_plans_policy(
     status, order = shop.create(**fields)
     assert status == 201 and order["trial"] and order["quote"]["amount_due_minor"] == 0
     assert shop.commit(order["order_id"], "trial")[1]["status"] == "committed"
-    subscription = shop.billing.store.get_subscription(order["subscription_id"])
+    subscription = shop.billing.subscriptions.get(order["subscription_id"])
     assert subscription is not None and subscription.status is SubscriptionStatus.TRIALING
     assert subscription.trial_end is not None
     # three days before the end, one trial_will_end notice (the run may repeat: still one)
@@ -425,22 +435,24 @@ def test_a_trial_ends_by_the_plans_policy(
         def send(self, document: dict[str, Any]) -> None:
             notices.append(document)
 
-    from billing_core.billing.run import BillingRun, ChargeService
+    from billing_core.billing.run import BillingRun
 
     shop.billing.clock.now = subscription.trial_end - timedelta(days=2)
     for _ in range(2):
         BillingRun(
-            shop.billing.store,
-            ChargeService(shop.billing.store, shop.billing.gateway, shop.billing.clock),
-            shop.billing.dunning,
-            shop.billing.clock,
+            subscriptions=shop.billing.subscriptions,
+            invoices=shop.billing.invoices,
+            issuer=shop.billing.issuer,
+            charges=shop.billing.charges(),
+            dunning=shop.billing.dunning,
+            clock=shop.billing.clock,
             notices=Notices(),
         ).run()
     assert [n["kind"] for n in notices] == ["trial_will_end"]
     # at the trial's end
     shop.billing.clock.now = subscription.trial_end + timedelta(minutes=1)
     shop.billing.run()
-    after = shop.billing.store.get_subscription(order["subscription_id"])
+    after = shop.billing.subscriptions.get(order["subscription_id"])
     assert after is not None and after.status is expected
     charged = len(payments(shop))
     assert charged == (1 if expected is SubscriptionStatus.ACTIVE else 0)
@@ -456,13 +468,7 @@ def test_a_lost_commit_answer_is_finished_by_the_providers_webhook_without_a_sec
     service = shop.service(Clock(now))
     order = service.create(CreateOrder(customer_id=customer, plan_id="pro-monthly", payment_method_id=method))
     # Given a commit whose confirm reached the provider but whose answer was lost
-    lost = OrderService(
-        orders=service._orders,
-        price_books=service._price_books,
-        subscriptions=shop.billing.store,
-        gateway=AnswerLost(shop.billing.gateway, reaches_provider=True),
-        clock=Clock(now),
-    )
+    lost = shop.service(Clock(now), gateway=AnswerLost(shop.billing.gateway, reaches_provider=True))
     pending = lost.commit(order.order_id)
     assert (pending.status_code, pending.order.status.value) == (202, "pending")
     assert pending.order.payment_id is not None
@@ -480,7 +486,7 @@ def test_a_lost_commit_answer_is_finished_by_the_providers_webhook_without_a_sec
     # Then the order is committed with its subscription, and the provider charged once
     committed = service.get(order.order_id)
     assert committed.status.value == "committed" and committed.invoice_id is not None
-    assert shop.billing.store.get_subscription(committed.subscription_id) is not None
+    assert shop.billing.subscriptions.get(committed.subscription_id) is not None
     assert len(payments(shop)) == 1
     charges = [
         c
@@ -501,15 +507,14 @@ def test_a_pending_202_is_not_replayed_for_its_key_and_reconciliation_knows_sign
 
     customer, method = shop.customer()
     _, order = shop.create(customer_id=customer, plan_id="pro-monthly", payment_method_id=method)
-    real = shop.order_commit.service()
-    losing = shop.service(Clock(datetime.now(UTC)))
-    losing._gateway = AnswerLost(shop.billing.gateway, reaches_provider=True)
+    real = shop.order_commit.wiring.order_commit_service()
+    losing = shop.service(Clock(datetime.now(UTC)), gateway=AnswerLost(shop.billing.gateway, reaches_provider=True))
     # Given a commit whose payment answer was lost: 202, pending
-    monkeypatch.setattr(shop.order_commit, "service", lambda: losing)
+    monkeypatch.setattr(shop.order_commit.wiring, "order_commit_service", lambda: losing.commits)
     status, pending = shop.commit(order["order_id"], "retry-me")
     assert (status, pending["status"]) == (202, "pending")
     # When the client retries with the same key once the provider answers again
-    monkeypatch.setattr(shop.order_commit, "service", lambda: real)
+    monkeypatch.setattr(shop.order_commit.wiring, "order_commit_service", lambda: real)
     status, committed = shop.commit(order["order_id"], "retry-me")
     # Then it is not handed the saved 202: the payment is read and the order committed, charged once
     assert (status, committed["status"]) == (200, "committed")
@@ -531,8 +536,8 @@ def test_reconciliation_settles_an_order_whose_answer_and_webhook_were_both_lost
     now = datetime.now(UTC)
     service = shop.service(Clock(now))
     order = service.create(CreateOrder(customer_id=customer, plan_id="pro-monthly", payment_method_id=method))
-    service._gateway = AnswerLost(shop.billing.gateway, reaches_provider=True)
-    assert service.commit(order.order_id).status_code == 202
+    lost = shop.service(Clock(now), gateway=AnswerLost(shop.billing.gateway, reaches_provider=True))
+    assert lost.commit(order.order_id).status_code == 202
     # When reconciliation runs (no webhook ever arrived)
     window = Window(start=now - timedelta(minutes=10), end=datetime.now(UTC) + timedelta(minutes=1))
     report = reconciler(shop.billing, order_payments=service.payment_settled).reconcile(window)

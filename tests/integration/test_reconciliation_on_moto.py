@@ -13,12 +13,12 @@ import requests
 
 from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
 from billing_core.adapters.sqs import SqsJsonQueue
-from billing_core.billing.run import ChargeService
+from billing_core.billing.charges import ChargeService
 from billing_core.customers import customer_id_for
 from billing_core.errors import OutcomeUnknownError
 from billing_core.invoices.model import AttemptStatus
 from billing_core.ledger.model import Account, transfer
-from billing_core.payments import PaymentOutcome
+from billing_core.payments.model import PaymentOutcome
 from billing_core.reconciliation.model import DiscrepancyKind, Resolution, Window
 from billing_core.reconciliation.service import Reconciler
 from tests.integration.conftest import Stack
@@ -34,15 +34,25 @@ def billing(stack: Stack, localstripe: str) -> Billing:
     return Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5)))
 
 
+def _charges(billing: Billing, gateway: Any, clock: Any) -> ChargeService:
+    return ChargeService(
+        invoices=billing.invoices,
+        transactions=billing.transactions,
+        subscriptions=billing.subscriptions,
+        gateway=gateway,
+        clock=clock,
+    )
+
+
 def reconciler(billing: Billing, gateway: Any = None, clock: Any = None, order_payments: Any = None) -> Reconciler:
     gateway = gateway or billing.gateway
     clock = clock or (lambda: datetime.now(UTC))
     return Reconciler(
         gateway=gateway,
         ledger=billing.ledger,
-        attempts=billing.store,
-        charges=ChargeService(billing.store, gateway, clock),
-        reports=DynamoDBReportStore(billing.stack.ref("ReconciliationTable"), billing.stack.client("dynamodb")),
+        attempts=billing.invoices,
+        charges=_charges(billing, gateway, clock),
+        reports=DynamoDBReportStore(billing.stack.ref("ReconciliationTable"), billing.db),
         review=SqsJsonQueue(billing.stack.ref("ReconciliationReviewQueue"), sqs=billing.stack.client("sqs")),
         clock=clock,
         order_payments=order_payments,
@@ -179,7 +189,7 @@ def test_each_injected_discrepancy_is_found_once_and_queued_for_review(billing: 
     # Then the fixed refund is no longer a finding, nothing new is queued, and the report keeps one row each
     assert (DiscrepancyKind.REFUND_MISSING_LOCALLY, refund.id) not in {(d.kind, d.subject) for d in again.discrepancies}
     assert again.new_discrepancies == 0 and review_messages(billing) == []
-    stored = DynamoDBReportStore(billing.stack.ref("ReconciliationTable"), billing.stack.client("dynamodb"))
+    stored = DynamoDBReportStore(billing.stack.ref("ReconciliationTable"), billing.db)
     assert len(stored.findings(report.run_id)) == len(report.discrepancies)
 
 

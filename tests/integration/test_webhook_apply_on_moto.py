@@ -17,12 +17,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from billing_core.adapters import aws as aws_adapter
-from billing_core.adapters.dynamodb.webhook_store import DynamoDBWebhookEffectStore
-from billing_core.subscriptions.state_machine import S
+from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+from billing_core.adapters.dynamodb.table import DynamoDB
+from billing_core.adapters.dynamodb.webhook_event_store import DynamoDBWebhookEventStore
+from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.webhooks.apply import WebhookApplier
 from billing_core.webhooks.effects import ApplyOutcome
-from billing_core.webhooks.models import WebhookEnvelope
-from tests.fakes.webhooks import InMemoryWebhookEffectStore
+from billing_core.webhooks.model import WebhookEnvelope
+from tests.fakes.webhooks import InMemoryWebhookEventStore
 from tests.integration.conftest import Stack
 from tests.support import EVENTS
 
@@ -48,25 +51,37 @@ def envelope(event: dict[str, Any]) -> WebhookEnvelope:
     )
 
 
-def dynamodb_store(stack: Stack) -> DynamoDBWebhookEffectStore:
-    return DynamoDBWebhookEffectStore(
-        events_table=stack.ref("WebhookEventsTable"),
-        subscriptions_table=stack.ref("SubscriptionsTable"),
-        ledger_table=stack.ref("LedgerTable"),
-        balances_table=stack.ref("AccountBalancesTable"),
-        dynamodb=stack.client("dynamodb"),
+def dynamodb_subscriptions(stack: Stack) -> DynamoDBSubscriptionStore:
+    return DynamoDBSubscriptionStore(stack.ref("SubscriptionsTable"), DynamoDB(stack.client("dynamodb")))
+
+
+def dynamodb_store(stack: Stack) -> DynamoDBWebhookEventStore:
+    db = DynamoDB(stack.client("dynamodb"))
+    return DynamoDBWebhookEventStore(
+        stack.ref("WebhookEventsTable"),
+        subscriptions=DynamoDBSubscriptionStore(stack.ref("SubscriptionsTable"), db),
+        ledger=DynamoDBLedgerStore(
+            ledger_table=stack.ref("LedgerTable"), balances_table=stack.ref("AccountBalancesTable"), dynamodb=db
+        ),
+        dynamodb=db,
     )
 
 
-STORES: dict[str, Callable[[Stack], Any]] = {
-    "dynamodb": dynamodb_store,
-    "in-memory": lambda _: InMemoryWebhookEffectStore(),
+def _in_memory(_: Stack) -> tuple[Any, Any]:
+    store = InMemoryWebhookEventStore()
+    return store, store
+
+
+# Each kind: (the event store the applier writes through, a reader of the subscriptions it wrote).
+STORES: dict[str, Callable[[Stack], tuple[Any, Any]]] = {
+    "dynamodb": lambda stack: (dynamodb_store(stack), dynamodb_subscriptions(stack)),
+    "in-memory": _in_memory,
 }
 
 
 @pytest.mark.parametrize("kind", sorted(STORES))
 def test_store_contract(kind: str, stack: Stack) -> None:
-    store = STORES[kind](stack)
+    store, reader = STORES[kind](stack)
     service = WebhookApplier(store, clock=lambda: NOW)
     updated, created, deleted = (pinned(f"customer.subscription.{n}") for n in ("updated", "created", "deleted"))
     revived = pinned("customer.subscription.updated", id="evt_revived", created=deleted["created"] + 60)
@@ -78,9 +93,9 @@ def test_store_contract(kind: str, stack: Stack) -> None:
         ApplyOutcome.APPLIED,
         ApplyOutcome.ILLEGAL_TRANSITION,  # canceled -> active: recorded, not applied
     ]
-    subscription = store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn")
-    assert subscription is not None and subscription.status is S.CANCELED and subscription.version == 2
-    assert store.get(subscription.subscription_id) == subscription
+    subscription = reader.find_by_provider_id("sub_1QAbCdEfGhIjKlMn")
+    assert subscription is not None and subscription.status is SubscriptionStatus.CANCELED and subscription.version == 2
+    assert reader.get(subscription.subscription_id) == subscription
     from tests.unit.test_webhook_apply import second_refund_event
 
     first_refund = service.apply(envelope(pinned("charge.refunded")))
@@ -109,8 +124,8 @@ def test_refunds_are_posted_once_each_in_dynamodb(stack: Stack) -> None:
 
 def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
     from billing_core.errors import ConflictError
-    from billing_core.subscriptions.model import SubscriptionSnapshot
-    from billing_core.webhooks.effects import Effect, EventRecord
+    from billing_core.subscriptions.model import SubscriptionSnapshot, guard_for
+    from billing_core.webhooks.effects import EventRecord, EventWrite
 
     store = dynamodb_store(stack)
     for provider in ("stripe", "dodo"):
@@ -118,7 +133,7 @@ def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
             provider=provider,
             provider_subscription_id="sub_shared",
             provider_customer_id=None,
-            status=S.ACTIVE,
+            status=SubscriptionStatus.ACTIVE,
             position=1,
             source_event_id=f"e-{provider}",
         )
@@ -132,9 +147,12 @@ def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
             applied_at=NOW,
             raw_body="{}",
         )
-        store.commit(record, Effect(subscription=snapshot))
+        written = store.write(
+            EventWrite(record=record, outcome=ApplyOutcome.APPLIED, subscription=snapshot, guard=guard_for(snapshot))
+        )
+        assert written.written
     with pytest.raises(ConflictError):
-        store.find_by_provider_id("sub_shared")
+        dynamodb_subscriptions(stack).find_by_provider_id("sub_shared")
 
 
 def test_each_condition_really_guards(stack: Stack) -> None:
@@ -164,7 +182,7 @@ def test_each_condition_really_guards(stack: Stack) -> None:
 def walk(rng: random.Random) -> list[str]:
     from billing_core.subscriptions.state_machine import TRANSITIONS
 
-    path = [rng.choice([S.TRIALING, S.ACTIVE])]
+    path = [rng.choice([SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE])]
     for _ in range(rng.randint(0, 6)):
         options = sorted(TRANSITIONS[path[-1]])
         if not options:
@@ -284,11 +302,9 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
     aws_adapter.client.cache_clear()
     module = importlib.import_module("functions.webhook_apply.app")
-    module.apply_once.cache_clear()
-    module.idempotency_config.cache_clear()
+    module.wiring.reset()
     yield module
-    module.apply_once.cache_clear()
-    module.idempotency_config.cache_clear()
+    module.wiring.reset()
 
 
 def sqs_event(item: WebhookEnvelope, message_id: str = "m-1") -> dict[str, Any]:
@@ -320,7 +336,8 @@ def test_requests_per_new_event_and_per_duplicate(apply_module: Any) -> None:
     assert apply_module.lambda_handler(event, Context()) == {"batchItemFailures": []}
     new_event = list(calls)
     calls.clear()
-    apply_module.idempotency_config().use_local_cache = False  # a redelivery usually lands on another instance
+    # a redelivery usually lands on another instance
+    apply_module.wiring.apply_webhook_once().config.use_local_cache = False
     assert apply_module.lambda_handler(event, Context()) == {"batchItemFailures": []}
     assert new_event == ["PutItem", "TransactWriteItems", "UpdateItem"]  # <= 3 per new event
     assert calls == ["PutItem"]  # <= 1 per duplicate
@@ -365,7 +382,7 @@ def test_a_fault_at_any_call_then_redelivery_gives_the_same_final_state(
     assert fired.is_set() and not all(delivered)
     # When SQS redelivers (after an in-progress record would have expired with the invocation)
     time.sleep(1.2)
-    apply_module.idempotency_config().use_local_cache = False
+    apply_module.wiring.apply_webhook_once().config.use_local_cache = False
     for event in events:
         assert deliver(apply_module, event)
     # Then the state equals a run without faults

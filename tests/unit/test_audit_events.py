@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from billing_core.audit.model import ChangeSource, EntityEvent, EntityType, diff, entity_event
 from billing_core.audit.project import AuditProjector
 from billing_core.errors import ValidationFailedError
+from billing_core.triggers.streams import change_of
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.support import load_event
 
@@ -34,8 +35,8 @@ def test_the_sample_status_change_becomes_one_event_and_a_redelivery_none() -> N
     log = Log()
     projector = AuditProjector(log, {SUBSCRIPTIONS: "subscriptions"})
     [record] = DynamoDBStreamEvent(load_event("dynamodb/subscription_status_changed.json")).records
-    assert projector.project(record) is True
-    assert projector.project(record) is False
+    assert projector.project(change_of(record)) is True
+    assert projector.project(change_of(record)) is False
     [event] = log.events.values()
     assert (event.entity_type, event.event_type, event.actor, event.source) == (
         EntityType.SUBSCRIPTION,
@@ -57,7 +58,7 @@ def test_records_of_an_unaudited_table_are_refused() -> None:
     )
     [parsed] = DynamoDBStreamEvent(record).records
     with pytest.raises(ValidationFailedError, match="unaudited"):
-        projector.project(parsed)
+        projector.project(change_of(parsed))
 
 
 @pytest.mark.parametrize(

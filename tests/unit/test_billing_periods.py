@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_core.billing.periods import Interval, add_interval
+from billing_core.periods import Interval, add_interval
 
 
 def test_month_ends_clamp_without_drifting() -> None:

@@ -14,7 +14,7 @@ from billing_core.operations.canary import (
     scheduled_probe,
     start_scheduled_run,
 )
-from billing_core.operations.models import Probe, ProbeSubmission, RecordedProbe
+from billing_core.operations.model import Probe, ProbeSubmission, RecordedProbe
 from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore, InMemoryWorkflowStarter
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

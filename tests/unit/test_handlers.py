@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from billing_core.operations.canary import CanaryService
-from billing_core.operations.models import Probe, RecordedProbe
+from billing_core.operations.model import Probe, RecordedProbe
 from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore, InMemoryWorkflowStarter
 from tests.support import load_event
 
@@ -34,12 +34,13 @@ def canary_api(
 ) -> Iterator[tuple[ModuleType, InMemoryProbeStore, InMemoryProbeQueue]]:
     module = importlib.import_module("functions.canary_api.app")
     store, queue = InMemoryProbeStore(), InMemoryProbeQueue()
-    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store, queue=queue))
-    monkeypatch.setattr(module, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
-    monkeypatch.setattr(
-        module,
+    monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=store, queue=queue))
+    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
+    # Settings are a cached property: seeding the instance's cache is how a test configures them.
+    monkeypatch.setitem(
+        module.wiring.__dict__,
         "settings",
-        lambda: module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"),
+        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"),
     )
     return module, store, queue
 
@@ -79,7 +80,7 @@ def test_probe_status_found_and_not_found(canary_api: Any, lambda_context: Any) 
 def test_canary_record_reports_partial_failures(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     module = importlib.import_module("functions.canary_record.app")
     store = InMemoryProbeStore()
-    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store))
+    monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=store))
     event = load_event("sqs/canary_probe_batch.json")
     poison = {**event["Records"][0], "messageId": "poison", "body": "not json"}
     event["Records"].append(poison)
@@ -91,7 +92,7 @@ def test_canary_record_reports_partial_failures(monkeypatch: pytest.MonkeyPatch,
 def test_canary_verify_raises_retryable_until_recorded(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     module = importlib.import_module("functions.canary_verify.app")
     store = InMemoryProbeStore()
-    monkeypatch.setattr(module, "service", lambda: CanaryService(store=store))
+    monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=store))
     event = load_event("stepfunctions/canary_verify.json")
     with pytest.raises(Exception) as raised:  # noqa: PT011 - the class name is the contract
         module.lambda_handler(event, lambda_context)
@@ -103,7 +104,7 @@ def test_canary_verify_raises_retryable_until_recorded(monkeypatch: pytest.Monke
 def test_canary_schedule_starts_a_deterministic_execution(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     module = importlib.import_module("functions.canary_schedule.app")
     starter = InMemoryWorkflowStarter()
-    monkeypatch.setattr(module, "starter", lambda: starter)
+    monkeypatch.setattr(module.wiring, "workflow_starter", lambda: starter)
     event = load_event("eventbridge/canary_scheduled.json")
     first = module.lambda_handler(event, lambda_context)
     second = module.lambda_handler(event, lambda_context)
@@ -113,7 +114,7 @@ def test_canary_schedule_starts_a_deterministic_execution(monkeypatch: pytest.Mo
 
 def test_canary_schedule_rejects_a_non_eventbridge_event(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     module = importlib.import_module("functions.canary_schedule.app")
-    monkeypatch.setattr(module, "starter", InMemoryWorkflowStarter)
+    monkeypatch.setattr(module.wiring, "workflow_starter", InMemoryWorkflowStarter)
     with pytest.raises(Exception, match="validation error"):
         module.lambda_handler({"hello": "world"}, lambda_context)
 
@@ -132,8 +133,8 @@ def test_webhook_receive_maps_outcomes_to_http(monkeypatch: pytest.MonkeyPatch, 
             sent.append(envelope)
 
     monkeypatch.setattr(
-        module,
-        "receiver",
+        module.wiring,
+        "webhook_receiver",
         lambda: WebhookReceiver(
             secret_names={"stripe": "s"}, secrets=FixedSecret(secret), queue=Queue(), max_body_bytes=4096
         ),

@@ -13,7 +13,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from billing_core.billing.periods import Interval, add_interval
 from billing_core.money import (
     MINOR_UNIT_EXPONENTS,
     Money,
@@ -21,6 +20,7 @@ from billing_core.money import (
     minor_unit_exponent,
     parse_currency,
 )
+from billing_core.periods import Interval, add_interval
 from billing_core.pricing.proration import (
     ProrationQuote,
     amount_for_days,

@@ -13,7 +13,6 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ValidationError
 
-from billing_core.billing.periods import Interval
 from billing_core.customers import customer_id_for
 from billing_core.errors import ConflictError, NotFoundError, UnauthorizedError, ValidationFailedError
 from billing_core.operations.admin_auth import authorize_admin
@@ -30,6 +29,7 @@ from billing_core.orders.model import (
     QuoteLineKind,
     subscription_id_for_order,
 )
+from billing_core.periods import Interval
 from billing_core.pricing.model import CapPolicy, Plan, PriceBook, PublishedPriceBook, UsageComponent
 from billing_core.triggers.http import validation_failed
 from local_runtime.template import load_template

@@ -14,11 +14,11 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel
 
-from billing_core.operations.models import Probe, ProbeSubmission
+from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
-from billing_core.webhooks.models import WebhookEnvelope
-from billing_core.webhooks.stripe_events import StripeEvent
+from billing_core.webhooks.model import WebhookEnvelope
+from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
 from functions.invoice_close.app import CloseRequest
 from functions.reconciliation_run.app import Request as ReconciliationRequest

@@ -8,7 +8,7 @@ import stripe
 
 from billing_core.adapters.stripe_gateway import translate_stripe_error
 from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
-from billing_core.payments import PaymentDeclinedError
+from billing_core.payments.model import PaymentDeclinedError
 
 
 @pytest.mark.parametrize(

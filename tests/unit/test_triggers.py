@@ -18,7 +18,7 @@ from billing_core.errors import (
     RetryableError,
 )
 from billing_core.operations.canary import ProbeCorruptedError, ProbeNotYetRecordedError
-from billing_core.operations.models import Probe
+from billing_core.operations.model import Probe
 from billing_core.triggers.http import DEFAULT_MAX_BODY_BYTES, parse_json_body, register_error_handlers
 from billing_core.triggers.sqs import MalformedMessageError, parse_record, process_sqs_batch
 from billing_core.triggers.stepfunctions import step_functions_task

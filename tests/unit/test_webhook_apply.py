@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from billing_core.ledger.model import Entry, LedgerTransaction
 from billing_core.subscriptions.model import subscription_id_for
-from billing_core.subscriptions.state_machine import TRANSITIONS, S, SubscriptionStatus, is_legal, reachable_from
+from billing_core.subscriptions.state_machine import TRANSITIONS, SubscriptionStatus, is_legal, reachable_from
 from billing_core.webhooks.apply import WebhookApplier
 from billing_core.webhooks.effects import ApplyOutcome
-from billing_core.webhooks.models import WebhookEnvelope
-from billing_core.webhooks.stripe_events import HANDLERS
-from tests.fakes.webhooks import InMemoryWebhookEffectStore
+from billing_core.webhooks.model import WebhookEnvelope
+from billing_core.webhooks.providers.stripe_events import HANDLERS
+from tests.fakes.webhooks import InMemoryWebhookEventStore
 from tests.support import EVENTS
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -42,8 +42,8 @@ def pinned(name: str) -> dict[str, Any]:
     return loaded
 
 
-def applier() -> tuple[WebhookApplier, InMemoryWebhookEffectStore]:
-    store = InMemoryWebhookEffectStore()
+def applier() -> tuple[WebhookApplier, InMemoryWebhookEventStore]:
+    store = InMemoryWebhookEventStore()
     return WebhookApplier(store, clock=lambda: NOW), store
 
 
@@ -114,7 +114,7 @@ def test_subscription_lifecycle_from_pinned_events() -> None:
         service.apply(envelope(pinned(name)))
     subscription = store.get(subscription_id_for("stripe", "sub_1QAbCdEfGhIjKlMn"))
     assert subscription is not None
-    assert (subscription.status, subscription.version) == (S.CANCELED, 3)
+    assert (subscription.status, subscription.version) == (SubscriptionStatus.CANCELED, 3)
     assert subscription.provider_customer_id == "cus_QAbCdEfGhIjK"
 
 
@@ -124,8 +124,8 @@ def test_updated_before_created_is_an_upsert_and_the_late_created_is_stale() -> 
     late = service.apply(envelope(pinned("customer.subscription.created")))
     assert late.outcome is ApplyOutcome.STALE
     subscription = store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn")
-    assert subscription is not None and subscription.status is S.ACTIVE  # never moved backwards
-    assert store.events["stripe:" + pinned("customer.subscription.created")["id"]][1] is ApplyOutcome.STALE
+    assert subscription is not None and subscription.status is SubscriptionStatus.ACTIVE  # never moved backwards
+    assert store.events["stripe:" + pinned("customer.subscription.created")["id"]].outcome is ApplyOutcome.STALE
 
 
 def test_an_impossible_transition_is_recorded_not_applied() -> None:
@@ -135,7 +135,7 @@ def test_an_impossible_transition_is_recorded_not_applied() -> None:
     revived["id"], revived["created"] = "evt_revived", pinned("customer.subscription.deleted")["created"] + 60
     result = service.apply(envelope(revived))
     assert result.outcome is ApplyOutcome.ILLEGAL_TRANSITION
-    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.CANCELED  # type: ignore[union-attr]
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is SubscriptionStatus.CANCELED  # type: ignore[union-attr]
 
 
 def test_unknown_provider_events_are_recorded_and_acknowledged() -> None:
@@ -157,15 +157,15 @@ def test_unknown_provider_events_are_recorded_and_acknowledged() -> None:
 
 
 def test_canceled_is_terminal_and_every_state_can_be_canceled() -> None:
-    assert reachable_from(S.CANCELED) == {S.CANCELED}
+    assert reachable_from(SubscriptionStatus.CANCELED) == {SubscriptionStatus.CANCELED}
     for status in SubscriptionStatus:
-        if status is not S.UNKNOWN:
-            assert is_legal(status, S.CANCELED)
+        if status is not SubscriptionStatus.UNKNOWN:
+            assert is_legal(status, SubscriptionStatus.CANCELED)
 
 
 def test_transition_table_names_only_known_states() -> None:
     for source, targets in TRANSITIONS.items():
-        assert S.UNKNOWN not in targets, source
+        assert SubscriptionStatus.UNKNOWN not in targets, source
 
 
 # --- ledger -------------------------------------------------------------------------------------------
@@ -200,7 +200,9 @@ def test_amounts_are_non_zero_integers(amount: object) -> None:
 
 
 def walk(draw: Any) -> list[SubscriptionStatus]:
-    start = draw(st.sampled_from([S.TRIALING, S.INCOMPLETE, S.ACTIVE]))
+    start = draw(
+        st.sampled_from([SubscriptionStatus.TRIALING, SubscriptionStatus.INCOMPLETE, SubscriptionStatus.ACTIVE])
+    )
     path = [start]
     for _ in range(draw(st.integers(min_value=0, max_value=8))):
         options = sorted(TRANSITIONS[path[-1]])
@@ -274,6 +276,6 @@ def test_an_unreadable_status_never_pins_the_subscription() -> None:
     odd = pinned("customer.subscription.created")
     odd["data"]["object"]["status"] = "some_future_status"
     service.apply(envelope(odd))
-    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.UNKNOWN  # type: ignore[union-attr]
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is SubscriptionStatus.UNKNOWN  # type: ignore[union-attr]
     assert service.apply(envelope(pinned("customer.subscription.updated"))).outcome is ApplyOutcome.APPLIED
-    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is S.ACTIVE  # type: ignore[union-attr]
+    assert store.find_by_provider_id("sub_1QAbCdEfGhIjKlMn").status is SubscriptionStatus.ACTIVE  # type: ignore[union-attr]

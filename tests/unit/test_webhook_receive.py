@@ -19,7 +19,7 @@ from billing_core.errors import (
     PayloadTooLargeError,
     ValidationFailedError,
 )
-from billing_core.webhooks.models import WebhookEnvelope
+from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.receive import WebhookReceiver
 from billing_core.webhooks.verification import SignatureRejectedError
 

@@ -6,11 +6,12 @@ Manager / SSM through Powertools Parameters (see adapters.secrets).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from billing_core.errors import ConfigurationError
 
@@ -39,3 +40,58 @@ class FunctionSettings(BaseModel):
 def split_list(value: str) -> list[str]:
     """Comma-separated environment lists (CloudFormation `!Join [",", ...]`)."""
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class BundleSettings(FunctionSettings):
+    """Every setting any function of the bundle may be given, all optional here. A function's own settings
+    model subclasses this and makes required exactly what it uses (its template Environment), so it fails
+    fast when deployed without one; the composition root (wiring.py) reads names from it and says which one
+    is missing if a builder needs a setting the function was not given."""
+
+    # DynamoDB tables
+    subscriptions_table_name: str | None = None
+    invoices_table_name: str | None = None
+    ledger_table_name: str | None = None
+    account_balances_table_name: str | None = None
+    orders_table_name: str | None = None
+    price_book_table_name: str | None = None
+    webhook_events_table_name: str | None = None
+    idempotency_table_name: str | None = None
+    audit_table_name: str | None = None
+    canary_table_name: str | None = None
+    reconciliation_table_name: str | None = None
+    # SQS queues and Step Functions
+    canary_queue_url: str | None = None
+    webhook_queue_url: str | None = None
+    dunning_queue_url: str | None = None
+    notifications_queue_url: str | None = None
+    review_queue_url: str | None = None
+    canary_state_machine_arn: str | None = None
+    # Secrets (names; the values come from Secrets Manager)
+    admin_token_secret_name: str | None = None
+    stripe_api_key_secret_name: str | None = None
+    # Stripe API (template parameters StripeApiBase, StripeConfirmOffSession)
+    stripe_api_base: str = ""
+    stripe_confirm_off_session: bool = True
+    # Webhook receive: provider -> signing secret name (JSON), and limits (None: the receiver's defaults)
+    webhook_secret_names: dict[str, str] | None = None
+    webhook_tolerance_seconds: int | None = None
+    webhook_max_body_bytes: int | None = None
+    # Health: what GET /health asks (comma-separated lists)
+    health_table_names: str | None = None
+    health_queue_urls: str | None = None
+    health_timeout_seconds: float = 3.0
+
+    @field_validator("webhook_secret_names", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def require(self, name: str) -> str:
+        value = getattr(self, name, None)
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(
+                f"{type(self).__name__} has no {name.upper()}: this function was not given what it needs",
+                details={"problems": [f"{name.upper()}: missing"]},
+            )
+        return value

@@ -1,15 +1,54 @@
-"""Logger, Tracer and Metrics shared by every function. Service name and namespace come from
-POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE set in template.yaml Globals."""
+"""Logger, Metrics and tracing shared by every function. Service name and namespace come from
+POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE set in template.yaml Globals.
+
+The Tracer is built lazily: constructing one imports the X-Ray SDK (about 0.2 s of a cold start here,
+docs/benchmarks.md), so `traced` builds it on the first invocation, and never where Powertools itself would
+disable tracing (POWERTOOLS_TRACE_DISABLED, `sam local`, outside Lambda). In AWS, with `Tracing: Active`,
+the first invocation still pays that import: tracing costs what it costs, but only where it is on.
+
+Domain code counts outcomes with `count()` and never touches Powertools' metric types itself."""
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 
 # Routes like GET /health legitimately publish no metric; Powertools warns on every such invocation.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
+
+
+def count(name: str, value: int = 1) -> None:
+    """One outcome metric (PascalCase name, e.g. WebhookSignatureRejected), published with the invocation."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+@functools.cache
+def _tracer() -> Tracer:
+    return Tracer()
+
+
+def tracing_enabled() -> bool:
+    # Powertools' own rule, so that we skip the Tracer exactly where it would have disabled itself.
+    return not Tracer._is_tracer_disabled()
+
+
+def traced[HandlerT: Callable[..., Any]](handler: HandlerT) -> HandlerT:
+    """`Tracer.capture_lambda_handler`, with the Tracer built on the first invocation (if tracing is on)."""
+    decorated: Callable[..., Any] | None = None
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        nonlocal decorated
+        if decorated is None:
+            decorated = _tracer().capture_lambda_handler(handler) if tracing_enabled() else handler
+        return decorated(event, context)
+
+    return wrapper  # type: ignore[return-value]

@@ -8,8 +8,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, translate
 from billing_core.errors import PayloadTooLargeError
-from billing_core.operations.models import Probe
-from billing_core.webhooks.models import WebhookEnvelope
+from billing_core.operations.model import Probe
+from billing_core.webhooks.model import WebhookEnvelope
 
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
 

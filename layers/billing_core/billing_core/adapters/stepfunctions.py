@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, error_code, translate
-from billing_core.operations.models import StartedExecution
+from billing_core.operations.model import StartedExecution
 
 
 class StepFunctionsStarter:

@@ -17,7 +17,7 @@ from typing import Any
 import stripe
 
 from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
-from billing_core.payments import (
+from billing_core.payments.model import (
     PaymentDeclinedError,
     PaymentOutcome,
     PaymentStatus,

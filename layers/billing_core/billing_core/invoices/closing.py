@@ -6,29 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 from billing_core.errors import ConflictError
 from billing_core.invoices.model import INVOICE_TRANSITIONS, AttemptStatus, Invoice, InvoiceStatus, InvoiceView
+from billing_core.invoices.ports import InvoiceReader, InvoiceTransactions
 from billing_core.invoices.queries import find_invoice
+from billing_core.ledger import postings
 from billing_core.ledger.model import Account, LedgerTransaction, transfer
 
 CLOSING = frozenset({InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE})
-
-
-class InvoiceCloserStore(Protocol):
-    def get_invoice(self, invoice_id: str) -> InvoiceView | None: ...
-
-    def close_invoice(
-        self,
-        invoice: Invoice,
-        to_status: InvoiceStatus,
-        posting: LedgerTransaction | None,
-        *,
-        actor: str,
-        reason: str,
-        now: datetime,
-    ) -> bool: ...
 
 
 def closing_posting(invoice: Invoice, to_status: InvoiceStatus, actor: str, now: datetime) -> LedgerTransaction | None:
@@ -46,7 +32,7 @@ def closing_posting(invoice: Invoice, to_status: InvoiceStatus, actor: str, now:
     else:
         debit = Account.REVENUE
     return transfer(
-        transaction_id=f"invoice_{to_status.value}:{invoice.invoice_id}",
+        transaction_id=postings.invoice_closed_id(to_status.value, invoice.invoice_id),
         source=f"invoice:{invoice.invoice_id}",
         debit=debit,
         credit=credit,
@@ -59,7 +45,8 @@ def closing_posting(invoice: Invoice, to_status: InvoiceStatus, actor: str, now:
 
 
 def close_invoice(
-    store: InvoiceCloserStore,
+    invoices: InvoiceReader,
+    transactions: InvoiceTransactions,
     invoice_id: str,
     to_status: InvoiceStatus,
     *,
@@ -69,7 +56,7 @@ def close_invoice(
 ) -> InvoiceView:
     if to_status not in CLOSING:
         raise ValueError(f"{to_status} does not close an invoice")
-    view = find_invoice(store, invoice_id)
+    view = find_invoice(invoices, invoice_id)
     invoice = view.invoice
     if invoice.status is to_status:
         return view  # repeated request: already done
@@ -84,8 +71,8 @@ def close_invoice(
             "a charge attempt is still unresolved; its money may yet arrive", code="charge_attempt_unresolved"
         )
     now = clock()
-    if not store.close_invoice(
+    if not transactions.close(
         invoice, to_status, closing_posting(invoice, to_status, actor, now), actor=actor, reason=reason, now=now
     ):
         raise ConflictError("the invoice changed meanwhile; read it again", code="invoice_changed")
-    return find_invoice(store, invoice_id)
+    return find_invoice(invoices, invoice_id)

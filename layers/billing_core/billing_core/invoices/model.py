@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -46,6 +46,21 @@ class LineKind(StrEnum):
     PRORATION = "proration"
     USAGE = "usage"
     CREDIT = "credit"  # the customer's credit balance applied (negative)
+
+
+class PendingWork(StrEnum):
+    """The billing run's to-do list (a sparse index): every item leaves it in the write that finishes its step."""
+
+    CHARGE = "charge"  # issued, first attempt not claimed
+    RESOLVE_ATTEMPT = "resolve_attempt"  # an attempt PENDING past its lease, or UNKNOWN
+    DUNNING_HANDOFF = "dunning_handoff"  # a failed attempt not yet handed to dunning
+
+
+class PendingItem(NamedTuple):
+    """One entry of the to-do list: an invoice, and for RESOLVE_ATTEMPT which of its attempts."""
+
+    invoice_id: str
+    attempt_number: int | None = None
 
 
 class IssueResult(StrEnum):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from billing_core.customers import customer_id_for, is_our_customer_id
 from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
 from billing_core.ledger.model import Account, Balance, PostedEntry
-from billing_core.ports import LedgerReader
+from billing_core.ledger.ports import LedgerReader
 
 PROVIDERS = ("stripe", "dodo")
 

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from billing_core.errors import NotFoundError, PermanentError, RetryableError
-from billing_core.operations.models import (
+from billing_core.operations.model import (
     Probe,
     ProbeSubmission,
     RecordedProbe,
     RecordOutcome,
     StartedExecution,
 )
-from billing_core.ports import ProbeQueue, ProbeStore, WorkflowStarter
+from billing_core.operations.ports import ProbeQueue, ProbeStore, WorkflowStarter
 
 Clock = Callable[[], datetime]
 

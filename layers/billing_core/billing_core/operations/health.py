@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
-from billing_core.operations.models import CheckResult, HealthReport
-from billing_core.ports import HealthCheck
+from billing_core.operations.model import CheckResult, HealthReport
+from billing_core.operations.ports import HealthCheck
 
 
 def run_health_checks(checks: Sequence[HealthCheck], *, timeout_seconds: float = 3.0) -> HealthReport:

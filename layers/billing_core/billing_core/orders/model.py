@@ -114,6 +114,18 @@ class CommitRequest(BaseModel):
     payment_method_id: str | None = Field(default=None, pattern=PROVIDER_ID)
 
 
+class CommitResult(BaseModel):
+    """What POST /orders/{id}/commit answers; saved by the idempotency layer for repeats."""
+
+    status_code: int
+    order: Order
+
+
 def subscription_id_for_order(order_id: str) -> str:
     """A signup's subscription id follows from its order: committing twice can only create one."""
     return "bsub_" + hashlib.sha256(f"order:{order_id}".encode()).hexdigest()[:24]
+
+
+def invoice_id_for_order(order_id: str) -> str:
+    """The invoice an order brings (a signup's first, or a change's proration invoice): one per order."""
+    return "binv_" + hashlib.sha256(f"order:{order_id}".encode()).hexdigest()[:24]

@@ -10,7 +10,7 @@ from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from billing_core.billing.periods import Interval
+from billing_core.periods import Interval
 
 IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")

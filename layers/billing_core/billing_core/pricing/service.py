@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Protocol
 
 from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
-from billing_core.pricing.model import PriceBook, PublishedPriceBook
-
-
-class PriceBookStore(Protocol):
-    def publish(self, book: PriceBook, *, actor: str, now: datetime) -> PublishedPriceBook: ...
-
-    def effective_at(self, at: datetime) -> PublishedPriceBook | None: ...
+from billing_core.pricing.model import Plan, PriceBook, PublishedPriceBook
+from billing_core.pricing.ports import PriceBookStore
 
 
 def parse_at(value: str | None, now: datetime) -> datetime:
@@ -35,6 +29,14 @@ def price_book_at(store: PriceBookStore, at: datetime) -> PublishedPriceBook:
     if book is None:
         raise NotFoundError(f"no price book was in force at {at.isoformat()}", code="price_book_not_found")
     return book
+
+
+def plan_as_quoted(store: PriceBookStore, quoted_at: datetime, plan_id: str, price_version: str) -> Plan | None:
+    """The plan exactly as it was quoted: the price book in force when the quote was made (published
+    versions are immutable); None if that version is not the one the quote names."""
+    book = price_book_at(store, quoted_at)
+    plan = book.plan(plan_id)
+    return plan if plan is not None and book.version == price_version else None
 
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)

@@ -7,21 +7,19 @@ id the webhook would have used - so a late webhook or a second run changes nothi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from billing_core.billing.run import ChargeService
+from billing_core.billing.charges import ChargeService
 from billing_core.customers import customer_id_for
 from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
-from billing_core.invoices.model import AttemptStatus, ChargeAttempt
-from billing_core.ledger import integrity
-from billing_core.ledger.model import Account, Balance, LedgerTransaction, PostedEntry, PostingResult, transfer
-from billing_core.observability import logger, metrics
-from billing_core.payments import PaymentOutcome, PaymentStatus, ProviderCharge, ProviderRefund
-from billing_core.ports import DocumentQueue, PaymentGateway
+from billing_core.invoices.model import AttemptStatus
+from billing_core.ledger import integrity, postings
+from billing_core.ledger.model import Account, PostedEntry
+from billing_core.observability import count, logger
+from billing_core.payments.model import PaymentOutcome, PaymentStatus, ProviderCharge, ProviderRefund
+from billing_core.payments.ports import PaymentGateway
+from billing_core.ports import DocumentQueue
 from billing_core.reconciliation.model import (
     Discrepancy,
     DiscrepancyKind,
@@ -29,34 +27,9 @@ from billing_core.reconciliation.model import (
     Resolution,
     Window,
 )
+from billing_core.reconciliation.ports import AttemptSource, ReconciliationLedger, ReportStore
 
 ACTOR = "system:reconciliation"
-
-
-class ReconciliationLedger(Protocol):
-    def transaction(self, transaction_id: str) -> list[PostedEntry]: ...
-
-    def post(self, transaction: LedgerTransaction) -> PostingResult: ...
-
-    def entries_for_account_day(self, account: str, day: str) -> Iterator[PostedEntry]: ...
-
-    def all_entries(self) -> Iterator[PostedEntry]: ...
-
-    def all_balances(self) -> list[Balance]: ...
-
-
-class ReportStore(Protocol):
-    def record(self, run_id: str, discrepancy: Discrepancy, now: datetime) -> bool:
-        """Store the finding; True if it was not in this run's report before."""
-        ...
-
-    def summarize(self, report: ReconciliationReport, now: datetime) -> None: ...
-
-
-class AttemptSource(Protocol):
-    def unknown_attempts(self, limit: int) -> list[ChargeAttempt]: ...
-
-    def get_attempt(self, invoice_id: str, number: int) -> ChargeAttempt | None: ...
 
 
 class Reconciler:
@@ -134,9 +107,9 @@ class Reconciler:
     def _expected_transaction(self, charge: ProviderCharge) -> str | None:
         # Ours: an invoice's charge attempt (metadata.invoice_id) or an order's first payment (metadata.order_id).
         if (charge.metadata.get("invoice_id") or charge.metadata.get("order_id")) and charge.payment_id:
-            return f"payment:{self._gateway.provider}:{charge.payment_id}"
+            return postings.payment_id(self._gateway.provider, charge.payment_id)
         if charge.provider_invoice_id:
-            return f"{self._gateway.provider}:invoice_paid:{charge.provider_invoice_id}"
+            return postings.provider_invoice_paid_id(self._gateway.provider, charge.provider_invoice_id)
         return None
 
     def _charges_against_ledger(self, charges: list[ProviderCharge]) -> list[Discrepancy]:
@@ -211,17 +184,15 @@ class Reconciler:
             return bool(self._ledger.transaction(transaction_id))
         if charge.provider_invoice_id and charge.provider_customer_id:
             # The provider's billing: post what the invoice.paid webhook would have posted, same id.
-            customer = customer_id_for(self._gateway.provider, charge.provider_customer_id)
             self._ledger.post(
-                transfer(
-                    transaction_id=transaction_id,
-                    source=f"reconciliation:{charge.charge_id}",
-                    debit=Account.provider_clearing(self._gateway.provider),
-                    credit=Account.receivable(customer),
+                postings.provider_invoice_paid(
+                    provider=self._gateway.provider,
+                    provider_invoice_id=charge.provider_invoice_id,
+                    customer=customer_id_for(self._gateway.provider, charge.provider_customer_id),
                     amount_minor=charge.amount_minor,
                     currency=charge.currency,
-                    occurred_at=charge.created_at,
-                    customer=customer,
+                    at=charge.created_at,
+                    source=f"reconciliation:{charge.charge_id}",
                     actor=ACTOR,
                 )
             )
@@ -255,20 +226,20 @@ class Reconciler:
         for refund in refunds:
             if not refund.succeeded:
                 continue
-            transaction_id = f"{self._gateway.provider}:refund:{refund.refund_id}"
+            transaction_id = postings.refund_id(self._gateway.provider, refund.refund_id)
             entries = self._ledger.transaction(transaction_id)
             details = {"refund_id": refund.refund_id, "amount_minor": refund.amount_minor, "currency": refund.currency}
             if not entries:
                 # The charge.refunded webhook's posting, under its id: a late webhook finds it posted.
                 self._ledger.post(
-                    transfer(
-                        transaction_id=transaction_id,
-                        source=f"reconciliation:{refund.refund_id}",
-                        debit=Account.REFUNDS,
-                        credit=Account.provider_clearing(self._gateway.provider),
+                    postings.refund(
+                        provider=self._gateway.provider,
+                        provider_refund_id=refund.refund_id,
+                        customer=None,
                         amount_minor=refund.amount_minor,
                         currency=refund.currency,
-                        occurred_at=refund.created_at,
+                        at=refund.created_at,
+                        source=f"reconciliation:{refund.refund_id}",
                         actor=ACTOR,
                     )
                 )
@@ -328,14 +299,14 @@ class Reconciler:
         """'' when the provider confirms the payment, else what it says instead."""
         provider = self._gateway.provider
         try:
-            if entry.transaction_id.startswith(f"payment:{provider}:"):
-                payment_id = entry.transaction_id.split(":", 2)[2]
+            payment_id = postings.payment_of(entry.transaction_id, provider)
+            if payment_id is not None:
                 if payment_id in payments:
                     return ""
                 outcome = self._gateway.retrieve_payment(payment_id)
                 return "" if outcome.status is PaymentStatus.SUCCEEDED else f"payment {outcome.status.value}"
-            if entry.transaction_id.startswith(f"{provider}:invoice_paid:"):
-                invoice_id = entry.transaction_id.split(":", 2)[2]
+            invoice_id = postings.provider_invoice_paid_of(entry.transaction_id, provider)
+            if invoice_id is not None:
                 if invoice_id in invoices:
                     return ""
                 invoice = self._gateway.retrieve_invoice(invoice_id)
@@ -386,9 +357,8 @@ class Reconciler:
                     }
                 )
             if discrepancy.resolution is Resolution.OPEN:
-                metrics.add_metric(name="ReconciliationDiscrepancy", unit=MetricUnit.Count, value=1)
-            name = "Reconciliation" + discrepancy.kind.value.title().replace("_", "")
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+                count("ReconciliationDiscrepancy")
+            count("Reconciliation" + discrepancy.kind.value.title().replace("_", ""))
         self._reports.summarize(report, now)
         logger.info(
             "reconciliation finished",

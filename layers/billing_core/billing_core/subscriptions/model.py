@@ -1,3 +1,7 @@
+"""The subscription aggregate: what we store about one subscription, whether billed by the provider (mirrored
+from its snapshots) or by us (internal terms locked by an order), and the rule that decides whether a
+provider snapshot moves it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_core.billing.periods import Interval
-from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal
+from billing_core.periods import Interval
+from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal, may_precede
 
 
 class BillingMode(StrEnum):
@@ -104,9 +108,37 @@ class SnapshotVerdict(StrEnum):
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
 
 
+class SnapshotGuard(BaseModel):
+    """judge()'s rule in the form a conditional write can test without reading first: the stored
+    subscription may be absent; or older (a lower position) in one of `newer_from`; or at the same position
+    in exactly `same_position_from`. A store writes the snapshot only where the guard admits it, and hands
+    back what it found otherwise, for judge() to name the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    newer_from: frozenset[SubscriptionStatus]
+    same_position_from: SubscriptionStatus | None
+
+    def admits(self, current: Subscription | None) -> bool:
+        if current is None:
+            return True
+        if current.position < self.position:
+            return current.status in self.newer_from
+        return current.position == self.position and current.status is self.same_position_from
+
+
+def guard_for(snapshot: SubscriptionSnapshot) -> SnapshotGuard:
+    """Admits exactly what judge() would APPLY: an unknown target status never overwrites a stored
+    subscription, and a same-second event follows only the status it says it left."""
+    allowed = frozenset() if snapshot.status is SubscriptionStatus.UNKNOWN else may_precede(snapshot.status)
+    previous = snapshot.previous_status if snapshot.previous_status in allowed else None
+    return SnapshotGuard(position=snapshot.position, newer_from=allowed, same_position_from=previous)
+
+
 def judge(current: Subscription | None, snapshot: SubscriptionSnapshot) -> SnapshotVerdict:
-    """Whether a snapshot moves the stored subscription. Pure; the DynamoDB adapter encodes the same
-    rule as a write condition (stored_statuses_allowed) and uses this to explain a failed condition."""
+    """Whether a snapshot moves the stored subscription, and if not, why (STALE or ILLEGAL_TRANSITION).
+    Pure; guard_for() states the same rule as a write condition."""
     if current is None:
         return SnapshotVerdict.APPLY
     if snapshot.position < current.position:

@@ -1,8 +1,10 @@
+"""Finding a subscription by our id or the provider's."""
+
 from __future__ import annotations
 
 from billing_core.errors import NotFoundError
-from billing_core.ports import SubscriptionReader
 from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.ports import SubscriptionReader
 
 OUR_ID_PREFIX = "bsub_"
 

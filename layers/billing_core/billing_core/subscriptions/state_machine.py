@@ -23,33 +23,40 @@ class SubscriptionStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-S = SubscriptionStatus
-
-TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
-    S.TRIALING: frozenset({S.ACTIVE, S.PAST_DUE, S.INCOMPLETE, S.PAUSED, S.CANCELED}),
-    S.INCOMPLETE: frozenset({S.ACTIVE, S.CANCELED}),  # incomplete_expired is canceled
-    S.ACTIVE: frozenset({S.PAST_DUE, S.UNPAID, S.PAUSED, S.TRIALING, S.CANCELED}),
-    S.PAST_DUE: frozenset({S.ACTIVE, S.UNPAID, S.PAUSED, S.CANCELED}),
-    S.UNPAID: frozenset({S.ACTIVE, S.PAST_DUE, S.CANCELED}),
-    S.PAUSED: frozenset({S.ACTIVE, S.TRIALING, S.CANCELED}),
-    S.CANCELED: frozenset(),  # terminal
+# Who may follow whom, by status value (read as: from -> the statuses one step away).
+_FOLLOWERS = {
+    "trialing": "active past_due incomplete paused canceled",
+    "incomplete": "active canceled",  # incomplete_expired is canceled
+    "active": "past_due unpaid paused trialing canceled",
+    "past_due": "active unpaid paused canceled",
+    "unpaid": "active past_due canceled",
+    "paused": "active trialing canceled",
+    "canceled": "",  # terminal
     # A status we could not read must never pin the subscription: the next known status applies.
-    S.UNKNOWN: frozenset({S.TRIALING, S.INCOMPLETE, S.ACTIVE, S.PAST_DUE, S.UNPAID, S.PAUSED, S.CANCELED}),
+    "unknown": "trialing incomplete active past_due unpaid paused canceled",
+}
+TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
+    SubscriptionStatus(source): frozenset(SubscriptionStatus(target) for target in targets.split())
+    for source, targets in _FOLLOWERS.items()
 }
 
 # Provider status names that are not ours.
-PROVIDER_STATUS_ALIASES = {"incomplete_expired": S.CANCELED, "ended": S.CANCELED, "on_hold": S.PAST_DUE}
+PROVIDER_STATUS_ALIASES = {
+    "incomplete_expired": SubscriptionStatus.CANCELED,
+    "ended": SubscriptionStatus.CANCELED,
+    "on_hold": SubscriptionStatus.PAST_DUE,
+}
 
 
 def parse_status(value: str | None) -> SubscriptionStatus:
     if value is None:
-        return S.UNKNOWN
+        return SubscriptionStatus.UNKNOWN
     if value in PROVIDER_STATUS_ALIASES:
         return PROVIDER_STATUS_ALIASES[value]
     try:
         return SubscriptionStatus(value)
     except ValueError:
-        return S.UNKNOWN
+        return SubscriptionStatus.UNKNOWN
 
 
 @cache
@@ -73,4 +80,4 @@ def may_precede(status: SubscriptionStatus) -> frozenset[SubscriptionStatus]:
 
 
 def is_legal(current: SubscriptionStatus, target: SubscriptionStatus) -> bool:
-    return target in reachable_from(current) and target is not S.UNKNOWN
+    return target in reachable_from(current) and target is not SubscriptionStatus.UNKNOWN

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from billing_core.errors import (
@@ -30,9 +31,9 @@ from billing_core.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
-from billing_core.observability import logger, metrics
+from billing_core.observability import count, logger, metrics, traced
 from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
-from billing_core.payments import PaymentDeclinedError
+from billing_core.payments.model import PaymentDeclinedError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -81,7 +82,7 @@ def error_response(exc: BillingError) -> Response[str]:
             headers["Retry-After"] = "1"
     else:
         body = exc.to_dict()
-        metrics.add_metric(name="HttpRequestRejected", unit=MetricUnit.Count, value=1)
+        count("HttpRequestRejected")
         logger.info("request rejected", extra={"error_code": exc.code, "status": int(status)})
     if status == HTTPStatus.UNAUTHORIZED and exc.code in BEARER_CHALLENGE_CODES:
         headers["WWW-Authenticate"] = 'Bearer realm="billing"'
@@ -191,3 +192,30 @@ def admin_auth_middleware(
         return next_middleware(app)
 
     return middleware
+
+
+def public_resolver() -> APIGatewayRestResolver:
+    """A REST API resolver whose every error leaves as this module's JSON error body."""
+    app = APIGatewayRestResolver()
+    register_error_handlers(app)
+    return app
+
+
+def admin_resolver(tokens: Callable[[], str]) -> APIGatewayRestResolver:
+    """A resolver whose every route requires the admin bearer token (`tokens()` reads the secret's value)."""
+    app = public_resolver()
+    app.use(middlewares=[admin_auth_middleware(tokens)])
+    return app
+
+
+def http_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of an API function: logs correlated by API Gateway's request id, traced,
+    metrics flushed once per invocation."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    @traced
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return lambda_handler

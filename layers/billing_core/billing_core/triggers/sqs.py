@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from billing_core.errors import BillingError, PermanentError
-from billing_core.observability import logger
+from billing_core.observability import logger, metrics, traced
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -66,3 +66,23 @@ def process_sqs_batch(
     )
     response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
     return dict(response)
+
+
+def sqs_handler(
+    record_handler: Callable[[SQSRecord], Any],
+    *,
+    fifo: bool = False,
+    before_batch: Callable[[LambdaContext], None] | None = None,
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of an SQS consumer. before_batch runs once per invocation (e.g. to register
+    the Lambda context with the idempotency layer)."""
+
+    @logger.inject_lambda_context
+    @traced
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if before_batch is not None:
+            before_batch(context)
+        return process_sqs_batch(event, context, record_handler, fifo=fifo)
+
+    return lambda_handler

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from billing_core.errors import BillingError, PermanentError, retry_class_of
+from billing_core.observability import logger, traced
 
 ResultT = TypeVar("ResultT")
 
@@ -34,3 +35,17 @@ def step_functions_task[ResultT](function: Callable[..., ResultT]) -> Callable[.
             ) from exc
 
     return wrapper
+
+
+def task_handler(
+    run: Callable[[dict[str, Any], Any], dict[str, Any]],
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entry point of a Step Functions task: errors leave as their retry class."""
+
+    @logger.inject_lambda_context
+    @traced
+    @step_functions_task
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return run(event, context)
+
+    return lambda_handler

@@ -1,33 +1,50 @@
 """Apply step: each queued event changes our state exactly once and never backwards.
 
-Dispatch turns the event into an Effect; the store writes the effect and the event's record (the
-dedupe marker) in one transaction. A redelivered event finds its record and changes nothing."""
+Dispatch turns the event into an Effect; the store writes the effect and the event's record (the dedupe
+marker) in one transaction. A redelivered event finds its record and changes nothing. When the write is
+refused, this module decides what to write instead - the snapshot judged STALE or ILLEGAL_TRANSITION is
+left out, postings already made are dropped - and writes again: one event is never split over two writes
+(ADR 0008)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from aws_lambda_powertools.metrics import MetricUnit
+from billing_core.errors import ConflictError, NotFoundError, RetryableError
+from billing_core.observability import count, logger
+from billing_core.payments.model import PaymentOutcome
+from billing_core.subscriptions.model import SnapshotVerdict, guard_for, judge
+from billing_core.webhooks.effects import (
+    ApplyOutcome,
+    ApplyResult,
+    Effect,
+    EventRecord,
+    EventWrite,
+    summarize,
+)
+from billing_core.webhooks.model import WebhookEnvelope
+from billing_core.webhooks.ports import WebhookEventStore
+from billing_core.webhooks.providers import stripe_events
 
-from billing_core.errors import ConflictError, NotFoundError
-from billing_core.observability import logger, metrics
-from billing_core.payments import PaymentOutcome
-from billing_core.ports import WebhookEffectStore
-from billing_core.webhooks import stripe_events
-from billing_core.webhooks.effects import ApplyOutcome, ApplyResult, Effect, EventRecord
-from billing_core.webhooks.models import WebhookEnvelope
+# Each refused write teaches something (a verdict, a posting already made); contention teaches nothing and
+# backs off. Four writes cover every combination; then the queue redelivers the event.
+MAX_WRITES = 4
+CONTENTION_BACKOFF_SECONDS = 0.05
 
 
 class WebhookApplier:
     def __init__(
         self,
-        store: WebhookEffectStore,
+        store: WebhookEventStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         order_payments: Callable[[str, PaymentOutcome], object] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self._store = store
         self._clock = clock
+        self._sleep = sleep
         # Settles an order from its payment. Called before the event is recorded: the settlement is
         # idempotent (a conditional order transition), so a crash in between only repeats a no-op.
         self._order_payments = order_payments
@@ -57,11 +74,49 @@ class WebhookApplier:
             applied_at=self._clock(),
             raw_body=envelope.raw_body,
         )
-        result = self._store.commit(record, effect)
-        metrics.add_metric(
-            name=f"WebhookEvent{result.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1
-        )
+        result = self._commit(record, effect)
+        count(f"WebhookEvent{result.outcome.title().replace('_', '')}")
         if result.outcome is ApplyOutcome.ILLEGAL_TRANSITION:
-            metrics.add_metric(name="SubscriptionIllegalTransition", unit=MetricUnit.Count, value=1)
+            count("SubscriptionIllegalTransition")
             logger.warning("illegal subscription transition recorded, not applied", extra=result.model_dump())
         return result
+
+    def _commit(self, record: EventRecord, effect: Effect) -> ApplyResult:
+        subscription = effect.subscription
+        postings = list(effect.ledger)
+        verdict: str | None = None  # set once the snapshot is known not to apply
+        for attempt in range(MAX_WRITES):
+            ledger_state = ("POSTED" if postings else "ALREADY_POSTED") if effect.ledger else None
+            applied = verdict or ("APPLY" if subscription else None)
+            outcome = summarize(effect, applied, ledger_state)
+            result = self._store.write(
+                EventWrite(
+                    record=record,
+                    outcome=outcome,
+                    subscription_verdict=verdict,
+                    ledger_state=ledger_state,
+                    note=effect.note,
+                    subscription=subscription,
+                    guard=guard_for(subscription) if subscription else None,
+                    postings=tuple(postings),
+                )
+            )
+            if result.written:
+                return ApplyResult(
+                    event_key=record.event_key,
+                    outcome=outcome,
+                    subscription=applied,
+                    ledger=ledger_state,
+                    note=effect.note,
+                )
+            if result.duplicate:
+                return ApplyResult(event_key=record.event_key, outcome=ApplyOutcome.DUPLICATE)
+            if result.subscription_refused and subscription is not None:
+                judged = judge(result.stored_subscription, subscription)
+                if judged is not SnapshotVerdict.APPLY:  # else it changed under us: write it again
+                    verdict, subscription = judged.value, None
+            # Only the transactions posted before are dropped; the others still post.
+            postings = [p for p in postings if p.transaction_id not in result.already_posted]
+            if result.contended:
+                self._sleep(CONTENTION_BACKOFF_SECONDS * (2**attempt))
+        raise RetryableError(f"{record.event_key} kept conflicting; retry later", code="transaction_conflict")

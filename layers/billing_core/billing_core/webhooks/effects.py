@@ -1,3 +1,6 @@
+"""What one webhook event changes (Effect), how it is recorded (EventRecord, the dedupe marker), what the
+apply step decided to write (EventWrite) and what the store found (WriteResult)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,8 +9,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from billing_core.ledger.model import LedgerTransaction
-from billing_core.payments import PaymentOutcome
-from billing_core.subscriptions.model import SubscriptionSnapshot
+from billing_core.payments.model import PaymentOutcome
+from billing_core.subscriptions.model import SnapshotGuard, Subscription, SubscriptionSnapshot
 
 
 class Effect(BaseModel):
@@ -64,6 +67,36 @@ class ApplyResult(BaseModel):
     subscription: str | None = None  # the subscription verdict (APPLY / STALE / ILLEGAL_TRANSITION)
     ledger: str | None = None  # POSTED / ALREADY_POSTED
     note: str | None = None
+
+
+class EventWrite(BaseModel):
+    """One event's record and what goes with it, written together or not at all: the snapshot under its
+    guard and the postings, each refused if its transaction id was posted before."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record: EventRecord
+    outcome: ApplyOutcome
+    subscription_verdict: str | None = None  # recorded when the snapshot was not applied (STALE, ...)
+    ledger_state: str | None = None
+    note: str | None = None
+    subscription: SubscriptionSnapshot | None = None
+    guard: SnapshotGuard | None = None
+    postings: tuple[LedgerTransaction, ...] = ()
+
+
+class WriteResult(BaseModel):
+    """written, or why not: the record exists (duplicate), the snapshot's guard refused (with the stored
+    subscription), some postings exist, or other writers were in the way (contended: nothing decided)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    written: bool
+    duplicate: bool = False
+    subscription_refused: bool = False
+    stored_subscription: Subscription | None = None
+    already_posted: frozenset[str] = frozenset()
+    contended: bool = False
 
 
 def summarize(effect: Effect, subscription: str | None, ledger: str | None) -> ApplyOutcome:

@@ -7,12 +7,11 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from billing_core.errors import BillingError, NotFoundError, PayloadTooLargeError, ValidationFailedError
-from billing_core.observability import metrics
-from billing_core.ports import SecretReader, WebhookQueue
-from billing_core.webhooks.models import ReceivedWebhook, WebhookEnvelope
+from billing_core.observability import count
+from billing_core.ports import SecretReader
+from billing_core.webhooks.model import ReceivedWebhook, WebhookEnvelope
+from billing_core.webhooks.ports import WebhookQueue
 from billing_core.webhooks.providers import PROVIDERS, Provider
 from billing_core.webhooks.verification import SignatureRejectedError, parse_secrets
 
@@ -46,12 +45,12 @@ class WebhookReceiver:
         try:
             received = self._receive(provider_name, headers, raw_body)
         except SignatureRejectedError:
-            metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
+            count("WebhookSignatureRejected")
             raise
         except BillingError:
-            metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+            count("WebhookRejected")
             raise
-        metrics.add_metric(name="WebhookAccepted", unit=MetricUnit.Count, value=1)
+        count("WebhookAccepted")
         return received
 
     def _receive(self, provider_name: str, headers: Mapping[str, str], raw_body: bytes) -> ReceivedWebhook:

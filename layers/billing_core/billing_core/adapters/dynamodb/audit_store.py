@@ -8,51 +8,54 @@ import json
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from billing_core.adapters.aws import client, error_code, translate
-from billing_core.adapters.dynamodb.ledger_items import s
-from billing_core.adapters.dynamodb.ledger_store import decode_cursor, encode_cursor
+from billing_core.adapters.dynamodb.table import DynamoDB, Item, decode_cursor, encode_cursor, text
 from billing_core.audit.model import ChangeSource, EntityEvent, EntityType
 
 MAX_PAGE = 100
 
 
+def _event_from_item(item: Item) -> EntityEvent:
+    return EntityEvent(
+        entity_type=EntityType(item["entity_type"]["S"]),
+        entity_id=item["entity_id"]["S"],
+        event_type=item["event_type"]["S"],
+        actor=item["actor"]["S"],
+        source=ChangeSource(item["source"]["S"]),
+        correlation_id=item.get("correlation_id", {}).get("S"),
+        before=json.loads(item["before"]["S"]),
+        after=json.loads(item["after"]["S"]),
+        changes=json.loads(item["changes"]["S"]),
+        occurred_at=datetime.fromisoformat(item["occurred_at"]["S"]),
+        sequence=item["sequence"]["S"],
+    )
+
+
 class DynamoDBAuditStore:
-    def __init__(self, table: str, dynamodb: Any | None = None):
+    def __init__(self, table: str, dynamodb: DynamoDB | None = None):
         self._table = table
-        self._dynamodb = dynamodb or client("dynamodb")
+        self._db = dynamodb or DynamoDB()
 
     def append(self, event: EntityEvent) -> bool:
+        """True if recorded now; False if this change was recorded before (the stored event is kept)."""
         item = {
-            "entity": s(f"{event.entity_type.value}#{event.entity_id}"),
+            "entity": text(f"{event.entity_type.value}#{event.entity_id}"),
             # The stream sequence number alone identifies the change (a redelivery has the same one) and
             # orders an item's changes; padded to DynamoDB's 40 digits so it sorts as text.
-            "sk": s(event.sequence.rjust(40, "0")),
-            "entity_type": s(event.entity_type.value),
-            "entity_id": s(event.entity_id),
-            "event_type": s(event.event_type),
-            "actor": s(event.actor),
-            "source": s(event.source.value),
-            "changes": s(json.dumps(event.changes, sort_keys=True, default=str)),
-            "before": s(json.dumps(event.before, sort_keys=True, default=str)),
-            "after": s(json.dumps(event.after, sort_keys=True, default=str)),
-            "occurred_at": s(event.occurred_at.isoformat()),
-            "sequence": s(event.sequence),
+            "sk": text(event.sequence.rjust(40, "0")),
+            "entity_type": text(event.entity_type.value),
+            "entity_id": text(event.entity_id),
+            "event_type": text(event.event_type),
+            "actor": text(event.actor),
+            "source": text(event.source.value),
+            "changes": text(json.dumps(event.changes, sort_keys=True, default=str)),
+            "before": text(json.dumps(event.before, sort_keys=True, default=str)),
+            "after": text(json.dumps(event.after, sort_keys=True, default=str)),
+            "occurred_at": text(event.occurred_at.isoformat()),
+            "sequence": text(event.sequence),
         }
         if event.correlation_id:
-            item["correlation_id"] = s(event.correlation_id)
-        try:
-            self._dynamodb.put_item(
-                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(entity)"
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, operation="dynamodb.PutItem") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, operation="dynamodb.PutItem") from exc
-        return True
+            item["correlation_id"] = text(event.correlation_id)
+        return self._db.put_new(self._table, item, key="entity")
 
     def events(
         self, entity_type: EntityType, entity_id: str, *, cursor: str | None = None, limit: int = 50
@@ -61,30 +64,10 @@ class DynamoDBAuditStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "entity = :entity",
-            "ExpressionAttributeValues": {":entity": s(entity)},
+            "ExpressionAttributeValues": {":entity": text(entity)},
             "Limit": max(1, min(limit, MAX_PAGE)),
         }
         if cursor:
             request["ExclusiveStartKey"] = decode_cursor(cursor, {"entity": entity})
-        try:
-            response = self._dynamodb.query(**request)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, operation="dynamodb.Query") from exc
-        events = [
-            EntityEvent(
-                entity_type=EntityType(i["entity_type"]["S"]),
-                entity_id=i["entity_id"]["S"],
-                event_type=i["event_type"]["S"],
-                actor=i["actor"]["S"],
-                source=ChangeSource(i["source"]["S"]),
-                correlation_id=i.get("correlation_id", {}).get("S"),
-                before=json.loads(i["before"]["S"]),
-                after=json.loads(i["after"]["S"]),
-                changes=json.loads(i["changes"]["S"]),
-                occurred_at=datetime.fromisoformat(i["occurred_at"]["S"]),
-                sequence=i["sequence"]["S"],
-            )
-            for i in response.get("Items", [])
-        ]
-        last = response.get("LastEvaluatedKey")
-        return events, encode_cursor(last) if last else None
+        items, last = self._db.query_page(**request)
+        return [_event_from_item(item) for item in items], encode_cursor(last) if last else None

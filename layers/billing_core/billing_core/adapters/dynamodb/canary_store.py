@@ -1,56 +1,40 @@
+"""Canary probes in CanaryTable: pk = PROBE#<id>, recorded once (conditional put), expiring through
+DynamoDB TTL after a week."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from billing_core.adapters.aws import client, error_code, translate
-from billing_core.operations.models import RecordedProbe
+from billing_core.adapters.dynamodb.table import DynamoDB, number, text
+from billing_core.operations.model import RecordedProbe
 
 PROBE_RETENTION = timedelta(days=7)
 
 
-class DynamoDBProbeStore:
-    """Probes in the canary table: pk = PROBE#<id>; expires through DynamoDB TTL after a week."""
+def _key(probe_id: str) -> str:
+    return f"PROBE#{probe_id}"
 
-    def __init__(self, table_name: str, dynamodb: Any | None = None):
+
+class DynamoDBProbeStore:
+    def __init__(self, table_name: str, dynamodb: DynamoDB | None = None):
         self._table_name = table_name
-        self._dynamodb = dynamodb or client("dynamodb")
+        self._db = dynamodb or DynamoDB()
 
     def record(self, probe: RecordedProbe) -> bool:
         expires_at = int((probe.recorded_at + PROBE_RETENTION).timestamp())
         item = {
-            "pk": {"S": _key(probe.probe_id)},
-            "probe_id": {"S": probe.probe_id},
-            "nonce": {"S": probe.nonce},
-            "status": {"S": probe.status},
-            "submitted_at": {"S": probe.submitted_at.isoformat()},
-            "recorded_at": {"S": probe.recorded_at.isoformat()},
-            "expires_at": {"N": str(expires_at)},
+            "pk": text(_key(probe.probe_id)),
+            "probe_id": text(probe.probe_id),
+            "nonce": text(probe.nonce),
+            "status": text(probe.status),
+            "submitted_at": text(probe.submitted_at.isoformat()),
+            "recorded_at": text(probe.recorded_at.isoformat()),
+            "expires_at": number(expires_at),
         }
-        try:
-            self._dynamodb.put_item(
-                TableName=self._table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, operation="dynamodb.PutItem") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, operation="dynamodb.PutItem") from exc
-        return True
+        return self._db.put_new(self._table_name, item, key="pk")
 
     def get(self, probe_id: str) -> RecordedProbe | None:
-        try:
-            response = self._dynamodb.get_item(
-                TableName=self._table_name, Key={"pk": {"S": _key(probe_id)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, operation="dynamodb.GetItem") from exc
-        item = response.get("Item")
+        item = self._db.get(self._table_name, {"pk": text(_key(probe_id))})
         if item is None:
             return None
         return RecordedProbe(
@@ -59,7 +43,3 @@ class DynamoDBProbeStore:
             submitted_at=datetime.fromisoformat(item["submitted_at"]["S"]),
             recorded_at=datetime.fromisoformat(item["recorded_at"]["S"]),
         )
-
-
-def _key(probe_id: str) -> str:
-    return f"PROBE#{probe_id}"

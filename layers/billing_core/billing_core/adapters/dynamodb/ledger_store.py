@@ -1,48 +1,52 @@
-"""The ledger on DynamoDB: conditional postings (PutItem only - the table is append-only by IAM) and the
-reads behind the ledger routes, reconciliation and the integrity check."""
+"""The ledger on DynamoDB: LedgerTable holds the entries (append-only: every Put is conditioned on
+`attribute_not_exists(pk)` under the transaction's deterministic id, and no function may update or delete
+them), AccountBalancesTable the materialised balances, moved with `ADD` in the same TransactWriteItems as the
+entries they sum (ADR 0010).
+
+Every writer of money (webhook apply, billing run, invoice close, order commit, reconciliation) takes its
+ledger items from `posting_ops`, so an entry and its balance effect are never written apart and a replayed
+posting is refused before any balance moves."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from billing_core.adapters.aws import client, error_code, translate
-from billing_core.adapters.dynamodb.ledger_items import posting_items
-from billing_core.errors import ValidationFailedError
-from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
+from billing_core.adapters.dynamodb.table import (
+    DynamoDB,
+    Item,
+    TransactItem,
+    decode_cursor,
+    encode_cursor,
+    number,
+    read_text,
+    text,
+)
+from billing_core.ledger.model import Account, Balance, LedgerTransaction, PostedEntry, PostingResult, balance_shard
 
 MAX_PAGE = 200
 
 
-def encode_cursor(key: dict[str, Any]) -> str:
-    plain = {name: value["S"] for name, value in key.items()}
-    return base64.urlsafe_b64encode(json.dumps(plain, sort_keys=True).encode()).decode().rstrip("=")
+def entry_key(created_at: datetime, transaction_id: str, index: int) -> str:
+    """Sort key of the by-customer and by-account-day indexes: newest postings sort last."""
+    return f"{created_at.isoformat()}#{transaction_id}#{index:03d}"
 
 
-def decode_cursor(cursor: str, expected: dict[str, str]) -> dict[str, Any]:
-    """A cursor is only ever accepted for the query that produced it."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailedError("cursor is not one this API issued", code="invalid_cursor") from exc
-    if (
-        not isinstance(plain, dict)
-        or not all(isinstance(v, str) for v in plain.values())
-        or any(plain.get(name) != value for name, value in expected.items())
-    ):
-        raise ValidationFailedError("cursor belongs to another query", code="invalid_cursor")
-    return {name: {"S": value} for name, value in plain.items()}
+def balance_bucket(currency: str, shard: int) -> str:
+    return f"{currency}#{shard:02d}"
 
 
-def entry_from_item(item: dict[str, Any]) -> PostedEntry:
+@dataclass(frozen=True)
+class PostingOps:
+    items: list[TransactItem]
+    # For each transaction, the [start, end) slice of `items` holding its entry Puts (offsets from 0).
+    ranges: list[tuple[int, int]]
+
+
+def entry_from_item(item: Item) -> PostedEntry:
     return PostedEntry(
         transaction_id=item["transaction_id"]["S"],
         entry_index=int(item["entry_index"]["N"]) if "entry_index" in item else int(item["sk"]["S"].split("#")[1]),
@@ -51,47 +55,103 @@ def entry_from_item(item: dict[str, Any]) -> PostedEntry:
         currency=_currency_of(item),
         source=item["source"]["S"],
         actor=item.get("actor", {}).get("S", "system:billing"),
-        customer_id=item.get("transaction_customer", item.get("customer", {})).get("S"),
+        customer_id=read_text(item, "transaction_customer") or read_text(item, "customer"),
         occurred_at=datetime.fromisoformat(item["occurred_at"]["S"]),
         created_at=datetime.fromisoformat((item.get("created_at") or item["recorded_at"])["S"]),
     )
 
 
 class DynamoDBLedgerStore:
-    def __init__(self, *, ledger_table: str, balances_table: str, dynamodb: Any | None = None):
+    def __init__(self, *, ledger_table: str, balances_table: str, dynamodb: DynamoDB | None = None):
         self._ledger_table = ledger_table
         self._balances_table = balances_table
-        self._dynamodb = dynamodb or client("dynamodb")
+        self._db = dynamodb or DynamoDB()
 
     # --- writes ------------------------------------------------------------------------------------
 
+    def posting_ops(
+        self,
+        transactions: Sequence[LedgerTransaction],
+        *,
+        now: datetime,
+        balance_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> PostingOps:
+        """The transaction items that post `transactions`, for the caller's own TransactWriteItems.
+
+        balance_limits: (account, currency) -> the highest balance the account may have *before* this
+        posting. Spending a customer's credit uses it, so two writers can never spend the same credit twice
+        (the loser's transaction is cancelled and it reads the balance again)."""
+        items: list[TransactItem] = []
+        ranges: list[tuple[int, int]] = []
+        deltas: dict[tuple[str, str, int], tuple[int, int]] = defaultdict(lambda: (0, 0))
+        for transaction in transactions:
+            start = len(items)
+            for index, entry in enumerate(transaction.entries):
+                item = {
+                    "pk": text(f"TXN#{transaction.transaction_id}"),
+                    "sk": text(f"ENTRY#{index:03d}"),
+                    "transaction_id": text(transaction.transaction_id),
+                    "entry_index": number(index),
+                    "entry_count": number(len(transaction.entries)),
+                    "account": text(entry.account),
+                    "amount_minor": number(entry.amount_minor),
+                    "currency": text(entry.currency),
+                    "source": text(transaction.source),
+                    "actor": text(transaction.actor),
+                    "occurred_at": text(transaction.occurred_at.isoformat()),
+                    "created_at": text(now.isoformat()),
+                    "entry_key": text(entry_key(now, transaction.transaction_id, index)),
+                    "account_day": text(f"{entry.account}#{transaction.occurred_at.date().isoformat()}"),
+                }
+                if transaction.customer:
+                    item["transaction_customer"] = text(transaction.customer)
+                if Account.is_customer_account(entry.account):
+                    # The by-customer index is sparse: it holds exactly the entries on a customer's own
+                    # accounts, so a customer's ledger page sums to its balance.
+                    item["customer"] = text(entry.account.split(":", 1)[1])
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self._ledger_table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                )
+                key = (entry.account, entry.currency, balance_shard(entry.account, transaction.transaction_id))
+                amount, count = deltas[key]
+                deltas[key] = (amount + entry.amount_minor, count + 1)
+            ranges.append((start, len(items)))
+        for (account, currency, shard), (amount, count) in sorted(deltas.items()):
+            update: dict[str, Any] = {
+                "TableName": self._balances_table,
+                "Key": {"account": text(account), "bucket": text(balance_bucket(currency, shard))},
+                "UpdateExpression": "ADD amount_minor :amount, entry_count :count "
+                "SET currency = :currency, updated_at = :now",
+                "ExpressionAttributeValues": {
+                    ":amount": number(amount),
+                    ":count": number(count),
+                    ":currency": text(currency),
+                    ":now": text(now.isoformat()),
+                },
+            }
+            limit = (balance_limits or {}).get((account, currency))
+            if limit is not None:
+                if shard != 0:
+                    raise ValueError("balance limits apply to single-item (customer) accounts only")
+                update["ConditionExpression"] = "amount_minor <= :limit"
+                update["ExpressionAttributeValues"][":limit"] = number(limit)
+            items.append({"Update": update})
+        return PostingOps(items=items, ranges=ranges)
+
     def post(self, transaction: LedgerTransaction, now: datetime | None = None) -> PostingResult:
-        built = posting_items(
-            [transaction],
-            ledger_table=self._ledger_table,
-            balances_table=self._balances_table,
-            now=now or datetime.now(UTC),
-        )
-        try:
-            self._dynamodb.transact_write_items(TransactItems=built.items)
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in codes:
-                    return PostingResult.ALREADY_POSTED
-            raise translate(exc, operation="dynamodb.TransactWriteItems") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, operation="dynamodb.TransactWriteItems") from exc
+        """Post one transaction on its own; ALREADY_POSTED (nothing written) if its id was posted before."""
+        ops = self.posting_ops([transaction], now=now or datetime.now(UTC))
+        if self._db.transact_or_refuse(ops.items) is not None:
+            return PostingResult.ALREADY_POSTED
         return PostingResult.POSTED
 
     # --- reads -------------------------------------------------------------------------------------
-
-    def _query(self, **request: Any) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = self._dynamodb.query(**request)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, operation="dynamodb.Query") from exc
-        return response
 
     def entries_for_customer(
         self, customer_id: str, *, cursor: str | None = None, limit: int = 50
@@ -100,46 +160,39 @@ class DynamoDBLedgerStore:
             "TableName": self._ledger_table,
             "IndexName": "by-customer",
             "KeyConditionExpression": "customer = :customer",
-            "ExpressionAttributeValues": {":customer": {"S": customer_id}},
+            "ExpressionAttributeValues": {":customer": text(customer_id)},
             "Limit": max(1, min(limit, MAX_PAGE)),
         }
         if cursor:
             request["ExclusiveStartKey"] = decode_cursor(cursor, {"customer": customer_id})
-        response = self._query(**request)
-        entries = [entry_from_item(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return entries, encode_cursor(last) if last else None
+        items, last = self._db.query_page(**request)
+        return [entry_from_item(item) for item in items], encode_cursor(last) if last else None
 
     def has_entries_for_customer(self, customer_id: str) -> bool:
-        response = self._query(
-            TableName=self._ledger_table,
-            IndexName="by-customer",
-            KeyConditionExpression="customer = :customer",
-            ExpressionAttributeValues={":customer": {"S": customer_id}},
-            Limit=1,
-            Select="COUNT",
+        return (
+            self._db.count(
+                TableName=self._ledger_table,
+                IndexName="by-customer",
+                KeyConditionExpression="customer = :customer",
+                ExpressionAttributeValues={":customer": text(customer_id)},
+                Limit=1,
+            )
+            > 0
         )
-        return int(response.get("Count", 0)) > 0
 
     def balances(self, accounts: list[str]) -> list[Balance]:
         result: list[Balance] = []
         for account in accounts:
             totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            request: dict[str, Any] = {
-                "TableName": self._balances_table,
-                "KeyConditionExpression": "account = :account",
-                "ExpressionAttributeValues": {":account": {"S": account}},
-                "ConsistentRead": True,
-            }
-            while True:
-                response = self._query(**request)
-                for item in response.get("Items", []):
-                    total = totals[_currency_of(item)]
-                    total[0] += int(item["amount_minor"]["N"])
-                    total[1] += int(item.get("entry_count", {"N": "0"})["N"])
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for item in self._db.query_all(
+                TableName=self._balances_table,
+                KeyConditionExpression="account = :account",
+                ExpressionAttributeValues={":account": text(account)},
+                ConsistentRead=True,
+            ):
+                total = totals[_currency_of(item)]
+                total[0] += int(item["amount_minor"]["N"])
+                total[1] += int(item.get("entry_count", {"N": "0"})["N"])
             result += [
                 Balance(account=account, currency=currency, amount_minor=amount, entry_count=count)
                 for currency, (amount, count) in sorted(totals.items())
@@ -147,46 +200,29 @@ class DynamoDBLedgerStore:
         return result
 
     def transaction(self, transaction_id: str) -> list[PostedEntry]:
-        response = self._query(
+        items = self._db.query(
             TableName=self._ledger_table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"TXN#{transaction_id}"}},
+            ExpressionAttributeValues={":pk": text(f"TXN#{transaction_id}")},
             ConsistentRead=True,
         )
-        return [entry_from_item(item) for item in response.get("Items", [])]
+        return [entry_from_item(item) for item in items]
 
     def entries_for_account_day(self, account: str, day: str) -> Iterator[PostedEntry]:
-        request: dict[str, Any] = {
-            "TableName": self._ledger_table,
-            "IndexName": "by-account-day",
-            "KeyConditionExpression": "account_day = :key",
-            "ExpressionAttributeValues": {":key": {"S": f"{account}#{day}"}},
-        }
-        while True:
-            response = self._query(**request)
-            yield from (entry_from_item(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-    def _scan(self, table: str) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-        while True:
-            try:
-                response = self._dynamodb.scan(**request)
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, operation="dynamodb.Scan") from exc
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = self._db.query_all(
+            TableName=self._ledger_table,
+            IndexName="by-account-day",
+            KeyConditionExpression="account_day = :key",
+            ExpressionAttributeValues={":key": text(f"{account}#{day}")},
+        )
+        return (entry_from_item(item) for item in items)
 
     def all_entries(self) -> Iterator[PostedEntry]:
-        return (entry_from_item(item) for item in self._scan(self._ledger_table))
+        return (entry_from_item(item) for item in self._db.scan(self._ledger_table))
 
     def all_balances(self) -> list[Balance]:
         totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for item in self._scan(self._balances_table):
+        for item in self._db.scan(self._balances_table):
             total = totals[(item["account"]["S"], _currency_of(item))]
             total[0] += int(item["amount_minor"]["N"])
             total[1] += int(item.get("entry_count", {"N": "0"})["N"])
@@ -196,7 +232,7 @@ class DynamoDBLedgerStore:
         ]
 
 
-def _currency_of(item: dict[str, Any]) -> str:
+def _currency_of(item: Item) -> str:
     """A balance item's currency; its bucket key (<currency>#<shard>) says it too, should the attribute
     be missing (e.g. an item written by hand)."""
     if "currency" in item:

@@ -5,12 +5,8 @@ increasing - so publishing can never rewrite what was in force in the past."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from billing_core.adapters.aws import client, error_code, translate
-from billing_core.adapters.dynamodb.ledger_items import s
+from billing_core.adapters.dynamodb.table import DynamoDB, text
 from billing_core.errors import ConflictError
 from billing_core.pricing.model import PriceBook, PublishedPriceBook
 
@@ -23,9 +19,9 @@ def _sk(book: PriceBook) -> str:
 
 
 class DynamoDBPriceBookStore:
-    def __init__(self, table: str, dynamodb: Any | None = None):
+    def __init__(self, table: str, dynamodb: DynamoDB | None = None):
         self._table = table
-        self._dynamodb = dynamodb or client("dynamodb")
+        self._db = dynamodb or DynamoDB()
 
     def publish(self, book: PriceBook, *, actor: str, now: datetime) -> PublishedPriceBook:
         published = PublishedPriceBook(**book.model_dump(), published_at=now)
@@ -34,7 +30,11 @@ class DynamoDBPriceBookStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": {"book": s(f"VERSION#{book.version}"), "sk": s("VERSION"), "effective_sk": s(_sk(book))},
+                    "Item": {
+                        "book": text(f"VERSION#{book.version}"),
+                        "sk": text("VERSION"),
+                        "effective_sk": text(_sk(book)),
+                    },
                     "ConditionExpression": "attribute_not_exists(book)",
                 }
             },
@@ -42,15 +42,15 @@ class DynamoDBPriceBookStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        "book": s(BOOK),
-                        "sk": s(_sk(book)),
-                        "version": s(book.version),
-                        "effective_from": s(book.effective_from.isoformat()),
-                        "document": s(document),
-                        "published_at": s(now.isoformat()),
-                        "last_actor": s(actor),
-                        "last_change_source": s("api"),
-                        "last_correlation_id": s(book.version),
+                        "book": text(BOOK),
+                        "sk": text(_sk(book)),
+                        "version": text(book.version),
+                        "effective_from": text(book.effective_from.isoformat()),
+                        "document": text(document),
+                        "published_at": text(now.isoformat()),
+                        "last_actor": text(actor),
+                        "last_change_source": text("api"),
+                        "last_correlation_id": text(book.version),
                     },
                     "ConditionExpression": "attribute_not_exists(book)",
                 }
@@ -58,47 +58,38 @@ class DynamoDBPriceBookStore:
             {
                 "Update": {
                     "TableName": self._table,
-                    "Key": {"book": s(BOOK), "sk": s(LATEST)},
+                    "Key": {"book": text(BOOK), "sk": text(LATEST)},
                     "UpdateExpression": "SET effective_from = :from, version = :version",
                     "ConditionExpression": "attribute_not_exists(book) OR effective_from < :from",
                     "ExpressionAttributeValues": {
-                        ":from": s(book.effective_from.isoformat()),
-                        ":version": s(book.version),
+                        ":from": text(book.effective_from.isoformat()),
+                        ":version": text(book.version),
                     },
                 }
             },
         ]
-        try:
-            self._dynamodb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if codes[:1] == ["ConditionalCheckFailed"] or codes[1:2] == ["ConditionalCheckFailed"]:
-                    raise ConflictError(f"price book version {book.version} exists", code="version_exists") from exc
-                if codes[2:3] == ["ConditionalCheckFailed"]:
-                    raise ConflictError(
-                        "effective_from must be later than the latest published version's",
-                        code="effective_from_not_after_latest",
-                    ) from exc
-            raise translate(exc, operation="dynamodb.TransactWriteItems") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, operation="dynamodb.TransactWriteItems") from exc
+        cancelled = self._db.transact_or_refuse(items)
+        if cancelled is not None:
+            if cancelled.failed(0) or cancelled.failed(1):
+                raise ConflictError(f"price book version {book.version} exists", code="version_exists")
+            raise ConflictError(
+                "effective_from must be later than the latest published version's",
+                code="effective_from_not_after_latest",
+            )
         return published
 
     def effective_at(self, at: datetime) -> PublishedPriceBook | None:
-        try:
-            items = self._dynamodb.query(
-                TableName=self._table,
-                KeyConditionExpression="book = :book AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={
-                    ":book": s(BOOK),
-                    ":low": s("0"),
-                    ":high": s(f"{at.isoformat()}#\uffff"),
-                },
-                ScanIndexForward=False,
-                Limit=1,
-                ConsistentRead=True,
-            ).get("Items", [])
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, operation="dynamodb.Query") from exc
+        """The version in force at `at`: the latest whose effective_from is not after it."""
+        items, _ = self._db.query_page(
+            TableName=self._table,
+            KeyConditionExpression="book = :book AND sk BETWEEN :low AND :high",
+            ExpressionAttributeValues={
+                ":book": text(BOOK),
+                ":low": text("0"),
+                ":high": text(f"{at.isoformat()}#\uffff"),
+            },
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
         return PublishedPriceBook.model_validate_json(items[0]["document"]["S"]) if items else None

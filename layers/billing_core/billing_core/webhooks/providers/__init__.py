@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing_core.webhooks.providers import dodo, stripe
-from billing_core.webhooks.verification import SignatureScheme, StandardWebhooksSignature, StripeSignature
+from billing_core.webhooks.providers.standard_webhooks import StandardWebhooksSignature
+from billing_core.webhooks.providers.stripe import StripeSignature
+from billing_core.webhooks.verification import SignatureScheme
 
 
 @dataclass(frozen=True)

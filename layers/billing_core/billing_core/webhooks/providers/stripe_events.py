@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.customers import customer_id_for
 from billing_core.errors import ValidationFailedError
-from billing_core.ledger.model import Account, transfer
-from billing_core.payments import PaymentOutcome, PaymentStatus
+from billing_core.ledger import postings
+from billing_core.payments.model import PaymentOutcome, PaymentStatus
 from billing_core.subscriptions.model import SubscriptionSnapshot
-from billing_core.subscriptions.state_machine import S, parse_status
+from billing_core.subscriptions.state_machine import SubscriptionStatus, parse_status
 from billing_core.webhooks.effects import Effect
 
 PROVIDER = "stripe"
@@ -81,7 +81,7 @@ def _subscription(event: StripeEvent, *, deleted: bool = False) -> Effect:
         provider=PROVIDER,
         provider_subscription_id=str(obj["id"]),
         provider_customer_id=_id(obj.get("customer")),
-        status=S.CANCELED if deleted else parse_status(obj.get("status")),
+        status=SubscriptionStatus.CANCELED if deleted else parse_status(obj.get("status")),
         previous_status=parse_status(previous) if isinstance(previous, str) else None,
         position=event.created,
         current_period_start=_period(obj, "current_period_start"),
@@ -107,15 +107,14 @@ def _invoice_finalized(event: StripeEvent) -> Effect:
         return Effect(note="nothing due")
     return Effect(
         ledger=(
-            transfer(
-                transaction_id=f"stripe:invoice_finalized:{invoice['id']}",
-                source=f"stripe:{event.id}",
-                debit=Account.receivable(customer),
-                credit=Account.REVENUE,
+            postings.provider_invoice_finalized(
+                provider=PROVIDER,
+                provider_invoice_id=str(invoice["id"]),
+                customer=customer,
                 amount_minor=amount,
                 currency=str(invoice.get("currency", "")),
-                occurred_at=_time(event.created) or datetime.now(UTC),
-                customer=customer,
+                at=_time(event.created) or datetime.now(UTC),
+                source=f"stripe:{event.id}",
                 actor=ACTOR,
             ),
         )
@@ -134,15 +133,14 @@ def _invoice_paid(event: StripeEvent) -> Effect:
     return Effect(
         ledger=(
             *issued,
-            transfer(
-                transaction_id=f"stripe:invoice_paid:{invoice['id']}",
-                source=f"stripe:{event.id}",
-                debit=Account.provider_clearing(PROVIDER),
-                credit=Account.receivable(customer),
+            postings.provider_invoice_paid(
+                provider=PROVIDER,
+                provider_invoice_id=str(invoice["id"]),
+                customer=customer,
                 amount_minor=amount,
                 currency=str(invoice.get("currency", "")),
-                occurred_at=_time(event.created) or datetime.now(UTC),
-                customer=customer,
+                at=_time(event.created) or datetime.now(UTC),
+                source=f"stripe:{event.id}",
                 actor=ACTOR,
             ),
         )
@@ -158,29 +156,28 @@ def _charge_refunded(event: StripeEvent) -> Effect:
         # From API version 2022-11-15 charges omit `refunds` unless expanded. Without the refund objects
         # a partial refund's delta is unknown: record, never guess (the Ledger issue adds refund events).
         return Effect(note="refund objects not included: recorded, not posted")
-    postings = []
+    made = []
     for refund in refunds:
         if not (isinstance(refund, Mapping) and isinstance(refund.get("id"), str)):
             continue
         amount = refund.get("amount")
         if refund.get("status") in {"failed", "canceled"} or not isinstance(amount, int) or amount <= 0:
             continue
-        postings.append(
-            transfer(
-                transaction_id=f"stripe:refund:{refund['id']}",
-                source=f"stripe:{event.id}",
-                debit=Account.REFUNDS,
-                credit=Account.provider_clearing(PROVIDER),
+        made.append(
+            postings.refund(
+                provider=PROVIDER,
+                provider_refund_id=str(refund["id"]),
+                customer=_customer(charge.get("customer")),
                 amount_minor=amount,
                 currency=str(refund.get("currency") or charge.get("currency", "")),
-                occurred_at=_time(refund.get("created")) or _time(event.created) or datetime.now(UTC),
-                customer=_customer(charge.get("customer")),
+                at=_time(refund.get("created")) or _time(event.created) or datetime.now(UTC),
+                source=f"stripe:{event.id}",
                 actor=ACTOR,
             )
         )
-    if not postings:
+    if not made:
         return Effect(note="no refund amounts")
-    return Effect(ledger=tuple(postings))
+    return Effect(ledger=tuple(made))
 
 
 def _dispute_created(event: StripeEvent) -> Effect:
@@ -190,14 +187,13 @@ def _dispute_created(event: StripeEvent) -> Effect:
         return Effect(note="no dispute amount")
     return Effect(
         ledger=(
-            transfer(
-                transaction_id=f"stripe:dispute:{dispute['id']}",
-                source=f"stripe:{event.id}",
-                debit=Account.DISPUTES,
-                credit=Account.provider_clearing(PROVIDER),
+            postings.dispute(
+                provider=PROVIDER,
+                provider_dispute_id=str(dispute["id"]),
                 amount_minor=amount,
                 currency=str(dispute.get("currency", "")),
-                occurred_at=_time(event.created) or datetime.now(UTC),
+                at=_time(event.created) or datetime.now(UTC),
+                source=f"stripe:{event.id}",
                 actor=ACTOR,
             ),
         )

@@ -1,0 +1,14 @@
+"""What pricing needs from its store: publish a version, and read the version in force at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from billing_core.pricing.model import PriceBook, PublishedPriceBook
+
+
+class PriceBookStore(Protocol):
+    def publish(self, book: PriceBook, *, actor: str, now: datetime) -> PublishedPriceBook: ...
+
+    def effective_at(self, at: datetime) -> PublishedPriceBook | None: ...

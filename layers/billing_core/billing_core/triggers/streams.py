@@ -1,0 +1,90 @@
+"""DynamoDB stream consumers: records turned into ItemChange, partial batch responses.
+
+A record that fails is reported alone; Lambda retries the batch from the first reported failure, bisects
+it, and after MaximumRetryAttempts sends the batch's metadata to the mapping's on-failure destination
+(template.yaml). A record without what a change needs is a PermanentError (`malformed_record`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing_core.changes import ChangeKind, ItemChange
+from billing_core.errors import BillingError, ValidationFailedError
+from billing_core.observability import logger, metrics, traced
+
+
+def table_name_of(stream_arn: str) -> str:
+    # arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>
+    try:
+        return stream_arn.split(":table/", 1)[1].split("/stream/", 1)[0]
+    except IndexError:
+        raise ValidationFailedError(f"not a DynamoDB stream ARN: {stream_arn}", code="malformed_record") from None
+
+
+def change_of(record: DynamoDBRecord) -> ItemChange:
+    stream = record.dynamodb
+    if stream is None or record.event_source_arn is None or record.event_name is None:
+        raise ValidationFailedError("stream record without its change", code="malformed_record")
+    return ItemChange(
+        table_name=table_name_of(record.event_source_arn),
+        kind=ChangeKind(record.event_name.name),
+        keys=dict(stream.keys or {}),
+        before=_image(stream.old_image),
+        after=_image(stream.new_image),
+        occurred_at=_when(stream.approximate_creation_date_time),
+        sequence=str(stream.sequence_number),
+    )
+
+
+def _image(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(image) if image else None
+
+
+def _when(value: Any) -> datetime:
+    """The change's time as the stream states it (Powertools hands over the epoch number as sent)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    raise ValidationFailedError("stream record without ApproximateCreationDateTime", code="malformed_record")
+
+
+def process_stream_batch(
+    event: dict[str, Any], context: LambdaContext, handle: Callable[[ItemChange], Any]
+) -> dict[str, Any]:
+    def record_handler(record: DynamoDBRecord) -> Any:
+        try:
+            return handle(change_of(record))
+        except Exception as exc:
+            logger.warning(
+                "stream record failed",
+                extra={
+                    "sequence_number": record.dynamodb.sequence_number if record.dynamodb else None,
+                    "error_class": type(exc).__name__,
+                    "error_code": exc.code if isinstance(exc, BillingError) else None,
+                },
+            )
+            raise
+
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )
+
+
+def stream_handler(handle: Callable[[ItemChange], Any]) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of a DynamoDB stream consumer."""
+
+    @logger.inject_lambda_context
+    @traced
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return process_stream_batch(event, context, handle)
+
+    return lambda_handler

@@ -1,0 +1,58 @@
+"""The Standard Webhooks signature scheme (e.g. Dodo Payments): `webhook-id`, `webhook-timestamp`,
+`webhook-signature` (space-separated `v1,<base64>`), secrets `whsec_<base64>`. The expected signature comes
+from the `standardwebhooks` reference library; the tolerance is ours (the library's is fixed at 5 minutes);
+every presented signature is compared, in constant time, so timing reveals nothing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+
+from standardwebhooks.webhooks import Webhook
+
+from billing_core.errors import ConfigurationError
+from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp
+
+
+class StandardWebhooksSignature:
+    def __init__(self, tolerance_seconds: int):
+        self.tolerance_seconds = tolerance_seconds
+
+    def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: tuple[str, ...], now: datetime) -> datetime:
+        message_id = headers.get("webhook-id")
+        timestamp = headers.get("webhook-timestamp")
+        signature_header = headers.get("webhook-signature")
+        if not (message_id and timestamp and signature_header):
+            raise SignatureRejectedError(
+                "missing webhook-id, webhook-timestamp or webhook-signature", code="missing_signature"
+            )
+        if not timestamp.strip().isdigit():
+            raise SignatureRejectedError("webhook-timestamp is malformed", code="malformed_signature")
+        presented: list[bytes] = []
+        for item in signature_header.split():
+            version, _, encoded = item.partition(",")
+            if version != "v1" or not encoded:
+                continue
+            try:
+                presented.append(base64.b64decode(encoded, validate=True))
+            except (binascii.Error, ValueError):
+                continue
+        if not presented:
+            raise SignatureRejectedError("webhook-signature has no v1 signature", code="malformed_signature")
+        signed_at = check_timestamp(int(timestamp), now, self.tolerance_seconds)
+        body = body_text(raw_body)
+        for secret in secrets:
+            try:
+                expected_header = Webhook(secret).sign(message_id, signed_at, body)
+            except (ValueError, binascii.Error) as exc:
+                raise ConfigurationError("a Standard Webhooks secret is not whsec_<base64>") from exc
+            expected = base64.b64decode(expected_header.split(",", 1)[1])
+            matched = False
+            for candidate in presented:
+                matched |= hmac.compare_digest(expected, candidate)
+            if matched:
+                return signed_at
+        raise SignatureRejectedError("no signature matches", code="signature_mismatch")
