@@ -49,10 +49,11 @@ test-integration: $(STAMP) ## moto server tests
 test-e2e: $(STAMP) ## through the local runtime over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff, mypy, layer requirements drift, sam validate --lint, cfn-lint
+lint: $(STAMP) ## ruff, mypy, import contracts, layer requirements drift, sam validate --lint, cfn-lint
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	PYTHONPATH=layers/billing_core:. $(BIN)/lint-imports --no-cache
 	$(PY) scripts/layer_requirements.py --check
 	$(BIN)/sam validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml

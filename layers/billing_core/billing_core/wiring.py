@@ -10,6 +10,7 @@ cache with `reset()` after changing the environment."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,6 +44,21 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
 
 T = TypeVar("T")
 
+
+def built_once[WiringT: "Wiring", BuiltT](method: Callable[[WiringT], BuiltT]) -> Callable[[WiringT], BuiltT]:
+    """Build on the first call, then hand out the same object: once per execution environment."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def builder(self: WiringT) -> BuiltT:
+        if name not in self._built:
+            self._built[name] = method(self)
+        built: BuiltT = self._built[name]
+        return built
+
+    return builder
+
+
 # Providers retry webhooks for up to three days; keep the fast-path record a little longer than that.
 WEBHOOK_IDEMPOTENCY_SECONDS = 4 * 24 * 3600
 # Clients retry a commit for minutes to hours; a day keeps every realistic retry on the saved response.
@@ -75,13 +91,11 @@ class Wiring:
 
     # --- secrets and the admin API -----------------------------------------------------------------
 
+    @built_once
     def secrets(self) -> SecretReader:
-        def build() -> SecretReader:
-            from billing_core.adapters.secrets import SecretsManagerReader
+        from billing_core.adapters.secrets import SecretsManagerReader
 
-            return SecretsManagerReader()
-
-        return self._once("secrets", build)
+        return SecretsManagerReader()
 
     def admin_tokens(self) -> str:
         """The admin token secret's value (cached by the secret reader): what the admin routes accept."""
@@ -89,91 +103,71 @@ class Wiring:
 
     # --- stores ------------------------------------------------------------------------------------
 
+    @built_once
     def dynamodb(self) -> DynamoDB:
-        def build() -> DynamoDB:
-            from billing_core.adapters.dynamodb.table import DynamoDB
+        from billing_core.adapters.dynamodb.table import DynamoDB
 
-            return DynamoDB()
+        return DynamoDB()
 
-        return self._once("dynamodb", build)
-
+    @built_once
     def subscriptions(self) -> DynamoDBSubscriptionStore:
-        def build() -> DynamoDBSubscriptionStore:
-            from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+        from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
 
-            return DynamoDBSubscriptionStore(self._require("subscriptions_table_name"), self.dynamodb())
+        return DynamoDBSubscriptionStore(self._require("subscriptions_table_name"), self.dynamodb())
 
-        return self._once("subscriptions", build)
-
+    @built_once
     def invoices(self) -> DynamoDBInvoiceStore:
-        def build() -> DynamoDBInvoiceStore:
-            from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
+        from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
 
-            return DynamoDBInvoiceStore(self._require("invoices_table_name"), self.dynamodb())
+        return DynamoDBInvoiceStore(self._require("invoices_table_name"), self.dynamodb())
 
-        return self._once("invoices", build)
-
+    @built_once
     def ledger(self) -> DynamoDBLedgerStore:
-        def build() -> DynamoDBLedgerStore:
-            from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+        from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
 
-            return DynamoDBLedgerStore(
-                ledger_table=self._require("ledger_table_name"),
-                balances_table=self._require("account_balances_table_name"),
-                dynamodb=self.dynamodb(),
-            )
+        return DynamoDBLedgerStore(
+            ledger_table=self._require("ledger_table_name"),
+            balances_table=self._require("account_balances_table_name"),
+            dynamodb=self.dynamodb(),
+        )
 
-        return self._once("ledger", build)
-
+    @built_once
     def invoice_transactions(self) -> DynamoDBInvoiceTransactions:
-        def build() -> DynamoDBInvoiceTransactions:
-            from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceTransactions
+        from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceTransactions
 
-            return DynamoDBInvoiceTransactions(self.invoices(), self.ledger(), self.dynamodb())
+        return DynamoDBInvoiceTransactions(self.invoices(), self.ledger(), self.dynamodb())
 
-        return self._once("invoice_transactions", build)
-
+    @built_once
     def invoice_issuer(self) -> DynamoDBInvoiceIssuer:
-        def build() -> DynamoDBInvoiceIssuer:
-            from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer
+        from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer
 
-            return DynamoDBInvoiceIssuer(self.subscriptions(), self.invoices(), self.ledger(), self.dynamodb())
+        return DynamoDBInvoiceIssuer(self.subscriptions(), self.invoices(), self.ledger(), self.dynamodb())
 
-        return self._once("invoice_issuer", build)
-
+    @built_once
     def orders(self) -> DynamoDBOrderStore:
-        def build() -> DynamoDBOrderStore:
-            from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
+        from billing_core.adapters.dynamodb.order_store import DynamoDBOrderStore
 
-            return DynamoDBOrderStore(self._require("orders_table_name"), self.dynamodb())
+        return DynamoDBOrderStore(self._require("orders_table_name"), self.dynamodb())
 
-        return self._once("orders", build)
-
+    @built_once
     def order_commits(self) -> DynamoDBOrderCommits:
-        def build() -> DynamoDBOrderCommits:
-            from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits
+        from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits
 
-            return DynamoDBOrderCommits(
-                self.orders(), self.subscriptions(), self.invoices(), self.ledger(), self.dynamodb()
-            )
+        return DynamoDBOrderCommits(
+            self.orders(), self.subscriptions(), self.invoices(), self.ledger(), self.dynamodb()
+        )
 
-        return self._once("order_commits", build)
-
+    @built_once
     def price_books(self) -> DynamoDBPriceBookStore:
-        def build() -> DynamoDBPriceBookStore:
-            from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
+        from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 
-            return DynamoDBPriceBookStore(self._require("price_book_table_name"), self.dynamodb())
+        return DynamoDBPriceBookStore(self._require("price_book_table_name"), self.dynamodb())
 
-        return self._once("price_books", build)
-
+    @built_once
     def audit_log(self) -> DynamoDBAuditStore:
-        def build() -> DynamoDBAuditStore:
-            from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
+        from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
 
-            return DynamoDBAuditStore(self._require("audit_table_name"), self.dynamodb())
-
-        return self._once("audit_log", build)
+        return DynamoDBAuditStore(self._require("audit_table_name"), self.dynamodb())
 
     # --- queues, workflows, the payment provider ---------------------------------------------------
 
@@ -187,245 +181,210 @@ class Wiring:
 
         return self._once(f"queue:{setting}", build)
 
+    @built_once
     def workflow_starter(self) -> WorkflowStarter:
-        def build() -> WorkflowStarter:
-            from billing_core.adapters.stepfunctions import StepFunctionsStarter
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
 
-            return StepFunctionsStarter(self._require("canary_state_machine_arn"))
+        return StepFunctionsStarter(self._require("canary_state_machine_arn"))
 
-        return self._once("workflow_starter", build)
-
+    @built_once
     def gateway(self) -> PaymentGateway:
         """Stripe, configured by the template (StripeApiBase, StripeConfirmOffSession)."""
+        from billing_core.adapters.stripe_gateway import StripePaymentGateway
 
-        def build() -> PaymentGateway:
-            from billing_core.adapters.stripe_gateway import StripePaymentGateway
-
-            settings = self.settings
-            return StripePaymentGateway(
-                self.secrets().read(self._require("stripe_api_key_secret_name")),
-                api_base=settings.stripe_api_base,
-                confirm_off_session=settings.stripe_confirm_off_session,
-            )
-
-        return self._once("gateway", build)
+        settings = self.settings
+        return StripePaymentGateway(
+            self.secrets().read(self._require("stripe_api_key_secret_name")),
+            api_base=settings.stripe_api_base,
+            confirm_off_session=settings.stripe_confirm_off_session,
+        )
 
     # --- services ----------------------------------------------------------------------------------
 
+    @built_once
     def canary(self) -> CanaryService:
-        def build() -> CanaryService:
-            from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
-            from billing_core.adapters.sqs import SqsProbeQueue
-            from billing_core.operations.canary import CanaryService
+        from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
+        from billing_core.adapters.sqs import SqsProbeQueue
+        from billing_core.operations.canary import CanaryService
 
-            queue_url = self.settings.canary_queue_url
-            return CanaryService(
-                store=DynamoDBProbeStore(self._require("canary_table_name"), self.dynamodb()),
-                queue=SqsProbeQueue(queue_url) if queue_url else None,
-            )
+        queue_url = self.settings.canary_queue_url
+        return CanaryService(
+            store=DynamoDBProbeStore(self._require("canary_table_name"), self.dynamodb()),
+            queue=SqsProbeQueue(queue_url) if queue_url else None,
+        )
 
-        return self._once("canary", build)
-
+    @built_once
     def charges(self) -> ChargeService:
-        def build() -> ChargeService:
-            from billing_core.billing.charges import ChargeService
+        from billing_core.billing.charges import ChargeService
 
-            return ChargeService(
-                invoices=self.invoices(),
-                transactions=self.invoice_transactions(),
-                subscriptions=self.subscriptions(),
-                gateway=self.gateway(),
-            )
+        return ChargeService(
+            invoices=self.invoices(),
+            transactions=self.invoice_transactions(),
+            subscriptions=self.subscriptions(),
+            gateway=self.gateway(),
+        )
 
-        return self._once("charges", build)
-
+    @built_once
     def billing_run(self) -> BillingRun:
-        def build() -> BillingRun:
-            from billing_core.billing.run import BillingRun
-            from billing_core.ledger.queries import available_credit
+        from billing_core.billing.run import BillingRun
+        from billing_core.ledger.queries import available_credit
 
-            ledger = self.ledger()
-            return BillingRun(
-                subscriptions=self.subscriptions(),
-                invoices=self.invoices(),
-                issuer=self.invoice_issuer(),
-                charges=self.charges(),
-                dunning=self.document_queue("dunning_queue_url"),
-                notices=self.document_queue("notifications_queue_url"),
-                credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
-            )
+        ledger = self.ledger()
+        return BillingRun(
+            subscriptions=self.subscriptions(),
+            invoices=self.invoices(),
+            issuer=self.invoice_issuer(),
+            charges=self.charges(),
+            dunning=self.document_queue("dunning_queue_url"),
+            notices=self.document_queue("notifications_queue_url"),
+            credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
+        )
 
-        return self._once("billing_run", build)
-
+    @built_once
     def order_quotes(self) -> OrderQuotes:
-        def build() -> OrderQuotes:
-            from billing_core.orders.quoting import OrderQuotes
+        from billing_core.orders.quoting import OrderQuotes
 
-            return OrderQuotes(orders=self.orders(), price_books=self.price_books(), subscriptions=self.subscriptions())
+        return OrderQuotes(orders=self.orders(), price_books=self.price_books(), subscriptions=self.subscriptions())
 
-        return self._once("order_quotes", build)
-
+    @built_once
     def order_commit_service(self) -> OrderCommitService:
         """Commits that may take a signup's first payment, and charge a proration invoice at once."""
+        from billing_core.orders.commit import OrderCommitService
 
-        def build() -> OrderCommitService:
-            from billing_core.orders.commit import OrderCommitService
+        return OrderCommitService(
+            orders=self.orders(),
+            commits=self.order_commits(),
+            price_books=self.price_books(),
+            gateway=self.gateway(),
+            on_invoice=lambda invoice_id: self.charges().charge_now(invoice_id),
+        )
 
-            return OrderCommitService(
-                orders=self.orders(),
-                commits=self.order_commits(),
-                price_books=self.price_books(),
-                gateway=self.gateway(),
-                on_invoice=lambda invoice_id: self.charges().charge_now(invoice_id),
-            )
-
-        return self._once("order_commit_service", build)
-
+    @built_once
     def order_payments(self) -> OrderCommitService:
         """Settles an order from its first payment's known outcome (webhook, reconciliation): it reads
         payments' outcomes and never starts one, so it is built without a gateway."""
+        from billing_core.orders.commit import OrderCommitService
 
-        def build() -> OrderCommitService:
-            from billing_core.orders.commit import OrderCommitService
+        return OrderCommitService(
+            orders=self.orders(), commits=self.order_commits(), price_books=self.price_books(), gateway=None
+        )
 
-            return OrderCommitService(
-                orders=self.orders(), commits=self.order_commits(), price_books=self.price_books(), gateway=None
-            )
-
-        return self._once("order_payments", build)
-
+    @built_once
     def commit_order_once(self) -> IdempotentEntry[CommitResult]:
         """POST /orders/{id}/commit behind Powertools idempotency keyed by the client's Idempotency-Key; a
         202 (payment outcome unknown) is never saved under the key."""
+        from billing_core.adapters.idempotency import IdempotentEntry
+        from billing_core.orders.model import CommitRequest, CommitResult
 
-        def build() -> IdempotentEntry[CommitResult]:
-            from billing_core.adapters.idempotency import IdempotentEntry
-            from billing_core.orders.model import CommitRequest, CommitResult
-
-            def commit(request: dict[str, Any]) -> CommitResult:
-                body = request["request"]
-                return self.order_commit_service().commit(
-                    request["order_id"], CommitRequest.model_validate(body) if body else None
-                )
-
-            return IdempotentEntry(
-                commit,
-                name="order_commit",
-                table=self._require("idempotency_table_name"),
-                key_jmespath="idempotency_key",
-                payload_validation_jmespath="[order_id, request]",
-                expires_after_seconds=COMMIT_IDEMPOTENCY_SECONDS,
-                output_model=CommitResult,
-                is_final=lambda result: result.status_code != 202,
-                reused=("idempotency_key_reused", "this Idempotency-Key was used with a different request"),
-                in_progress=(
-                    "commit_in_progress",
-                    "a commit with this Idempotency-Key is in progress; retry shortly",
-                ),
+        def commit(request: dict[str, Any]) -> CommitResult:
+            body = request["request"]
+            return self.order_commit_service().commit(
+                request["order_id"], CommitRequest.model_validate(body) if body else None
             )
 
-        return self._once("commit_order_once", build)
+        return IdempotentEntry(
+            commit,
+            name="order_commit",
+            table=self._require("idempotency_table_name"),
+            key_jmespath="idempotency_key",
+            payload_validation_jmespath="[order_id, request]",
+            expires_after_seconds=COMMIT_IDEMPOTENCY_SECONDS,
+            output_model=CommitResult,
+            is_final=lambda result: result.status_code != 202,
+            reused=("idempotency_key_reused", "this Idempotency-Key was used with a different request"),
+            in_progress=(
+                "commit_in_progress",
+                "a commit with this Idempotency-Key is in progress; retry shortly",
+            ),
+        )
 
+    @built_once
     def webhook_receiver(self) -> WebhookReceiver:
-        def build() -> WebhookReceiver:
-            from billing_core.adapters.sqs import SqsWebhookQueue
-            from billing_core.webhooks.receive import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECONDS, WebhookReceiver
+        from billing_core.adapters.sqs import SqsWebhookQueue
+        from billing_core.webhooks.receive import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECONDS, WebhookReceiver
 
-            settings = self.settings
-            return WebhookReceiver(
-                secret_names=settings.webhook_secret_names or {},
-                secrets=self.secrets(),
-                queue=SqsWebhookQueue(self._require("webhook_queue_url")),
-                tolerance_seconds=settings.webhook_tolerance_seconds or DEFAULT_TOLERANCE_SECONDS,
-                max_body_bytes=settings.webhook_max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-            )
+        settings = self.settings
+        return WebhookReceiver(
+            secret_names=settings.webhook_secret_names or {},
+            secrets=self.secrets(),
+            queue=SqsWebhookQueue(self._require("webhook_queue_url")),
+            tolerance_seconds=settings.webhook_tolerance_seconds or DEFAULT_TOLERANCE_SECONDS,
+            max_body_bytes=settings.webhook_max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        )
 
-        return self._once("webhook_receiver", build)
-
+    @built_once
     def webhook_applier(self) -> WebhookApplier:
-        def build() -> WebhookApplier:
-            from billing_core.adapters.dynamodb.webhook_event_store import DynamoDBWebhookEventStore
-            from billing_core.webhooks.apply import WebhookApplier
+        from billing_core.adapters.dynamodb.webhook_event_store import DynamoDBWebhookEventStore
+        from billing_core.webhooks.apply import WebhookApplier
 
-            store = DynamoDBWebhookEventStore(
-                self._require("webhook_events_table_name"),
-                subscriptions=self.subscriptions(),
-                ledger=self.ledger(),
-                dynamodb=self.dynamodb(),
-            )
-            # The order service is built on first use: only an order's first payment needs it.
-            return WebhookApplier(
-                store, order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome)
-            )
+        store = DynamoDBWebhookEventStore(
+            self._require("webhook_events_table_name"),
+            subscriptions=self.subscriptions(),
+            ledger=self.ledger(),
+            dynamodb=self.dynamodb(),
+        )
+        # The order service is built on first use: only an order's first payment needs it.
+        return WebhookApplier(
+            store, order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome)
+        )
 
-        return self._once("webhook_applier", build)
-
+    @built_once
     def apply_webhook_once(self) -> IdempotentEntry[ApplyResult]:
         """Powertools idempotency keyed by provider + event id (a redelivery costs one request); under it the
         effect and the event's record are one transaction."""
+        from billing_core.adapters.idempotency import IdempotentEntry
+        from billing_core.webhooks.effects import ApplyResult
+        from billing_core.webhooks.model import WebhookEnvelope
 
-        def build() -> IdempotentEntry[ApplyResult]:
-            from billing_core.adapters.idempotency import IdempotentEntry
-            from billing_core.webhooks.effects import ApplyResult
-            from billing_core.webhooks.model import WebhookEnvelope
+        def apply(request: dict[str, Any]) -> ApplyResult:
+            return self.webhook_applier().apply(WebhookEnvelope.model_validate(request))
 
-            def apply(request: dict[str, Any]) -> ApplyResult:
-                return self.webhook_applier().apply(WebhookEnvelope.model_validate(request))
+        return IdempotentEntry(
+            apply,
+            name="webhook_apply",
+            table=self._require("idempotency_table_name"),
+            key_jmespath="[provider, provider_event_id]",
+            payload_validation_jmespath="event_type",
+            expires_after_seconds=WEBHOOK_IDEMPOTENCY_SECONDS,
+            output_model=ApplyResult,
+        )
 
-            return IdempotentEntry(
-                apply,
-                name="webhook_apply",
-                table=self._require("idempotency_table_name"),
-                key_jmespath="[provider, provider_event_id]",
-                payload_validation_jmespath="event_type",
-                expires_after_seconds=WEBHOOK_IDEMPOTENCY_SECONDS,
-                output_model=ApplyResult,
-            )
-
-        return self._once("apply_webhook_once", build)
-
+    @built_once
     def reconciler(self) -> Reconciler:
-        def build() -> Reconciler:
-            from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
-            from billing_core.reconciliation.service import Reconciler
+        from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
+        from billing_core.reconciliation.service import Reconciler
 
-            return Reconciler(
-                gateway=self.gateway(),
-                ledger=self.ledger(),
-                attempts=self.invoices(),
-                charges=self.charges(),
-                reports=DynamoDBReportStore(self._require("reconciliation_table_name"), self.dynamodb()),
-                review=self.document_queue("review_queue_url"),
-                order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome),
-            )
+        return Reconciler(
+            gateway=self.gateway(),
+            ledger=self.ledger(),
+            attempts=self.invoices(),
+            charges=self.charges(),
+            reports=DynamoDBReportStore(self._require("reconciliation_table_name"), self.dynamodb()),
+            review=self.document_queue("review_queue_url"),
+            order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome),
+        )
 
-        return self._once("reconciler", build)
-
+    @built_once
     def health_checks(self) -> tuple[HealthCheck, ...]:
-        def build() -> tuple[HealthCheck, ...]:
-            from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck
-            from billing_core.config import split_list
+        from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck
+        from billing_core.config import split_list
 
-            found: list[HealthCheck] = [
-                DynamoDBTableCheck(name) for name in split_list(self._require("health_table_names"))
-            ]
-            found += [SqsQueueCheck(url) for url in split_list(self._require("health_queue_urls"))]
-            return tuple(found)
+        found: list[HealthCheck] = [
+            DynamoDBTableCheck(name) for name in split_list(self._require("health_table_names"))
+        ]
+        found += [SqsQueueCheck(url) for url in split_list(self._require("health_queue_urls"))]
+        return tuple(found)
 
-        return self._once("health_checks", build)
-
+    @built_once
     def audit_projector(self) -> AuditProjector:
-        def build() -> AuditProjector:
-            from billing_core.audit.project import AuditProjector
+        from billing_core.audit.project import AuditProjector
 
-            return AuditProjector(
-                self.audit_log(),
-                {
-                    self._require("subscriptions_table_name"): "subscriptions",
-                    self._require("invoices_table_name"): "invoices",
-                    self._require("orders_table_name"): "orders",
-                    self._require("price_book_table_name"): "price_books",
-                },
-            )
-
-        return self._once("audit_projector", build)
+        return AuditProjector(
+            self.audit_log(),
+            {
+                self._require("subscriptions_table_name"): "subscriptions",
+                self._require("invoices_table_name"): "invoices",
+                self._require("orders_table_name"): "orders",
+                self._require("price_book_table_name"): "price_books",
+            },
+        )

@@ -1,2 +1,2 @@
-"""Adapters implement billing_core.ports with boto3 / stripe and translate provider errors into
-domain errors (billing_core.errors)."""
+"""Adapters implement the contexts' ports with boto3, Powertools and the stripe SDK, and translate every
+provider error into the domain's vocabulary (billing_core.errors). dynamodb/ holds one store per aggregate."""

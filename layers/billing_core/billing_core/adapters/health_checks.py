@@ -1,3 +1,5 @@
+"""HealthCheck adapters: a DynamoDB table answers DescribeTable, an SQS queue GetQueueAttributes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

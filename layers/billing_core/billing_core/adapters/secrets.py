@@ -1,3 +1,6 @@
+"""SecretReader on Secrets Manager through Powertools Parameters (cached per execution environment);
+a missing or forbidden secret is a ConfigurationError, anything else retryable."""
+
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters

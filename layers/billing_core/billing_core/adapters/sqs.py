@@ -1,3 +1,6 @@
+"""Queues on SQS: the canary's probes, the webhook FIFO queue (ordered per group, deduplicated by event
+id, size-checked before sending) and JSON document queues (dunning hand-over, notices, review)."""
+
 from __future__ import annotations
 
 import hashlib

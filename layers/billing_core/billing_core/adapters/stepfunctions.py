@@ -1,3 +1,6 @@
+"""WorkflowStarter on Step Functions: executions started under deterministic names, so a redelivered
+trigger finds its execution instead of starting a second one."""
+
 from __future__ import annotations
 
 import json

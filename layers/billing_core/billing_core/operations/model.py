@@ -1,3 +1,6 @@
+"""The operations context's models: the canary's probe (submitted, recorded), a started Step Functions
+execution, and the health report."""
+
 from __future__ import annotations
 
 from datetime import datetime

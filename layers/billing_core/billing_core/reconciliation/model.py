@@ -1,3 +1,6 @@
+"""What reconciliation finds: a discrepancy (its kind, subject and whether it was fixed), the window a run
+covers (its id is deterministic, so re-running a window updates one report) and the run's report."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,6 @@
+"""What the receive step hands to the apply step: the verified raw body and the event's identity
+(WebhookEnvelope), and what the receive route answers (ReceivedWebhook)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -4,7 +4,10 @@ its codec, its conditions, and the parts other writes put in their own transacti
 (order commits).
 
 Indexes: `billing-due` (billing_due, next_billing_at) is the billing run's to-do list of subscriptions we
-bill; `by-provider-subscription-id` finds a mirrored subscription by the provider's id."""
+bill; `by-provider-subscription-id` finds a mirrored subscription by the provider's id.
+
+Longer than 400 lines on purpose: every shape of the subscription item and every condition on it is here,
+so no other module can write a subscription in a way this one does not know."""
 
 from __future__ import annotations
 
