@@ -2,8 +2,8 @@
 
     python scripts/bench.py --output docs/benchmarks.md     (make bench)
 
-1. Cold-start import cost of each handler module (fresh interpreter, layer on sys.path) vs a bare
-   interpreter and vs `import boto3`.
+1. Cold start of each handler (scripts/bench_cold_start.py): `import app`, and everything its first
+   request imports, vs `import boto3`; own-code overhead vs the same third-party modules alone.
 2. GET /health through the local runtime (HTTP -> proxy event -> worker -> moto) vs the same two AWS
    calls made directly against moto: the runtime's own overhead.
 3. SQS consumer throughput: N probes enqueued, time until all are in DynamoDB, vs the same conditional
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "scripts")]
 
+import bench_cold_start  # noqa: E402
 import bench_webhooks  # noqa: E402
 import requests  # noqa: E402
 
@@ -41,31 +41,6 @@ from local_runtime.runtime import LocalRuntime, RuntimeConfig  # noqa: E402
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def interpreter_ms(code: str, env: dict[str, str], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
-
-
-def bench_imports(runs: int) -> list[tuple[str, float]]:
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    layer = ROOT / "layers" / "billing_core"
-    rows = [("bare interpreter (baseline)", interpreter_ms("pass", env, runs))]
-    rows.append(("import boto3 (baseline)", interpreter_ms("import boto3", env, runs)))
-    for app in sorted((ROOT / "functions").glob("*/app.py")):
-        code = f"import sys; sys.path[:0] = [{str(app.parent)!r}, {str(layer)!r}]; import app"
-        rows.append((f"functions/{app.parent.name}", interpreter_ms(code, env, runs)))
-    return rows
 
 
 def timed(action: Callable[[], Any], count: int) -> list[float]:
@@ -92,8 +67,8 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=300)
     args = parser.parse_args()
 
-    print("1/4 import cost ...", flush=True)
-    imports = bench_imports(args.import_runs)
+    print("1/4 cold starts ...", flush=True)
+    cold_starts = bench_cold_start.main(runs=args.import_runs)
 
     print("2/4 starting the local runtime ...", flush=True)
     output = Path(tempfile.mkstemp(prefix="bench-functions-", suffix=".log")[1])
@@ -184,10 +159,10 @@ def main() -> int:
         runtime.stop()
 
     report = render(
-        imports, health, direct, args, enqueued, pipeline_seconds, recorded, direct_seconds, memory, bare_rss
+        cold_starts, health, direct, args, enqueued, pipeline_seconds, recorded, direct_seconds, memory, bare_rss
     )
-    print("webhooks: ack path, requests per event, cold-import overhead ...", flush=True)
-    report += "\n" + bench_webhooks.main(runs=args.import_runs + 2, requests_count=args.requests)
+    print("webhooks: ack path, requests per event ...", flush=True)
+    report += "\n" + bench_webhooks.main(requests_count=args.requests)
     print(report)
     if args.output:
         args.output.write_text(report)
@@ -196,7 +171,7 @@ def main() -> int:
 
 
 def render(
-    imports: list[tuple[str, float]],
+    cold_starts: str,
     health: list[float],
     direct: list[float],
     args: argparse.Namespace,
@@ -207,7 +182,6 @@ def render(
     memory: list[tuple[str, int]],
     bare_rss: int,
 ) -> str:
-    bare_ms = imports[0][1]
     lines = [
         "# Benchmarks",
         "",
@@ -218,18 +192,7 @@ def render(
         f"- Run: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.machine()}",
         "",
-        f"## 1. Cold-start import cost (median of {args.import_runs} fresh interpreters)",
-        "",
-        "| Module | Median ms | Over bare interpreter |",
-        "|---|---:|---:|",
-    ]
-    for name, ms in imports:
-        lines.append(f"| {name} | {ms:.0f} | {ms - bare_ms:+.0f} |")
-    lines += [
-        "",
-        "Handlers import boto3, Powertools and pydantic at module level; a Lambda cold start pays this once",
-        "per execution environment.",
-        "",
+        cold_starts,
         f"## 2. GET /health through the local runtime ({args.requests} sequential warm requests)",
         "",
         "| Path | p50 ms | p95 ms | max ms |",

@@ -5,8 +5,7 @@
    by the bare minimum (the stripe SDK's signature check + one SQS send). Target <= 1.2x.
 2. DynamoDB requests per new event and per duplicate on the apply path, counted with botocore hooks.
    Targets <= 3 and <= 1.
-3. Cold import of each handler divided by a cold import of exactly the third-party modules that handler
-   loads (fresh interpreters): our own code's start-up overhead. Target <= 1.15x.
+(Each handler's own-code start-up overhead is in section 1, scripts/bench_cold_start.py.)
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "billing_core"
-OURS = ("billing_core", "app", "functions", "local_runtime", "tests")
 
 
 def _env() -> dict[str, str]:
@@ -36,42 +33,6 @@ def _env() -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "bench",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-
-
-def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], env=_env(), check=True, capture_output=True, text=True).stdout
-
-
-def cold_import_ratios(runs: int) -> list[tuple[str, float, float, float, float]]:
-    rows = []
-    for app in sorted((ROOT / "functions").glob("*/app.py")):
-        setup = f"import sys; sys.path[:0] = [{str(app.parent)!r}, {str(LAYER)!r}]"
-        listing = _run(
-            f"{setup}; import sys as s; before = set(s.modules); import app; "
-            f"print('\\n'.join(sorted(m for m in set(s.modules) - before)))"
-        )
-        stdlib = set(sys.stdlib_module_names)
-        third_party = [m for m in listing.split() if m.split(".")[0] not in stdlib and m.split(".")[0] not in OURS]
-        baseline_code = "import importlib\n" + "".join(
-            f"try:\n    importlib.import_module({m!r})\nexcept Exception:\n    pass\n" for m in third_party
-        )
-        handler_code = f"{setup}; import app"
-        handler_ms, baseline_ms = [], []
-        for _ in range(runs):  # interleaved, so drift hits both equally
-            for code, sink in ((handler_code, handler_ms), (baseline_code, baseline_ms)):
-                started = time.perf_counter()
-                subprocess.run([sys.executable, "-c", code], env=_env(), check=True, capture_output=True)
-                sink.append((time.perf_counter() - started) * 1000)
-        rows.append(
-            (
-                app.parent.name,
-                min(handler_ms),
-                min(baseline_ms),
-                statistics.median(handler_ms),
-                statistics.median(baseline_ms),
-            )
-        )
-    return rows
 
 
 def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
@@ -174,7 +135,7 @@ def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
         apply_module.lambda_handler(sqs_event, Context())
         new_event = list(calls)
         calls.clear()
-        apply_module.idempotency_config().use_local_cache = False
+        apply_module.wiring.apply_webhook_once().config.use_local_cache = False
         apply_module.lambda_handler(sqs_event, Context())
         duplicate = list(calls)
         return {
@@ -187,7 +148,7 @@ def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
         server.stop()
 
 
-def render(imports: list[tuple[str, float, float, float, float]], ack: dict[str, Any], runs: int) -> str:
+def render(ack: dict[str, Any]) -> str:
     handler, baseline = statistics.median(ack["handler_ms"]), statistics.median(ack["baseline_ms"])
     lines = [
         "## 5. Webhook ack path (WebhookReceiveFunction, in-process, moto server SQS)",
@@ -209,28 +170,13 @@ def render(imports: list[tuple[str, float, float, float, float]], ack: dict[str,
         f"| duplicate (another instance, no local cache) | {len(ack['duplicate_calls'])} | "
         f"{', '.join(ack['duplicate_calls'])} | <= 1 |",
         "",
-        f"## 7. Own code's cold-start overhead ({runs} fresh interpreters each, interleaved)",
-        "",
-        "Start-up noise only ever adds time, so the best of N is the estimate; the medians show the spread",
-        "(on this 2-core machine single runs vary by +-15 %).",
-        "",
-        "| Handler | import app, best (ms) | same third-party modules alone, best (ms) | Ratio best (target <= 1.15x) "
-        "| Ratio of medians |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for name, handler_best, third_best, handler_median, third_median in imports:
-        lines.append(
-            f"| functions/{name} | {handler_best:.0f} | {third_best:.0f} | {handler_best / third_best:.2f}x "
-            f"| {handler_median / third_median:.2f}x |"
-        )
     lines.append("")
     return "\n".join(lines)
 
 
-def main(runs: int = 5, requests_count: int = 200) -> str:
-    imports = cold_import_ratios(runs)
-    ack = ack_path_and_requests(requests_count)
-    return render(imports, ack, runs)
+def main(requests_count: int = 200) -> str:
+    return render(ack_path_and_requests(requests_count))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.audit.model import EntityEvent
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.audit.model import EntityEvent
 
 
 class AuditLog(Protocol):

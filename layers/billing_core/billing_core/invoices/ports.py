@@ -6,20 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.invoices.model import (
-    ChargeAttempt,
-    Invoice,
-    InvoiceStatus,
-    InvoiceView,
-    IssueResult,
-    PendingItem,
-    PendingWork,
-)
-from billing_core.ledger.model import LedgerTransaction
-from billing_core.subscriptions.model import Subscription
-from billing_core.subscriptions.state_machine import SubscriptionStatus
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.invoices.model import (
+        ChargeAttempt,
+        Invoice,
+        InvoiceStatus,
+        InvoiceView,
+        IssueResult,
+        PendingItem,
+        PendingWork,
+    )
+    from billing_core.ledger.model import LedgerTransaction
+    from billing_core.subscriptions.model import Subscription
+    from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 
 class InvoiceReader(Protocol):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from billing_core.operations.model import Probe, RecordedProbe, StartedExecution
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.operations.model import Probe, RecordedProbe, StartedExecution
 
 
 class ProbeStore(Protocol):

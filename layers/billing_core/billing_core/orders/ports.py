@@ -4,12 +4,13 @@ together with the subscription, invoice and postings it brings about."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.invoices.model import Invoice
-from billing_core.ledger.model import LedgerTransaction
-from billing_core.orders.model import Order
-from billing_core.subscriptions.model import ScheduledChange, Subscription
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.invoices.model import Invoice
+    from billing_core.ledger.model import LedgerTransaction
+    from billing_core.orders.model import Order
+    from billing_core.subscriptions.model import ScheduledChange, Subscription
 
 
 class OrderStore(Protocol):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.payments.model import PaymentOutcome, ProviderCharge, ProviderInvoice, ProviderRefund
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.payments.model import PaymentOutcome, ProviderCharge, ProviderInvoice, ProviderRefund
 
 
 class PaymentGateway(Protocol):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.pricing.model import PriceBook, PublishedPriceBook
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.pricing.model import PriceBook, PublishedPriceBook
 
 
 class PriceBookStore(Protocol):

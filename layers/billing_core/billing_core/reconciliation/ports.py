@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.invoices.model import ChargeAttempt
-from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
-from billing_core.reconciliation.model import Discrepancy, ReconciliationReport
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.invoices.model import ChargeAttempt
+    from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
+    from billing_core.reconciliation.model import Discrepancy, ReconciliationReport
 
 
 class ReconciliationLedger(Protocol):

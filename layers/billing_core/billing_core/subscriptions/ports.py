@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.subscriptions.model import Subscription
-from billing_core.subscriptions.state_machine import SubscriptionStatus
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.subscriptions.model import Subscription
+    from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 
 class SubscriptionReader(Protocol):

@@ -3,10 +3,11 @@ writes one event's record and effect together or not at all."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from billing_core.webhooks.effects import EventWrite, WriteResult
-from billing_core.webhooks.model import WebhookEnvelope
+if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.webhooks.effects import EventWrite, WriteResult
+    from billing_core.webhooks.model import WebhookEnvelope
 
 
 class WebhookQueue(Protocol):
