@@ -25,18 +25,11 @@ from botocore.config import Config
 
 from local_runtime import stepfunctions
 from local_runtime.api import ApiServer, HttpResponse, Route, match_route
-from local_runtime.event_sources import (
-    LOCAL_RETRY_CAP,
-    ScheduleSource,
-    ScheduleTimer,
-    SqsPoller,
-    SqsSource,
-    StreamPoller,
-    StreamSource,
-    scheduled_event,
-)
 from local_runtime.lambdas import FunctionSpec, LambdaService
 from local_runtime.resources import Provisioner, Resolver, UnresolvableError
+from local_runtime.schedules import ScheduleSource, ScheduleTimer, scheduled_event
+from local_runtime.sqs_source import SqsPoller, SqsSource
+from local_runtime.stream_source import LOCAL_RETRY_CAP, StreamPoller, StreamSource
 from local_runtime.template import Template, TemplateError, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,9 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel, EventBridgeModel
 
 from local_runtime.api import Route, build_proxy_event, match_route, proxy_response
-from local_runtime.event_sources import ScheduleSource, failed_message_ids, scheduled_event
 from local_runtime.lambdas import InvocationResult
+from local_runtime.schedules import ScheduleSource, scheduled_event
+from local_runtime.sqs_source import failed_message_ids
 
 ROUTES = [
     Route("GET", "/health", "Health", "dev"),
