@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 
 def status(runtime: LocalRuntime) -> dict[str, Any]:
     assert runtime.resolver is not None and runtime.provisioner is not None
+    peers: dict[str, Any] = {}
+    for peer in runtime.peers.values():
+        peers.update(peer.status())
     return {
         "api": runtime.api_url,
         "moto": runtime.moto_endpoint,
-        "stripe_api_base": runtime.stripe_api_base,
-        "stripe_webhook": runtime.stripe_webhook,
+        **peers,
         "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in runtime.routes],
         "sqs_sources": [
             f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size}, {s.concurrency} concurrent)"

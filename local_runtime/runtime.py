@@ -1,9 +1,10 @@
 """The local runtime's lifecycle: template.yaml + moto (server mode) + the project's handlers, no Docker.
 
 AWS semantics come from moto; this module starts the pieces in order: moto, the template's resources,
-the functions' workers, the API, the SQS and DynamoDB stream pollers, the schedules, then localstripe. It stops
-what delivers work first (schedules, pollers, API), then the workers, localstripe and moto. What to start is
-read from the template by wiring.py; the /__local__/ routes and the status are in control.py."""
+the functions' workers, the API, the SQS and DynamoDB stream pollers, the schedules, then the profile's peers
+(profile.py). It stops what delivers work first (schedules, pollers, API), then the workers, the peers and
+moto. What to start is read from the template by wiring.py; the /__local__/ routes and the status are in
+control.py."""
 
 from __future__ import annotations
 
@@ -11,11 +12,7 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +23,9 @@ import requests
 from botocore.config import Config
 
 from local_runtime import control, stepfunctions, wiring
-from local_runtime.api import ApiServer, HttpResponse, Route, match_route
+from local_runtime.api import ApiServer, HttpResponse, Route
 from local_runtime.lambdas import LambdaService
+from local_runtime.profile import Profile, RunningPeer
 from local_runtime.resources import Provisioner, Resolver, UnresolvableError
 from local_runtime.schedules import ScheduleSource, ScheduleTimer, scheduled_event
 from local_runtime.sqs_source import SqsPoller, SqsSource
@@ -35,20 +33,6 @@ from local_runtime.stream_source import StreamPoller, StreamSource
 from local_runtime.template import Template, TemplateError, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
-# hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
-LOCAL_SECRET_SEEDS = {
-    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
-    # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
-    "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
-    # Standard Webhooks secrets are whsec_<base64 of the key>.
-    "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
-    # localstripe accepts any key that starts with sk_ and is longer than five characters.
-    "StripeApiKeySecret": "sk_test_local_billing_0123456789abcdef",
-}
-STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
-STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
 
 
 class StartupError(Exception):
@@ -58,13 +42,12 @@ class StartupError(Exception):
 @dataclass
 class RuntimeConfig:
     template_path: Path = PROJECT_ROOT / "template.yaml"
+    # Secrets, peers, banner and demo of one project; the default is generic (profile.py).
+    profile: Profile = field(default_factory=Profile)
     host: str = "127.0.0.1"
     api_port: int = 3000
     moto_port: int = 5050
-    stripe_port: int = 8420
-    stripe: str = "local"  # local | off | external
-    stripe_api_base: str | None = None
-    stack_name: str = "billing-local"
+    stack_name: str | None = None  # None: the profile's
     region: str = "us-east-1"
     parameters: dict[str, str] = field(default_factory=dict)
     fire_schedules: bool = False
@@ -74,15 +57,6 @@ class RuntimeConfig:
     stream_retry_delay_seconds: float = 1.0  # pause before a failed DynamoDB stream batch is retried
     function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-
-
-def secret_seeds() -> dict[str, str]:
-    seeds = dict(LOCAL_SECRET_SEEDS)
-    prefix = "BILLING_LOCAL_SECRET_"
-    for name, value in os.environ.items():
-        if name.startswith(prefix):
-            seeds[name[len(prefix) :]] = value
-    return seeds
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -99,7 +73,8 @@ def _port_free(host: str, port: int) -> bool:
 class LocalRuntime:
     def __init__(self, config: RuntimeConfig | None = None):
         self.config = config or RuntimeConfig()
-        self.stack_name = self.config.stack_name
+        self.profile = self.config.profile
+        self.stack_name = self.config.stack_name or self.profile.stack_name
         self.template: Template | None = None
         self.resolver: Resolver | None = None
         self.provisioner: Provisioner | None = None
@@ -110,17 +85,14 @@ class LocalRuntime:
         self.stream_sources: list[StreamSource] = []
         self.stream_pollers: list[StreamPoller] = []
         self.schedules: list[ScheduleSource] = []
+        self.peers: dict[str, RunningPeer] = {}  # by Peer.name, in start order
         self._moto: Any = None
         self._previous_moto_port: str | None = None
         self._api: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self._timer: ScheduleTimer | None = None
-        self._stripe_process: subprocess.Popen[bytes] | None = None
-        self._stripe_log: Path | None = None
         self.moto_endpoint = ""
         self.api_url = ""
-        self.stripe_api_base: str | None = None
-        self.stripe_webhook: str | None = None  # what localstripe delivers to, once registered
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -128,8 +100,8 @@ class LocalRuntime:
         config = self.config
         self.template = load_template(config.template_path)
         wanted = [("API", config.api_port, "--api-port"), ("moto", config.moto_port, "--moto-port")]
-        if config.stripe == "local":
-            wanted.append(("localstripe", config.stripe_port, "--stripe-port"))
+        for peer in self.profile.peers:
+            wanted += [(claim.label, claim.port, claim.flag) for claim in peer.ports(config.host)]
         for label, port, flag in wanted:
             if not _port_free(config.host, port):
                 raise StartupError(
@@ -143,11 +115,8 @@ class LocalRuntime:
             self._start_pollers()
             self._start_stream_pollers()
             self._start_schedules()
-            if config.stripe == "local":
-                self._start_localstripe()
-                self.stripe_webhook = self._register_stripe_webhook()
-            elif config.stripe == "external":
-                self.stripe_api_base = config.stripe_api_base or "https://api.stripe.com"
+            for peer in self.profile.peers:
+                self.peers[peer.name] = peer.start(self)
         except BaseException:
             self.stop()
             raise
@@ -168,14 +137,8 @@ class LocalRuntime:
         if self.lambdas:
             self.lambdas.close()
             stepfunctions.uninstall(self.lambdas)
-        if self._stripe_process and self._stripe_process.poll() is None:
-            self._stripe_process.terminate()
-            try:
-                self._stripe_process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._stripe_process.kill()
-        if self._stripe_log is not None:
-            self._stripe_log.unlink(missing_ok=True)
+        for peer in reversed(self.peers.values()):
+            peer.stop()  # idempotent, like the rest of stop(): a failed start calls it, then maybe the caller
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -229,26 +192,23 @@ class LocalRuntime:
     def _provision(self) -> None:
         assert self.template is not None
         self.resolver = Resolver(self.template, self.config.region, self.stack_name, self._parameters())
-        self.provisioner = Provisioner(self.resolver, self.client, secret_seeds())
+        self.provisioner = Provisioner(self.resolver, self.client, self.profile.secrets())
         try:
             self.provisioner.run()
         except UnresolvableError as exc:
             raise TemplateError(self.template.path, [str(exc)]) from exc
 
     def _parameters(self) -> dict[str, str]:
-        """Template parameters: the Stripe peer's (only those the template declares), then --parameter."""
+        """Template parameters: the peers' (only those the template declares), then --parameter."""
         assert self.template is not None
-        peer: dict[str, str] = {}
-        if self.config.stripe == "local":
-            # localstripe refuses `off_session` on PaymentIntent confirm (docs/runbooks/local-runtime.md).
-            peer = {
-                "StripeApiBase": f"http://{self.config.host}:{self.config.stripe_port}",
-                "StripeConfirmOffSession": "false",
-            }
-        elif self.config.stripe == "external":
-            peer = {"StripeApiBase": self.config.stripe_api_base or "https://api.stripe.com"}
         declared = self.template.document.get("Parameters") or {}
-        return {**{k: v for k, v in peer.items() if k in declared}, **self.config.parameters}
+        from_peers = {
+            key: value
+            for peer in self.profile.peers
+            for key, value in peer.template_parameters(self.config.host).items()
+            if key in declared
+        }
+        return {**from_peers, **self.config.parameters}
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         assert self.template is not None and self.resolver is not None
@@ -332,49 +292,6 @@ class LocalRuntime:
             self._timer = ScheduleTimer(self.schedules, self.fire, self.config.log)
             self._timer.start()
 
-    def _start_localstripe(self) -> None:
-        port = self.config.stripe_port
-        self._stripe_log = Path(tempfile.mkstemp(prefix="localstripe-", suffix=".log")[1])
-        command = [sys.executable, "-m", "local_runtime.stripe_server", "--host", self.config.host, "--port", str(port)]
-        with self._stripe_log.open("wb") as log_file:  # a file, not a pipe: a chatty peer never blocks
-            self._stripe_process = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        self.stripe_api_base = f"http://{self.config.host}:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._stripe_process.poll() is not None:
-                error = self._stripe_log.read_text(errors="replace")[-500:]
-                raise StartupError(f"localstripe exited during start: {error}")
-            try:
-                with socket.create_connection((self.config.host, port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise StartupError(f"localstripe did not listen on {self.config.host}:{port} within 20 s")
-
-    def _register_stripe_webhook(self) -> str | None:
-        """Point localstripe's webhooks at our Stripe webhook route, signed with the local secret.
-
-        Only when the template has both the route and the signing secret; otherwise the runtime says so."""
-        assert self.template is not None and self.provisioner is not None
-        route, _, _ = match_route(self.routes, "POST", STRIPE_WEBHOOK_PATH)
-        if route is None or STRIPE_WEBHOOK_SECRET_ID not in self.template.resources:
-            self.config.log(
-                f"localstripe webhooks not registered: template lacks POST {STRIPE_WEBHOOK_PATH} "
-                f"or {STRIPE_WEBHOOK_SECRET_ID}"
-            )
-            return None
-        secret = self.provisioner.secret_values[STRIPE_WEBHOOK_SECRET_ID]
-        url = f"{self.api_url}{STRIPE_WEBHOOK_PATH}"
-        response = requests.post(
-            f"{self.stripe_api_base}/_config/webhooks/billing-local", data={"url": url, "secret": secret}, timeout=10
-        )
-        if response.status_code >= 300:
-            raise StartupError(f"localstripe refused the webhook registration: {response.status_code} {response.text}")
-        self.config.log(f"localstripe delivers signed webhooks to {url}")
-        return url
-
     # --- operations used by the CLI, the control routes, demos and tests -----------------------
 
     def invoke(self, logical_id: str, event: Any) -> dict[str, Any]:
@@ -434,6 +351,9 @@ class LocalRuntime:
             consumer.pause() if paused else consumer.resume()
         self.config.log(f"consumer {logical_id} {'paused' if paused else 'resumed'}")
         return sorted({c.source.queue_arn if isinstance(c, SqsPoller) else c.source.stream_arn for c in found})
+
+    def peer(self, name: str) -> RunningPeer | None:
+        return self.peers.get(name)
 
     def status(self) -> dict[str, Any]:
         return control.status(self)

@@ -145,7 +145,6 @@ def runtime(calls: Path, runtime_log: list[str]) -> Iterator[LocalRuntime]:
             template_path=path,
             api_port=0,
             moto_port=0,
-            stripe="off",
             stack_name=f"ddbs-{uuid.uuid4().hex[:8]}",
             paused_consumers=PAUSED_AT_START,
             stream_retry_delay_seconds=0.1,

@@ -98,6 +98,7 @@ OPTIONAL_RESOURCES = {"StripeWebhookSecret"}
 CODE_FILES = sorted(
     [
         *ROOT.glob("local_runtime/*.py"),
+        *ROOT.glob("local_profile/*.py"),
         *ROOT.glob("functions/*/app.py"),
         *ROOT.glob("tests/integration/*.py"),
         *ROOT.glob("tests/e2e/*.py"),
