@@ -1,3 +1,6 @@
+"""API Gateway proxy events and responses, SQS partial-failure rules and scheduled events, as the local
+runtime builds them (no network)."""
+
 from __future__ import annotations
 
 import base64

@@ -1,3 +1,6 @@
+"""Reading a SAM template the way the local runtime does: Globals, intrinsics, references, and the problems
+that stop it from starting (no network)."""
+
 from __future__ import annotations
 
 import shutil
