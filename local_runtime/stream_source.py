@@ -237,8 +237,13 @@ class StreamPoller:
 
     def _step(self, shard: _Shard) -> bool:
         """Read, then deliver one batch if one is due. True if it invoked the function."""
+        # Only a read that began while the poller was running may lead to a delivery. A paused poller keeps
+        # reading (see _read), so a read can be under way when resume() is called; its answer predates
+        # writes made just before the resume, and delivering it would split records written while paused
+        # into several batches. Such a read is kept in the buffer and the next step reads the rest first.
+        running = not self._paused.is_set()
         self._read(shard)
-        if not shard.buffer or self._paused.is_set():
+        if not shard.buffer or not running or self._paused.is_set():
             return False
         now = time.monotonic()
         if now < shard.not_before:
