@@ -24,9 +24,10 @@ from botocore.config import Config
 
 from local_runtime import control, stepfunctions, wiring
 from local_runtime.api import ApiServer, HttpResponse, Route
+from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import LambdaService
 from local_runtime.profile import Profile, RunningPeer
-from local_runtime.resources import Provisioner, Resolver, UnresolvableError
+from local_runtime.resources import Provisioner
 from local_runtime.schedules import ScheduleSource, ScheduleTimer, scheduled_event
 from local_runtime.sqs_source import SqsPoller, SqsSource
 from local_runtime.stream_source import StreamPoller, StreamSource

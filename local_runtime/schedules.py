@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from local_runtime.resources import ACCOUNT_ID
+from local_runtime.intrinsics import ACCOUNT_ID
 
 Log = Callable[[str], None]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime.api import Route
+from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import FunctionSpec
-from local_runtime.resources import Resolver, UnresolvableError
 from local_runtime.schedules import ScheduleSource
 from local_runtime.sqs_source import SqsSource
 from local_runtime.stream_source import StreamSource

@@ -13,7 +13,8 @@ import pytest
 
 from billing_core.adapters import aws as aws_adapter
 from local_profile import PROFILE
-from local_runtime.resources import PhysicalResource, Provisioner, Resolver
+from local_runtime.intrinsics import PhysicalResource, Resolver
+from local_runtime.resources import Provisioner
 from local_runtime.template import load_template
 from tests.support import ROOT
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 
-from local_runtime.resources import Provisioner, Resolver
+from local_runtime.intrinsics import Resolver
+from local_runtime.resources import Provisioner
 from local_runtime.schedules import ScheduleSource, ScheduleTimer
 from local_runtime.template import load_template
 
