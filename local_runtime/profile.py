@@ -94,7 +94,7 @@ class Profile:
     stack_name: str = "local"  # physical names are <stack_name>-<LogicalId> unless RuntimeConfig sets one
     secret_seeds: Mapping[str, str] = field(default_factory=dict)  # secret logical id -> fixed local value
     secret_override_prefix: str | None = None  # <prefix><LogicalId> in the environment replaces a seed
-    secrets_note: str = "seeded by the profile, else generated"  # the banner's "local secrets:" line
+    secrets_note: str = "SecretString from the template, else generated"  # the banner's "local secrets:" line
     peers: tuple[Peer, ...] = ()
     demo: Callable[[LocalRuntime], bool] | None = None  # runs against a started runtime; True if it passed
 
