@@ -33,6 +33,9 @@ START_TIMEOUT_SECONDS = 20
 
 @dataclass(frozen=True)
 class StripePeer:
+    """The Stripe peer's configuration (a local_runtime Peer). `with_options` takes the parsed --stripe,
+    --stripe-port and --stripe-api-base; `start` returns the RunningStripe."""
+
     mode: str = "local"  # local | off | external
     port: int = 8420
     api_base: str | None = None  # for external; None: the real Stripe API
@@ -144,6 +147,7 @@ def _register_webhook(runtime: LocalRuntime, api_base: str) -> str | None:
         return None
     secret = runtime.provisioner.secret_values[STRIPE_WEBHOOK_SECRET_ID]
     url = f"{runtime.api_url}{STRIPE_WEBHOOK_PATH}"
+    # One webhook endpoint per localstripe process, under a fixed id: registering again replaces it.
     response = requests.post(
         f"{api_base}/_config/webhooks/billing-local", data={"url": url, "secret": secret}, timeout=10
     )
