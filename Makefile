@@ -12,7 +12,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup run demo test test-unit test-integration test-e2e pytest lint format typecheck build bench \
+.PHONY: help setup run demo test test-unit test-integration test-e2e test-local-runtime pytest lint format typecheck build bench \
         layer-requirements lock clean
 
 help: ## list the targets
@@ -48,6 +48,9 @@ test-integration: $(STAMP) ## moto server tests
 
 test-e2e: $(STAMP) ## through the local runtime over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+test-local-runtime: $(STAMP) ## the local runtime's own tests (engine, profile, CLI, boundaries)
+	$(BIN)/pytest tests/local_runtime $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy, import contracts, layer requirements drift, sam validate --lint, cfn-lint
 	$(BIN)/ruff format --check .

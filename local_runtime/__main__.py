@@ -1,3 +1,5 @@
+"""`python -m local_runtime`: the command line in cli.py."""
+
 from local_runtime.cli import main
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local_runtime.intrinsics import ACCOUNT_ID
 from local_runtime.lambdas import InvocationResult, LambdaService
-from local_runtime.resources import ACCOUNT_ID
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 

@@ -1,4 +1,8 @@
-"""Command line of the local runtime. Exit codes: 0 ok, 1 demo/command failed, 2 cannot start."""
+"""Command line of the local runtime. Exit codes: 0 ok, 1 demo/command failed, 2 cannot start.
+
+`run` and `demo` load the project's profile (profile.py) by its dotted path: `--profile`, else
+`[tool.local-runtime] profile` in pyproject.toml, else none (a generic runtime). The profile's peers add
+their own options; `trigger` and `invoke` only talk to a running runtime's /__local__/ routes."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 import requests
 
+from local_runtime.profile import Profile, ProfileError, configured_profile, load_profile
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, RuntimeConfig, StartupError
 from local_runtime.template import TemplateError
 
@@ -27,18 +32,28 @@ def _parameters(values: list[str]) -> dict[str, str]:
     return parameters
 
 
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+def _profile_reference(argv: list[str] | None) -> str | None:
+    """--profile, read before the full parse: the profile's peers decide which options exist."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--profile", default=None)
+    known, _ = early.parse_known_args(argv)
+    reference: str | None = known.profile or configured_profile(PROJECT_ROOT / "pyproject.toml")
+    return reference
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser, profile: Profile, reference: str | None) -> None:
+    parser.add_argument(
+        "--profile",
+        default=reference,
+        metavar="MODULE:NAME",
+        help="the project's profile (default: [tool.local-runtime] profile in pyproject.toml)",
+    )
     parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml")
     parser.add_argument("--api-port", type=int, default=3000)
     parser.add_argument("--moto-port", type=int, default=5050)
-    parser.add_argument("--stripe-port", type=int, default=8420)
-    parser.add_argument(
-        "--stripe",
-        choices=["local", "off", "external"],
-        default="local",
-        help="local: start localstripe; external: use --stripe-api-base (e.g. a real Stripe test account); off: none",
-    )
-    parser.add_argument("--stripe-api-base", default=None)
+    for option in profile.options():
+        extra: dict[str, Any] = {"type": option.type} if option.type else {}
+        parser.add_argument(option.flag, default=option.default, choices=option.choices, help=option.help, **extra)
     parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
     parser.add_argument(
         "--pause-consumer",
@@ -58,14 +73,12 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> RuntimeConfig:
+def _config(args: argparse.Namespace, profile: Profile) -> RuntimeConfig:
     return RuntimeConfig(
         template_path=args.template,
+        profile=profile.with_options(vars(args)),
         api_port=args.api_port,
         moto_port=args.moto_port,
-        stripe_port=args.stripe_port,
-        stripe=args.stripe,
-        stripe_api_base=args.stripe_api_base,
         parameters=_parameters(args.parameter),
         fire_schedules=args.fire_schedules,
         paused_consumers=frozenset(args.pause_consumer),
@@ -91,11 +104,10 @@ def print_banner(runtime: LocalRuntime) -> None:
     status = runtime.status()
     generated = runtime.provisioner.generated_secrets if runtime.provisioner else {}
     lines = [
-        "billing local runtime is up (bound to 127.0.0.1 only)",
+        f"{runtime.profile.title} is up (bound to 127.0.0.1 only)",
         f"  API          {status['api']}",
         f"  moto (AWS)   {status['moto']}   e.g. aws --endpoint-url {status['moto']} sqs list-queues",
-        f"  Stripe API   {status['stripe_api_base'] or 'off'}"
-        + (f"   (signed webhooks -> {status['stripe_webhook']})" if status["stripe_webhook"] else ""),
+        *[line for peer in runtime.peers.values() for line in peer.banner()],
         "  routes:",
         *[f"    {route}" for route in status["routes"]],
         "  SQS event sources:",
@@ -104,15 +116,15 @@ def print_banner(runtime: LocalRuntime) -> None:
         *[f"    {source}" for source in status["stream_sources"]],
         "  schedules (fire with: python -m local_runtime trigger <LogicalId>):",
         *[f"    {schedule}" for schedule in status["schedules"]],
-        "  local secrets: fixed values in README 'Local secrets'" + ("; generated this run:" if generated else ""),
+        f"  local secrets: {runtime.profile.secrets_note}" + ("; generated this run:" if generated else ""),
         *[f"    {name} = {value}" for name, value in generated.items()],
         "Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    runtime = start_or_exit(_config(args))
+def cmd_run(args: argparse.Namespace, profile: Profile) -> int:
+    runtime = start_or_exit(_config(args, profile))
     stop = threading.Event()
 
     def _on_signal(signum: int, _: Any) -> None:
@@ -147,26 +159,27 @@ def _control(args: argparse.Namespace, path: str, body: Any | None = None) -> in
     return 1 if any("error" in result for result in results) else 0
 
 
-def cmd_trigger(args: argparse.Namespace) -> int:
+def cmd_trigger(args: argparse.Namespace, profile: Profile) -> int:
     return _control(args, f"trigger/{args.logical_id}")
 
 
-def cmd_invoke(args: argparse.Namespace) -> int:
+def cmd_invoke(args: argparse.Namespace, profile: Profile) -> int:
     event = json.loads(Path(args.event).read_text()) if args.event else {}
     return _control(args, f"invoke/{args.logical_id}", event)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from local_runtime.demo import run_demo
-
-    config = _config(args)
+def cmd_demo(args: argparse.Namespace, profile: Profile) -> int:
+    if profile.demo is None:
+        print(f"error: profile {args.profile or '(none)'} has no demo scenario", file=sys.stderr)
+        return 2
+    config = _config(args, profile)
     config.log = lambda line: None if not args.verbose else print(f"    | {line}", flush=True)
     if not args.verbose:
-        config.function_output_path = Path(tempfile.gettempdir()) / "billing-demo-functions.log"
+        config.function_output_path = Path(tempfile.gettempdir()) / f"{profile.name}-demo-functions.log"
         config.function_output_path.write_text("")
     runtime = start_or_exit(config)
     try:
-        passed = run_demo(runtime)
+        passed = profile.demo(runtime)
     finally:
         runtime.stop()
     if config.function_output_path:
@@ -175,13 +188,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reference = _profile_reference(argv)
+    try:
+        profile = load_profile(reference) if reference else Profile()
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="start the stack in the foreground")
-    _add_runtime_options(run)
+    _add_runtime_options(run, profile, reference)
     run.set_defaults(handler=cmd_run)
     demo = commands.add_parser("demo", help="start the stack, run the scenario over HTTP, report, exit 0/1")
-    _add_runtime_options(demo)
+    _add_runtime_options(demo, profile, reference)
     demo.add_argument("--verbose", action="store_true", help="also print the runtime's request log")
     demo.set_defaults(handler=cmd_demo)
     for name, handler, helptext in (
@@ -196,5 +215,5 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("-e", "--event", help="event JSON file (events/...)")
         sub.set_defaults(handler=handler)
     args = parser.parse_args(argv)
-    result: int = args.handler(args)
+    result: int = args.handler(args, profile)
     return result

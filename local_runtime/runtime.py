@@ -1,7 +1,10 @@
-"""The local runtime: template.yaml + moto (server mode) + localstripe + our handlers, no Docker.
+"""The local runtime's lifecycle: template.yaml + moto (server mode) + the project's handlers, no Docker.
 
-AWS semantics come from moto, Stripe semantics from localstripe; this module only wires the
-template's triggers (Api, SQS, DynamoDB streams, Schedule, Step Functions Lambda tasks) to the handlers."""
+AWS semantics come from moto; this module starts the pieces in order: moto, the template's resources,
+the functions' workers, the API, the SQS and DynamoDB stream pollers, the schedules, then the profile's peers
+(profile.py). It stops what delivers work first (schedules, pollers, API), then the workers, the peers and
+moto. What to start is read from the template by wiring.py; the /__local__/ routes and the status are in
+control.py."""
 
 from __future__ import annotations
 
@@ -9,11 +12,7 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,56 +22,18 @@ import boto3
 import requests
 from botocore.config import Config
 
-from local_runtime import stepfunctions
-from local_runtime.api import ApiServer, HttpResponse, Route, match_route
-from local_runtime.event_sources import (
-    LOCAL_RETRY_CAP,
-    ScheduleSource,
-    ScheduleTimer,
-    SqsPoller,
-    SqsSource,
-    StreamPoller,
-    StreamSource,
-    scheduled_event,
-)
-from local_runtime.lambdas import FunctionSpec, LambdaService
-from local_runtime.resources import Provisioner, Resolver, UnresolvableError
+from local_runtime import control, stepfunctions, wiring
+from local_runtime.api import ApiServer, HttpResponse, Route
+from local_runtime.intrinsics import Resolver, UnresolvableError
+from local_runtime.lambdas import LambdaService
+from local_runtime.profile import Profile, RunningPeer
+from local_runtime.resources import Provisioner
+from local_runtime.schedules import ScheduleSource, ScheduleTimer, scheduled_event
+from local_runtime.sqs_source import SqsPoller, SqsSource
+from local_runtime.stream_source import StreamPoller, StreamSource
 from local_runtime.template import Template, TemplateError, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-
-# Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
-# hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
-LOCAL_SECRET_SEEDS = {
-    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
-    # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
-    "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
-    # Standard Webhooks secrets are whsec_<base64 of the key>.
-    "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
-    # localstripe accepts any key that starts with sk_ and is longer than five characters.
-    "StripeApiKeySecret": "sk_test_local_billing_0123456789abcdef",
-}
-STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
-# Concurrent batches per SQS event source when the template sets no ScalingConfig. AWS starts with more
-# and scales out; two keeps a 2-core laptop responsive while still showing concurrent delivery.
-DEFAULT_POLLERS_PER_SOURCE = 2
-STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
-# DynamoDB stream event properties the runtime reads but does not emulate, with the value that makes
-# ignoring them harmless. Any other value is reported at start-up and in /__local__/status.
-IGNORED_STREAM_PROPERTIES: dict[str, Any] = {
-    "FilterCriteria": None,
-    "MaximumRecordAgeInSeconds": -1,
-    "ParallelizationFactor": 1,
-    "TumblingWindowInSeconds": 0,
-    "StartingPositionTimestamp": None,
-    "KmsKeyArn": None,
-    "MetricsConfig": None,
-}
 
 
 class StartupError(Exception):
@@ -82,13 +43,12 @@ class StartupError(Exception):
 @dataclass
 class RuntimeConfig:
     template_path: Path = PROJECT_ROOT / "template.yaml"
+    # Secrets, peers, banner and demo of one project; the default is generic (profile.py).
+    profile: Profile = field(default_factory=Profile)
     host: str = "127.0.0.1"
     api_port: int = 3000
     moto_port: int = 5050
-    stripe_port: int = 8420
-    stripe: str = "local"  # local | off | external
-    stripe_api_base: str | None = None
-    stack_name: str = "billing-local"
+    stack_name: str | None = None  # None: the profile's
     region: str = "us-east-1"
     parameters: dict[str, str] = field(default_factory=dict)
     fire_schedules: bool = False
@@ -98,15 +58,6 @@ class RuntimeConfig:
     stream_retry_delay_seconds: float = 1.0  # pause before a failed DynamoDB stream batch is retried
     function_output_path: Path | None = None  # where function logs go; None: this process's stdout
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-
-
-def secret_seeds() -> dict[str, str]:
-    seeds = dict(LOCAL_SECRET_SEEDS)
-    prefix = "BILLING_LOCAL_SECRET_"
-    for name, value in os.environ.items():
-        if name.startswith(prefix):
-            seeds[name[len(prefix) :]] = value
-    return seeds
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -123,6 +74,8 @@ def _port_free(host: str, port: int) -> bool:
 class LocalRuntime:
     def __init__(self, config: RuntimeConfig | None = None):
         self.config = config or RuntimeConfig()
+        self.profile = self.config.profile
+        self.stack_name = self.config.stack_name or self.profile.stack_name
         self.template: Template | None = None
         self.resolver: Resolver | None = None
         self.provisioner: Provisioner | None = None
@@ -133,17 +86,14 @@ class LocalRuntime:
         self.stream_sources: list[StreamSource] = []
         self.stream_pollers: list[StreamPoller] = []
         self.schedules: list[ScheduleSource] = []
+        self.peers: dict[str, RunningPeer] = {}  # by Peer.name, in start order
         self._moto: Any = None
         self._previous_moto_port: str | None = None
         self._api: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self._timer: ScheduleTimer | None = None
-        self._stripe_process: subprocess.Popen[bytes] | None = None
-        self._stripe_log: Path | None = None
         self.moto_endpoint = ""
         self.api_url = ""
-        self.stripe_api_base: str | None = None
-        self.stripe_webhook: str | None = None  # what localstripe delivers to, once registered
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -151,8 +101,8 @@ class LocalRuntime:
         config = self.config
         self.template = load_template(config.template_path)
         wanted = [("API", config.api_port, "--api-port"), ("moto", config.moto_port, "--moto-port")]
-        if config.stripe == "local":
-            wanted.append(("localstripe", config.stripe_port, "--stripe-port"))
+        for peer in self.profile.peers:
+            wanted += [(claim.label, claim.port, claim.flag) for claim in peer.ports(config.host)]
         for label, port, flag in wanted:
             if not _port_free(config.host, port):
                 raise StartupError(
@@ -166,11 +116,8 @@ class LocalRuntime:
             self._start_pollers()
             self._start_stream_pollers()
             self._start_schedules()
-            if config.stripe == "local":
-                self._start_localstripe()
-                self.stripe_webhook = self._register_stripe_webhook()
-            elif config.stripe == "external":
-                self.stripe_api_base = config.stripe_api_base or "https://api.stripe.com"
+            for peer in self.profile.peers:
+                self.peers[peer.name] = peer.start(self)
         except BaseException:
             self.stop()
             raise
@@ -179,7 +126,7 @@ class LocalRuntime:
     def stop(self) -> None:
         if self._timer:
             self._timer.stop()
-        consumers: list[SqsPoller | StreamPoller] = [*self.pollers, *self.stream_pollers]
+        consumers = self._consumers()
         for consumer in consumers:
             consumer.stop()
         for consumer in consumers:
@@ -191,14 +138,8 @@ class LocalRuntime:
         if self.lambdas:
             self.lambdas.close()
             stepfunctions.uninstall(self.lambdas)
-        if self._stripe_process and self._stripe_process.poll() is None:
-            self._stripe_process.terminate()
-            try:
-                self._stripe_process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._stripe_process.kill()
-        if self._stripe_log is not None:
-            self._stripe_log.unlink(missing_ok=True)
+        for peer in reversed(self.peers.values()):
+            peer.stop()  # idempotent, like the rest of stop(): a failed start calls it, then maybe the caller
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -236,10 +177,11 @@ class LocalRuntime:
         response.raise_for_status()
 
     def client(self, service: str) -> Any:
+        credentials = wiring.LOCAL_CREDENTIALS
         session = boto3.session.Session(
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials["AWS_SESSION_TOKEN"],
             region_name=self.config.region,
         )
         return session.client(  # type: ignore[call-overload]
@@ -250,113 +192,49 @@ class LocalRuntime:
 
     def _provision(self) -> None:
         assert self.template is not None
-        self.resolver = Resolver(self.template, self.config.region, self.config.stack_name, self._parameters())
-        self.provisioner = Provisioner(self.resolver, self.client, secret_seeds())
+        self.resolver = Resolver(self.template, self.config.region, self.stack_name, self._parameters())
+        self.provisioner = Provisioner(self.resolver, self.client, self.profile.secrets())
         try:
             self.provisioner.run()
         except UnresolvableError as exc:
             raise TemplateError(self.template.path, [str(exc)]) from exc
 
     def _parameters(self) -> dict[str, str]:
-        """Template parameters: the Stripe peer's (only those the template declares), then --parameter."""
+        """Template parameters: the peers' (only those the template declares), then --parameter."""
         assert self.template is not None
-        peer: dict[str, str] = {}
-        if self.config.stripe == "local":
-            # localstripe refuses `off_session` on PaymentIntent confirm (docs/runbooks/local-runtime.md).
-            peer = {
-                "StripeApiBase": f"http://{self.config.host}:{self.config.stripe_port}",
-                "StripeConfirmOffSession": "false",
-            }
-        elif self.config.stripe == "external":
-            peer = {"StripeApiBase": self.config.stripe_api_base or "https://api.stripe.com"}
         declared = self.template.document.get("Parameters") or {}
-        return {**{k: v for k, v in peer.items() if k in declared}, **self.config.parameters}
+        from_peers = {
+            key: value
+            for peer in self.profile.peers
+            for key, value in peer.template_parameters(self.config.host).items()
+            if key in declared
+        }
+        return {**from_peers, **self.config.parameters}
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         assert self.template is not None and self.resolver is not None
-        definition = self.template.functions[logical_id]
-        physical = self.resolver.physical[logical_id]
-        try:
-            variables = self.resolver.resolve(definition.environment)
-        except UnresolvableError as exc:
-            raise TemplateError(self.template.path, [f"{logical_id}.Environment: {exc}"]) from exc
-        environment = {key: _env_value(value) for key, value in variables.items()}
-        environment.update(LOCAL_CREDENTIALS)
-        environment.update(
-            {
-                "AWS_REGION": self.config.region,
-                "AWS_DEFAULT_REGION": self.config.region,
-                "AWS_ENDPOINT_URL": self.moto_endpoint,
-                "AWS_LAMBDA_FUNCTION_NAME": physical.ref,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(definition.memory_mb),
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical.ref}",
-                "AWS_EXECUTION_ENV": f"AWS_Lambda_{definition.runtime}",
-                "LAMBDA_TASK_ROOT": str(definition.code_dir),
-                "_HANDLER": definition.handler,
-                "TZ": "UTC",
-                # What `sam local` sets: Powertools Tracer stays off outside real Lambda.
-                "AWS_SAM_LOCAL": "true",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-            }
+        return wiring.function_environment(
+            self.template, self.resolver, logical_id, region=self.config.region, moto_endpoint=self.moto_endpoint
         )
-        return environment
 
     def _start_lambdas(self) -> None:
         assert self.template is not None and self.resolver is not None
-        layer_dirs = tuple(
-            str((self.template.root / res["Properties"]["ContentUri"]).resolve())
-            for res in self.template.resources_of_type("AWS::Serverless::LayerVersion").values()
-            if isinstance(res.get("Properties", {}).get("ContentUri"), str)
+        specs = wiring.function_specs(
+            self.template,
+            self.resolver,
+            region=self.config.region,
+            moto_endpoint=self.moto_endpoint,
+            max_concurrency_per_function=self.config.max_concurrency_per_function,
+            output_path=self.config.function_output_path,
         )
-        specs = []
-        for logical_id, definition in self.template.functions.items():
-            physical = self.resolver.physical[logical_id]
-            specs.append(
-                FunctionSpec(
-                    logical_id=logical_id,
-                    function_name=physical.ref,
-                    function_arn=physical.attributes["Arn"],
-                    code_dir=str(definition.code_dir),
-                    handler=definition.handler,
-                    environment=self.function_environment(logical_id),
-                    timeout_seconds=definition.timeout_seconds,
-                    memory_mb=definition.memory_mb,
-                    layer_dirs=layer_dirs,
-                    max_concurrency=definition.reserved_concurrency or self.config.max_concurrency_per_function,
-                    output_path=str(self.config.function_output_path) if self.config.function_output_path else None,
-                )
-            )
         self.lambdas = LambdaService(specs)
         stepfunctions.install(self.lambdas)
 
     def _start_api(self) -> None:
-        assert self.template is not None and self.lambdas is not None
-        for logical_id, definition in self.template.functions.items():
-            for event in definition.events:
-                if event.type != "Api":
-                    continue
-                api_ref = event.properties.get("RestApiId")
-                api_id = api_ref.get("Ref") if isinstance(api_ref, dict) else None
-                binary = ()
-                if api_id and api_id in self.template.resources:
-                    binary = tuple(self.template.resources[api_id].get("Properties", {}).get("BinaryMediaTypes", []))
-                stage = self.resolver.resolve(self.template.api_stage(api_id)) if self.resolver else "local"
-                self.routes.append(
-                    Route(
-                        method=str(event.properties["Method"]).upper(),
-                        resource=str(event.properties["Path"]),
-                        logical_id=logical_id,
-                        stage=str(stage),
-                        binary_media_types=binary,
-                    )
-                )
+        assert self.template is not None and self.resolver is not None and self.lambdas is not None
+        self.routes = wiring.api_routes(self.template, self.resolver)
         self._api = ApiServer(
-            (self.config.host, self.config.api_port),
-            self.routes,
-            self.lambdas,
-            self._control,
-            self.config.log,
+            (self.config.host, self.config.api_port), self.routes, self.lambdas, self._control, self.config.log
         )
         host, port = self._api.server_address[:2]
         self.api_url = f"http://{host!s}:{port}"
@@ -366,200 +244,56 @@ class LocalRuntime:
     def _start_pollers(self) -> None:
         assert self.template is not None and self.resolver is not None and self.lambdas is not None
         sqs = self.client("sqs")
-        for logical_id, definition in self.template.functions.items():
-            for event in definition.events:
-                if event.type != "SQS":
-                    continue
-                props = self.resolver.resolve(event.properties)
-                queue_arn = props["Queue"]
-                queue = next((p for p in self.resolver.physical.values() if p.attributes.get("Arn") == queue_arn), None)
-                if queue is None:
-                    raise TemplateError(
-                        self.template.path, [f"{logical_id}.Events.{event.name}: queue {queue_arn} unknown"]
-                    )
-                source = SqsSource(
-                    logical_id=logical_id,
-                    queue_url=queue.ref,
-                    queue_arn=queue_arn,
-                    batch_size=int(props.get("BatchSize", 10)),
-                    batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                    enabled=bool(props.get("Enabled", True)),
-                    concurrency=min(
-                        int((props.get("ScalingConfig") or {}).get("MaximumConcurrency", DEFAULT_POLLERS_PER_SOURCE)),
-                        definition.reserved_concurrency or self.config.max_concurrency_per_function,
-                    ),
-                )
-                self.sqs_sources.append(source)
-                if not source.enabled:
-                    continue
-                for index in range(source.concurrency):
-                    poller = SqsPoller(
-                        source,
-                        sqs,
-                        self.lambdas,
-                        self.config.region,
-                        self.config.log,
-                        redelivery_delay_seconds=self.config.redelivery_delay_seconds,
-                        index=index,
-                    )
-                    self.pollers.append(poller)
-                    if logical_id in self.config.paused_consumers:
-                        poller.pause()
-                    poller.start()
-
-    def _start_stream_pollers(self) -> None:
-        assert self.template is not None and self.resolver is not None and self.lambdas is not None
-        streams, sqs = self.client("dynamodbstreams"), self.client("sqs")
-        for logical_id, definition in self.template.functions.items():
-            for event in definition.events:
-                if event.type != "DynamoDB":
-                    continue
-                source = self._stream_source(logical_id, event.name, event.properties)
-                self.stream_sources.append(source)
-                if source.ignored:
-                    self.config.log(
-                        f"{logical_id}.Events.{event.name}: not emulated locally, ignored: {', '.join(source.ignored)}"
-                    )
-                if not source.enabled:
-                    continue
-                poller = StreamPoller(
+        self.sqs_sources = wiring.sqs_sources(
+            self.template, self.resolver, max_concurrency_per_function=self.config.max_concurrency_per_function
+        )
+        for source in self.sqs_sources:
+            if not source.enabled:
+                continue
+            for index in range(source.concurrency):
+                poller = SqsPoller(
                     source,
-                    streams,
                     sqs,
                     self.lambdas,
                     self.config.region,
                     self.config.log,
-                    retry_delay_seconds=self.config.stream_retry_delay_seconds,
+                    redelivery_delay_seconds=self.config.redelivery_delay_seconds,
+                    index=index,
                 )
-                self.stream_pollers.append(poller)
-                if logical_id in self.config.paused_consumers:
+                self.pollers.append(poller)
+                if source.logical_id in self.config.paused_consumers:
                     poller.pause()
                 poller.start()
 
-    def _stream_source(self, logical_id: str, event_name: str, properties: dict[str, Any]) -> StreamSource:
-        assert self.template is not None and self.resolver is not None
-        where = f"{logical_id}.Events.{event_name}"
-        try:
-            props = self.resolver.resolve(properties)
-        except UnresolvableError as exc:
-            raise TemplateError(self.template.path, [f"{where}: {exc}"]) from exc
-        stream_arn = props.get("Stream")
-        if not any(p.attributes.get("StreamArn") == stream_arn for p in self.resolver.physical.values()):
-            raise TemplateError(
-                self.template.path,
-                [f"{where}: stream {stream_arn} unknown; use !GetAtt <Table>.StreamArn of a streamed table"],
+    def _start_stream_pollers(self) -> None:
+        assert self.template is not None and self.resolver is not None and self.lambdas is not None
+        streams, sqs = self.client("dynamodbstreams"), self.client("sqs")
+        self.stream_sources = wiring.stream_sources(self.template, self.resolver, self.config.log)
+        for source in self.stream_sources:
+            if not source.enabled:
+                continue
+            poller = StreamPoller(
+                source,
+                streams,
+                sqs,
+                self.lambdas,
+                self.config.region,
+                self.config.log,
+                retry_delay_seconds=self.config.stream_retry_delay_seconds,
             )
-        position = props.get("StartingPosition")
-        if position not in {"TRIM_HORIZON", "LATEST"}:
-            raise TemplateError(
-                self.template.path, [f"{where}: StartingPosition must be TRIM_HORIZON or LATEST (got {position!r})"]
-            )
-        destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-        queue = next(
-            (
-                p
-                for p in self.resolver.physical.values()
-                if destination and p.type == "AWS::SQS::Queue" and p.attributes.get("Arn") == destination
-            ),
-            None,
-        )
-        if destination and queue is None:
-            self.config.log(
-                f"{where}: on-failure destination {destination} is not an SQS queue of this template; "
-                "discarded batches are only logged"
-            )
-        ignored = tuple(
-            key for key, harmless in IGNORED_STREAM_PROPERTIES.items() if props.get(key, harmless) != harmless
-        )
-        return StreamSource(
-            logical_id=logical_id,
-            event_name=event_name,
-            stream_arn=str(stream_arn),
-            function_arn=self.resolver.physical[logical_id].attributes["Arn"],
-            starting_position=str(position),
-            batch_size=int(props.get("BatchSize", 100)),
-            batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-            maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
-            bisect_batch_on_function_error=_truthy(props.get("BisectBatchOnFunctionError", False)),
-            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-            on_failure_destination=str(destination) if destination else None,
-            on_failure_queue_url=queue.ref if queue else None,
-            enabled=_truthy(props.get("Enabled", True)),
-            ignored=ignored,
-        )
+            self.stream_pollers.append(poller)
+            if source.logical_id in self.config.paused_consumers:
+                poller.pause()
+            poller.start()
 
     def _start_schedules(self) -> None:
         assert self.template is not None and self.resolver is not None
-        for logical_id, resource in self.template.resources.items():
-            if resource.get("Type") not in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
-                continue
-            for name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
-                if event.get("Type") not in {"Schedule", "ScheduleV2"}:
-                    continue
-                props = self.resolver.resolve(event.get("Properties") or {})
-                v2 = event["Type"] == "ScheduleV2"
-                expression = props.get("ScheduleExpression") if v2 else props.get("Schedule")
-                enabled = props.get("State", "ENABLED") == "ENABLED" if v2 else bool(props.get("Enabled", True))
-                self.schedules.append(
-                    ScheduleSource(
-                        logical_id=logical_id,
-                        event_name=name,
-                        expression=str(expression),
-                        enabled=enabled,
-                        input=props.get("Input"),
-                        rule_name=props.get("Name") or f"{self.config.stack_name}-{logical_id}{name}",
-                        v2=v2,
-                    )
-                )
+        self.schedules = wiring.schedule_sources(self.template, self.resolver, stack_name=self.stack_name)
         if self.config.fire_schedules:
             self._timer = ScheduleTimer(self.schedules, self.fire, self.config.log)
             self._timer.start()
 
-    def _start_localstripe(self) -> None:
-        port = self.config.stripe_port
-        self._stripe_log = Path(tempfile.mkstemp(prefix="localstripe-", suffix=".log")[1])
-        command = [sys.executable, "-m", "local_runtime.stripe_server", "--host", self.config.host, "--port", str(port)]
-        with self._stripe_log.open("wb") as log_file:  # a file, not a pipe: a chatty peer never blocks
-            self._stripe_process = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        self.stripe_api_base = f"http://{self.config.host}:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._stripe_process.poll() is not None:
-                error = self._stripe_log.read_text(errors="replace")[-500:]
-                raise StartupError(f"localstripe exited during start: {error}")
-            try:
-                with socket.create_connection((self.config.host, port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise StartupError(f"localstripe did not listen on {self.config.host}:{port} within 20 s")
-
-    def _register_stripe_webhook(self) -> str | None:
-        """Point localstripe's webhooks at our Stripe webhook route, signed with the local secret.
-
-        Only when the template has both the route and the signing secret; otherwise the runtime says so."""
-        assert self.template is not None and self.provisioner is not None
-        route, _, _ = match_route(self.routes, "POST", STRIPE_WEBHOOK_PATH)
-        if route is None or STRIPE_WEBHOOK_SECRET_ID not in self.template.resources:
-            self.config.log(
-                f"localstripe webhooks not registered: template lacks POST {STRIPE_WEBHOOK_PATH} "
-                f"or {STRIPE_WEBHOOK_SECRET_ID}"
-            )
-            return None
-        secret = self.provisioner.secret_values[STRIPE_WEBHOOK_SECRET_ID]
-        url = f"{self.api_url}{STRIPE_WEBHOOK_PATH}"
-        response = requests.post(
-            f"{self.stripe_api_base}/_config/webhooks/billing-local", data={"url": url, "secret": secret}, timeout=10
-        )
-        if response.status_code >= 300:
-            raise StartupError(f"localstripe refused the webhook registration: {response.status_code} {response.text}")
-        self.config.log(f"localstripe delivers signed webhooks to {url}")
-        return url
-
-    # --- operations used by the CLI, the demo and the tests ------------------------------------
+    # --- operations used by the CLI, the control routes, demos and tests -----------------------
 
     def invoke(self, logical_id: str, event: Any) -> dict[str, Any]:
         assert self.lambdas is not None
@@ -601,7 +335,7 @@ class LocalRuntime:
         consumers: list[SqsPoller | StreamPoller] = [*self.pollers, *self.stream_pollers]
         return [c for c in consumers if logical_id is None or c.source.logical_id == logical_id]
 
-    def _paused(self, logical_id: str) -> bool:
+    def consumer_paused(self, logical_id: str) -> bool:
         consumers = self._consumers(logical_id)
         return bool(consumers) and all(consumer.paused for consumer in consumers)
 
@@ -619,96 +353,11 @@ class LocalRuntime:
         self.config.log(f"consumer {logical_id} {'paused' if paused else 'resumed'}")
         return sorted({c.source.queue_arn if isinstance(c, SqsPoller) else c.source.stream_arn for c in found})
 
+    def peer(self, name: str) -> RunningPeer | None:
+        return self.peers.get(name)
+
     def status(self) -> dict[str, Any]:
-        assert self.resolver is not None and self.provisioner is not None
-        return {
-            "api": self.api_url,
-            "moto": self.moto_endpoint,
-            "stripe_api_base": self.stripe_api_base,
-            "stripe_webhook": self.stripe_webhook,
-            "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in self.routes],
-            "sqs_sources": [
-                f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size}, {s.concurrency} concurrent)"
-                + (" PAUSED" if self._paused(s.logical_id) else "")
-                for s in self.sqs_sources
-            ],
-            "stream_sources": [_describe_stream_source(s, self._paused(s.logical_id)) for s in self.stream_sources],
-            "schedules": [
-                f"{s.logical_id}.{s.event_name} {s.expression} ({'enabled' if s.enabled else 'disabled'})"
-                for s in self.schedules
-            ],
-            "resources": {
-                logical_id: physical.ref
-                for logical_id, physical in self.resolver.physical.items()
-                if logical_id not in self.provisioner.skipped
-            },
-            "not_emulated": self.provisioner.skipped,
-            "invocations": dict(self.lambdas.invocation_count) if self.lambdas else {},
-        }
+        return control.status(self)
 
     def _control(self, method: str, path: str, body: bytes) -> HttpResponse:
-        parts = path.strip("/").split("/")
-        try:
-            if method == "GET" and parts == ["__local__", "status"]:
-                return _json_response(200, self.status())
-            if method == "POST" and len(parts) == 3 and parts[1] == "trigger":
-                return _json_response(200, {"results": self.trigger(parts[2])})
-            if method == "POST" and len(parts) == 3 and parts[1] in {"pause", "resume"}:
-                arns = self.set_consumer_paused(parts[2], parts[1] == "pause")
-                return _json_response(
-                    200,
-                    {
-                        "function": parts[2],
-                        "paused": parts[1] == "pause",
-                        "queues": [arn for arn in arns if arn.split(":")[2] == "sqs"],
-                        "streams": [arn for arn in arns if arn.split(":")[2] == "dynamodb"],
-                    },
-                )
-            if method == "POST" and len(parts) == 3 and parts[1] == "invoke":
-                event = json.loads(body or b"{}")
-                return _json_response(200, self.invoke(parts[2], event))
-        except KeyError as exc:
-            return _json_response(404, {"code": "unknown_target", "message": str(exc.args[0])})
-        except json.JSONDecodeError:
-            return _json_response(400, {"code": "malformed_json", "message": "event must be JSON"})
-        return _json_response(404, {"code": "unknown_control_route", "message": f"{method} {path}"})
-
-
-def _json_response(status: int, body: Any) -> HttpResponse:
-    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(body, default=str).encode())
-
-
-def _truthy(value: Any) -> bool:
-    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
-
-
-def _describe_stream_source(source: StreamSource, paused: bool) -> str:
-    retries = (
-        f"retries -1 (AWS: until the records expire; {LOCAL_RETRY_CAP} locally)"
-        if source.maximum_retry_attempts < 0
-        else f"retries {source.maximum_retry_attempts}"
-    )
-    details = [source.starting_position, f"batch {source.batch_size}", retries]
-    if source.batching_window_seconds:
-        details.append(f"window {source.batching_window_seconds:g} s")
-    if source.report_batch_item_failures:
-        details.append("ReportBatchItemFailures")
-    if source.bisect_batch_on_function_error:
-        details.append("bisect")
-    if source.on_failure_destination:
-        name = source.on_failure_destination.rsplit(":", 1)[-1]
-        details.append(f"on failure -> {name}" + ("" if source.on_failure_queue_url else " (not emulated)"))
-    if source.ignored:
-        details.append(f"ignored locally: {', '.join(source.ignored)}")
-    text = f"{source.table_name} stream -> {source.logical_id} ({', '.join(details)})"
-    if not source.enabled:
-        text += " DISABLED"
-    return text + (" PAUSED" if paused else "")
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
+        return control.handle(self, method, path, body)

@@ -35,6 +35,7 @@ import requests  # noqa: E402
 
 from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck  # noqa: E402
 from billing_core.operations.health import run_health_checks  # noqa: E402
+from local_profile import bundle_profile  # noqa: E402
 from local_runtime.runtime import LocalRuntime, RuntimeConfig  # noqa: E402
 
 
@@ -73,7 +74,13 @@ def main() -> int:
     print("2/4 starting the local runtime ...", flush=True)
     output = Path(tempfile.mkstemp(prefix="bench-functions-", suffix=".log")[1])
     runtime = LocalRuntime(
-        RuntimeConfig(api_port=0, moto_port=0, stripe="off", log=lambda _: None, function_output_path=output)
+        RuntimeConfig(
+            profile=bundle_profile(stripe="off"),
+            api_port=0,
+            moto_port=0,
+            log=lambda _: None,
+            function_output_path=output,
+        )
     ).start()
     try:
         assert runtime.resolver is not None and runtime.lambdas is not None

@@ -42,9 +42,10 @@ def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
     import stripe
     from moto.server import ThreadedMotoServer
 
+    from local_profile import LOCAL_SECRET_SEEDS
+    from local_runtime.intrinsics import Resolver
     from local_runtime.moto_patches import make_dynamodb_linearizable
-    from local_runtime.resources import Provisioner, Resolver
-    from local_runtime.runtime import LOCAL_SECRET_SEEDS
+    from local_runtime.resources import Provisioner
     from local_runtime.template import load_template
 
     make_dynamodb_linearizable()

@@ -23,12 +23,13 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With `-n 2 --dist loadgroup`, keep each tier that owns servers on one worker: one local runtime
-    for the e2e tier, one moto server for the integration tier."""
+    """With `-n 2 --dist loadgroup`, keep each folder that owns servers on one worker: one local runtime
+    for the e2e tier, one moto server for the integration tier, and for the local runtime's own tests one
+    moto server, one runtime and each test module's own runtime (tests/local_runtime/conftest.py)."""
     for item in items:
-        tier = item.path.parent.name
-        if tier in {"e2e", "integration"}:
-            item.add_marker(pytest.mark.xdist_group(tier))
+        folder = item.path.parent.name
+        if folder in {"e2e", "integration", "local_runtime"}:
+            item.add_marker(pytest.mark.xdist_group(folder))
 
 
 @pytest.fixture

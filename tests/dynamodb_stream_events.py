@@ -1,5 +1,5 @@
 """Sample DynamoDB stream events for handler unit tests, shaped exactly as Lambda delivers them (and as the
-local runtime does: both go through `local_runtime.event_sources.to_stream_record`).
+local runtime does: both go through `local_runtime.stream_records.to_stream_record`).
 
     event = stream_event(
         stream_record("INSERT", {"pk": "a"}, new_image={"pk": "a", "amount": 5}, sequence_number="101"),
@@ -17,7 +17,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from local_runtime.event_sources import to_stream_record
+from local_runtime.stream_records import to_stream_record
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/billing-local-Table/stream/2026-01-01T00:00:00.000"
 _SERIALIZER = TypeSerializer()

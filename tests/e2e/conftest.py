@@ -1,4 +1,5 @@
-"""One local runtime per test process (API, moto server, localstripe), driven over HTTP."""
+"""One local runtime per test process (API, moto server, localstripe), driven over HTTP, with the bundle's
+profile (local secrets, Stripe peer) as `make run` has it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from local_profile import bundle_profile
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
 from tests.support import free_port
 
@@ -21,9 +23,9 @@ def runtime_log() -> list[str]:
 def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
     output = Path(tempfile.mkstemp(prefix="billing-e2e-functions-", suffix=".log")[1])
     config = RuntimeConfig(
+        profile=bundle_profile(stripe_port=free_port()),
         api_port=0,
         moto_port=0,
-        stripe_port=free_port(),
         log=runtime_log.append,
         function_output_path=output,
     )

@@ -19,7 +19,8 @@ from billing_core.invoices.model import invoice_id_for
 from billing_core.periods import Interval
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
@@ -39,7 +40,7 @@ def customer_with_card(client: stripe.StripeClient) -> tuple[str, str]:
 
 
 def test_a_provider_billed_payment_reaches_the_ledger_and_the_audit_trail(runtime: LocalRuntime) -> None:
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     customer, _ = customer_with_card(client)
     product = client.v1.products.create(params={"name": "Team"})
     plan = client.v1.plans.create(
@@ -74,7 +75,7 @@ def test_a_provider_billed_payment_reaches_the_ledger_and_the_audit_trail(runtim
 
 def test_the_scheduled_billing_run_invoices_and_charges_a_subscription_billed_by_us(runtime: LocalRuntime) -> None:
     # Given a subscription billed by us whose period ended a minute ago
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     customer, method = customer_with_card(client)
     assert runtime.resolver is not None
     physical = runtime.resolver.physical

@@ -11,7 +11,8 @@ from typing import Any
 import requests
 import stripe
 
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_runtime.runtime import LocalRuntime
 from tests.support import ROOT, wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
@@ -24,7 +25,7 @@ def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> Non
     assert published.status_code in {201, 409}, published.text  # 409: an earlier test published it
     assert requests.get(f"{api}/price-book", headers=ADMIN, timeout=30).json()["version"] == book["version"]
 
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     customer = client.v1.customers.create()
     method = client.v1.payment_methods.create(
         params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}

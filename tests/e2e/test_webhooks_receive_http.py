@@ -12,7 +12,8 @@ import requests
 import stripe
 from standardwebhooks.webhooks import Webhook
 
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
 
 
@@ -40,8 +41,8 @@ def recorded_where(runtime: LocalRuntime, predicate: Any) -> list[dict[str, Any]
 
 def test_localstripe_deliveries_are_verified_and_queued(runtime: LocalRuntime) -> None:
     # Given localstripe registered to deliver to our route
-    assert runtime.stripe_webhook and runtime.stripe_webhook.endswith("/webhooks/stripe")
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    assert running_stripe(runtime).webhook_url and running_stripe(runtime).webhook_url.endswith("/webhooks/stripe")
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     # When a customer is created there
     customer = client.v1.customers.create(params={"email": "receive@example.com"})
 
@@ -91,7 +92,7 @@ def test_a_standard_webhooks_delivery_signed_by_hand_is_accepted(runtime: LocalR
 
 def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRuntime) -> None:
     # Given a customer with a card and a subscription created in localstripe through the stripe SDK
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     customer = client.v1.customers.create(params={"email": "subscriber@example.com"})
     method = client.v1.payment_methods.create(
         params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}

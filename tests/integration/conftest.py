@@ -12,8 +12,9 @@ import boto3
 import pytest
 
 from billing_core.adapters import aws as aws_adapter
-from local_runtime.resources import PhysicalResource, Provisioner, Resolver
-from local_runtime.runtime import secret_seeds
+from local_profile import PROFILE
+from local_runtime.intrinsics import PhysicalResource, Resolver
+from local_runtime.resources import Provisioner
 from local_runtime.template import load_template
 from tests.support import ROOT
 
@@ -57,7 +58,7 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
     def client(service: str) -> Any:
         return boto3.client(service, endpoint_url=moto_endpoint, region_name="us-east-1")
 
-    Provisioner(resolver, client, secret_seeds()).run()
+    Provisioner(resolver, client, PROFILE.secrets()).run()  # the bundle's local secrets
     yield Stack(moto_endpoint, resolver.physical)
     aws_adapter.client.cache_clear()
 
@@ -74,7 +75,7 @@ def localstripe() -> Iterator[str]:
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_runtime.stripe_server", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "local_profile.stripe_server", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ from billing_core.adapters.sqs import SqsProbeQueue
 from billing_core.adapters.stepfunctions import StepFunctionsStarter
 from billing_core.errors import ConfigurationError
 from billing_core.operations.model import Probe, RecordedProbe
-from local_runtime.runtime import LOCAL_SECRET_SEEDS
+from local_profile import LOCAL_SECRET_SEEDS
 from tests.fakes.operations import InMemoryProbeStore, InMemoryWorkflowStarter
 from tests.integration.conftest import Stack
 

@@ -14,7 +14,7 @@ import pytest
 from billing_core.adapters import aws as aws_adapter
 from billing_core.subscriptions.model import subscription_id_for
 from billing_core.webhooks.apply import WebhookApplier
-from local_runtime.event_sources import to_stream_record
+from local_runtime.stream_records import to_stream_record
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
 from tests.integration.test_webhook_apply_on_moto import dynamodb_store, envelope, pinned

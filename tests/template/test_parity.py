@@ -88,18 +88,21 @@ def logical_ids_named_in(path: Path) -> set[str]:
 
 # Files that define throwaway templates or functions of their own rather than naming template resources.
 OWN_FIXTURES = {
-    "tests/integration/test_lambda_workers.py",
-    "tests/integration/test_provisioning.py",
-    "tests/e2e/test_stripe_webhook_delivery.py",
+    "tests/local_runtime/test_lambda_workers.py",
+    "tests/local_runtime/test_provisioning.py",
+    "tests/local_runtime/test_stripe_webhook_delivery.py",
+    "tests/local_runtime/test_template.py",
 }
 # Resources the runtime uses only when a template has them (localstripe webhook registration).
 OPTIONAL_RESOURCES = {"StripeWebhookSecret"}
 CODE_FILES = sorted(
     [
         *ROOT.glob("local_runtime/*.py"),
+        *ROOT.glob("local_profile/*.py"),
         *ROOT.glob("functions/*/app.py"),
         *ROOT.glob("tests/integration/*.py"),
         *ROOT.glob("tests/e2e/*.py"),
+        *ROOT.glob("tests/local_runtime/*.py"),
         *ROOT.glob("scripts/*.py"),
     ]
 )

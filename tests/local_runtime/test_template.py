@@ -1,3 +1,6 @@
+"""Reading a SAM template the way the local runtime does: Globals, intrinsics, references, and the problems
+that stop it from starting (no network)."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from local_runtime.resources import Resolver, UnresolvableError, references
+from local_runtime.intrinsics import Resolver, UnresolvableError, references
 from local_runtime.template import TemplateError, load_template
 from tests.support import ROOT
 
@@ -75,7 +78,7 @@ def test_globals_merge_like_sam(tmp_path: Path) -> None:
 
 
 def test_intrinsics_resolve_against_created_resources(tmp_path: Path) -> None:
-    from local_runtime.resources import PhysicalResource
+    from local_runtime.intrinsics import PhysicalResource
 
     template = load_template(write_project(tmp_path, MINIMAL))
     resolver = Resolver(template, "eu-west-1", "stack", {})

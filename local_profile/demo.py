@@ -1,6 +1,8 @@
-"""The demo scenario: drives the running stack over HTTP like a client would and prints a report.
+"""The bundle's demo scenario (`make demo`): drives the running stack over HTTP like a client would and prints
+a report.
 
-It grows with each capability. Every step checks an outcome; the demo exits 1 if any step fails."""
+It grows with each capability. Every step checks an outcome; the demo exits 1 if any step fails. It reaches
+the stack only through its API, boto3 clients pointed at moto, and the Stripe peer's API."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 
 import requests
 
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime, secret_seeds
+from local_profile.stripe_peer import running_stripe
+from local_runtime.runtime import LocalRuntime
 
 
 @dataclass
@@ -45,7 +48,9 @@ def _poll(check: Callable[[], Any], *, timeout_seconds: float, interval_seconds:
 
 def run_demo(runtime: LocalRuntime) -> bool:
     api = runtime.api_url
-    token = secret_seeds().get("AdminTokenSecret", LOCAL_SECRET_SEEDS["AdminTokenSecret"])
+    assert runtime.provisioner is not None
+    token = runtime.provisioner.secret_values["AdminTokenSecret"]  # the value in moto, overrides applied
+    stripe = running_stripe(runtime)
     admin = {"Authorization": f"Bearer {token}"}
     http = requests.Session()
     steps: list[Step] = []
@@ -154,22 +159,22 @@ def run_demo(runtime: LocalRuntime) -> bool:
         return "malformed message retried 5 times (maxReceiveCount), then moved to the DLQ with its body intact"
 
     def stripe_peer() -> str:
-        if not runtime.stripe_api_base:
+        if not stripe.api_base:
             return "skipped (--stripe off)"
         response = http.post(
-            f"{runtime.stripe_api_base}/v1/customers",
+            f"{stripe.api_base}/v1/customers",
             data={"email": "demo@example.com"},
             auth=("sk_test_local", ""),
             timeout=15,
         )
         _expect(response.status_code == 200, f"localstripe answered {response.status_code}")
-        return f"localstripe at {runtime.stripe_api_base} created customer {response.json()['id']}"
+        return f"localstripe at {stripe.api_base} created customer {response.json()['id']}"
 
     def stripe_webhook() -> str:
-        if not runtime.stripe_webhook:
+        if not stripe.webhook_url:
             return "skipped (no localstripe webhook registration)"
         response = http.post(
-            f"{runtime.stripe_api_base}/v1/customers",
+            f"{stripe.api_base}/v1/customers",
             data={"email": "webhook-demo@example.com"},
             auth=("sk_test_local", ""),
             timeout=15,
@@ -193,9 +198,9 @@ def run_demo(runtime: LocalRuntime) -> bool:
         )
 
     def subscription_mirror() -> str:
-        if not runtime.stripe_api_base:
+        if not stripe.api_base:
             return "skipped (--stripe off)"
-        stripe_api = runtime.stripe_api_base
+        stripe_api = stripe.api_base
         key = ("sk_test_local", "")
         customer = http.post(
             f"{stripe_api}/v1/customers", data={"email": "sub-demo@example.com"}, auth=key, timeout=15

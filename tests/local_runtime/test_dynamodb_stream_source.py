@@ -23,9 +23,10 @@ from aws_lambda_powertools.utilities.parser.models import (
 from botocore.exceptions import ClientError
 
 from local_runtime import moto_patches
-from local_runtime.event_sources import LOCAL_RETRY_CAP, StreamPoller, first_failed_index
 from local_runtime.lambdas import InvocationResult
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
+from local_runtime.stream_records import first_failed_index
+from local_runtime.stream_source import LOCAL_RETRY_CAP, StreamPoller
 from local_runtime.template import TemplateError, load_template
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.support import wait_for
@@ -144,7 +145,6 @@ def runtime(calls: Path, runtime_log: list[str]) -> Iterator[LocalRuntime]:
             template_path=path,
             api_port=0,
             moto_port=0,
-            stripe="off",
             stack_name=f"ddbs-{uuid.uuid4().hex[:8]}",
             paused_consumers=PAUSED_AT_START,
             stream_retry_delay_seconds=0.1,

@@ -13,7 +13,8 @@ import stripe
 from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
 from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.operations.model import Probe, RecordedProbe
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
@@ -221,8 +222,8 @@ def test_control_routes(runtime: LocalRuntime) -> None:
 
 
 def test_stripe_sdk_talks_to_localstripe(runtime: LocalRuntime) -> None:
-    assert runtime.stripe_api_base
-    client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base})
+    assert running_stripe(runtime).api_base
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base})
     customer = client.v1.customers.create(params={"email": "e2e@example.com"})
     assert customer.id.startswith("cus_")
     assert client.v1.customers.retrieve(customer.id).email == "e2e@example.com"

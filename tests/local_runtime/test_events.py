@@ -1,3 +1,6 @@
+"""API Gateway proxy events and responses, SQS partial-failure rules and scheduled events, as the local
+runtime builds them (no network)."""
+
 from __future__ import annotations
 
 import base64
@@ -7,8 +10,9 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel, EventBridgeModel
 
 from local_runtime.api import Route, build_proxy_event, match_route, proxy_response
-from local_runtime.event_sources import ScheduleSource, failed_message_ids, scheduled_event
 from local_runtime.lambdas import InvocationResult
+from local_runtime.schedules import ScheduleSource, scheduled_event
+from local_runtime.sqs_source import failed_message_ids
 
 ROUTES = [
     Route("GET", "/health", "Health", "dev"),

@@ -1,4 +1,4 @@
-"""Run localstripe bound to 127.0.0.1 (its own CLI binds every interface).
+"""Run localstripe bound to 127.0.0.1 (its own CLI binds every interface): the Stripe peer's process.
 
 localstripe is GPL and a dev/test peer only: it runs in its own process and nothing in
 layers/ or functions/ imports it."""

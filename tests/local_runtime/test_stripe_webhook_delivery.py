@@ -9,7 +9,8 @@ from typing import Any
 
 import stripe
 
-from local_runtime.runtime import LOCAL_SECRET_SEEDS, LocalRuntime, RuntimeConfig
+from local_profile import LOCAL_SECRET_SEEDS, bundle_profile, running_stripe
+from local_runtime.runtime import LocalRuntime, RuntimeConfig
 from tests.support import free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -53,13 +54,18 @@ def test_localstripe_delivers_signed_webhooks_with_the_raw_body(tmp_path: Path) 
     path.write_text(template(capture))
     runtime = LocalRuntime(
         RuntimeConfig(
-            template_path=path, api_port=0, moto_port=0, stripe_port=free_port(), stack_name="echo", log=lambda _: None
+            template_path=path,
+            profile=bundle_profile(stripe_port=free_port()),
+            api_port=0,
+            moto_port=0,
+            stack_name="echo",
+            log=lambda _: None,
         )
     ).start()
     try:
-        assert runtime.stripe_webhook == f"{runtime.api_url}/webhooks/stripe"
+        assert running_stripe(runtime).webhook_url == f"{runtime.api_url}/webhooks/stripe"
         # When something happens in localstripe
-        client = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_api_base or ""})
+        client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
         customer = client.v1.customers.create(params={"email": "webhook@example.com"})
 
         def delivered() -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import boto3
 
-from local_runtime.event_sources import ScheduleSource, ScheduleTimer
-from local_runtime.resources import Provisioner, Resolver
+from local_runtime.intrinsics import Resolver
+from local_runtime.resources import Provisioner
+from local_runtime.schedules import ScheduleSource, ScheduleTimer
 from local_runtime.template import load_template
 
 RICH = """

@@ -1,4 +1,4 @@
-"""Throwaway function for tests/e2e/test_stripe_webhook_delivery.py: appends what API Gateway
+"""Throwaway function for tests/local_runtime/test_stripe_webhook_delivery.py: appends what API Gateway
 handed it to a capture file, so the test can check the raw body and Stripe's signature."""
 
 import json

@@ -1,0 +1,52 @@
+"""This bundle's profile for the local runtime: what `python -m local_runtime` needs to know about the billing
+bundle that a generic SAM engine should not.
+
+- the fixed values of the local secrets (README "Local secrets"), overridable with
+  BILLING_LOCAL_SECRET_<LogicalId>;
+- the Stripe peer (stripe_peer.py): localstripe, a real Stripe test account, or none;
+- the banner's and the stack's names;
+- the demo scenario (demo.py), which drives the stack over HTTP only.
+
+pyproject.toml names PROFILE (`[tool.local-runtime] profile`); tests and scripts that build a RuntimeConfig
+pass `bundle_profile(...)`. Like the engine, this package never imports the product (billing_core,
+functions): it talks to the stack over HTTP and boto3 (tests/local_runtime/test_engine_boundaries.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from local_profile.demo import run_demo
+from local_profile.stripe_peer import StripePeer, running_stripe
+from local_runtime.profile import Profile
+
+# Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
+# hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
+LOCAL_SECRET_SEEDS = {
+    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
+    # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
+    "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
+    # Standard Webhooks secrets are whsec_<base64 of the key>.
+    "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
+    # localstripe accepts any key that starts with sk_ and is longer than five characters.
+    "StripeApiKeySecret": "sk_test_local_billing_0123456789abcdef",
+}
+SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
+
+PROFILE = Profile(
+    name="billing",
+    title="billing local runtime",
+    stack_name="billing-local",
+    secret_seeds=LOCAL_SECRET_SEEDS,
+    secret_override_prefix=SECRET_OVERRIDE_PREFIX,
+    secrets_note="fixed values in README 'Local secrets'",
+    peers=(StripePeer(),),
+    demo=run_demo,
+)
+
+
+def bundle_profile(*, stripe: str = "local", stripe_port: int = 8420, stripe_api_base: str | None = None) -> Profile:
+    """PROFILE with its Stripe peer configured, for code that builds a RuntimeConfig (tests, scripts)."""
+    return replace(PROFILE, peers=(StripePeer(mode=stripe, port=stripe_port, api_base=stripe_api_base),))
+
+
+__all__ = ["LOCAL_SECRET_SEEDS", "PROFILE", "SECRET_OVERRIDE_PREFIX", "StripePeer", "bundle_profile", "running_stripe"]

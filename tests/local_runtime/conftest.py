@@ -1,0 +1,55 @@
+"""Fixtures of the local runtime's own tests: a moto server (once per test worker) and a runtime of
+template.yaml with the bundle's profile, as `make run` starts it (once per test module that asks for it).
+
+tests/conftest.py keeps this folder's tests in one xdist group, so under `-n 2 --dist loadgroup` one worker
+runs them all. Tests with a template of their own start their own runtime.
+
+moto keeps its state per process, not per server, and this worker may also run the e2e tier's runtime of the
+same template: the runtime here takes a stack name of its own so that their resources never collide."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_profile import bundle_profile
+from local_runtime.runtime import LocalRuntime, RuntimeConfig
+from tests.support import free_port
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    from local_runtime.moto_patches import make_dynamodb_linearizable
+
+    make_dynamodb_linearizable()  # as the runtime does before it starts moto
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def runtime_log() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
+    output = Path(tempfile.mkstemp(prefix="local-runtime-tests-functions-", suffix=".log")[1])
+    config = RuntimeConfig(
+        profile=bundle_profile(stripe_port=free_port()),
+        api_port=0,
+        moto_port=0,
+        stack_name="runtime-tests",
+        log=runtime_log.append,
+        function_output_path=output,
+    )
+    started = LocalRuntime(config).start()
+    yield started
+    started.stop()
