@@ -15,6 +15,7 @@ the X-Ray SDK, the same for every handler (observability.py).
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -75,17 +76,27 @@ def first_request_code(app_dir: Path, builders: list[str], settings: dict[str, o
     )
 
 
+def settings_of(app_dir: Path) -> dict[str, object]:
+    """A value for each setting the handler's model declares (read in a child process: importing the handler
+    here would build its module state - metrics, settings - before the caller's environment is set)."""
+    code = (
+        f"import sys, json; sys.path[:0] = [{str(app_dir)!r}, {str(LAYER)!r}, {str(ROOT)!r}]; import app; "
+        "from tests.wiring_paths import dummy_settings_values; print(json.dumps(dummy_settings_values(app.Settings)))"
+    )
+    found: dict[str, object] = json.loads(
+        subprocess.run([sys.executable, "-c", code], env=_env(), check=True, capture_output=True, text=True).stdout
+    )
+    return found
+
+
 def measure(runs: int) -> tuple[float, list[ColdStart]]:
     sys.path[:0] = [str(ROOT), str(LAYER)]
-    import importlib
-
-    from tests.wiring_paths import dummy_settings_values, handler_builders
+    from tests.wiring_paths import handler_builders
 
     boto3_ms = [_time("import boto3") for _ in range(runs)]
     rows = []
     for app in sorted((ROOT / "functions").glob("*/app.py")):
-        module = importlib.import_module(f"functions.{app.parent.name}.app")
-        code = first_request_code(app.parent, handler_builders(app), dummy_settings_values(module.Settings))
+        code = first_request_code(app.parent, handler_builders(app), settings_of(app.parent))
         listing = subprocess.run(
             [sys.executable, "-c", code + "\nprint('\\n'.join(sorted(sys.modules)))"],
             env=_env(),
@@ -157,5 +168,56 @@ def main(runs: int = 5) -> str:
     return render(boto3_ms, rows, runs)
 
 
+def compare_with_revision(revision: str, runs: int) -> str:
+    """`import app` of each handler as it was at `revision` (a checkout beside this one, same venv), against
+    this checkout's first request and `import boto3`, interleaved in one run: before/after a change."""
+    import tempfile
+
+    checkout = Path(tempfile.mkdtemp(prefix="bench-rev-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(checkout), revision], cwd=ROOT, check=True)
+    try:
+        sys.path[:0] = [str(ROOT), str(LAYER)]
+        from tests.wiring_paths import handler_builders
+
+        rows: list[tuple[str, float, float]] = []
+        boto3_ms: list[float] = []
+        for app in sorted((ROOT / "functions").glob("*/app.py")):
+            old_app = checkout / "functions" / app.parent.name
+            old_code = (
+                f"import sys; sys.path[:0] = [{str(old_app)!r}, {str(checkout / 'layers' / 'billing_core')!r}]; "
+                "import app"
+            )
+            new_code = first_request_code(app.parent, handler_builders(app), settings_of(app.parent))
+            old, new = [], []
+            for _ in range(runs):
+                old.append(_time(old_code))
+                new.append(_time(new_code))
+                boto3_ms.append(_time("import boto3"))
+            rows.append((app.parent.name, min(old), min(new)))
+        baseline = min(boto3_ms)
+        lines = [
+            f"`import boto3`: {baseline:.0f} ms (best of {len(boto3_ms)}), each figure best of {runs}, interleaved.",
+            "",
+            f"| Handler | `import app` at {revision} (ms) | First request now (ms) | Before / boto3 | Now / boto3 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| functions/{name} | {old:.0f} | {new:.0f} | {old / baseline:.2f}x | {new / baseline:.2f}x |"
+            for name, old, new in rows
+        ]
+        before = statistics.median(old / baseline for _, old, _ in rows)
+        now = statistics.median(new / baseline for _, _, new in rows)
+        lines += ["", f"Median before **{before:.2f}x**, now **{now:.2f}x**."]
+        return "\n".join(lines)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
+
+
 if __name__ == "__main__":
-    print(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-with", metavar="REVISION", help="also time `import app` as of a git revision")
+    args = parser.parse_args()
+    print(compare_with_revision(args.compare_with, args.runs) if args.compare_with else main(args.runs))

@@ -59,26 +59,16 @@ def ack_path_and_requests(requests_count: int) -> dict[str, Any]:
         return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
 
     try:
-        resolver = Resolver(load_template(ROOT / "template.yaml", validate=False), "us-east-1", "bench", {})
+        template = load_template(ROOT / "template.yaml", validate=False)
+        resolver = Resolver(template, "us-east-1", "bench", {})
         Provisioner(resolver, client, LOCAL_SECRET_SEEDS).run()
         physical = resolver.physical
-        os.environ.update(
-            {
-                "WEBHOOK_QUEUE_URL": physical["WebhookEventsQueue"].ref,
-                "WEBHOOK_SECRET_NAMES": json.dumps(
-                    {"stripe": physical["StripeWebhookSecret"].ref, "dodo": physical["DodoWebhookSecret"].ref}
-                ),
-                "WEBHOOK_EVENTS_TABLE_NAME": physical["WebhookEventsTable"].ref,
-                "SUBSCRIPTIONS_TABLE_NAME": physical["SubscriptionsTable"].ref,
-                "LEDGER_TABLE_NAME": physical["LedgerTable"].ref,
-                "IDEMPOTENCY_TABLE_NAME": physical["IdempotencyTable"].ref,
-                "ACCOUNT_BALANCES_TABLE_NAME": physical["AccountBalancesTable"].ref,
-                "ORDERS_TABLE_NAME": physical["OrdersTable"].ref,
-                "INVOICES_TABLE_NAME": physical["InvoicesTable"].ref,
-                "PRICE_BOOK_TABLE_NAME": physical["PriceBookTable"].ref,
-                "AWS_LAMBDA_FUNCTION_NAME": "bench-WebhookApplyFunction",
-            }
-        )
+        # Each function's own Environment from the template (both run in this process: their settings differ
+        # by name only), as the deployed functions get it.
+        for logical_id in ("WebhookReceiveFunction", "WebhookApplyFunction"):
+            variables = resolver.resolve(template.functions[logical_id].environment)
+            os.environ.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()})
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "bench-WebhookApplyFunction"
         import importlib
 
         receive = importlib.import_module("functions.webhook_receive.app")
