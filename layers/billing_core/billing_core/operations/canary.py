@@ -5,13 +5,15 @@ features land; kept afterwards as a production smoke check."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from billing_core.errors import NotFoundError, PermanentError, RetryableError
+from billing_core.errors import NotFoundError, PermanentError, RetryableError, ValidationFailedError
 from billing_core.operations.model import (
+    PROBE_ID_PATTERN,
     Probe,
     ProbeSubmission,
     RecordedProbe,
@@ -63,6 +65,11 @@ class CanaryService:
         return RecordOutcome(probe=existing, newly_recorded=False)
 
     def status(self, probe_id: str) -> RecordedProbe:
+        if not re.fullmatch(PROBE_ID_PATTERN, probe_id):
+            raise ValidationFailedError(
+                "probe ids are 1-80 letters, digits and _.:- (starting with a letter or digit)",
+                code="invalid_probe_id",
+            )
         found = self._require_store().get(probe_id)
         if found is None:
             raise NotFoundError(

@@ -73,7 +73,10 @@ class PriceBook(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # Stored and compared as ISO text: one offset (UTC) keeps text order equal to time order.
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # pydantic reports a ValueError as a validation error; an OverflowError as a crash
+            raise ValueError("effective_from is outside the range of dates") from None
 
     @model_validator(mode="after")
     def _unique_plans(self) -> Self:

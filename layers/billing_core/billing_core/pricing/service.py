@@ -21,7 +21,10 @@ def parse_at(value: str | None, now: datetime) -> datetime:
         raise ValidationFailedError("at must be an ISO date or date-time", code="invalid_at") from None
     if parsed.tzinfo is None:
         raise ValidationFailedError("at must carry a timezone (e.g. 2026-12-01T00:00:00Z)", code="invalid_at")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before the first representable instant
+        raise ValidationFailedError("at is outside the range of dates", code="invalid_at") from None
 
 
 def price_book_at(store: PriceBookStore, at: datetime) -> PublishedPriceBook:

@@ -159,6 +159,8 @@ def parse_json_body[ModelT: BaseModel](
         decoded = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailedError("body is not valid JSON", code="malformed_json") from exc
+    except RecursionError as exc:  # e.g. 90,000 nested arrays: small, valid JSON, and no request of ours
+        raise ValidationFailedError("body nests too deeply", code="malformed_json") from exc
     if not isinstance(decoded, dict):
         raise ValidationFailedError("body must be a JSON object", code="malformed_json")
     try:

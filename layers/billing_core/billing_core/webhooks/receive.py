@@ -70,6 +70,8 @@ class WebhookReceiver:
             event = json.loads(raw_body)
         except ValueError as exc:
             raise ValidationFailedError("body is not valid JSON", code="malformed_json") from exc
+        except RecursionError as exc:  # signed, but nested deeper than any real event
+            raise ValidationFailedError("body nests too deeply", code="malformed_json") from exc
         if not isinstance(event, dict):
             raise ValidationFailedError("body must be a JSON object", code="malformed_json")
         identity = provider.identify(event, lowered)

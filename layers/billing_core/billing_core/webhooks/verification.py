@@ -6,6 +6,7 @@ webhooks/providers/ (Stripe's, Standard Webhooks')."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
@@ -45,13 +46,24 @@ def body_text(raw_body: bytes) -> str:
         raise ValidationFailedError("body is not UTF-8", code="malformed_body") from exc
 
 
+# ASCII digits only (str.isdigit also takes "²" and other scripts' digits, which int() then refuses), and
+# few enough that int() needs no 4,300-digit guard: 15 digits is far past any date a datetime can hold.
+UNIX_SECONDS = re.compile(r"[0-9]{1,15}")
+
+
+def unix_timestamp(text: str) -> int:
+    """A signature header's timestamp, or SignatureRejectedError (malformed_signature)."""
+    if not UNIX_SECONDS.fullmatch(text):
+        raise SignatureRejectedError("the signature timestamp is not a unix time", code="malformed_signature")
+    return int(text)
+
+
 def check_timestamp(timestamp: int, now: datetime, tolerance_seconds: int) -> datetime:
-    signed_at = datetime.fromtimestamp(timestamp, UTC)
-    skew = abs((now - signed_at).total_seconds())
-    if skew > tolerance_seconds:
+    # Compared as numbers first: a timestamp far outside the tolerance may lie outside what datetime can hold.
+    if abs(now.timestamp() - timestamp) > tolerance_seconds:
         raise SignatureRejectedError(
             "signature timestamp is outside the tolerance",
             code="timestamp_outside_tolerance",
             details={"tolerance_seconds": tolerance_seconds},
         )
-    return signed_at
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -12,6 +12,7 @@ from billing_core.adapters.dynamodb.table import DynamoDB, Item, decode_cursor, 
 from billing_core.audit.model import ChangeSource, EntityEvent, EntityType
 
 MAX_PAGE = 100
+AUDIT_KEYS = frozenset({"entity", "sk"})
 
 
 def _event_from_item(item: Item) -> EntityEvent:
@@ -68,6 +69,6 @@ class DynamoDBAuditStore:
             "Limit": max(1, min(limit, MAX_PAGE)),
         }
         if cursor:
-            request["ExclusiveStartKey"] = decode_cursor(cursor, {"entity": entity})
+            request["ExclusiveStartKey"] = decode_cursor(cursor, {"entity": entity}, keys=AUDIT_KEYS)
         items, last = self._db.query_page(**request)
         return [_event_from_item(item) for item in items], encode_cursor(last) if last else None

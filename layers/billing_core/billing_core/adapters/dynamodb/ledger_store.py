@@ -28,6 +28,8 @@ from billing_core.adapters.dynamodb.table import (
 from billing_core.ledger.model import Account, Balance, LedgerTransaction, PostedEntry, PostingResult, balance_shard
 
 MAX_PAGE = 200
+# A page of the by-customer index ends at a key of the table (pk, sk) and of the index (customer, entry_key).
+BY_CUSTOMER_KEYS = frozenset({"pk", "sk", "customer", "entry_key"})
 
 
 def entry_key(created_at: datetime, transaction_id: str, index: int) -> str:
@@ -164,7 +166,7 @@ class DynamoDBLedgerStore:
             "Limit": max(1, min(limit, MAX_PAGE)),
         }
         if cursor:
-            request["ExclusiveStartKey"] = decode_cursor(cursor, {"customer": customer_id})
+            request["ExclusiveStartKey"] = decode_cursor(cursor, {"customer": customer_id}, keys=BY_CUSTOMER_KEYS)
         items, last = self._db.query_page(**request)
         return [entry_from_item(item) for item in items], encode_cursor(last) if last else None
 

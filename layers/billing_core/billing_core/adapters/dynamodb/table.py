@@ -68,9 +68,10 @@ def encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain, sort_keys=True).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, expected: Mapping[str, str]) -> Item:
+def decode_cursor(cursor: str, expected: Mapping[str, str], *, keys: frozenset[str]) -> Item:
     """A cursor is only ever accepted for the query that produced it: `expected` are the key attributes
-    that must match (e.g. the partition the caller asked for)."""
+    that must match (e.g. the partition the caller asked for), `keys` every key attribute of the table and
+    the index queried - exactly those, or DynamoDB would refuse the start key with its own error."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -78,7 +79,8 @@ def decode_cursor(cursor: str, expected: Mapping[str, str]) -> Item:
         raise ValidationFailedError("cursor is not one this API issued", code="invalid_cursor") from exc
     if (
         not isinstance(plain, dict)
-        or not all(isinstance(v, str) for v in plain.values())
+        or set(plain) != keys
+        or not all(isinstance(v, str) and 0 < len(v) <= 2048 for v in plain.values())
         or any(plain.get(name) != value for name, value in expected.items())
     ):
         raise ValidationFailedError("cursor belongs to another query", code="invalid_cursor")

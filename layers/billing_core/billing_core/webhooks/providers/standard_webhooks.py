@@ -14,7 +14,7 @@ from datetime import datetime
 from standardwebhooks.webhooks import Webhook
 
 from billing_core.errors import ConfigurationError
-from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp
+from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp, unix_timestamp
 
 
 class StandardWebhooksSignature:
@@ -29,8 +29,7 @@ class StandardWebhooksSignature:
             raise SignatureRejectedError(
                 "missing webhook-id, webhook-timestamp or webhook-signature", code="missing_signature"
             )
-        if not timestamp.strip().isdigit():
-            raise SignatureRejectedError("webhook-timestamp is malformed", code="malformed_signature")
+        unix_time = unix_timestamp(timestamp.strip())
         presented: list[bytes] = []
         for item in signature_header.split():
             version, _, encoded = item.partition(",")
@@ -42,7 +41,7 @@ class StandardWebhooksSignature:
                 continue
         if not presented:
             raise SignatureRejectedError("webhook-signature has no v1 signature", code="malformed_signature")
-        signed_at = check_timestamp(int(timestamp), now, self.tolerance_seconds)
+        signed_at = check_timestamp(unix_time, now, self.tolerance_seconds)
         body = body_text(raw_body)
         for secret in secrets:
             try:

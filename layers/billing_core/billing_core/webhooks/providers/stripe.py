@@ -17,7 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from billing_core.errors import ValidationFailedError
-from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp
+from billing_core.webhooks.verification import (
+    UNIX_SECONDS,
+    SignatureRejectedError,
+    body_text,
+    check_timestamp,
+    unix_timestamp,
+)
 
 HEADER = "stripe-signature"
 SCHEME = "v1"
@@ -66,9 +72,9 @@ class StripeSignature:
         fields = [item.split("=", 1) for item in value.split(",")]
         timestamps = [pair[1] for pair in fields if len(pair) == 2 and pair[0].strip() == "t"]
         has_v1 = any(len(pair) == 2 and pair[0].strip() == SCHEME and pair[1] for pair in fields)
-        if len(timestamps) != 1 or not timestamps[0].isdigit() or not has_v1:
+        if len(timestamps) != 1 or not UNIX_SECONDS.fullmatch(timestamps[0]) or not has_v1:
             raise SignatureRejectedError("Stripe-Signature is malformed", code="malformed_signature")
-        signed_at = check_timestamp(int(timestamps[0]), now, self.tolerance_seconds)
+        signed_at = check_timestamp(unix_timestamp(timestamps[0]), now, self.tolerance_seconds)
         body_text(raw_body)  # a body that is not UTF-8 is refused as malformed, whatever its signature
         # The timestamp and signatures are read as Stripe's libraries read them: names exactly `t` and `v1`,
         # the timestamp signed as its integer value.
