@@ -98,6 +98,17 @@ class Template:
     path: Path
     document: dict[str, Any]
     functions: dict[str, FunctionDefinition] = field(default_factory=dict)
+    # The template as SAM transforms it (CloudFormation resources): where SAM's reading of a property differs
+    # from a plain one (a Schedule's Enabled given as an intrinsic is always ENABLED), this is what AWS gets.
+    transformed: dict[str, Any] | None = None
+
+    def sam_transformed(self) -> dict[str, Any]:
+        if self.transformed is None:
+            problems, transformed = _sam_transform(self.path, self.document)
+            if transformed is None:
+                raise TemplateError(self.path, problems)
+            self.transformed = transformed
+        return self.transformed
 
     @property
     def root(self) -> Path:
@@ -154,9 +165,11 @@ def load_template(path: Path, *, validate: bool = True) -> Template:
     path = path.resolve()
     document = load_yaml(path)
     problems: list[str] = []
+    transformed = None
     if validate:
-        problems += _sam_problems(path, document)
-    template = Template(path=path, document=document)
+        found, transformed = _sam_transform(path, document)
+        problems += found
+    template = Template(path=path, document=document, transformed=transformed)
     for logical_id, resource in template.resources.items():
         if not isinstance(resource, dict) or "Type" not in resource:
             problems.append(f"{logical_id}: a resource needs a Type")
@@ -285,8 +298,11 @@ class _OfflinePolicyLoader:
         return {}
 
 
-def _sam_problems(path: Path, document: dict[str, Any], region: str = "us-east-1") -> list[str]:
-    # samtranslator costs ~0.5 s to import: only when validating.
+def _sam_transform(
+    path: Path, document: dict[str, Any], region: str = "us-east-1"
+) -> tuple[list[str], dict[str, Any] | None]:
+    """samtranslator's findings, and the CloudFormation template it makes (None if it found problems)."""
+    # samtranslator costs ~0.5 s to import: only when validating or asked for the transformed template.
     import boto3
     from samtranslator.model.exceptions import InvalidDocumentException
     from samtranslator.parser.parser import Parser
@@ -314,10 +330,12 @@ def _sam_problems(path: Path, document: dict[str, Any], region: str = "us-east-1
                 except yaml.YAMLError:
                     problems.append(f"{logical_id}: {definition_uri} is neither JSON nor YAML ({exc})")
     if problems:
-        return problems
+        return problems, None
     try:
         translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
-        translator.translate(offline, parameter_values={}, get_managed_policy_map=_OfflinePolicyLoader().load)
+        transformed: dict[str, Any] = translator.translate(
+            offline, parameter_values={}, get_managed_policy_map=_OfflinePolicyLoader().load
+        )
     except InvalidDocumentException as exc:
-        return [str(cause.message) for cause in exc.causes] or [str(exc)]
-    return []
+        return [str(cause.message) for cause in exc.causes] or [str(exc)], None
+    return [], transformed

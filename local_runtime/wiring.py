@@ -238,7 +238,9 @@ def _stream_source(
 
 def schedule_sources(template: Template, resolver: Resolver, *, stack_name: str) -> list[ScheduleSource]:
     """`Schedule` (EventBridge rule) and `ScheduleV2` (EventBridge Scheduler) events of functions and state
-    machines."""
+    machines. Whether one is on is read from the rule or schedule SAM makes of it, not from the event's own
+    properties: SAM reads `Enabled: !If [...]` as always ENABLED, and locally it must look the same."""
+    generated = template.sam_transformed()["Resources"]
     sources = []
     for logical_id, resource in template.resources.items():
         if resource.get("Type") not in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
@@ -249,7 +251,13 @@ def schedule_sources(template: Template, resolver: Resolver, *, stack_name: str)
             props = resolver.resolve(event.get("Properties") or {})
             v2 = event["Type"] == "ScheduleV2"
             expression = props.get("ScheduleExpression") if v2 else props.get("Schedule")
-            enabled = props.get("State", "ENABLED") == "ENABLED" if v2 else bool(props.get("Enabled", True))
+            made = generated.get(f"{logical_id}{name}")
+            wanted = "AWS::Scheduler::Schedule" if v2 else "AWS::Events::Rule"
+            if not made or made.get("Type") != wanted:
+                raise TemplateError(
+                    template.path, [f"{logical_id}.Events.{name}: SAM made no {wanted} {logical_id}{name} of it"]
+                )
+            enabled = resolver.resolve((made.get("Properties") or {}).get("State", "ENABLED")) == "ENABLED"
             sources.append(
                 ScheduleSource(
                     logical_id=logical_id,

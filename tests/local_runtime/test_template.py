@@ -170,3 +170,50 @@ def test_state_machine_definition_must_exist(tmp_path: Path) -> None:
     (tmp_path / "template.yaml").write_text(text)
     with pytest.raises(TemplateError, match=r"missing\.asl\.json does not exist"):
         load_template(tmp_path / "template.yaml")
+
+
+SCHEDULES = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Ticking: {Type: String, Default: "false"}
+Conditions:
+  IsOn: !Equals [!Ref Ticking, "true"]
+Resources:
+  TickFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Runtime: python3.13
+      Events:
+        WithEnabledIf:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 hour)
+            Enabled: !If [IsOn, true, false]
+        WithStateIf:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 hour)
+            State: !If [IsOn, ENABLED, DISABLED]
+        Daily:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 day)
+            Enabled: false
+"""
+
+
+@pytest.mark.parametrize("on", ["true", "false"])
+def test_schedules_are_on_or_off_as_sam_renders_them_not_as_they_read(tmp_path: Path, on: str) -> None:
+    from local_runtime.wiring import schedule_sources
+
+    # Given schedules switched by a condition, once through Enabled (which SAM ignores when it is an
+    # intrinsic: the rule is always ENABLED) and once through State
+    template = load_template(write_project(tmp_path, SCHEDULES))
+    resolver = Resolver(template, "us-east-1", "t", {"Ticking": on})
+    # When the local runtime reads them
+    enabled = {s.event_name: s.enabled for s in schedule_sources(template, resolver, stack_name="t")}
+    # Then it shows what AWS would do: the Enabled-!If one is on whatever the parameter says
+    assert enabled == {"WithEnabledIf": True, "WithStateIf": on == "true", "Daily": False}
