@@ -160,7 +160,8 @@ def _control(args: argparse.Namespace, path: str, body: Any | None = None) -> in
 
 
 def cmd_trigger(args: argparse.Namespace, profile: Profile) -> int:
-    return _control(args, f"trigger/{args.logical_id}")
+    target = f"trigger/{args.logical_id}" + (f"/{args.event_name}" if args.event_name else "")
+    return _control(args, target)
 
 
 def cmd_invoke(args: argparse.Namespace, profile: Profile) -> int:
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--timeout", type=float, default=60)
         if name == "invoke":
             sub.add_argument("-e", "--event", help="event JSON file (events/...)")
+        else:
+            sub.add_argument("event_name", nargs="?", help="only this Schedule event (default: all of them)")
         sub.set_defaults(handler=handler)
     args = parser.parse_args(argv)
     result: int = args.handler(args, profile)

@@ -2,6 +2,7 @@
 
     GET  /__local__/status                  what runs: addresses, routes, event sources, schedules, resources
     POST /__local__/trigger/<LogicalId>     fire a function's (or state machine's) Schedule events now
+    POST /__local__/trigger/<LogicalId>/<EventName>   ... only the one Schedule event of that name
     POST /__local__/pause/<LogicalId>       stop delivering from a function's SQS and stream event sources
     POST /__local__/resume/<LogicalId>      ... and start again
     POST /__local__/invoke/<LogicalId>      invoke a function with the request body as its event
@@ -59,8 +60,8 @@ def handle(runtime: LocalRuntime, method: str, path: str, body: bytes) -> HttpRe
     try:
         if method == "GET" and parts == ["__local__", "status"]:
             return _json_response(200, runtime.status())
-        if method == "POST" and len(parts) == 3 and parts[1] == "trigger":
-            return _json_response(200, {"results": runtime.trigger(parts[2])})
+        if method == "POST" and len(parts) in {3, 4} and parts[1] == "trigger":
+            return _json_response(200, {"results": runtime.trigger(parts[2], *parts[3:])})
         if method == "POST" and len(parts) == 3 and parts[1] in {"pause", "resume"}:
             arns = runtime.set_consumer_paused(parts[2], parts[1] == "pause")
             return _json_response(

@@ -324,11 +324,18 @@ class LocalRuntime:
         )
         return outcome
 
-    def trigger(self, logical_id: str) -> list[dict[str, Any]]:
+    def trigger(self, logical_id: str, event_name: str | None = None) -> list[dict[str, Any]]:
+        """Fire a target's Schedule events now: all of them, or only the one named `event_name`."""
         sources = [source for source in self.schedules if source.logical_id == logical_id]
         if not sources:
             known = sorted({source.logical_id for source in self.schedules})
             raise KeyError(f"{logical_id} has no Schedule events; scheduled targets: {', '.join(known) or 'none'}")
+        if event_name is not None:
+            named = [source for source in sources if source.event_name == event_name]
+            if not named:
+                known = sorted(source.event_name for source in sources)
+                raise KeyError(f"{logical_id} has no Schedule event {event_name}; its schedules: {', '.join(known)}")
+            sources = named
         return [self.fire(source) for source in sources]
 
     def _consumers(self, logical_id: str | None = None) -> list[SqsPoller | StreamPoller]:

@@ -90,7 +90,7 @@ class FunctionDefinition:
     memory_mb: int
     environment: dict[str, Any]
     events: tuple[EventSource, ...]
-    reserved_concurrency: int | None = None
+    reserved_concurrency: Any = None  # as written; may be an intrinsic, resolved in wiring.py
 
 
 @dataclass

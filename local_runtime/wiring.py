@@ -105,11 +105,31 @@ def function_specs(
                 timeout_seconds=definition.timeout_seconds,
                 memory_mb=definition.memory_mb,
                 layer_dirs=layer_dirs,
-                max_concurrency=definition.reserved_concurrency or max_concurrency_per_function,
+                max_concurrency=reserved_concurrency(template, resolver, logical_id, max_concurrency_per_function),
                 output_path=str(output_path) if output_path else None,
             )
         )
     return specs
+
+
+def reserved_concurrency(template: Template, resolver: Resolver, logical_id: str, default: int) -> int:
+    """A function's ReservedConcurrentExecutions once resolved (it may be a !Ref to a parameter), else `default`.
+
+    AWS throttles every invocation of a function reserved at 0; the local runtime queues instead of throttling,
+    so a zero would look like a hang here and is refused as a template problem.
+    """
+    written = template.functions[logical_id].reserved_concurrency
+    if written is None:
+        return default
+    value = resolver.resolve(written)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TemplateError(
+            template.path,
+            [f"{logical_id}: ReservedConcurrentExecutions must resolve to a positive integer locally (got {value!r})"],
+        )
+    return value
 
 
 def api_routes(template: Template, resolver: Resolver) -> list[Route]:
@@ -158,7 +178,7 @@ def sqs_sources(template: Template, resolver: Resolver, *, max_concurrency_per_f
                     enabled=bool(props.get("Enabled", True)),
                     concurrency=min(
                         int((props.get("ScalingConfig") or {}).get("MaximumConcurrency", DEFAULT_POLLERS_PER_SOURCE)),
-                        definition.reserved_concurrency or max_concurrency_per_function,
+                        reserved_concurrency(template, resolver, logical_id, max_concurrency_per_function),
                     ),
                 )
             )

@@ -129,8 +129,12 @@ def test_the_scheduled_billing_run_invoices_and_charges_a_subscription_billed_by
     trail = wait_for(invoice_trail, timeout_seconds=30, interval_seconds=0.5)
     assert trail and trail[0] == "invoice.created" and "invoice.status_changed" in trail
     # and reconciliation, run on demand, has nothing to say about this payment
-    [reconciled] = runtime.trigger("ReconciliationRunFunction")
+    [reconciled] = runtime.trigger("ReconciliationRunFunction", "Daily")
     assert "error" not in reconciled, reconciled
     subjects = {d["subject"] for d in reconciled["payload"]["discrepancies"]}
     payment = invoice["attempts"][0]["provider_payment_id"]
     assert payment not in subjects and invoice_id not in subjects
+    # and the daily ledger integrity check (its own schedule, same function) finds the books balanced
+    [integrity] = runtime.trigger("ReconciliationRunFunction", "LedgerIntegrity")
+    assert "error" not in integrity, integrity
+    assert integrity["payload"]["discrepancies"] == [], integrity["payload"]

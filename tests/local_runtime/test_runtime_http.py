@@ -213,6 +213,10 @@ def test_control_routes(runtime: LocalRuntime) -> None:
     assert "GET /health -> OperationsHealthFunction" in status["routes"]
     unknown = requests.post(f"{runtime.api_url}/__local__/trigger/NopeFunction", timeout=30)
     assert unknown.status_code == 404 and "CanaryScheduleFunction" in unknown.json()["message"]
+    # a schedule event that does not exist is a 404 naming the target's schedules, and fires nothing
+    unknown_event = requests.post(f"{runtime.api_url}/__local__/trigger/ReconciliationRunFunction/Hourly", timeout=30)
+    assert unknown_event.status_code == 404
+    assert "Daily" in unknown_event.json()["message"] and "LedgerIntegrity" in unknown_event.json()["message"]
     invoked = requests.post(
         f"{runtime.api_url}/__local__/invoke/OperationsHealthFunction",
         data=(__import__("pathlib").Path("events/api/health_get.json").read_text()),

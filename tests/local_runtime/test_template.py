@@ -217,3 +217,48 @@ def test_schedules_are_on_or_off_as_sam_renders_them_not_as_they_read(tmp_path: 
     enabled = {s.event_name: s.enabled for s in schedule_sources(template, resolver, stack_name="t")}
     # Then it shows what AWS would do: the Enabled-!If one is on whatever the parameter says
     assert enabled == {"WithEnabledIf": True, "WithStateIf": on == "true", "Daily": False}
+
+
+RESERVED = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Reserved: {Type: Number, Default: 3}
+Resources:
+  CappedFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Runtime: python3.13
+      ReservedConcurrentExecutions: !Ref Reserved
+  FreeFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Runtime: python3.13
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [({}, 3), ({"Reserved": "7"}, 7)])
+def test_reserved_concurrency_written_as_a_parameter_caps_the_local_pool(
+    tmp_path: Path, given: dict[str, str], expected: int
+) -> None:
+    from local_runtime.wiring import reserved_concurrency
+
+    # Given a function whose reserved concurrency is a !Ref to a Number parameter
+    template = load_template(write_project(tmp_path, RESERVED))
+    resolver = Resolver(template, "us-east-1", "t", given)
+    # Then the local cap is the resolved number, and a function without one gets the runtime's default
+    assert reserved_concurrency(template, resolver, "CappedFunction", 4) == expected
+    assert reserved_concurrency(template, resolver, "FreeFunction", 4) == 4
+
+
+def test_reserved_concurrency_of_zero_is_refused_rather_than_hanging(tmp_path: Path) -> None:
+    from local_runtime.wiring import reserved_concurrency
+
+    template = load_template(write_project(tmp_path, RESERVED))
+    resolver = Resolver(template, "us-east-1", "t", {"Reserved": "0"})
+    with pytest.raises(TemplateError, match="ReservedConcurrentExecutions must resolve to a positive integer"):
+        reserved_concurrency(template, resolver, "CappedFunction", 4)

@@ -18,6 +18,7 @@ SWITCHED = {
     "CanaryScheduleFunctionHourly": "CanaryScheduleEnabled",
     "BillingRunFunctionHourly": "BillingScheduleEnabled",
     "ReconciliationRunFunctionDaily": "BillingScheduleEnabled",
+    "ReconciliationRunFunctionLedgerIntegrity": "BillingScheduleEnabled",
 }
 
 

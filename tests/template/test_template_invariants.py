@@ -402,6 +402,17 @@ def problems_queues(template: Template) -> list[str]:
                 target = _getatt(on_failure.get("Destination"))
                 if target is not None and target[0] in queues:
                     dead_letter_queues.add(target[0])
+            # A schedule's undeliverable events (the rule's dead-letter queue) land in a queue too.
+            if isinstance(event, dict) and event.get("Type") in {"Schedule", "ScheduleV2"}:
+                target = _getatt(((event.get("Properties") or {}).get("DeadLetterConfig") or {}).get("Arn"))
+                if target is not None and target[0] in queues:
+                    dead_letter_queues.add(target[0])
+        # ... and so does an asynchronous invocation's on-failure record (EventInvokeConfig).
+        invoke_config = _properties(function).get("EventInvokeConfig") or {}
+        on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
+        target = _getatt(on_failure.get("Destination"))
+        if target is not None and target[0] in queues:
+            dead_letter_queues.add(target[0])
     for lid, resource in queues.items():
         properties = _properties(resource)
         if _redrive_policy(properties) is None and lid not in dead_letter_queues:

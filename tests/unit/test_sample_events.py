@@ -58,6 +58,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/order_create.json": ("order_api", APIGatewayProxyEventModel, CreateOrder),
     "api/order_get.json": ("order_api", APIGatewayProxyEventModel, None),
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
+    "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
 }
 

@@ -1,0 +1,226 @@
+"""The protections of issue #10 stated as template invariants, each able to fail on a template without it:
+alarms reach someone, money and history cannot be lost or rewritten, scheduled runs leave a trace when they
+fail, the monitoring covers what can go quietly wrong, and payment webhooks keep their own concurrency."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_runtime.template import Template, load_template
+from tests.support import ROOT
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE.resources
+MONEY_AND_HISTORY = (
+    "LedgerTable",
+    "AccountBalancesTable",
+    "AuditTable",
+    "WebhookEventsTable",
+    "InvoicesTable",
+    "SubscriptionsTable",
+    "OrdersTable",
+    "PriceBookTable",
+    "ReconciliationTable",
+)
+APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
+MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+SCHEDULED = ("CanaryScheduleFunction", "BillingRunFunction", "ReconciliationRunFunction")
+
+
+def of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in RESOURCES.items() if r.get("Type") == resource_type}
+
+
+def ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def getatt(value: Any) -> str | None:
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return str(target[0] if isinstance(target, list) else target.split(".")[0])
+    return None
+
+
+def alarm_problems(template: Template) -> list[str]:
+    problems = []
+    for lid, alarm in template.resources.items():
+        if alarm.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        properties = alarm.get("Properties") or {}
+        for actions in ("AlarmActions", "OKActions"):
+            if "AlarmTopic" not in {ref(action) for action in properties.get(actions) or []}:
+                problems.append(f"{lid}: {actions} does not notify AlarmTopic")
+    return problems
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_clears() -> None:
+    # Given every alarm / Then each one notifies AlarmTopic, and the topic can reach a person
+    assert alarm_problems(TEMPLATE) == []
+    assert of_type("AWS::SNS::Topic").keys() >= {"AlarmTopic"}
+    [subscription] = [s for s in of_type("AWS::SNS::Subscription").values() if ref(s["Properties"]["TopicArn"])]
+    assert ref(subscription["Properties"]["Endpoint"]) == "AlarmEmail" and subscription["Condition"] == "HasAlarmEmail"
+
+
+RUNBOOK_REFERENCE = re.compile(r"Runbook (docs/runbooks/[a-z0-9-]+\.md) \(([^)]+)\)$")
+
+
+def headings(markdown: Path) -> list[str]:
+    """The Markdown headings, lower case without backticks; `#` lines inside fenced code are comments."""
+    found, fenced = [], False
+    for line in markdown.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif line.startswith("#") and not fenced:
+            found.append(line.lstrip("#").strip().replace("`", "").lower())
+    return found
+
+
+def runbook_problems(template: Template, root: Path) -> list[str]:
+    """Each alarm's description must end "Runbook docs/runbooks/<file>.md (<section>)", naming a file that exists
+    and a heading in it that contains <section>; and runbooks/alarms.md must list the alarm."""
+    problems = []
+    index = (root / "docs/runbooks/alarms.md").read_text()
+    for lid, alarm in template.resources.items():
+        if alarm.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        description = " ".join(str((alarm.get("Properties") or {}).get("AlarmDescription", "")).split())
+        found = RUNBOOK_REFERENCE.search(description)
+        if not found:
+            problems.append(f"{lid}: description does not end with 'Runbook docs/runbooks/<file>.md (<section>)'")
+            continue
+        runbook, section = root / found.group(1), found.group(2).lower()
+        if not runbook.is_file():
+            problems.append(f"{lid}: {found.group(1)} does not exist")
+        elif not any(section in heading for heading in headings(runbook)):
+            problems.append(f"{lid}: {found.group(1)} has no section '{found.group(2)}'")
+        if f"`{lid}`" not in index and not lid.endswith("ErrorsAlarm"):
+            problems.append(f"{lid}: not listed in docs/runbooks/alarms.md")
+    return problems
+
+
+def test_every_alarm_names_a_runbook_section_that_exists() -> None:
+    assert runbook_problems(TEMPLATE, ROOT) == []
+
+
+def test_a_runbook_reference_to_a_missing_section_is_found() -> None:
+    document = {
+        "Resources": {
+            "Lost": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {"AlarmDescription": "x. Runbook docs/runbooks/alarms.md (no such section)"},
+            },
+            "Vague": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"AlarmDescription": "Runbook somewhere"}},
+        }
+    }
+    problems = runbook_problems(Template(path=ROOT, document=document), ROOT)
+    assert problems == [
+        "Lost: docs/runbooks/alarms.md has no section 'no such section'",
+        "Lost: not listed in docs/runbooks/alarms.md",
+        "Vague: description does not end with 'Runbook docs/runbooks/<file>.md (<section>)'",
+    ]
+
+
+def test_an_alarm_without_actions_is_found() -> None:
+    document = {"Resources": {"Quiet": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "x"}}}}
+    assert len(alarm_problems(Template(path=ROOT, document=document))) == 2
+
+
+@pytest.mark.parametrize("table", MONEY_AND_HISTORY)
+def test_money_and_history_tables_are_retained_and_protected(table: str) -> None:
+    resource = RESOURCES[table]
+    assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == ("Retain", "Retain")
+    assert resource["Properties"].get("DeletionProtectionEnabled") is True
+    assert resource["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY)
+def test_append_only_tables_deny_updates_and_deletes_to_everyone(table: str) -> None:
+    statements = RESOURCES[table]["Properties"]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    denied = {
+        action
+        for statement in statements
+        if statement["Effect"] == "Deny" and statement["Principal"] == "*"
+        for action in statement["Action"]
+    }
+    assert denied >= MUTATIONS
+
+
+def test_the_ledger_is_streamed_to_a_guard_that_sees_only_mutations() -> None:
+    assert RESOURCES["LedgerTable"]["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    [event] = RESOURCES["LedgerGuardFunction"]["Properties"]["Events"].values()
+    assert getatt(event["Properties"]["Stream"]) == "LedgerTable"
+    [pattern] = event["Properties"]["FilterCriteria"]["Filters"]
+    assert pattern["Pattern"] == '{"eventName": ["MODIFY", "REMOVE"]}'
+    alarm = RESOURCES["LedgerEntryMutatedAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("LedgerEntryMutated", 0)
+
+
+def test_the_ledger_integrity_check_runs_daily() -> None:
+    event = RESOURCES["ReconciliationRunFunction"]["Properties"]["Events"]["LedgerIntegrity"]
+    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == "rate(1 day)"
+    assert event["Properties"]["Input"] == '{"mode": "ledger_integrity"}'
+
+
+@pytest.mark.parametrize("function", SCHEDULED)
+def test_a_failed_scheduled_run_leaves_a_message_and_an_alarm(function: str) -> None:
+    properties = RESOURCES[function]["Properties"]
+    on_failure = properties["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert getatt(on_failure["Destination"]) == "ScheduledInvocationFailuresQueue"
+    for event in properties["Events"].values():
+        if event["Type"] == "Schedule":
+            assert getatt(event["Properties"]["DeadLetterConfig"]["Arn"]) == "ScheduledInvocationFailuresQueue"
+    errors_alarms = {
+        ref(a["Properties"]["Dimensions"][0]["Value"])
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "Errors"
+    }
+    assert function in errors_alarms
+
+
+def test_every_function_has_an_errors_alarm() -> None:
+    errors_alarms = {
+        ref(a["Properties"]["Dimensions"][0]["Value"])
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "Errors"
+    }
+    assert set(TEMPLATE.functions) - errors_alarms == set()
+
+
+def watched_queues() -> set[str]:
+    return {
+        str(getatt(d["Value"]))
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+        for d in a["Properties"]["Dimensions"]
+    }
+
+
+def test_every_dead_letter_queue_and_failure_queue_is_alarmed() -> None:
+    # A queue nobody consumes is a dead-letter or failure queue: a message there needs a person.
+    consumed = {
+        getatt(event["Properties"]["Queue"])
+        for function in of_type("AWS::Serverless::Function").values()
+        for event in (function["Properties"].get("Events") or {}).values()
+        if event["Type"] == "SQS"
+    }
+    not_consumed = set(of_type("AWS::SQS::Queue")) - consumed
+    handed_over = {"DunningQueue", "CustomerNotificationsQueue", "ReconciliationReviewQueue"}  # consumers not built
+    assert not_consumed - handed_over - watched_queues() == set()
+
+
+def test_what_fails_quietly_is_watched() -> None:
+    alarms = {a["Properties"].get("MetricName"): a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()}
+    assert ref(alarms["IteratorAge"]["Dimensions"][0]["Value"]) == "AuditProjectFunction"
+    assert getatt(alarms["ApproximateAgeOfOldestMessage"]["Dimensions"][0]["Value"]) == "WebhookEventsQueue"
+    assert alarms["5XXError"]["Namespace"] == "AWS/ApiGateway"
+
+
+def test_payment_webhooks_keep_their_own_concurrency() -> None:
+    reserved = RESOURCES["WebhookReceiveFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert ref(reserved) == "WebhookReceiveReservedConcurrency"
+    assert TEMPLATE.document["Parameters"]["WebhookReceiveReservedConcurrency"]["Default"] >= 10
