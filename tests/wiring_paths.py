@@ -62,6 +62,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = 300
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
+        elif name.startswith("health_"):  # LogicalId=physical pairs
+            values[name] = f"Dummy=dummy-{name}"
         else:
             values[name] = f"dummy-{name}"
     return values

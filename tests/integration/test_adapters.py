@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
-from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck
+from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck, StateMachineCheck
 from billing_core.adapters.secrets import SecretsManagerReader
 from billing_core.adapters.sqs import SqsProbeQueue
 from billing_core.adapters.stepfunctions import StepFunctionsStarter
 from billing_core.errors import ConfigurationError
-from billing_core.operations.model import Probe, RecordedProbe
+from billing_core.operations.model import BackendUnavailable, Probe, RecordedProbe
 from local_profile import LOCAL_SECRET_SEEDS
 from tests.fakes.operations import InMemoryProbeStore, InMemoryWorkflowStarter
 from tests.integration.conftest import Stack
@@ -112,11 +112,12 @@ def test_workflow_starter_contract(kind: str, stack: Stack) -> None:
 
 
 def test_health_checks_against_real_endpoints(stack: Stack) -> None:
-    DynamoDBTableCheck(stack.ref("CanaryTable"))()
-    SqsQueueCheck(stack.ref("CanaryQueue"))()
-    assert SqsQueueCheck(stack.ref("CanaryQueue")).name.endswith("CanaryQueue")
-    with pytest.raises(Exception, match=r"ResourceNotFound|NonExistent|does not exist"):
-        DynamoDBTableCheck("no-such-table")()
+    DynamoDBTableCheck("CanaryTable", stack.ref("CanaryTable"))()
+    SqsQueueCheck("CanaryQueue", stack.ref("CanaryQueue"))()
+    StateMachineCheck("CanaryStateMachine", stack.ref("CanaryStateMachine"))()
+    with pytest.raises(BackendUnavailable) as missing:
+        DynamoDBTableCheck("CanaryTable", "no-such-table")()
+    assert missing.value.reason == "ResourceNotFoundException"
 
 
 def test_redrive_policy_from_the_template_is_applied(stack: Stack) -> None:

@@ -26,8 +26,10 @@ def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     monkeypatch.setenv("CANARY_TABLE_NAME", stack.ref("CanaryTable"))
     monkeypatch.setenv("CANARY_QUEUE_URL", stack.ref("CanaryQueue"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
-    monkeypatch.setenv("HEALTH_TABLE_NAMES", stack.ref("CanaryTable"))
-    monkeypatch.setenv("HEALTH_QUEUE_URLS", stack.ref("CanaryQueue"))
+    monkeypatch.setenv("HEALTH_TABLES", f"CanaryTable={stack.ref('CanaryTable')}")
+    monkeypatch.setenv("HEALTH_QUEUES", f"CanaryQueue={stack.ref('CanaryQueue')}")
+    monkeypatch.setenv("HEALTH_STATE_MACHINES", f"CanaryStateMachine={stack.ref('CanaryStateMachine')}")
+    monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")  # each request asks again (the cache has its unit test)
     monkeypatch.setenv("CANARY_STATE_MACHINE_ARN", stack.ref("CanaryStateMachine"))
     return stack
 
@@ -69,7 +71,10 @@ def test_health_is_503_when_a_backend_is_gone(configured: Stack, lambda_context:
     degraded = module.lambda_handler(load_event("api/health_get.json"), lambda_context)
     body = json.loads(degraded["body"])
     assert degraded["statusCode"] == 503 and body["status"] == "degraded"
-    assert [c["status"] for c in body["checks"] if c["name"].startswith("sqs:")] == ["failing"]
+    assert [(c["name"], c["status"], c["error"]) for c in body["checks"] if c["kind"] == "queue"] == [
+        ("CanaryQueue", "failing", "AWS.SimpleQueueService.NonExistentQueue")
+    ]
+    assert configured.ref("CanaryQueue") not in degraded["body"]
 
 
 def test_verify_task_sees_what_the_consumer_stored(configured: Stack, lambda_context: Any) -> None:

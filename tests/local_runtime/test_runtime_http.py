@@ -17,6 +17,7 @@ from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
 
+HEALTH_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Serverless::StateMachine"}
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
 
 
@@ -25,7 +26,11 @@ def test_health_reports_every_backend(runtime: LocalRuntime) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert {check["name"].split(":")[0] for check in body["checks"]} == {"dynamodb", "sqs"}
+    # every table, queue and state machine the template creates, by logical id, and no physical name
+    created = {lid for lid, res in runtime.template.resources.items() if res["Type"] in HEALTH_TYPES}
+    assert {check["name"] for check in body["checks"]} == created
+    assert {check["kind"] for check in body["checks"]} == {"table", "queue", "state_machine"}
+    assert "billing-local" not in response.text and "arn:" not in response.text
 
 
 def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> None:

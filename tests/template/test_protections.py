@@ -224,3 +224,42 @@ def test_payment_webhooks_keep_their_own_concurrency() -> None:
     reserved = RESOURCES["WebhookReceiveFunction"]["Properties"]["ReservedConcurrentExecutions"]
     assert ref(reserved) == "WebhookReceiveReservedConcurrency"
     assert TEMPLATE.document["Parameters"]["WebhookReceiveReservedConcurrency"]["Default"] >= 10
+
+
+HEALTH_KINDS = {
+    "HEALTH_TABLES": ("AWS::DynamoDB::Table", "dynamodb:DescribeTable"),
+    "HEALTH_QUEUES": ("AWS::SQS::Queue", "sqs:GetQueueAttributes"),
+    "HEALTH_STATE_MACHINES": ("AWS::Serverless::StateMachine", "states:DescribeStateMachine"),
+}
+
+
+def health_pairs(value: Any) -> dict[str, str]:
+    """`Name=${Name}, ...` of a !Sub (folded over lines) as {name: what it substitutes}."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    pairs = [item.strip().partition("=") for item in str(text).split(",")]
+    return {name: resource for name, _, resource in pairs}
+
+
+@pytest.mark.parametrize("variable", HEALTH_KINDS)
+def test_health_asks_every_table_queue_and_state_machine_by_logical_id(variable: str) -> None:
+    resource_type, action = HEALTH_KINDS[variable]
+    properties = RESOURCES["OperationsHealthFunction"]["Properties"]
+    # Given every resource of the kind in the template
+    expected = set(of_type(resource_type))
+    # Then the function is told each one, named by its logical id and substituted with its own physical name
+    pairs = health_pairs(properties["Environment"]["Variables"][variable])
+    assert set(pairs) == expected
+    assert all(resource == f"${{{name}}}" for name, resource in pairs.items())
+    # and is allowed exactly that read on exactly those resources
+    [statement] = [s for s in properties["Policies"][0]["Statement"] if s["Action"] == action]
+    granted = {getatt(r) or ref(r) for r in statement["Resource"]}
+    assert granted == expected
+
+
+def test_the_anonymous_health_route_has_its_own_lower_throttle() -> None:
+    settings = RESOURCES["BillingApi"]["Properties"]["MethodSettings"]
+    [default] = [s for s in settings if s["ResourcePath"] == "/*"]
+    [health] = [s for s in settings if s["ResourcePath"] == "/~1health"]
+    assert health["HttpMethod"] == "GET"
+    assert health["ThrottlingRateLimit"] < default["ThrottlingRateLimit"]
+    assert health["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"]

@@ -42,6 +42,19 @@ def split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def split_named(value: str) -> dict[str, str]:
+    """`Name=value,Name=value` environment maps (CloudFormation `!Sub "CanaryTable=${CanaryTable},..."`)."""
+    named: dict[str, str] = {}
+    for item in split_list(value):
+        name, separator, resource = item.partition("=")
+        if not separator or not name.strip() or not resource.strip() or name.strip() in named:
+            raise ConfigurationError(
+                "expected Name=value pairs, each name once", details={"item": item if not separator else name}
+            )
+        named[name.strip()] = resource.strip()
+    return named
+
+
 class BundleSettings(FunctionSettings):
     """Every setting any function of the bundle may be given, all optional here. A function's own settings
     model subclasses this and makes required exactly what it uses (its template Environment), so it fails
@@ -77,10 +90,12 @@ class BundleSettings(FunctionSettings):
     webhook_secret_names: dict[str, str] | None = None
     webhook_tolerance_seconds: int | None = None
     webhook_max_body_bytes: int | None = None
-    # Health: what GET /health asks (comma-separated lists)
-    health_table_names: str | None = None
-    health_queue_urls: str | None = None
+    # Health: what GET /health asks, as LogicalId=physical pairs (only the logical ids are ever answered)
+    health_tables: str | None = None
+    health_queues: str | None = None
+    health_state_machines: str | None = None
     health_timeout_seconds: float = 3.0
+    health_cache_seconds: float = 10.0
 
     @field_validator("webhook_secret_names", mode="before")
     @classmethod

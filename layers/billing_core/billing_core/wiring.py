@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
     from billing_core.operations.canary import CanaryService
+    from billing_core.operations.health import HealthMonitor
     from billing_core.operations.ports import HealthCheck, WorkflowStarter
     from billing_core.orders.commit import OrderCommitService
     from billing_core.orders.model import CommitResult
@@ -366,14 +367,27 @@ class Wiring:
 
     @built_once
     def health_checks(self) -> tuple[HealthCheck, ...]:
-        from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck
-        from billing_core.config import split_list
+        from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck, StateMachineCheck
+        from billing_core.config import split_named
 
         found: list[HealthCheck] = [
-            DynamoDBTableCheck(name) for name in split_list(self._require("health_table_names"))
+            DynamoDBTableCheck(name, table) for name, table in split_named(self._require("health_tables")).items()
         ]
-        found += [SqsQueueCheck(url) for url in split_list(self._require("health_queue_urls"))]
+        found += [SqsQueueCheck(name, url) for name, url in split_named(self._require("health_queues")).items()]
+        found += [
+            StateMachineCheck(name, arn) for name, arn in split_named(self._require("health_state_machines")).items()
+        ]
         return tuple(found)
+
+    @built_once
+    def health_monitor(self) -> HealthMonitor:
+        from billing_core.operations.health import HealthMonitor
+
+        return HealthMonitor(
+            self.health_checks(),
+            timeout_seconds=self.settings.health_timeout_seconds,
+            cache_seconds=self.settings.health_cache_seconds,
+        )
 
     @built_once
     def audit_projector(self) -> AuditProjector:

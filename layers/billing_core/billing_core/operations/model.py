@@ -57,10 +57,20 @@ class StartedExecution(BaseModel):
     already_started: bool
 
 
+class BackendUnavailable(Exception):
+    """A health check's backend refused or failed, with a reason safe to show anyone (an AWS error code such as
+    `ResourceNotFoundException`, never a message, which can carry ARNs or account ids)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class CheckResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str
+    name: str  # the resource's logical id in the template: never a physical name, URL or ARN
+    kind: Literal["table", "queue", "state_machine"]
     status: Literal["ok", "failing"]
     latency_ms: int
     error: str | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
     from billing_core.operations.model import Probe, RecordedProbe, StartedExecution
@@ -29,7 +29,12 @@ class WorkflowStarter(Protocol):
 
 class HealthCheck(Protocol):
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The resource's logical id: the only name the report shows."""
+        ...
+
+    @property
+    def kind(self) -> Literal["table", "queue", "state_machine"]: ...
 
     def __call__(self) -> None:
         """Return if the backend answers; raise otherwise."""
