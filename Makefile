@@ -6,6 +6,8 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PYTEST_ARGS ?=
 
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -27,7 +29,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest' # fail loudly if pip did
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv (Python 3.13) with the pinned dependencies
+setup: $(STAMP) $(CHECKOV_STAMP) ## create .venv (Python 3.13) and .venv-checkov with the pinned dependencies
+
+# checkov's dependencies conflict with constraints.txt, so it has a venv of its own.
+$(CHECKOV_STAMP): tools/checkov/requirements.txt
+	@set -e; PY313="$$(scripts/find_python.sh)"; rm -rf $(CHECKOV_VENV); "$$PY313" -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r tools/checkov/requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(CHECKOV_VENV)/bin/checkov --version
+	@touch $(CHECKOV_STAMP)
 
 run: $(STAMP) ## start the local stack in the foreground (API on 127.0.0.1:3000)
 	$(PY) -m local_runtime run $(ARGS)
@@ -52,7 +61,7 @@ test-e2e: $(STAMP) ## through the local runtime over HTTP
 test-local-runtime: $(STAMP) ## the local runtime's own tests (engine, profile, CLI, boundaries)
 	$(BIN)/pytest tests/local_runtime $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff, mypy, import contracts, layer requirements drift, sam validate --lint, cfn-lint
+lint: $(STAMP) $(CHECKOV_STAMP) ## ruff, mypy, import contracts, layer requirements drift, sam validate --lint, cfn-lint, checkov
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -60,6 +69,7 @@ lint: $(STAMP) ## ruff, mypy, import contracts, layer requirements drift, sam va
 	$(PY) scripts/layer_requirements.py --check
 	$(BIN)/sam validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
+	$(PY) scripts/checkov_gate.py --checkov $(CHECKOV_VENV)/bin/checkov
 
 format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
