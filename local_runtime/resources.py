@@ -172,6 +172,29 @@ class Provisioner:
             logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn}
         )
 
+    def create_kms_key(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """A symmetric key (moto's KMS really encrypts and wraps data keys). Its policy is stored, not enforced."""
+        props = self.resolver.resolve(properties)
+        kms = self.clients("kms")
+        arguments: dict[str, Any] = {
+            "Description": str(props.get("Description", logical_id)),
+            "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        }
+        if props.get("KeyPolicy"):
+            arguments["Policy"] = json.dumps(props["KeyPolicy"])
+        metadata = kms.create_key(**arguments)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::KMS::Key", metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+        )
+
+    def create_kms_alias(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        self.clients("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+        self.resolver.physical[logical_id] = PhysicalResource(logical_id, "AWS::KMS::Alias", props["AliasName"])
+
     def create_parameter(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self.resolver.resolve(properties)
         name = props.get("Name") or f"/{self.resolver.stack_name}/{logical_id}"
@@ -250,6 +273,8 @@ _CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], None]] = {
     "AWS::SQS::Queue": Provisioner.create_queue,
     "AWS::SecretsManager::Secret": Provisioner.create_secret,
     "AWS::SSM::Parameter": Provisioner.create_parameter,
+    "AWS::KMS::Key": Provisioner.create_kms_key,
+    "AWS::KMS::Alias": Provisioner.create_kms_alias,
     "AWS::Events::EventBus": Provisioner.create_event_bus,
     "AWS::Events::Rule": Provisioner.create_rule,
     "AWS::Logs::LogGroup": Provisioner.create_log_group,

@@ -25,6 +25,7 @@ class Settings(BundleSettings):
     orders_table_name: str
     invoices_table_name: str
     price_book_table_name: str
+    personal_data_key_id: str
 
 
 wiring = Wiring(Settings)

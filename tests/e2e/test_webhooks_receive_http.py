@@ -12,6 +12,8 @@ import requests
 import stripe
 from standardwebhooks.webhooks import Webhook
 
+from billing_core.adapters.kms_vault import KmsPersonalDataVault
+from billing_core.privacy.personal_data import reveal
 from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
@@ -50,12 +52,19 @@ def test_localstripe_deliveries_are_verified_and_queued(runtime: LocalRuntime) -
         return recorded_where(runtime, lambda e: customer.id in e["raw_body"] and e["event_type"] == "customer.created")
 
     # Then the signed delivery was verified, queued in the customer's group and applied (recorded:
-    # customer.created has no effect), raw body intact
+    # customer.created has no effect), the customer's e-mail sealed in the archive
     found = wait_for(arrived, timeout_seconds=30, interval_seconds=0.5)
     assert found, "localstripe's customer.created was never applied"
     assert found[0]["group_key"] == f"stripe:{customer.id}"
     assert found[0]["outcome"] == "RECORDED"
-    assert json.loads(found[0]["raw_body"])["data"]["object"]["email"] == "receive@example.com"
+    assert "receive@example.com" not in found[0]["raw_body"]
+    # and it opens with the stack's key (moto's KMS), as an operator's reveal would
+    assert runtime.resolver is not None
+    vault = KmsPersonalDataVault(runtime.resolver.physical["PersonalDataKey"].attributes["Arn"], runtime.client("kms"))
+    revealed = reveal(
+        found[0]["raw_body"], wrapped_key=found[0]["personal_data_key"], context=found[0]["event_key"], vault=vault
+    )
+    assert json.loads(revealed)["data"]["object"]["email"] == "receive@example.com"
 
 
 def test_forged_and_malformed_deliveries_are_refused_and_nothing_is_queued(runtime: LocalRuntime) -> None:

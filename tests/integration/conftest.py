@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from billing_core.adapters import aws as aws_adapter
+from billing_core.adapters.kms_vault import KmsPersonalDataVault
 from local_profile import PROFILE
 from local_runtime.intrinsics import PhysicalResource, Resolver
 from local_runtime.resources import Provisioner
@@ -46,6 +47,10 @@ class Stack:
 
     def attribute(self, logical_id: str, name: str) -> str:
         return self.physical[logical_id].attributes[name]
+
+    def personal_data_vault(self) -> KmsPersonalDataVault:
+        """The apply function's vault on this stack's PersonalDataKey (moto's KMS really wraps data keys)."""
+        return KmsPersonalDataVault(self.attribute("PersonalDataKey", "Arn"), self.client("kms"))
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def test_provider_changes_to_a_subscription_are_audited_once_each(
 ) -> None:
     projector, api = audit
     # Given a subscription created and then moved to past_due by Stripe webhooks
-    applier = WebhookApplier(dynamodb_store(stack))
+    applier = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault())
     created = pinned("customer.subscription.created")
     applier.apply(envelope(created))
     applier.apply(envelope(pinned("customer.subscription.updated")))

@@ -199,7 +199,7 @@ def test_ledger_routes_page_a_customers_entries_by_either_id(
     stack: Stack, ledger_api: Any, lambda_context: Any
 ) -> None:
     # Given a finalized and a paid invoice applied from Stripe webhooks
-    applier = WebhookApplier(dynamodb_store(stack))
+    applier = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault())
     for name in ("invoice.finalized", "invoice.paid"):
         applier.apply(envelope(pinned(name)))
     provider_id = pinned("invoice.paid")["data"]["object"]["customer"]
@@ -259,7 +259,9 @@ def test_ledger_route_rejects_bad_requests_with_a_machine_readable_4xx(
     status: int,
     code: str,
 ) -> None:
-    WebhookApplier(dynamodb_store(stack)).apply(envelope(pinned("invoice.finalized")))
+    WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault()).apply(
+        envelope(pinned("invoice.finalized"))
+    )
     got, body = call(ledger_api, "api/ledger_get.json", customer, query, lambda_context)
     assert (got, body["code"]) == (status, code)
 

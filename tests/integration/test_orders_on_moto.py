@@ -482,7 +482,11 @@ def test_a_lost_commit_answer_is_finished_by_the_providers_webhook_without_a_sec
         "api_version": "2024-06-20",
         "data": {"object": intent},
     }
-    WebhookApplier(dynamodb_store(shop.stack), order_payments=service.payment_settled).apply(envelope(event))
+    WebhookApplier(
+        dynamodb_store(shop.stack),
+        personal_data=shop.stack.personal_data_vault(),
+        order_payments=service.payment_settled,
+    ).apply(envelope(event))
     # Then the order is committed with its subscription, and the provider charged once
     committed = service.get(order.order_id)
     assert committed.status.value == "committed" and committed.invoice_id is not None
@@ -551,3 +555,18 @@ def test_reconciliation_settles_an_order_whose_answer_and_webhook_were_both_lost
     # and the next run finds everything in order
     again = reconciler(shop.billing, order_payments=service.payment_settled).reconcile(window)
     assert [d for d in again.discrepancies if d.subject == ours] == []
+
+
+def test_a_price_book_carrying_a_card_number_is_refused_and_nothing_is_written(shop: Shop) -> None:
+    # Given a price book whose plan name someone pasted a card number into
+    book = json.loads(json.dumps(BOOK))
+    book["version"] = "2099-01-01"
+    book["plans"][0]["name"] = "Pro (card 4242 4242 4242 4242)"
+    before = shop.stack.client("dynamodb").scan(TableName=shop.stack.ref("PriceBookTable"), Select="COUNT")["Count"]
+    # When it is published
+    status, body = shop.call(shop.price_book_api, "api/price_book_publish.json", path="/price-book", body=book)
+    # Then it is a 400 naming the field, never echoing the number, and the table is as it was
+    assert (status, body["code"]) == (400, "card_number_refused")
+    assert body["details"]["fields"] == ["$.plans[0].name"] and "4242" not in json.dumps(body)
+    after = shop.stack.client("dynamodb").scan(TableName=shop.stack.ref("PriceBookTable"), Select="COUNT")["Count"]
+    assert after == before

@@ -82,7 +82,7 @@ STORES: dict[str, Callable[[Stack], tuple[Any, Any]]] = {
 @pytest.mark.parametrize("kind", sorted(STORES))
 def test_store_contract(kind: str, stack: Stack) -> None:
     store, reader = STORES[kind](stack)
-    service = WebhookApplier(store, clock=lambda: NOW)
+    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW)
     updated, created, deleted = (pinned(f"customer.subscription.{n}") for n in ("updated", "created", "deleted"))
     revived = pinned("customer.subscription.updated", id="evt_revived", created=deleted["created"] + 60)
     outcomes = [service.apply(envelope(e)).outcome for e in (updated, updated, created, deleted, revived)]
@@ -114,7 +114,7 @@ def test_store_contract(kind: str, stack: Stack) -> None:
 def test_refunds_are_posted_once_each_in_dynamodb(stack: Stack) -> None:
     from tests.unit.test_webhook_apply import second_refund_event
 
-    service = WebhookApplier(dynamodb_store(stack), clock=lambda: NOW)
+    service = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault(), clock=lambda: NOW)
     service.apply(envelope(pinned("charge.refunded")))
     service.apply(envelope(second_refund_event()))
     ledger = _scan(stack.client("dynamodb"), stack.ref("LedgerTable"))
@@ -158,7 +158,9 @@ def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
 def test_each_condition_really_guards(stack: Stack) -> None:
     dynamodb = stack.client("dynamodb")
     store = dynamodb_store(stack)
-    WebhookApplier(store, clock=lambda: NOW).apply(envelope(pinned("invoice.paid")))
+    WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW).apply(
+        envelope(pinned("invoice.paid"))
+    )
     event_item = dynamodb.get_item(
         TableName=stack.ref("WebhookEventsTable"), Key={"event_key": {"S": "stripe:" + pinned("invoice.paid")["id"]}}
     )["Item"]
@@ -221,7 +223,7 @@ def test_thousand_events_three_deliveries_eight_threads_exactly_once(stack: Stac
     deliveries = [envelope(e) for e in events] * 3
     rng.shuffle(deliveries)
     store = dynamodb_store(stack)
-    service = WebhookApplier(store, clock=lambda: NOW)
+    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW)
     outcomes: list[ApplyOutcome] = []
     lock = threading.Lock()
     errors: list[Exception] = []
@@ -299,6 +301,7 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
+    monkeypatch.setenv("PERSONAL_DATA_KEY_ID", stack.attribute("PersonalDataKey", "Arn"))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
     aws_adapter.client.cache_clear()
     module = importlib.import_module("functions.webhook_apply.app")

@@ -263,3 +263,45 @@ def test_the_anonymous_health_route_has_its_own_lower_throttle() -> None:
     assert health["HttpMethod"] == "GET"
     assert health["ThrottlingRateLimit"] < default["ThrottlingRateLimit"]
     assert health["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"]
+
+
+def kms_statements() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for lid, resource in RESOURCES.items():
+        for policy in (resource.get("Properties") or {}).get("Policies") or []:
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(str(action).startswith("kms:") for action in actions):
+                    found.append((lid, statement))
+    return found
+
+
+def test_the_personal_data_key_is_retained_and_rotated() -> None:
+    key = RESOURCES["PersonalDataKey"]
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_the_apply_function_may_only_make_data_keys_and_no_function_may_open_them() -> None:
+    # Given every identity-policy statement that grants a KMS action
+    statements = kms_statements()
+    # Then there is exactly one: the apply function generating data keys for personal data, nothing else
+    assert [lid for lid, _ in statements] == ["WebhookApplyFunction"]
+    [(_, statement)] = statements
+    assert statement["Action"] == "kms:GenerateDataKey"
+    assert getatt(statement["Resource"]) == "PersonalDataKey"
+    assert statement["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "personal-data"}}
+    env = RESOURCES["WebhookApplyFunction"]["Properties"]["Environment"]["Variables"]
+    assert getatt(env["PERSONAL_DATA_KEY_ID"]) == "PersonalDataKey"
+
+
+def test_the_audit_trail_is_kept_at_least_seven_years() -> None:
+    audit = RESOURCES["AuditTable"]
+    properties = audit["Properties"]
+    assert "TimeToLiveSpecification" not in properties  # nothing expires
+    assert (audit["DeletionPolicy"], audit["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert properties["DeletionProtectionEnabled"] is True
+    [deny] = properties["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"} <= set(deny["Action"])
+    tags = {tag["Key"]: tag["Value"] for tag in properties["Tags"]}
+    assert tags["data-retention"].startswith("at least 7 years")

@@ -18,6 +18,7 @@ from billing_core.webhooks.apply import WebhookApplier
 from billing_core.webhooks.effects import ApplyOutcome
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import HANDLERS
+from tests.fakes.privacy import InMemoryPersonalDataVault
 from tests.fakes.webhooks import InMemoryWebhookEventStore
 from tests.support import EVENTS
 
@@ -44,7 +45,7 @@ def pinned(name: str) -> dict[str, Any]:
 
 def applier() -> tuple[WebhookApplier, InMemoryWebhookEventStore]:
     store = InMemoryWebhookEventStore()
-    return WebhookApplier(store, clock=lambda: NOW), store
+    return WebhookApplier(store, personal_data=InMemoryPersonalDataVault(), clock=lambda: NOW), store
 
 
 EXPECTED = {

@@ -80,6 +80,8 @@ class BundleSettings(FunctionSettings):
     notifications_queue_url: str | None = None
     review_queue_url: str | None = None
     canary_state_machine_arn: str | None = None
+    # KMS key that seals personal fields of stored documents (envelope encryption; privacy/personal_data.py)
+    personal_data_key_id: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.orders.quoting import OrderQuotes
     from billing_core.payments.ports import PaymentGateway
     from billing_core.ports import DocumentQueue, SecretReader
+    from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
@@ -326,8 +327,16 @@ class Wiring:
         )
         # The order service is built on first use: only an order's first payment needs it.
         return WebhookApplier(
-            store, order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome)
+            store,
+            personal_data=self.personal_data_vault(),
+            order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome),
         )
+
+    @built_once
+    def personal_data_vault(self) -> PersonalDataVault:
+        from billing_core.adapters.kms_vault import KmsPersonalDataVault
+
+        return KmsPersonalDataVault(self._require("personal_data_key_id"))
 
     @built_once
     def apply_webhook_once(self) -> IdempotentEntry[ApplyResult]:

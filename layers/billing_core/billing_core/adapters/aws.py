@@ -54,6 +54,10 @@ _CONFIGURATION_CODES = frozenset(
         "StateMachineDoesNotExist",
         "AccessDenied",
         "AccessDeniedException",
+        # KMS: the key is disabled, pending deletion, gone, or not ours to use
+        "DisabledException",
+        "KMSInvalidStateException",
+        "NotFoundException",
         "UnrecognizedClientException",
     }
 )

@@ -34,6 +34,7 @@ from billing_core.errors import (
 from billing_core.observability import count, logger, metrics, traced
 from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
 from billing_core.payments.model import PaymentDeclinedError
+from billing_core.privacy.card_numbers import card_number_paths
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -163,10 +164,25 @@ def parse_json_body[ModelT: BaseModel](
         raise ValidationFailedError("body nests too deeply", code="malformed_json") from exc
     if not isinstance(decoded, dict):
         raise ValidationFailedError("body must be a JSON object", code="malformed_json")
+    refuse_card_numbers(decoded)
     try:
         return model.model_validate(decoded)
     except ValidationError as exc:
         raise validation_failed(exc) from exc
+
+
+def refuse_card_numbers(document: Any) -> None:
+    """We never store a card number: a request whose text carries one is refused before anything else looks at
+    it. The answer names the fields, never the value."""
+    fields = card_number_paths(document)
+    if fields:
+        count("CardNumberRefused")
+        raise ValidationFailedError(
+            "the request carries a card number; card numbers are never accepted (send the provider's payment "
+            "method id instead)",
+            code="card_number_refused",
+            details={"fields": fields},
+        )
 
 
 def parse_query[ModelT: BaseModel](app: APIGatewayRestResolver, model: type[ModelT]) -> ModelT:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from billing_core.errors import ConflictError, NotFoundError, RetryableError
 from billing_core.observability import count, logger
 from billing_core.payments.model import PaymentOutcome
+from billing_core.privacy.personal_data import protect
+from billing_core.privacy.ports import PersonalDataVault
 from billing_core.subscriptions.model import SnapshotVerdict, guard_for, judge
 from billing_core.webhooks.effects import (
     ApplyOutcome,
@@ -38,11 +40,14 @@ class WebhookApplier:
     def __init__(
         self,
         store: WebhookEventStore,
+        *,
+        personal_data: PersonalDataVault,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         order_payments: Callable[[str, PaymentOutcome], object] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._store = store
+        self._personal_data = personal_data
         self._clock = clock
         self._sleep = sleep
         # Settles an order from its payment. Called before the event is recorded: the settlement is
@@ -64,6 +69,10 @@ class WebhookApplier:
             except ConflictError as exc:
                 # failed / expired meanwhile: the money is real - reconciliation reports it for a refund
                 logger.warning("payment for an order that can no longer commit", extra={"code": exc.code})
+        # The archive keeps the event, not who the customer is: personal fields are sealed before the write.
+        stored = protect(envelope.raw_body, context=envelope.dedupe_key, vault=self._personal_data)
+        if stored.sealed_fields:
+            count("PersonalDataFieldsSealed", stored.sealed_fields)
         record = EventRecord(
             provider=envelope.provider,
             provider_event_id=envelope.provider_event_id,
@@ -72,7 +81,9 @@ class WebhookApplier:
             received_at=envelope.received_at,
             signed_at=envelope.signed_at,
             applied_at=self._clock(),
-            raw_body=envelope.raw_body,
+            raw_body=stored.text,
+            personal_data_key=stored.wrapped_key,
+            redacted_paths=envelope.redacted_paths,
         )
         result = self._commit(record, effect)
         count(f"WebhookEvent{result.outcome.title().replace('_', '')}")

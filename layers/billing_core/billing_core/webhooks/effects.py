@@ -52,7 +52,9 @@ class EventRecord(BaseModel):
     received_at: datetime
     signed_at: datetime
     applied_at: datetime
-    raw_body: str
+    raw_body: str  # personal fields sealed (privacy/personal_data.py) under personal_data_key
+    personal_data_key: str | None = None  # the wrapped data key; None when nothing was personal
+    redacted_paths: tuple[str, ...] = ()  # where the receive step masked card numbers
 
     @property
     def event_key(self) -> str:

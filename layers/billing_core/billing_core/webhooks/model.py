@@ -20,7 +20,8 @@ class WebhookEnvelope(BaseModel):
     group_key: str = Field(min_length=1, max_length=128)
     received_at: datetime
     signed_at: datetime
-    raw_body: str
+    raw_body: str  # as signed, except card-number-shaped text masked (privacy/card_numbers.py)
+    redacted_paths: tuple[str, ...] = ()  # where card numbers were masked, if anywhere
 
     @property
     def dedupe_key(self) -> str:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from billing_core.errors import BillingError, NotFoundError, PayloadTooLargeError, ValidationFailedError
-from billing_core.observability import count
+from billing_core.observability import count, logger
 from billing_core.ports import SecretReader
+from billing_core.privacy.card_numbers import card_number_paths, mask_in_place
 from billing_core.webhooks.model import ReceivedWebhook, WebhookEnvelope
 from billing_core.webhooks.ports import WebhookQueue
 from billing_core.webhooks.providers import PROVIDERS, Provider
@@ -75,6 +76,16 @@ class WebhookReceiver:
         if not isinstance(event, dict):
             raise ValidationFailedError("body must be a JSON object", code="malformed_json")
         identity = provider.identify(event, lowered)
+        body, redacted = raw_body.decode("utf-8"), card_number_paths(event)
+        if redacted:
+            # Verified, so the provider really sent it (a customer typed a card number into a free-text field):
+            # keep the event, never the number. The queue and the archive get the masked body.
+            body = json.dumps(mask_in_place(event), separators=(",", ":"), ensure_ascii=False)
+            count("CardNumberRedacted", len(redacted))
+            logger.warning(
+                "card-number-shaped text masked in a webhook",
+                extra={"provider": provider_name, "provider_event_id": identity.provider_event_id, "paths": redacted},
+            )
         envelope = WebhookEnvelope(
             provider=provider_name,
             provider_event_id=identity.provider_event_id,
@@ -82,7 +93,8 @@ class WebhookReceiver:
             group_key=identity.group_key,
             received_at=now,
             signed_at=signed_at,
-            raw_body=raw_body.decode("utf-8"),
+            raw_body=body,
+            redacted_paths=tuple(redacted),
         )
         self._queue.enqueue(envelope)
         return ReceivedWebhook(

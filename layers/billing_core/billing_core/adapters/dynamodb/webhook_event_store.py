@@ -33,9 +33,12 @@ def _record_item(write: EventWrite) -> Item:
         ("subscription_verdict", write.subscription_verdict),
         ("ledger_state", write.ledger_state),
         ("note", write.note),
+        ("personal_data_key", record.personal_data_key),
     ):
         if value:
             item[name] = text(value)
+    if record.redacted_paths:
+        item["redacted_paths"] = {"SS": sorted(set(record.redacted_paths))}
     return item
 
 
