@@ -24,9 +24,11 @@ import copy
 import functools
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from jsonschema import Draft202012Validator, validators  # type: ignore[import-untyped]
@@ -250,10 +252,28 @@ def assert_proxy_response_matches(path_template: str, method: str, response: Map
     return body
 
 
-def assert_http_response_matches(path_template: str, method: str, response: Any) -> Any:
-    """A `requests` response as the document promises it; returns the parsed body."""
+def assert_answer_matches(event: Mapping[str, Any], response: Mapping[str, Any]) -> Any:
+    """A handler's answer to an API Gateway proxy event, checked for the event's route (`resource`,
+    `httpMethod`); returns the parsed body."""
+    return assert_proxy_response_matches(str(event["resource"]), str(event["httpMethod"]), response)
+
+
+def route_of(path: str) -> str:
+    """The documented path template a concrete path (`/orders/bord_1/commit`) falls under."""
+    for template in load_spec().get("paths") or {}:
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "/?$"
+        if re.match(pattern, path):
+            return str(template)
+    raise AssertionError(f"{path} falls under no path documented in {SPEC_PATH.name}")
+
+
+def assert_http_response_matches(response: Any) -> Any:
+    """A `requests` response to a documented route (found from its request) as the document promises it;
+    returns the parsed body."""
+    request = response.request
+    template = route_of(urlsplit(request.url).path)
     body = response.json()
-    assert_response_matches(path_template, method, response.status_code, body, dict(response.headers))
+    assert_response_matches(template, str(request.method), response.status_code, body, dict(response.headers))
     return body
 
 
