@@ -14,7 +14,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup run demo test test-unit test-integration test-e2e test-local-runtime pytest lint format typecheck build bench \
+.PHONY: help setup run demo test test-unit test-integration test-e2e test-fuzz test-local-runtime pytest lint format typecheck build bench \
         layer-requirements lock clean
 
 help: ## list the targets
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	    rm -rf $(VENV); "$$PY313" -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest' # fail loudly if pip did
+	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest, schemathesis' # fail loudly if pip did
 	@touch $(STAMP)
 
 setup: $(STAMP) $(CHECKOV_STAMP) ## create .venv (Python 3.13) and .venv-checkov with the pinned dependencies
@@ -46,8 +46,8 @@ demo: $(STAMP) ## start the stack, run the scenario over HTTP, print a report, e
 
 test: lint build pytest ## lint + template validation + sam build + every test tier
 
-pytest: $(STAMP) ## all test tiers with the coverage floor for billing_core
-	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
+pytest: $(STAMP) ## all test tiers (fuzz suite included) with the coverage floor for billing_core; every route's answers checked
+	OPENAPI_CONTRACT_COVERAGE_REQUIRED=1 $(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no network)
 	$(BIN)/pytest tests/unit tests/template $(PYTEST_ARGS)
@@ -57,6 +57,9 @@ test-integration: $(STAMP) ## moto server tests
 
 test-e2e: $(STAMP) ## through the local runtime over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+test-fuzz: $(STAMP) ## the HTTP fuzz suite alone; BILLING_FUZZ_CASES=N sets its number of requests (10000)
+	$(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
 test-local-runtime: $(STAMP) ## the local runtime's own tests (engine, profile, CLI, boundaries)
 	$(BIN)/pytest tests/local_runtime $(PYTEST_ARGS)

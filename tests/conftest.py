@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -24,12 +28,78 @@ os.environ.pop("AWS_PROFILE", None)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """With `-n 2 --dist loadgroup`, keep each folder that owns servers on one worker: one local runtime
-    for the e2e tier, one moto server for the integration tier, and for the local runtime's own tests one
-    moto server, one runtime and each test module's own runtime (tests/local_runtime/conftest.py)."""
+    for the e2e tier, one moto server for the integration tier, one runtime for the fuzz suite, and for the
+    local runtime's own tests one moto server, one runtime and each test module's own runtime
+    (tests/local_runtime/conftest.py)."""
     for item in items:
         folder = item.path.parent.name
-        if folder in {"e2e", "integration", "local_runtime"}:
+        if folder in {"e2e", "integration", "local_runtime", "fuzz"}:
             item.add_marker(pytest.mark.xdist_group(folder))
+
+
+# --- End-of-run reports: the fuzz suite's case count, and which routes' answers tests checked ---------
+# Workers append to files named in the environment, which the controller sets before it starts them.
+FUZZ_REPORT = "BILLING_FUZZ_REPORT"
+CONTRACT_LOG = "OPENAPI_CONTRACT_LOG"
+# `make pytest` (the whole suite) sets this: every route then needs a success and an error checked.
+CONTRACT_COVERAGE_REQUIRED = "OPENAPI_CONTRACT_COVERAGE_REQUIRED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller named the files
+    directory = Path(tempfile.mkdtemp(prefix="billing-test-reports-"))
+    os.environ.setdefault(FUZZ_REPORT, str(directory / "fuzz.json"))
+    os.environ.setdefault(CONTRACT_LOG, str(directory / "contract.jsonl"))
+
+
+def _contract_coverage() -> tuple[dict[str, set[str]], list[str]]:
+    """Per documented route, the kinds of answer ("success", "error") tests checked; and what is lacking."""
+    from tests.openapi_contract import Contract
+
+    checked: dict[str, set[str]] = defaultdict(set)
+    log = Path(os.environ.get(CONTRACT_LOG, "/nonexistent"))
+    if log.exists():
+        for line in log.read_text().splitlines():
+            method, path, status = json.loads(line)
+            checked[f"{method} {path}"].add("success" if status < 400 else "error")
+    routes = sorted(f"{method.upper()} {path}" for path, method in Contract().operations())
+    lacking = [
+        f"{route} (no {kind} checked)"
+        for route in routes
+        for kind in ("success", "error")
+        if kind not in checked.get(route, ())
+    ]
+    return dict(checked), lacking
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    report = Path(os.environ.get(FUZZ_REPORT, "/nonexistent"))
+    if report.exists():
+        from tests.fuzz.support import render_report, total_cases
+
+        terminalreporter.section("HTTP fuzz")
+        for line in render_report(json.loads(report.read_text()), total_cases()):
+            terminalreporter.write_line(line)
+    if os.environ.get(CONTRACT_COVERAGE_REQUIRED) == "1":
+        checked, lacking = _contract_coverage()
+        terminalreporter.section("docs/openapi.yaml: answers the tests checked")
+        for route, kinds in sorted(checked.items()):
+            terminalreporter.write_line(f"  {route:45} {', '.join(sorted(kinds))}")
+        for route in lacking:
+            terminalreporter.write_line(f"  missing: {route}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput") or os.environ.get(CONTRACT_COVERAGE_REQUIRED) != "1":
+        return
+    if exitstatus == 0:
+        _, lacking = _contract_coverage()
+        if lacking:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            print("\nevery route needs a success and an error checked against docs/openapi.yaml:", *lacking, sep="\n  ")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -12,6 +13,10 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 T = TypeVar("T")
+# What SQS accepts and moto does not check (API_SendMessage): only these characters in a message body and in
+# attribute values, and only ASCII letters, digits and punctuation (1-128 of them) in a FIFO message group id.
+SQS_TEXT = re.compile("^[\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
+SQS_GROUP_ID = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
 
 
 def load_event(relative: str) -> dict[str, Any]:

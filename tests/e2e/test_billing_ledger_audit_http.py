@@ -21,6 +21,7 @@ from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscri
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
+from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
@@ -28,7 +29,10 @@ CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": 
 
 
 def get(runtime: LocalRuntime, path: str) -> requests.Response:
-    return requests.get(f"{runtime.api_url}{path}", headers=ADMIN, timeout=30)
+    """An admin GET, its answer checked against docs/openapi.yaml."""
+    response = requests.get(f"{runtime.api_url}{path}", headers=ADMIN, timeout=30)
+    assert_http_response_matches(response)
+    return response
 
 
 def customer_with_card(client: stripe.StripeClient) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import stripe
 
 from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
+from tests.openapi_contract import assert_http_response_matches
 from tests.support import ROOT, wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
@@ -23,7 +24,11 @@ def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> Non
     book = json.loads((ROOT / "price_books" / "2026-11-01.json").read_text())
     published = requests.post(f"{api}/price-book", json=book, headers=ADMIN, timeout=30)
     assert published.status_code in {201, 409}, published.text  # 409: an earlier test published it
-    assert requests.get(f"{api}/price-book", headers=ADMIN, timeout=30).json()["version"] == book["version"]
+    assert_http_response_matches(published)
+    in_force = requests.get(f"{api}/price-book", headers=ADMIN, timeout=30)
+    assert assert_http_response_matches(in_force)["version"] == book["version"]
+    too_early = requests.get(f"{api}/price-book", params={"at": "2000-01-01"}, headers=ADMIN, timeout=30)
+    assert (too_early.status_code, assert_http_response_matches(too_early)["code"]) == (404, "price_book_not_found")
 
     client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     customer = client.v1.customers.create()
@@ -40,25 +45,29 @@ def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> Non
         timeout=30,
     )
     assert created.status_code == 201, created.text
-    order = created.json()
+    order = assert_http_response_matches(created)
     key = str(uuid.uuid4())
     committed = requests.post(
         f"{api}/orders/{order['order_id']}/commit", headers={**ADMIN, "Idempotency-Key": key}, timeout=60
     )
     assert committed.status_code == 200, committed.text
-    body = committed.json()
+    body = assert_http_response_matches(committed)
     # Then the order is committed and its subscription is active, at the quoted price
     assert body["status"] == "committed"
-    subscription = requests.get(f"{api}/subscriptions/{body['subscription_id']}", headers=ADMIN, timeout=30).json()
+    subscription = assert_http_response_matches(
+        requests.get(f"{api}/subscriptions/{body['subscription_id']}", headers=ADMIN, timeout=30)
+    )
     assert subscription["status"] == "active" and subscription["billing_mode"] == "internal"
     assert subscription["terms"]["amount_minor"] == order["quote"]["amount_due_minor"] == 4900
-    invoice = requests.get(f"{api}/invoices/{body['invoice_id']}", headers=ADMIN, timeout=30).json()
+    invoice = assert_http_response_matches(
+        requests.get(f"{api}/invoices/{body['invoice_id']}", headers=ADMIN, timeout=30)
+    )
     assert invoice["invoice"]["status"] == "paid"
     # and the same key repeats the answer
     again = requests.post(
         f"{api}/orders/{order['order_id']}/commit", headers={**ADMIN, "Idempotency-Key": key}, timeout=60
     )
-    assert again.status_code == 200 and again.json() == body
+    assert again.status_code == 200 and assert_http_response_matches(again) == body
 
     # and localstripe charged once and its webhook for that payment was received and applied
     intents = [
@@ -83,7 +92,8 @@ def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> Non
 
     # and the order's life is in the audit trail
     def order_trail() -> list[str] | None:
-        events = requests.get(f"{api}/audit/order/{order['order_id']}", headers=ADMIN, timeout=30).json()["events"]
+        trail = requests.get(f"{api}/audit/order/{order['order_id']}", headers=ADMIN, timeout=30)
+        events = assert_http_response_matches(trail)["events"]
         kinds = [e["event_type"] for e in events]
         return kinds if "order.status_changed" in kinds else None
 

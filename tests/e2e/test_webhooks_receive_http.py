@@ -16,6 +16,7 @@ from billing_core.adapters.kms_vault import KmsPersonalDataVault
 from billing_core.privacy.personal_data import reveal
 from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
+from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
 
@@ -79,9 +80,10 @@ def test_forged_and_malformed_deliveries_are_refused_and_nothing_is_queued(runti
     ]
     for headers, data, status, code in cases:
         response = requests.post(url, data=data, headers={"Content-Type": "application/json", **headers}, timeout=30)
-        assert (response.status_code, response.json()["code"]) == (status, code)
+        assert (response.status_code, assert_http_response_matches(response)["code"]) == (status, code)
+        assert "WWW-Authenticate" not in response.headers  # a signature refusal is no credentials challenge
     unknown = requests.post(f"{runtime.api_url}/webhooks/paypal", data=body, timeout=30)
-    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_provider")
+    assert (unknown.status_code, assert_http_response_matches(unknown)["code"]) == (404, "unknown_provider")
     time.sleep(1.5)  # an accepted event would have been applied by now
     assert recorded(runtime, "stripe:evt_forged_1") is None
 
@@ -94,7 +96,7 @@ def test_a_standard_webhooks_delivery_signed_by_hand_is_accepted(runtime: LocalR
     headers = {"webhook-id": message_id, "webhook-timestamp": str(int(time.time())), "webhook-signature": signature}
     response = requests.post(f"{runtime.api_url}/webhooks/dodo", data=body, headers=headers, timeout=30)
     assert response.status_code == 202
-    assert response.json()["provider_event_id"] == message_id
+    assert assert_http_response_matches(response)["provider_event_id"] == message_id
     found = wait_for(lambda: recorded(runtime, f"dodo:{message_id}"), timeout_seconds=30, interval_seconds=0.3)
     assert found and found["group_key"] == "dodo:cus_dodo_e2e" and found["outcome"] == "RECORDED"
 
@@ -118,7 +120,7 @@ def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRun
     # When localstripe's signed webhooks have been received, queued and applied
     def mirrored() -> dict[str, Any] | None:
         reply = requests.get(f"{runtime.api_url}/subscriptions/{subscription.id}", headers=admin, timeout=30)
-        return reply.json() if reply.status_code == 200 else None
+        return assert_http_response_matches(reply) if reply.status_code == 200 else None
 
     found = wait_for(mirrored, timeout_seconds=60, interval_seconds=0.5)
     # Then our mirror of the subscription is readable by the provider's id and by ours
@@ -126,8 +128,9 @@ def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRun
     assert found["status"] == subscription.status == "active"
     assert found["provider_customer_id"] == customer.id and found["billing_mode"] == "provider"
     ours = requests.get(f"{runtime.api_url}/subscriptions/{found['subscription_id']}", headers=admin, timeout=30)
-    assert ours.status_code == 200 and ours.json()["provider_subscription_id"] == subscription.id
+    assert ours.status_code == 200 and assert_http_response_matches(ours)["provider_subscription_id"] == subscription.id
     missing = requests.get(f"{runtime.api_url}/subscriptions/sub_nope", headers=admin, timeout=30)
-    assert (missing.status_code, missing.json()["code"]) == (404, "subscription_not_found")
+    assert (missing.status_code, assert_http_response_matches(missing)["code"]) == (404, "subscription_not_found")
     unauthenticated = requests.get(f"{runtime.api_url}/subscriptions/{subscription.id}", timeout=30)
     assert unauthenticated.status_code == 401
+    assert assert_http_response_matches(unauthenticated)["code"] == "missing_credentials"

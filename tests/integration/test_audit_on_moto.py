@@ -6,7 +6,6 @@ nothing."""
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from local_runtime.stream_records import to_stream_record
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
 from tests.integration.test_webhook_apply_on_moto import dynamodb_store, envelope, pinned
+from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 
 
@@ -60,7 +60,7 @@ def read_audit(api: Any, entity_type: str, entity_id: str, context: Any, **query
     event["queryStringParameters"] = query or None
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
     response = api.lambda_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
+    return response["statusCode"], assert_answer_matches(event, response)
 
 
 def test_provider_changes_to_a_subscription_are_audited_once_each(

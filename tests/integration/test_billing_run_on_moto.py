@@ -35,6 +35,7 @@ from billing_core.periods import Interval, add_interval
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
+from tests.openapi_contract import assert_answer_matches
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
@@ -359,7 +360,7 @@ def get_invoice(module: Any, invoice_id: str, context: Any, token: str | None = 
     if token is not None:
         event["headers"]["Authorization"] = event["multiValueHeaders"]["Authorization"][0] = f"Bearer {token}"
     response = module.lambda_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
+    return response["statusCode"], assert_answer_matches(event, response)
 
 
 def test_invoice_route_shows_the_invoice_lines_and_attempts(
@@ -409,7 +410,7 @@ def close(module: Any, invoice_id: str, action: str, context: Any, body: str | N
     if body is not None:
         event["body"] = body
     response = module.lambda_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
+    return response["statusCode"], assert_answer_matches(event, response)
 
 
 def test_an_unpaid_invoice_is_written_off_then_voided_with_matching_ledger_entries(

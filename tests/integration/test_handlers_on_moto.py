@@ -12,6 +12,7 @@ import pytest
 
 from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
 from tests.integration.conftest import Stack
+from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 
 
@@ -56,20 +57,53 @@ def test_record_handler_writes_good_records_and_reports_only_the_bad_one(
 
 def test_submit_and_status_through_real_secret_queue_and_table(configured: Stack, lambda_context: Any) -> None:
     module = fresh("functions.canary_api.app")
-    response = module.lambda_handler(load_event("api/canary_probe_submit.json"), lambda_context)
+    submit, status = load_event("api/canary_probe_submit.json"), load_event("api/canary_probe_status.json")
+    response = module.lambda_handler(submit, lambda_context)
     assert response["statusCode"] == 202
+    assert assert_answer_matches(submit, response)["status"] == "SUBMITTED"
     message = configured.client("sqs").receive_message(QueueUrl=configured.ref("CanaryQueue"), WaitTimeSeconds=1)
     assert json.loads(message["Messages"][0]["Body"])["probe_id"] == "probe-sample-0001"
-    assert module.lambda_handler(load_event("api/canary_probe_status.json"), lambda_context)["statusCode"] == 404
+    not_yet = module.lambda_handler(status, lambda_context)
+    assert (not_yet["statusCode"], assert_answer_matches(status, not_yet)["code"]) == (404, "probe_not_found")
+    # When the consumer records the queued message, the probe reads as recorded
+    batch = load_event("sqs/canary_probe_batch.json")
+    batch["Records"] = [{**batch["Records"][0], "body": message["Messages"][0]["Body"]}]
+    assert fresh("functions.canary_record.app").lambda_handler(batch, lambda_context) == {"batchItemFailures": []}
+    recorded = module.lambda_handler(status, lambda_context)
+    assert (recorded["statusCode"], assert_answer_matches(status, recorded)["status"]) == (200, "RECORDED")
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"body": '{"probe_id": "has space"}'}, 400, "validation_failed"),
+        ({"body": '{"probe_id": "p-1"}', "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+        ({"headers": {"Authorization": "Bearer not-the-token-0123456789"}}, 401, "invalid_credentials"),
+    ],
+)
+def test_canary_submissions_are_refused_with_documented_answers(
+    configured: Stack, lambda_context: Any, change: dict[str, Any], status: int, code: str
+) -> None:
+    event = load_event("api/canary_probe_submit.json")
+    event["body"] = change.get("body", event["body"])
+    for name, value in change.get("headers", {}).items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
+    response = fresh("functions.canary_api.app").lambda_handler(event, lambda_context)
+    assert (response["statusCode"], assert_answer_matches(event, response)["code"]) == (status, code)
+    queued = configured.client("sqs").receive_message(QueueUrl=configured.ref("CanaryQueue"), WaitTimeSeconds=0)
+    assert "Messages" not in queued
 
 
 def test_health_is_503_when_a_backend_is_gone(configured: Stack, lambda_context: Any) -> None:
     module = fresh("functions.operations_health.app")
-    healthy = module.lambda_handler(load_event("api/health_get.json"), lambda_context)
+    event = load_event("api/health_get.json")
+    healthy = module.lambda_handler(event, lambda_context)
     assert healthy["statusCode"] == 200
+    assert_answer_matches(event, healthy)
     configured.client("sqs").delete_queue(QueueUrl=configured.ref("CanaryQueue"))
-    degraded = module.lambda_handler(load_event("api/health_get.json"), lambda_context)
-    body = json.loads(degraded["body"])
+    degraded = module.lambda_handler(event, lambda_context)
+    body = assert_answer_matches(event, degraded)
     assert degraded["statusCode"] == 503 and body["status"] == "degraded"
     assert [(c["name"], c["status"], c["error"]) for c in body["checks"] if c["kind"] == "queue"] == [
         ("CanaryQueue", "failing", "AWS.SimpleQueueService.NonExistentQueue")
@@ -94,7 +128,8 @@ def test_misconfigured_function_answers_500_without_leaking(
     for name in ("CANARY_TABLE_NAME", "CANARY_QUEUE_URL", "ADMIN_TOKEN_SECRET_NAME"):
         monkeypatch.delenv(name, raising=False)
     module = fresh("functions.canary_api.app")
-    response = module.lambda_handler(load_event("api/canary_probe_submit.json"), lambda_context)
+    event = load_event("api/canary_probe_submit.json")
+    response = module.lambda_handler(event, lambda_context)
     assert response["statusCode"] == 500
-    assert json.loads(response["body"])["code"] == "internal_error"
+    assert assert_answer_matches(event, response)["code"] == "internal_error"
     assert "CANARY" not in response["body"]

@@ -5,7 +5,6 @@ each transaction once, and the ledger routes page and resolve customers by eithe
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from billing_core.ledger.model import Account, Entry, LedgerTransaction, Posting
 from billing_core.webhooks.apply import WebhookApplier
 from tests.integration.conftest import Stack
 from tests.integration.test_webhook_apply_on_moto import dynamodb_store, envelope, pinned
+from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -192,7 +192,7 @@ def call(module: Any, sample: str, customer: str, query: dict[str, str] | None, 
     event["queryStringParameters"] = query
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()} or None
     response = module.lambda_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
+    return response["statusCode"], assert_answer_matches(event, response)
 
 
 def test_ledger_routes_page_a_customers_entries_by_either_id(
@@ -239,21 +239,28 @@ def test_ledger_routes_page_a_customers_entries_by_either_id(
     ]
 
 
+LEDGER, BALANCE = "api/ledger_get.json", "api/balance_get.json"
+
+
 @pytest.mark.parametrize(
-    ("customer", "query", "status", "code"),
+    ("sample", "customer", "query", "status", "code"),
     [
-        ("cus_nobody", None, 404, "customer_not_found"),
-        ("cus_QAbCdEfGhIjK", {"limit": "0"}, 400, "validation_failed"),
-        ("cus_QAbCdEfGhIjK", {"limit": "many"}, 400, "validation_failed"),
-        ("cus_QAbCdEfGhIjK", {"cursor": "not-a-cursor!"}, 400, "invalid_cursor"),
-        ("cus_QAbCdEfGhIjK", {"provider": "paypal"}, 400, "unknown_provider"),
-        ("cus_QAbCdEfGhIjK", {"colour": "red"}, 400, "validation_failed"),
+        (LEDGER, "cus_nobody", None, 404, "customer_not_found"),
+        (LEDGER, "cus_QAbCdEfGhIjK", {"limit": "0"}, 400, "validation_failed"),
+        (LEDGER, "cus_QAbCdEfGhIjK", {"limit": "many"}, 400, "validation_failed"),
+        (LEDGER, "cus_QAbCdEfGhIjK", {"cursor": "not-a-cursor!"}, 400, "invalid_cursor"),
+        (LEDGER, "cus_QAbCdEfGhIjK", {"provider": "paypal"}, 400, "unknown_provider"),
+        (LEDGER, "cus_QAbCdEfGhIjK", {"colour": "red"}, 400, "validation_failed"),
+        (BALANCE, "cus_nobody", None, 404, "customer_not_found"),
+        (BALANCE, "cus_QAbCdEfGhIjK", {"limit": "1"}, 400, "validation_failed"),  # the balance is not paged
+        (BALANCE, "c" * 201, None, 400, "invalid_customer_id"),
     ],
 )
-def test_ledger_route_rejects_bad_requests_with_a_machine_readable_4xx(
+def test_ledger_routes_reject_bad_requests_with_a_machine_readable_4xx(
     stack: Stack,
     ledger_api: Any,
     lambda_context: Any,
+    sample: str,
     customer: str,
     query: dict[str, str] | None,
     status: int,
@@ -262,7 +269,7 @@ def test_ledger_route_rejects_bad_requests_with_a_machine_readable_4xx(
     WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault()).apply(
         envelope(pinned("invoice.finalized"))
     )
-    got, body = call(ledger_api, "api/ledger_get.json", customer, query, lambda_context)
+    got, body = call(ledger_api, sample, customer, query, lambda_context)
     assert (got, body["code"]) == (status, code)
 
 

@@ -25,7 +25,7 @@ from billing_core.orders.quoting import OrderQuotes
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import DECLINED_CARD, GOOD_CARD, Billing, Clock
-from tests.openapi_contract import assert_response_matches
+from tests.openapi_contract import assert_answer_matches
 from tests.support import ROOT, load_event
 
 BOOK = json.loads((ROOT / "price_books" / "2026-11-01.json").read_text())
@@ -64,16 +64,14 @@ class Shop:
             event["headers"][name] = value
             event["multiValueHeaders"][name] = [value]
         response = module.lambda_handler(event, self.context)
-        return response["statusCode"], json.loads(response["body"])
+        return response["statusCode"], assert_answer_matches(event, response)
 
     def publish(self, book: dict[str, Any]) -> tuple[int, Any]:
         status, body = self.call(self.price_book_api, "api/price_book_publish.json", path="/price-book", body=book)
-        assert_response_matches("/price-book", "post", status, body)
         return status, body
 
     def create(self, **fields: Any) -> tuple[int, Any]:
         status, body = self.call(self.order_api, "api/order_create.json", path="/orders", body=fields)
-        assert_response_matches("/orders", "post", status, body)
         return status, body
 
     def commit(self, order_id: str, key: str, body: Any = None) -> tuple[int, Any]:
@@ -85,14 +83,12 @@ class Shop:
             body=body if body is not None else "",
             headers={"Idempotency-Key": key},
         )
-        assert_response_matches("/orders/{order_id}/commit", "post", status, reply)
         return status, reply
 
     def get(self, order_id: str) -> tuple[int, Any]:
         status, body = self.call(
             self.order_api, "api/order_get.json", path=f"/orders/{order_id}", params={"order_id": order_id}
         )
-        assert_response_matches("/orders/{order_id}", "get", status, body)
         return status, body
 
     def customer(self, card: str = GOOD_CARD) -> tuple[str, str]:

@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 
 from billing_core.adapters.dynamodb.table import decode_cursor, encode_cursor
+from billing_core.adapters.sqs import SqsWebhookQueue
 from billing_core.errors import BillingError, ValidationFailedError
 from billing_core.pricing.model import PriceBook
 from billing_core.pricing.service import parse_at
 from billing_core.subscriptions.queries import find_subscription
+from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.verification import SignatureRejectedError
+from tests.support import SQS_GROUP_ID, SQS_TEXT
 from tests.unit.test_webhook_receive import (
     DODO_EVENT,
     NOW,
@@ -150,3 +153,58 @@ def test_a_malformed_probe_id_is_a_400_before_any_read(probe_id: str) -> None:
     with pytest.raises(BillingError) as refused:
         CanaryService(store=Store()).status(probe_id)  # type: ignore[arg-type]
     assert (type(refused.value), refused.value.code) == (ValidationFailedError, "invalid_probe_id")
+
+
+# --- Found by the HTTP fuzz suite (tests/fuzz/) ----------------------------------------------------
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **request: Any) -> dict[str, str]:
+        self.sent.append(request)
+        return {"MessageId": str(len(self.sent))}
+
+
+def webhook_envelope(text: str, subject: str = "cus_1") -> WebhookEnvelope:
+    return WebhookEnvelope(
+        provider="stripe",
+        provider_event_id="evt_1",
+        event_type=f"customer.{text}",
+        group_key=f"stripe:{subject}{text}",
+        received_at=NOW,
+        signed_at=NOW,
+        raw_body=json.dumps({"id": "evt_1", "data": {"object": {"name": text}}}, ensure_ascii=False),
+    )
+
+
+@pytest.mark.parametrize("text", ["\uffff", "\ufffe", "\u00e9t\u00e9", "a b", "\U0001f600", "\u202e"])
+def test_a_signed_event_with_text_sqs_refuses_is_queued_in_a_form_sqs_takes(text: str) -> None:
+    # Given a verified event whose bytes, type or subject hold text valid in JSON and UTF-8 that SQS refuses
+    # (U+FFFF in a customer's name; a subject id with a space or a letter outside ASCII)
+    envelope = webhook_envelope(text)
+    sqs = RecordingSqs()
+    # When it is queued
+    SqsWebhookQueue("https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo", sqs).enqueue(envelope)
+    # Then what is sent is what SQS accepts (before, SQS answered InvalidMessageContents / InvalidParameterValue:
+    # a 422 for a correctly signed event, which the provider retries until it gives up)
+    [sent] = sqs.sent
+    assert SQS_TEXT.match(sent["MessageBody"])
+    assert SQS_GROUP_ID.match(sent["MessageGroupId"])
+    assert all(SQS_TEXT.match(value["StringValue"]) for value in sent["MessageAttributes"].values())
+    # and the apply step reads back exactly the envelope, raw body as signed
+    assert WebhookEnvelope.model_validate_json(sent["MessageBody"]) == envelope
+
+
+def test_a_subject_sqs_refuses_still_keeps_its_events_in_one_group_of_their_own() -> None:
+    sqs = RecordingSqs()
+    queue = SqsWebhookQueue("https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo", sqs)
+    for envelope in (
+        webhook_envelope("", "cus_\u00e9"),
+        webhook_envelope("", "cus_\u00e9"),
+        webhook_envelope("", "cus_e"),
+    ):
+        queue.enqueue(envelope)
+    first, again, other = (request["MessageGroupId"] for request in sqs.sent)
+    assert first == again != other == "stripe:cus_e"  # a safe key is kept as it is

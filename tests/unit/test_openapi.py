@@ -1,5 +1,7 @@
-"""docs/openapi.yaml: a valid OpenAPI 3.1 document, served by template.yaml, faithful to the pydantic
-models, and strict enough that a wrong body fails it (tests/openapi_contract.py)."""
+"""docs/openapi.yaml: a valid OpenAPI 3.1 document whose operations are exactly template.yaml's Api events,
+whose security is what each handler enforces, faithful to the pydantic models (bodies, queries, path
+parameters), and strict enough that a wrong body - or a broken variant of the document - fails
+(tests/openapi_contract.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,33 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ValidationError
 
+from billing_core.audit.model import ChangeSource, EntityEvent, EntityType
 from billing_core.customers import customer_id_for
-from billing_core.errors import ConflictError, NotFoundError, UnauthorizedError, ValidationFailedError
+from billing_core.errors import (
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermanentError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
+from billing_core.invoices.model import (
+    AttemptStatus,
+    ChargeAttempt,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceView,
+    LineKind,
+    invoice_id_for,
+)
+from billing_core.invoices.queries import INVOICE_ID
+from billing_core.ledger import queries as ledger_queries
+from billing_core.ledger.model import Balance, PostedEntry
+from billing_core.ledger.queries import CustomerBalance, CustomerLedgerPage
 from billing_core.operations.admin_auth import authorize_admin
+from billing_core.operations.health import run_health_checks
+from billing_core.operations.model import PROBE_ID_PATTERN, BackendUnavailable, Probe, ProbeSubmission, RecordedProbe
 from billing_core.orders.model import (
     ORDER_ID,
     ChangeTiming,
@@ -31,17 +57,48 @@ from billing_core.orders.model import (
 )
 from billing_core.periods import Interval
 from billing_core.pricing.model import CapPolicy, Plan, PriceBook, PublishedPriceBook, UsageComponent
-from billing_core.triggers.http import validation_failed
+from billing_core.subscriptions import queries as subscription_queries
+from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription, subscription_id_for
+from billing_core.subscriptions.state_machine import SubscriptionStatus
+from billing_core.triggers.http import refuse_card_numbers, validation_failed
+from billing_core.webhooks.model import ReceivedWebhook
+from billing_core.webhooks.providers import PROVIDERS
+from billing_core.webhooks.verification import SignatureRejectedError
+from functions.audit_api.app import AuditQuery
+from functions.invoice_close.app import CloseRequest
+from functions.ledger_api.app import BalanceQuery, LedgerQuery
+from functions.price_book_api.app import PriceBookQuery
 from local_runtime.template import load_template
-from tests.openapi_contract import HTTP_METHODS, assert_request_matches, assert_response_matches, load_spec
+from tests.openapi_contract import (
+    Contract,
+    assert_request_matches,
+    assert_response_matches,
+    broken_spec,
+    load_spec,
+)
 from tests.support import ROOT
 
 ORDERS = "/orders"
 ORDER = "/orders/{order_id}"
 COMMIT = "/orders/{order_id}/commit"
 PRICE_BOOK = "/price-book"
+HEALTH = "/health"
+PROBES = "/canary/probes"
+PROBE = "/canary/probes/{probe_id}"
+WEBHOOK = "/webhooks/{provider}"
+SUBSCRIPTION = "/subscriptions/{subscription_id}"
+LEDGER = "/customers/{customer_id}/ledger"
+BALANCE = "/customers/{customer_id}/balance"
+INVOICE = "/invoices/{invoice_id}"
+VOID = "/invoices/{invoice_id}/void"
+UNCOLLECTIBLE = "/invoices/{invoice_id}/uncollectible"
+AUDIT = "/audit/{entity_type}/{entity_id}"
 BILLING_API = "BillingApi"
+# Routes anyone may call: health is public, webhooks are authenticated by the provider's signature.
+PUBLIC = {(HEALTH, "get"), (WEBHOOK, "post")}
+SIGNATURE_SCHEMES = [{"stripeSignature": []}, {"standardWebhooksSignature": []}]
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
+INTERNAL = {"code": "internal_error", "message": "the request could not be completed; retry later"}
 
 # Model -> the component documenting it, and the pydantic JSON-schema mode it is derived from.
 MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
@@ -50,53 +107,35 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (PriceBook, "validation"),
     (Order, "serialization"),
     (PublishedPriceBook, "serialization"),
+    (ProbeSubmission, "validation"),
+    (RecordedProbe, "serialization"),
+    (ReceivedWebhook, "serialization"),
+    (Subscription, "serialization"),
+    (CloseRequest, "validation"),
+    (InvoiceView, "serialization"),
+    (CustomerLedgerPage, "serialization"),
+    (CustomerBalance, "serialization"),
+    (EntityEvent, "serialization"),
 )
 # What the document states beyond pydantic's JSON schema: (component, property) -> keywords. Plan.currency
 # is checked by a field validator, which pydantic cannot express in the schema.
 DOCUMENTED_EXTRAS: dict[tuple[str, str], dict[str, Any]] = {("Plan", "currency"): {"pattern": r"^[A-Z]{3}$"}}
+# Query models -> the operation whose query parameters they are (extra="forbid": nothing else is accepted).
+QUERY_MODELS: tuple[tuple[type[BaseModel], str], ...] = (
+    (PriceBookQuery, PRICE_BOOK),
+    (LedgerQuery, LEDGER),
+    (BalanceQuery, BALANCE),
+    (AuditQuery, AUDIT),
+)
 
 
-def operations() -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (path, method, operation)
-        for path, item in load_spec()["paths"].items()
-        for method, operation in item.items()
-        if method in HTTP_METHODS
-    ]
-
-
-# --- The document ----------------------------------------------------------------------------------
+# --- The document and the template -----------------------------------------------------------------
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
-    spec = copy.deepcopy(load_spec())
+    spec = broken_spec()  # a private copy: the validator must not see (or change) the cached one
     assert str(spec["openapi"]).startswith("3.1.")
     validate(spec)  # raises OpenAPIValidationError naming the offending node
-
-
-def test_the_documented_routes_are_the_orders_and_price_book_routes() -> None:
-    documented = {(path, method) for path, method, _ in operations()}
-    assert documented == {
-        (ORDERS, "post"),
-        (ORDER, "get"),
-        (COMMIT, "post"),
-        (PRICE_BOOK, "get"),
-        (PRICE_BOOK, "post"),
-    }
-
-
-@pytest.mark.parametrize(("path", "method"), [(path, method) for path, method, _ in operations()])
-def test_every_route_needs_the_admin_bearer_token_and_documents_its_401(path: str, method: str) -> None:
-    spec = load_spec()
-    operation = spec["paths"][path][method]
-    scheme = spec["components"]["securitySchemes"]["adminBearer"]
-    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
-    # An empty requirement ({}) would make the route anonymous.
-    requirements = operation.get("security", spec.get("security"))
-    assert requirements == [{"adminBearer": []}], f"{method.upper()} {path}: security is {requirements!r}"
-    assert "401" in operation["responses"], f"{method.upper()} {path} does not document 401"
-    body = UnauthorizedError("missing Authorization header", code="missing_credentials").to_dict()
-    assert_response_matches(path, method, 401, body)
 
 
 def template_api_routes() -> set[tuple[str, str]]:
@@ -111,10 +150,94 @@ def template_api_routes() -> set[tuple[str, str]]:
     }
 
 
-def test_every_documented_route_is_served_by_a_function_in_the_template() -> None:
-    served = template_api_routes()
-    missing = sorted(f"{method.upper()} {path}" for path, method, _ in operations() if (path, method) not in served)
-    assert not missing, f"documented in docs/openapi.yaml but no {BILLING_API} event in template.yaml: {missing}"
+ROUTES = sorted(template_api_routes())
+
+
+def route_drift(contract: Contract) -> tuple[list[str], list[str]]:
+    """(served but undocumented, documented but not served), each as "METHOD /path"."""
+    served, documented = template_api_routes(), contract.operations()
+    undocumented = sorted(f"{method.upper()} {path}" for path, method in served - documented)
+    unserved = sorted(f"{method.upper()} {path}" for path, method in documented - served)
+    return undocumented, unserved
+
+
+def test_the_documented_operations_are_exactly_the_templates_api_events() -> None:
+    undocumented, unserved = route_drift(Contract())
+    assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
+    assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
+    assert len(template_api_routes()) == 16
+
+
+def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
+    spec = broken_spec()
+    del spec["paths"][WEBHOOK]
+    spec["paths"]["/refunds"] = {"post": copy.deepcopy(spec["paths"][ORDERS]["post"])}
+    assert route_drift(Contract(spec)) == (["POST /webhooks/{provider}"], ["POST /refunds"])
+
+
+def handler_resolvers() -> dict[tuple[str, str], str]:
+    """Each served route -> how its handler builds its resolver (`admin_resolver` or `public_resolver`)."""
+    template = load_template(ROOT / "template.yaml", validate=False)
+    found: dict[tuple[str, str], str] = {}
+    for function in template.functions.values():
+        api_events = [event for event in function.events if event.type == "Api"]
+        if not api_events:
+            continue
+        source = (function.code_dir / "app.py").read_text()
+        resolver = re.search(r"^app = (admin_resolver|public_resolver)\(", source, re.MULTILINE)
+        for event in api_events:
+            key = (str(event.properties["Path"]), str(event.properties["Method"]).lower())
+            found[key] = resolver.group(1) if resolver else "unknown"
+    return found
+
+
+@pytest.mark.parametrize(("path", "method"), ROUTES, ids=[f"{method.upper()} {path}" for path, method in ROUTES])
+def test_security_is_what_the_handler_enforces(path: str, method: str) -> None:
+    spec = load_spec()
+    operation = spec["paths"][path][method]
+    requirements = operation.get("security", spec.get("security"))
+    resolver = handler_resolvers()[(path, method)]
+    if (path, method) in PUBLIC:
+        assert resolver == "public_resolver", f"{method.upper()} {path} is documented as public"
+        assert requirements == (SIGNATURE_SCHEMES if path == WEBHOOK else []), f"security is {requirements!r}"
+        return
+    assert resolver == "admin_resolver", f"{method.upper()} {path}: the handler does not require the token"
+    scheme = spec["components"]["securitySchemes"]["adminBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    # An empty requirement ({}) would make the route anonymous.
+    assert requirements == [{"adminBearer": []}], f"{method.upper()} {path}: security is {requirements!r}"
+    body = UnauthorizedError("missing Authorization header", code="missing_credentials").to_dict()
+    assert_response_matches(path, method, 401, body, {"WWW-Authenticate": 'Bearer realm="billing"'})
+    with pytest.raises(AssertionError, match="the required header WWW-Authenticate is missing"):
+        assert_response_matches(path, method, 401, body, {})
+
+
+def test_webhook_signature_refusals_carry_no_challenge_and_their_own_codes() -> None:
+    for code in ("missing_signature", "malformed_signature", "timestamp_outside_tolerance", "signature_mismatch"):
+        assert_response_matches(WEBHOOK, "post", 401, SignatureRejectedError("refused", code=code).to_dict(), {})
+    with pytest.raises(AssertionError, match="is not one of"):
+        assert_response_matches(WEBHOOK, "post", 401, {"code": "invalid_credentials", "message": "no"})
+    schemes = load_spec()["components"]["securitySchemes"]
+    assert (schemes["stripeSignature"]["name"], schemes["standardWebhooksSignature"]["name"]) == (
+        "Stripe-Signature",
+        "webhook-signature",
+    )
+
+
+@pytest.mark.parametrize(("path", "method"), ROUTES, ids=[f"{method.upper()} {path}" for path, method in ROUTES])
+def test_every_route_documents_our_faults_and_unroutable_paths(path: str, method: str) -> None:
+    responses = load_spec()["paths"][path][method]["responses"]
+    assert {"500", "503"} <= set(responses), f"{method.upper()} {path} lacks 500 or 503"
+    assert_response_matches(path, method, 500, INTERNAL)
+    if "{" in path:  # the function's own router answers a path it cannot match
+        assert_response_matches(path, method, 404, {"code": "route_not_found", "message": "no such route"})
+    if path == HEALTH:
+        return  # its 503 is the health report
+    assert_response_matches(path, method, 503, {**INTERNAL, "code": "service_unavailable"}, {"Retry-After": "1"})
+    with pytest.raises(AssertionError, match="the required header Retry-After is missing"):
+        assert_response_matches(path, method, 503, {**INTERNAL, "code": "service_unavailable"}, {})
+    with pytest.raises(AssertionError, match="should not be valid under"):  # our faults never carry details
+        assert_response_matches(path, method, 500, {**INTERNAL, "details": {"table": "billing-prod-Orders"}})
 
 
 # --- Faithful to the models ------------------------------------------------------------------------
@@ -161,9 +284,85 @@ def test_component_schemas_match_the_pydantic_models(model: type[BaseModel], mod
         )
 
 
-def test_the_order_id_parameter_is_the_models_pattern() -> None:
-    parameter = load_spec()["components"]["parameters"]["OrderId"]
-    assert parameter["schema"]["pattern"] == ORDER_ID.pattern
+def _parameters(path: str, method: str) -> list[dict[str, Any]]:
+    """The documented parameters of an operation (path-level and operation-level, `$ref`s followed)."""
+    spec = load_spec()
+    item = spec["paths"][path]
+    return [
+        spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[-1]] if "$ref" in parameter else parameter
+        for parameter in [*item.get("parameters", []), *item[method].get("parameters", [])]
+    ]
+
+
+def _parameter(path: str, method: str, name: str) -> dict[str, Any]:
+    found = [parameter for parameter in _parameters(path, method) if parameter["name"] == name]
+    assert found, f"{method.upper()} {path} documents no parameter {name}"
+    return found[0]
+
+
+def test_path_parameters_are_the_formats_the_code_checks() -> None:
+    assert _parameter(ORDER, "get", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
+    assert _parameter(COMMIT, "post", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
+    for path, method in ((INVOICE, "get"), (VOID, "post"), (UNCOLLECTIBLE, "post")):
+        assert _parameter(path, method, "invoice_id")["schema"]["pattern"] == INVOICE_ID.pattern
+    assert _parameter(PROBE, "get", "probe_id")["schema"]["pattern"] == PROBE_ID_PATTERN
+    subscription = _parameter(SUBSCRIPTION, "get", "subscription_id")["schema"]["anyOf"]
+    assert [alternative["pattern"] for alternative in subscription] == [
+        f"^{subscription_queries.OUR_ID.pattern}$",
+        f"^{subscription_queries.PROVIDER_ID.pattern}$",
+    ]
+    entity_type = load_spec()["components"]["schemas"]["EntityType"]
+    assert _parameter(AUDIT, "get", "entity_type")["schema"] == {"$ref": "#/components/schemas/EntityType"}
+    assert entity_type["enum"] == [kind.value for kind in EntityType]
+    assert _parameter(WEBHOOK, "post", "provider")["schema"]["enum"] == sorted(PROVIDERS, reverse=True)
+    for path in (LEDGER, BALANCE):
+        assert _parameter(path, "get", "provider")["schema"]["enum"] == list(ledger_queries.PROVIDERS)
+        customer = _parameter(path, "get", "customer_id")["schema"]
+        assert (customer["minLength"], customer["maxLength"]) == (1, 200)
+
+
+def test_the_documented_customer_id_length_is_the_one_the_ledger_refuses_beyond() -> None:
+    class NoActivity:
+        def has_entries_for_customer(self, customer_id: str) -> bool:
+            return False
+
+    with pytest.raises(ValidationFailedError) as refused:
+        ledger_queries.resolve_customer(NoActivity(), "c" * 201)  # type: ignore[arg-type]
+    assert refused.value.code == "invalid_customer_id"
+    with pytest.raises(NotFoundError):  # 200 characters pass the check and are looked up
+        ledger_queries.resolve_customer(NoActivity(), "c" * 200)  # type: ignore[arg-type]
+
+
+def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
+    """The keywords that bound a value, from a schema or its non-null alternative."""
+    for alternative in schema.get("anyOf", []):
+        if alternative.get("type") != "null":
+            schema = {**schema, **alternative}
+    keywords = ("type", "minimum", "maximum", "minLength", "maxLength", "default")
+    return {keyword: schema[keyword] for keyword in keywords if keyword in schema and schema[keyword] is not None}
+
+
+@pytest.mark.parametrize(("model", "path"), QUERY_MODELS, ids=[model.__name__ for model, _ in QUERY_MODELS])
+def test_query_parameters_are_the_handlers_query_models(model: type[BaseModel], path: str) -> None:
+    names = [parameter["name"] for parameter in _parameters(path, "get") if parameter["in"] == "query"]
+    properties = model.model_json_schema(mode="validation")["properties"]
+    assert sorted(names) == sorted(properties), f"{path}: documented {names}, the handler reads {sorted(properties)}"
+    for name, schema in properties.items():
+        documented = _bounds(_parameter(path, "get", name)["schema"])
+        expected = _bounds(schema)
+        if name == "at":  # documented by its formats (date-time or date), checked by parse_at
+            continue
+        assert {k: documented.get(k) for k in expected} == expected, f"{path}?{name}: {documented} vs {expected}"
+
+
+def test_the_submitted_probe_is_a_probe_with_its_status() -> None:
+    documented = copy.deepcopy(load_spec()["components"]["schemas"]["SubmittedProbe"])
+    probe = _pydantic_components(Probe, "serialization")["Probe"]
+    assert documented["properties"].pop("status") == {"const": "SUBMITTED"}
+    annotations = frozenset({"title", "description"})
+    assert _without(documented["properties"], annotations) == _without(probe["properties"], annotations)
+    assert set(documented["required"]) == {*probe["required"], "status"}
+    assert documented["additionalProperties"] is probe["additionalProperties"] is False
 
 
 # --- Samples built from the models -----------------------------------------------------------------
@@ -312,6 +511,298 @@ def test_error_bodies_built_by_the_error_vocabulary_match_the_responses() -> Non
     with pytest.raises(UnauthorizedError) as refused:
         authorize_admin("Basic abc", ("t0ken-with-enough-entropy-0001",))
     assert_response_matches(PRICE_BOOK, "GET", 401, refused.value.to_dict())
+
+
+# --- The other routes' answers, built from the models and the error vocabulary ----------------------
+
+
+def sample_subscription(**changes: Any) -> Subscription:
+    """The subscription the pinned customer.subscription.created creates (docs/architecture.md)."""
+    subscription = Subscription(
+        subscription_id=subscription_id_for("stripe", "sub_1QAbCdEfGhIjKlMn"),
+        provider="stripe",
+        provider_subscription_id="sub_1QAbCdEfGhIjKlMn",
+        provider_customer_id="cus_QAbCdEfGhIjK",
+        billing_mode=BillingMode.PROVIDER,
+        status=SubscriptionStatus.TRIALING,
+        version=1,
+        position=1795348800,
+        current_period_start=NOW,
+        current_period_end=NOW + timedelta(days=30),
+        trial_end=NOW + timedelta(days=14),
+        last_event_id="evt_1Q01Ab2CdEfGhIjKlMnOpQr",
+        updated_at=NOW,
+    )
+    return subscription.model_copy(update=changes)
+
+
+def sample_invoice_view(status: InvoiceStatus = InvoiceStatus.OPEN) -> InvoiceView:
+    subscription_id = subscription_id_for_order("bord_" + "1" * 32)
+    invoice = Invoice(
+        invoice_id=invoice_id_for(subscription_id, NOW),
+        subscription_id=subscription_id,
+        customer_id=customer_id_for("stripe", "cus_Pq7Rs8Tu9Vw0"),
+        provider="stripe",
+        provider_customer_id="cus_Pq7Rs8Tu9Vw0",
+        currency="EUR",
+        lines=(
+            InvoiceLine(
+                kind=LineKind.SUBSCRIPTION,
+                description="pro-monthly (monthly)",
+                amount_minor=4900,
+                period_start=NOW,
+                period_end=NOW + timedelta(days=31),
+                price_version="2026-01",
+            ),
+        ),
+        status=status,
+        period_start=NOW,
+        period_end=NOW + timedelta(days=31),
+        issued_at=NOW,
+        attempt_count=1,
+    )
+    attempt = ChargeAttempt(
+        invoice_id=invoice.invoice_id,
+        attempt_number=1,
+        status=AttemptStatus.FAILED,
+        amount_minor=4900,
+        currency="EUR",
+        provider="stripe",
+        idempotency_key=f"{invoice.invoice_id}:attempt:1:create",
+        provider_payment_id="pi_3Q0aB",
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+        attempted_at=NOW,
+        lease_until=NOW + timedelta(minutes=5),
+        resolved_at=NOW,
+    )
+    return InvoiceView(invoice=invoice, total_minor=invoice.total_minor, attempts=[attempt])
+
+
+def sample_entries(customer: str) -> list[PostedEntry]:
+    return [
+        PostedEntry(
+            transaction_id=f"invoice_issued:{'binv_' + '2' * 24}",
+            entry_index=index,
+            account=account,
+            amount_minor=amount,
+            currency="EUR",
+            source="billing_run",
+            actor="system:billing_run",
+            customer_id=customer,
+            occurred_at=NOW,
+            created_at=NOW,
+        )
+        for index, (account, amount) in enumerate(((f"customer_receivable:{customer}", 4900), ("revenue", -4900)))
+    ]
+
+
+def sample_event() -> EntityEvent:
+    return EntityEvent(
+        entity_type=EntityType.ORDER,
+        entity_id="bord_" + "3" * 32,
+        event_type="order.status_changed",
+        actor="system:orders",
+        source=ChangeSource.API,
+        correlation_id="bord_" + "3" * 32,
+        before={"status": "pending", "version": 1},
+        after={"status": "committed", "version": 2},
+        changes={"status": ["pending", "committed"]},
+        occurred_at=NOW,
+        sequence="000100000000000000001",
+    )
+
+
+def test_the_other_routes_successes_dumped_by_the_models_match() -> None:
+    assert_response_matches(SUBSCRIPTION, "get", 200, sample_subscription().model_dump(mode="json"))
+    internal = sample_subscription(
+        subscription_id=subscription_id_for_order("bord_" + "4" * 32),
+        provider_subscription_id=None,
+        billing_mode=BillingMode.INTERNAL,
+        status=SubscriptionStatus.ACTIVE,
+        terms=InternalTerms(
+            customer_id=customer_id_for("stripe", "cus_QAbCdEfGhIjK"),
+            plan_id="pro-monthly",
+            price_version="2026-11-01",
+            amount_minor=4900,
+            currency="EUR",
+            interval=Interval.MONTH,
+            billing_anchor_day=14,
+            next_billing_at=NOW + timedelta(days=30),
+        ),
+    )
+    assert_response_matches(SUBSCRIPTION, "get", 200, internal.model_dump(mode="json"))
+    for status, path in ((InvoiceStatus.OPEN, INVOICE), (InvoiceStatus.VOID, VOID)):
+        method = "get" if path == INVOICE else "post"
+        assert_response_matches(path, method, 200, sample_invoice_view(status).model_dump(mode="json"))
+    written_off = sample_invoice_view(InvoiceStatus.UNCOLLECTIBLE).model_dump(mode="json")
+    assert_response_matches(UNCOLLECTIBLE, "post", 200, written_off)
+    customer = customer_id_for("stripe", "cus_Pq7Rs8Tu9Vw0")
+    page = CustomerLedgerPage(customer_id=customer, entries=sample_entries(customer), next_cursor="eyJhIjoiYiJ9")
+    assert_response_matches(LEDGER, "get", 200, page.model_dump(mode="json"))
+    balances = [Balance(account=f"customer_receivable:{customer}", currency="EUR", amount_minor=0, entry_count=2)]
+    assert_response_matches(BALANCE, "get", 200, CustomerBalance(customer_id=customer, balances=balances).model_dump())
+    event = sample_event()
+    audit_page = {
+        "entity_type": "order",
+        "entity_id": event.entity_id,
+        "events": [event.model_dump(mode="json")],
+        "next_cursor": None,
+    }
+    assert_response_matches(AUDIT, "get", 200, audit_page)
+    probe = Probe(probe_id="probe-sample-0001", nonce="0123456789abcdef", submitted_at=NOW)
+    assert_response_matches(PROBES, "post", 202, {**probe.model_dump(mode="json"), "status": "SUBMITTED"})
+    recorded = RecordedProbe(**probe.model_dump(), recorded_at=NOW + timedelta(seconds=1))
+    assert_response_matches(PROBE, "get", 200, recorded.model_dump(mode="json"))
+    received = ReceivedWebhook(provider="stripe", provider_event_id="evt_1", event_type="customer.created")
+    assert_response_matches(WEBHOOK, "post", 202, received.model_dump(mode="json"))
+
+
+def test_health_reports_match_the_schema_and_physical_names_or_messages_would_not() -> None:
+    class Check:
+        def __init__(self, name: str, kind: str, fails: bool):
+            self.name, self.kind, self.fails = name, kind, fails
+
+        def __call__(self) -> None:
+            if self.fails:
+                raise BackendUnavailable("ResourceNotFoundException")
+
+    ok = run_health_checks([Check("OrdersTable", "table", fails=False)]).model_dump(mode="json")
+    failing = run_health_checks(
+        [Check("WebhookEventsQueue", "queue", fails=True), Check("DunningStateMachine", "state_machine", False)]
+    ).model_dump(mode="json")
+    headers = {"Cache-Control": "no-store"}
+    assert_response_matches(HEALTH, "get", 200, ok, headers)
+    assert_response_matches(HEALTH, "get", 503, failing, headers)
+    with pytest.raises(AssertionError, match="the required header Cache-Control is missing"):
+        assert_response_matches(HEALTH, "get", 200, ok, {})
+    physical = {**ok, "checks": [{**ok["checks"][0], "name": "billing-prod-OrdersTable-1A2B"}]}
+    with pytest.raises(AssertionError, match="does not match"):
+        assert_response_matches(HEALTH, "get", 200, physical, headers)
+    message = {**failing, "checks": [{**failing["checks"][0], "error": "arn:aws:sqs:us-east-1:1:q not found"}]}
+    with pytest.raises(AssertionError):
+        assert_response_matches(HEALTH, "get", 503, message, headers)
+
+
+ERRORS_OF_THE_OTHER_ROUTES: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
+    (PROBES, "post", 400, ValidationFailedError("body nests too deeply", code="malformed_json").to_dict()),
+    (PROBE, "get", 400, ValidationFailedError("bad id", code="invalid_probe_id").to_dict()),
+    (PROBE, "get", 404, NotFoundError("no", code="probe_not_found", details={"probe_id": "p-1"}).to_dict()),
+    (WEBHOOK, "post", 400, ValidationFailedError("needs id and type", code="missing_fields").to_dict()),
+    (WEBHOOK, "post", 400, ValidationFailedError("not UTF-8", code="malformed_body").to_dict()),
+    (WEBHOOK, "post", 404, NotFoundError("unknown webhook provider", code="unknown_provider").to_dict()),
+    (WEBHOOK, "post", 413, PayloadTooLargeError("too big", details={"max_bytes": 204800}).to_dict()),
+    (SUBSCRIPTION, "get", 400, ValidationFailedError("bad id", code="invalid_subscription_id").to_dict()),
+    (SUBSCRIPTION, "get", 404, NotFoundError("no", code="subscription_not_found").to_dict()),
+    (SUBSCRIPTION, "get", 409, ConflictError("two", code="ambiguous_subscription_id").to_dict()),
+    (LEDGER, "get", 400, ValidationFailedError("cursor", code="invalid_cursor").to_dict()),
+    (LEDGER, "get", 404, NotFoundError("no activity", code="customer_not_found").to_dict()),
+    (BALANCE, "get", 400, ValidationFailedError("provider", code="unknown_provider").to_dict()),
+    (BALANCE, "get", 409, ConflictError("two", code="ambiguous_customer_id").to_dict()),
+    (INVOICE, "get", 400, ValidationFailedError("bad id", code="invalid_invoice_id").to_dict()),
+    (INVOICE, "get", 404, NotFoundError("no", code="invoice_not_found").to_dict()),
+    (VOID, "post", 400, ValidationFailedError("bad id", code="invalid_invoice_id").to_dict()),
+    (VOID, "post", 409, ConflictError("paid", code="invalid_invoice_transition", details={"status": "paid"}).to_dict()),
+    (UNCOLLECTIBLE, "post", 409, ConflictError("in flight", code="charge_attempt_unresolved").to_dict()),
+    (UNCOLLECTIBLE, "post", 413, PayloadTooLargeError("too big", details={"max_bytes": 262144}).to_dict()),
+    (AUDIT, "get", 400, ValidationFailedError("type", code="unknown_entity_type").to_dict()),
+    (AUDIT, "get", 400, ValidationFailedError("id", code="invalid_entity_id").to_dict()),
+    (COMMIT, "post", 422, PermanentError("refused by the provider", code="provider_refused").to_dict()),
+    (ORDERS, "post", 409, ConflictError("taken", code="order_id_taken").to_dict()),
+)
+
+
+@pytest.mark.parametrize("path", [PROBES, ORDERS, COMMIT, PRICE_BOOK, VOID, UNCOLLECTIBLE])
+def test_a_refused_card_number_is_documented_on_every_route_that_takes_a_body(path: str) -> None:
+    with pytest.raises(ValidationFailedError) as refused:
+        refuse_card_numbers({"plan_id": "pro", "note": "card 4242 4242 4242 4242"})
+    answer = refused.value.to_dict()
+    assert answer["code"] == "card_number_refused"
+    assert_response_matches(path, "post", 400, answer)
+    with pytest.raises(AssertionError):  # the fields are required
+        assert_response_matches(path, "post", 400, {**answer, "details": {}})
+
+
+@pytest.mark.parametrize(("path", "method", "status", "body"), ERRORS_OF_THE_OTHER_ROUTES)
+def test_the_other_routes_errors_built_by_the_vocabulary_match(
+    path: str, method: str, status: int, body: dict[str, Any]
+) -> None:
+    assert_response_matches(path, method, status, body)
+
+
+def test_a_payload_too_large_without_its_limit_is_rejected() -> None:
+    with pytest.raises(AssertionError, match="'details' is a required property"):
+        assert_response_matches(WEBHOOK, "post", 413, {"code": "payload_too_large", "message": "too big"})
+
+
+# --- A broken document is caught -----------------------------------------------------------------
+
+
+def _drop_route_not_found(spec: dict[str, Any]) -> None:
+    schema = spec["components"]["responses"]["OrderNotFound"]["content"]["application/json"]["schema"]
+    schema["allOf"][1]["properties"]["code"]["enum"].remove("route_not_found")
+
+
+def _narrow_subscription_status(spec: dict[str, Any]) -> None:
+    spec["components"]["schemas"]["SubscriptionStatus"]["enum"].remove("past_due")
+
+
+def _require_a_field_never_sent(spec: dict[str, Any]) -> None:
+    spec["components"]["schemas"]["ReceivedWebhook"]["required"].append("received_at")
+
+
+def _retype_an_amount(spec: dict[str, Any]) -> None:
+    spec["components"]["schemas"]["PostedEntry"]["properties"]["amount_minor"]["type"] = "string"
+
+
+def _forget_a_status(spec: dict[str, Any]) -> None:
+    del spec["paths"][SUBSCRIPTION]["get"]["responses"]["409"]
+
+
+BREAKAGES = (
+    (_drop_route_not_found, ORDER, "get", 404, {"code": "route_not_found", "message": "no such route"}),
+    (
+        _narrow_subscription_status,
+        SUBSCRIPTION,
+        "get",
+        200,
+        sample_subscription(status=SubscriptionStatus.PAST_DUE).model_dump(mode="json"),
+    ),
+    (
+        _require_a_field_never_sent,
+        WEBHOOK,
+        "post",
+        202,
+        ReceivedWebhook(provider="dodo", provider_event_id="msg_1", event_type="payment.succeeded").model_dump(),
+    ),
+    (
+        _retype_an_amount,
+        LEDGER,
+        "get",
+        200,
+        CustomerLedgerPage(
+            customer_id="bcus_" + "5" * 24, entries=sample_entries("bcus_" + "5" * 24), next_cursor=None
+        ).model_dump(mode="json"),
+    ),
+    (_forget_a_status, SUBSCRIPTION, "get", 409, {"code": "ambiguous_subscription_id", "message": "two providers"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "path", "method", "status", "body"), BREAKAGES, ids=[b[0].__name__.strip("_") for b in BREAKAGES]
+)
+def test_a_broken_variant_of_the_document_refuses_what_the_real_one_accepts(
+    breakage: Any, path: str, method: str, status: int, body: dict[str, Any]
+) -> None:
+    # Given an answer the real document accepts
+    Contract().response(path, method, status, body)
+    # When the document is broken in one place
+    spec = broken_spec()
+    breakage(spec)
+    # Then the same answer is refused, and the real document is untouched
+    with pytest.raises(AssertionError, match=re.escape(f"{method.upper()} {path} -> {status}")):
+        Contract(spec).response(path, method, status, body)
+    Contract().response(path, method, status, body)
 
 
 # --- The contract can fail -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +16,28 @@ from billing_core.operations.model import Probe
 from billing_core.webhooks.model import WebhookEnvelope
 
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
+# What SQS refuses that JSON and UTF-8 allow (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/
+# APIReference/API_SendMessage.html): in bodies and attribute values, characters outside #x9 #xA #xD
+# #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF (after JSON encoding only U+FFFE and U+FFFF can remain, inside
+# strings); in a FIFO group id, anything but ASCII letters, digits and punctuation, or more than 128 of them.
+_NOT_SQS_TEXT = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SQS_GROUP_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
+
+
+def _sqs_text(text: str) -> str:
+    """`text` with the characters SQS refuses written as JSON escapes (`\\uffff`). In a JSON document they
+    only occur inside strings, so its reader decodes exactly the same value; an attribute value is
+    informational, so an escape there is only a display matter."""
+    return _NOT_SQS_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def _group_id(group_key: str) -> str:
+    """The FIFO group of a group key: the key itself when SQS accepts it, else a digest of it - the same key
+    always maps to the same group, so a subject's events stay in order."""
+    if _SQS_GROUP_ID.fullmatch(group_key):
+        return group_key
+    prefix = group_key.split(":", 1)[0] if _SQS_GROUP_ID.fullmatch(group_key.split(":", 1)[0]) else "group"
+    return f"{prefix[:40]}:sha256:{hashlib.sha256(group_key.encode()).hexdigest()}"
 
 
 class SqsProbeQueue:
@@ -38,10 +61,10 @@ class SqsWebhookQueue:
         self._sqs = sqs or client("sqs")
 
     def enqueue(self, envelope: WebhookEnvelope) -> None:
-        body = envelope.model_dump_json()
+        body = _sqs_text(envelope.model_dump_json())
         attributes = {
-            "provider": {"DataType": "String", "StringValue": envelope.provider},
-            "event_type": {"DataType": "String", "StringValue": envelope.event_type},
+            "provider": {"DataType": "String", "StringValue": _sqs_text(envelope.provider)},
+            "event_type": {"DataType": "String", "StringValue": _sqs_text(envelope.event_type)},
         }
         # SQS counts attribute names, types and values toward the 256 KiB too.
         attribute_bytes = sum(
@@ -57,7 +80,7 @@ class SqsWebhookQueue:
             self._sqs.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=body,
-                MessageGroupId=envelope.group_key,
+                MessageGroupId=_group_id(envelope.group_key),
                 MessageDeduplicationId=dedupe_id,
                 MessageAttributes=attributes,
             )
