@@ -47,7 +47,7 @@ demo: $(STAMP) ## start the stack, run the scenario over HTTP, print a report, e
 test: lint build pytest ## lint + template validation + sam build + every test tier
 
 pytest: $(STAMP) ## all test tiers (fuzz suite included) with the coverage floor for billing_core; every route's answers checked
-	OPENAPI_CONTRACT_COVERAGE_REQUIRED=1 $(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
+	OPENAPI_CONTRACT_COVERAGE_REQUIRED=1 $(BIN)/pytest -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no network)
 	$(BIN)/pytest tests/unit tests/template $(PYTEST_ARGS)

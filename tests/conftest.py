@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,15 +27,30 @@ for _name, _value in {
 os.environ.pop("AWS_PROFILE", None)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With `-n 2 --dist loadgroup`, keep each folder that owns servers on one worker: one local runtime
-    for the e2e tier, one moto server for the integration tier, one runtime for the fuzz suite, and for the
-    local runtime's own tests one moto server, one runtime and each test module's own runtime
-    (tests/local_runtime/conftest.py)."""
-    for item in items:
-        folder = item.path.parent.name
-        if folder in {"e2e", "integration", "local_runtime", "fuzz"}:
-            item.add_marker(pytest.mark.xdist_group(folder))
+# Folders whose tests share servers: with `-n 2`, each runs whole on one worker (one local runtime for the
+# e2e tier, one moto server for the integration tier, one runtime for the fuzz suite, whose budget and report
+# are per process; for the local runtime's own tests one moto server, one runtime and each module's own
+# runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
+SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's `--dist loadgroup` reads `xdist_group` marks by renaming each item's nodeid, which pytest 9.2
+    no longer allows (nodeid is derived; xdist 3.8 sets an attribute nobody reads): every group was split
+    across both workers. So the scheduling is ours: a scope per server folder, and a test for every other
+    test."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return server_folder(nodeid) or nodeid
+
+    return FolderGroups(config, log)
+
+
+def server_folder(nodeid: str) -> str | None:
+    parts = nodeid.split("::", 1)[0].split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in SERVER_FOLDERS else None
 
 
 # --- End-of-run reports: the fuzz suite's case count, and which routes' answers tests checked ---------

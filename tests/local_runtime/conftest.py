@@ -1,8 +1,8 @@
 """Fixtures of the local runtime's own tests: a moto server (once per test worker) and a runtime of
 template.yaml with the bundle's profile, as `make run` starts it (once per test module that asks for it).
 
-tests/conftest.py keeps this folder's tests in one xdist group, so under `-n 2 --dist loadgroup` one worker
-runs them all. Tests with a template of their own start their own runtime.
+tests/conftest.py schedules this folder's tests on one xdist worker (pytest_xdist_make_scheduler), so under
+`-n 2` one worker runs them all. Tests with a template of their own start their own runtime.
 
 moto keeps its state per process, not per server, and this worker may also run the e2e tier's runtime of the
 same template: the runtime here takes a stack name of its own so that their resources never collide."""
