@@ -189,7 +189,10 @@ ControlHandler = Callable[[str, str, bytes], HttpResponse]
 
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # SO_REUSEADDR: the port is usable again at once after a stack that served requests stops (its closed
+    # connections sit in TIME_WAIT for about a minute); a live listener on it still makes the bind fail.
+    allow_reuse_address = True
+    allow_reuse_port = False  # SO_REUSEPORT would let a second runtime bind over a live one
 
     def __init__(
         self,

@@ -60,10 +60,15 @@ class RuntimeConfig:
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now. The probe binds with SO_REUSEADDR, as every server
+    the runtime starts does: a port whose last connections are in TIME_WAIT (a stack that served requests
+    and stopped a moment ago) is free, and one with a live listener is not (Linux refuses that bind even
+    with SO_REUSEADDR; SO_REUSEPORT, which would allow it, is never set)."""
     if port == 0:
         return True
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -104,7 +109,7 @@ class LocalRuntime:
         for peer in self.profile.peers:
             wanted += [(claim.label, claim.port, claim.flag) for claim in peer.ports(config.host)]
         for label, port, flag in wanted:
-            if not _port_free(config.host, port):
+            if not port_free(config.host, port):
                 raise StartupError(
                     f"port {port} on {config.host} ({label}) is already in use; choose another with {flag}"
                 )
