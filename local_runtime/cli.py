@@ -1,4 +1,5 @@
-"""Command line of the local runtime. Exit codes: 0 ok, 1 demo/command failed, 2 cannot start.
+"""Command line of the local runtime. Exit codes: 0 ok (`run` stopped by Ctrl-C or SIGTERM included), 1
+demo/command failed, 2 cannot start, 130 interrupted by Ctrl-C while starting or during the demo.
 
 `run` and `demo` load the project's profile (profile.py) by its dotted path: `--profile`, else
 `[tool.local-runtime] profile` in pyproject.toml, else none (a generic runtime). The profile's peers add
@@ -20,6 +21,8 @@ import requests
 from local_runtime.profile import Profile, ProfileError, configured_profile, load_profile
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, RuntimeConfig, StartupError
 from local_runtime.template import TemplateError
+
+INTERRUPTED = 128 + signal.SIGINT  # the shell's code for a command stopped by Ctrl-C
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -124,7 +127,11 @@ def print_banner(runtime: LocalRuntime) -> None:
 
 
 def cmd_run(args: argparse.Namespace, profile: Profile) -> int:
-    runtime = start_or_exit(_config(args, profile))
+    try:
+        runtime = start_or_exit(_config(args, profile))
+    except KeyboardInterrupt:  # Ctrl-C before the stack was up: start() has stopped what it had started
+        print("interrupted while starting; stopped", flush=True)
+        return INTERRUPTED
     stop = threading.Event()
 
     def _on_signal(signum: int, _: Any) -> None:
@@ -178,9 +185,16 @@ def cmd_demo(args: argparse.Namespace, profile: Profile) -> int:
     if not args.verbose:
         config.function_output_path = Path(tempfile.gettempdir()) / f"{profile.name}-demo-functions.log"
         config.function_output_path.write_text("")
-    runtime = start_or_exit(config)
+    try:
+        runtime = start_or_exit(config)
+    except KeyboardInterrupt:
+        print("interrupted while starting; stopped", flush=True)
+        return INTERRUPTED
     try:
         passed = profile.demo(runtime)
+    except KeyboardInterrupt:
+        print("interrupted; stopping", flush=True)
+        return INTERRUPTED
     finally:
         runtime.stop()
     if config.function_output_path:

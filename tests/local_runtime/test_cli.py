@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -56,6 +57,48 @@ def test_run_serves_health_and_stops_cleanly_on_ctrl_c() -> None:
     assert "stopped" in output
     with socket.socket() as probe:  # the port is released
         probe.bind(("127.0.0.1", api_port))
+
+
+def test_ctrl_c_in_a_terminal_stops_every_process_in_order_without_tracebacks() -> None:
+    # Given `run` as a terminal's foreground job (a process group of its own), with localstripe and
+    # function workers running
+    api_port = free_port()
+    ports = ["--api-port", str(api_port), "--moto-port", str(free_port()), "--stripe-port", str(free_port())]
+    process = subprocess.Popen(
+        cli("run", *ports),
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+
+        def status() -> dict[str, Any] | None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{api_port}/__local__/status", timeout=5)
+            except requests.RequestException:  # not up yet
+                return None
+            return dict(response.json()) if response.status_code == 200 else None
+
+        assert wait_for(status, timeout_seconds=90, interval_seconds=0.5), "the runtime never answered its status"
+        for path in ("/health", "/canary/probes/none"):  # two functions, so two workers
+            requests.get(f"http://127.0.0.1:{api_port}{path}", timeout=60)
+        workers = wait_for(lambda: sum((status() or {}).get("invocations", {}).values()), timeout_seconds=30)
+        assert workers >= 2
+        # When Ctrl-C is pressed: the terminal sends SIGINT to the whole process group
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    # Then the runtime stops everything itself and says so, and no process prints a traceback
+    assert process.returncode == 0, output
+    assert output.rstrip().endswith("stopped"), output[-2000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert "KeyboardInterrupt" not in output, output[-4000:]
 
 
 def test_malformed_template_exits_2_with_the_problems(tmp_path: Path) -> None:
