@@ -3,6 +3,7 @@ log and metrics JSON lines), at any level, goes to a log file (scripts/bench_out
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,9 +14,11 @@ import pytest
 
 from tests.support import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_output import logs_to  # noqa: E402
+_spec = importlib.util.spec_from_file_location("bench_output", ROOT / "scripts" / "bench_output.py")
+assert _spec is not None and _spec.loader is not None
+bench_output = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_output)
+logs_to = bench_output.logs_to
 
 
 def test_handler_output_goes_to_the_log_and_progress_to_the_terminal(
