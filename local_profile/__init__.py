@@ -4,6 +4,8 @@ bundle that a generic SAM engine should not.
 - the fixed values of the local secrets (README "Local secrets"), overridable with
   BILLING_LOCAL_SECRET_<LogicalId>;
 - the Stripe peer (stripe_peer.py): localstripe, a real Stripe test account, or none;
+- the price-book seed (price_book_seed.py): a start hook that publishes price_books/*.json through
+  POST /price-book, so the stack starts with a price book in force (`--no-seed` turns it off);
 - the banner's and the stack's names;
 - the demo scenario (demo.py), which drives the stack over HTTP only.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from local_profile.demo import run_demo
+from local_profile.price_book_seed import PriceBookSeed
 from local_profile.stripe_peer import StripePeer, running_stripe
 from local_runtime.profile import Profile
 
@@ -40,13 +43,33 @@ PROFILE = Profile(
     secret_override_prefix=SECRET_OVERRIDE_PREFIX,
     secrets_note="fixed values in README 'Local secrets'",
     peers=(StripePeer(),),
+    start_hooks=(PriceBookSeed(),),
     demo=run_demo,
 )
 
 
-def bundle_profile(*, stripe: str = "local", stripe_port: int = 8420, stripe_api_base: str | None = None) -> Profile:
-    """PROFILE with its Stripe peer configured, for code that builds a RuntimeConfig (tests, scripts)."""
-    return replace(PROFILE, peers=(StripePeer(mode=stripe, port=stripe_port, api_base=stripe_api_base),))
+def bundle_profile(
+    *,
+    stripe: str = "local",
+    stripe_port: int = 8420,
+    stripe_api_base: str | None = None,
+    seed_price_book: bool = True,
+) -> Profile:
+    """PROFILE with its Stripe peer and price-book seed configured, for code that builds a RuntimeConfig
+    (tests, scripts)."""
+    return replace(
+        PROFILE,
+        peers=(StripePeer(mode=stripe, port=stripe_port, api_base=stripe_api_base),),
+        start_hooks=(PriceBookSeed(enabled=seed_price_book),),
+    )
 
 
-__all__ = ["LOCAL_SECRET_SEEDS", "PROFILE", "SECRET_OVERRIDE_PREFIX", "StripePeer", "bundle_profile", "running_stripe"]
+__all__ = [
+    "LOCAL_SECRET_SEEDS",
+    "PROFILE",
+    "SECRET_OVERRIDE_PREFIX",
+    "PriceBookSeed",
+    "StripePeer",
+    "bundle_profile",
+    "running_stripe",
+]

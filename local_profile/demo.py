@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from stripe import StripeClient
 
+from local_profile.price_book_seed import seed_enabled
 from local_profile.stripe_peer import running_stripe
 from local_runtime.runtime import LocalRuntime
 
@@ -252,6 +254,70 @@ def run_demo(runtime: LocalRuntime) -> bool:
         _expect(found["status"] == subscription["status"], f"status {found['status']} != {subscription['status']}")
         return f"{subscription['id']} -> {found['subscription_id']} {found['status']} (version {found['version']})"
 
+    def seeded_price_book() -> str:
+        answer = http.get(f"{api}/price-book", headers=admin, timeout=30)
+        if answer.status_code == 404 and not seed_enabled(runtime):
+            return "skipped (--no-seed)"
+        _expect(answer.status_code == 200, f"GET /price-book -> {answer.status_code} {answer.text}")
+        book = answer.json()
+        plans = ", ".join(plan["plan_id"] for plan in book["plans"])
+        return f"version {book['version']} in force since {book['effective_from']}: {plans}"
+
+    def paid_signup() -> str:
+        if not stripe.api_base:
+            return "skipped (--stripe off)"
+        answer = http.get(f"{api}/price-book", headers=admin, timeout=30)
+        if answer.status_code == 404 and not seed_enabled(runtime):
+            return "skipped (--no-seed)"
+        _expect(answer.status_code == 200, f"GET /price-book -> {answer.status_code} {answer.text}")
+        # A plan that is paid at once: a price, and no trial
+        plan = next(p for p in answer.json()["plans"] if p["amount_minor"] > 0 and not p.get("trial_days"))
+        # The customer and card live at the provider; the stripe SDK makes them, as a client's backend would
+        client = StripeClient("sk_test_local", base_addresses={"api": stripe.api_base})
+        customer = client.v1.customers.create(params={"email": "signup-demo@example.com"})
+        method = client.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+            }
+        )
+        client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
+        created = http.post(
+            f"{api}/orders",
+            json={"customer_id": customer.id, "plan_id": plan["plan_id"], "payment_method_id": method.id},
+            headers=admin,
+            timeout=30,
+        )
+        _expect(created.status_code == 201, f"POST /orders -> {created.status_code} {created.text}")
+        order = created.json()
+        commit = f"{api}/orders/{order['order_id']}/commit"
+        key = {**admin, "Idempotency-Key": f"demo-signup-{order['order_id']}"}
+        committed = http.post(commit, headers=key, timeout=60)
+        _expect(committed.status_code == 200, f"commit -> {committed.status_code} {committed.text}")
+        body = committed.json()
+        _expect(body["status"] == "committed", f"order {body['status']}")
+        again = http.post(commit, headers=key, timeout=60)
+        _expect(again.status_code == 200 and again.json() == body, f"the same key answered {again.text}")
+        subscription = http.get(f"{api}/subscriptions/{body['subscription_id']}", headers=admin, timeout=30).json()
+        _expect(subscription["status"] == "active", f"subscription {subscription['status']}")
+        due = order["quote"]["amount_due_minor"]
+        _expect(subscription["terms"]["amount_minor"] == due, f"terms {subscription['terms']} != quote {due}")
+        invoice = http.get(f"{api}/invoices/{body['invoice_id']}", headers=admin, timeout=30).json()
+        _expect(invoice["invoice"]["status"] == "paid", f"invoice {invoice['invoice']['status']}")
+        _expect(invoice["total_minor"] == due, f"invoice total {invoice['total_minor']} != quote {due}")
+        charges = [
+            intent
+            for intent in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+            if intent.to_dict().get("metadata", {}).get("order_id") == order["order_id"]
+        ]
+        _expect([intent.status for intent in charges] == ["succeeded"], f"PaymentIntents: {charges}")
+        currency = order["quote"]["currency"]
+        return (
+            f"{plan['plan_id']}: {order['order_id']} committed twice under one Idempotency-Key -> one answer, "
+            f"{body['subscription_id']} active, {body['invoice_id']} paid {due} {currency}, "
+            f"one PaymentIntent {charges[0].id} succeeded at localstripe"
+        )
+
     def forged_webhook() -> str:
         body = json.dumps({"id": "evt_forged", "type": "invoice.paid", "data": {"object": {}}})
         forged = f"t={int(time.time())},v1={'0' * 64}"
@@ -275,6 +341,8 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("Stripe peer answers", stripe_peer)
     step("localstripe's signed webhook is verified, queued, applied", stripe_webhook)
     step("localstripe subscription -> webhooks -> GET /subscriptions", subscription_mirror)
+    step("the shipped price book is in force (seeded at start)", seeded_price_book)
+    step("paid signup: order, commit once per Idempotency-Key, charge", paid_signup)
     step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:

@@ -24,6 +24,7 @@ import requests
 from local_runtime.api import match_route
 from local_runtime.profile import CliOption, PortClaim, RunningPeer
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, StartupError
+from local_runtime.signals import sigint_blocked
 
 STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
 STRIPE_WEBHOOK_SECRET_ID = "StripeWebhookSecret"
@@ -100,7 +101,9 @@ class RunningStripe:
     def start_localstripe(self, host: str, port: int) -> None:
         self._log = Path(tempfile.mkstemp(prefix="localstripe-", suffix=".log")[1])
         command = [sys.executable, "-m", "local_profile.stripe_server", "--host", host, "--port", str(port)]
-        with self._log.open("wb") as log_file:  # a file, not a pipe: a chatty peer never blocks
+        # A file, not a pipe: a chatty peer never blocks. SIGINT blocked: Ctrl-C in a terminal reaches the whole
+        # process group, and localstripe is stopped by the runtime (stop(), SIGTERM), after the functions.
+        with self._log.open("wb") as log_file, sigint_blocked():
             self._process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         self.api_base = f"http://{host}:{port}"
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -16,7 +16,9 @@ def main() -> None:
     from aiohttp import web
     from localstripe.server import app
 
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    # SO_REUSEADDR (asyncio's default on POSIX, said here on purpose): a restarted stack binds the port at once
+    # although the last run's connections wait in TIME_WAIT. Never reuse_port: it would bind over a live peer.
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, reuse_address=True, reuse_port=False)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -189,7 +190,10 @@ ControlHandler = Callable[[str, str, bytes], HttpResponse]
 
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # SO_REUSEADDR: the port is usable again at once after a stack that served requests stops (its closed
+    # connections sit in TIME_WAIT for about a minute); a live listener on it still makes the bind fail.
+    allow_reuse_address = True
+    allow_reuse_port = False  # SO_REUSEPORT would let a second runtime bind over a live one
 
     def __init__(
         self,
@@ -204,6 +208,14 @@ class ApiServer(ThreadingHTTPServer):
         self.control = control
         self.log = log
         super().__init__(address, _RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up before its answer (curl -m, Ctrl-C on a script) is a log line, not a
+        traceback; anything else is reported as socketserver does."""
+        if isinstance(sys.exception(), ConnectionError):
+            self.log(f"client {client_address[0]}:{client_address[1]} closed the connection before the answer")
+            return
+        super().handle_error(request, client_address)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

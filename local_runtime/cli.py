@@ -1,4 +1,5 @@
-"""Command line of the local runtime. Exit codes: 0 ok, 1 demo/command failed, 2 cannot start.
+"""Command line of the local runtime. Exit codes: 0 ok (`run` stopped by Ctrl-C or SIGTERM included), 1
+demo/command failed, 2 cannot start, 130 interrupted by Ctrl-C while starting or during the demo.
 
 `run` and `demo` load the project's profile (profile.py) by its dotted path: `--profile`, else
 `[tool.local-runtime] profile` in pyproject.toml, else none (a generic runtime). The profile's peers add
@@ -20,6 +21,8 @@ import requests
 from local_runtime.profile import Profile, ProfileError, configured_profile, load_profile
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, RuntimeConfig, StartupError
 from local_runtime.template import TemplateError
+
+INTERRUPTED = 128 + signal.SIGINT  # the shell's code for a command stopped by Ctrl-C
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -53,7 +56,11 @@ def _add_runtime_options(parser: argparse.ArgumentParser, profile: Profile, refe
     parser.add_argument("--moto-port", type=int, default=5050)
     for option in profile.options():
         extra: dict[str, Any] = {"type": option.type} if option.type else {}
-        parser.add_argument(option.flag, default=option.default, choices=option.choices, help=option.help, **extra)
+        if option.action:
+            extra["action"] = option.action
+        else:
+            extra["choices"] = option.choices
+        parser.add_argument(option.flag, default=option.default, help=option.help, **extra)
     parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
     parser.add_argument(
         "--pause-consumer",
@@ -108,6 +115,7 @@ def print_banner(runtime: LocalRuntime) -> None:
         f"  API          {status['api']}",
         f"  moto (AWS)   {status['moto']}   e.g. aws --endpoint-url {status['moto']} sqs list-queues",
         *[line for peer in runtime.peers.values() for line in peer.banner()],
+        *[line for report in runtime.hook_reports.values() for line in report.banner],
         "  routes:",
         *[f"    {route}" for route in status["routes"]],
         "  SQS event sources:",
@@ -124,14 +132,26 @@ def print_banner(runtime: LocalRuntime) -> None:
 
 
 def cmd_run(args: argparse.Namespace, profile: Profile) -> int:
-    runtime = start_or_exit(_config(args, profile))
-    stop = threading.Event()
+    up, stop = threading.Event(), threading.Event()
 
     def _on_signal(signum: int, _: Any) -> None:
+        if not up.is_set():
+            raise KeyboardInterrupt  # abandon the start; start() stops what it had started
         stop.set()
 
+    # Installed before the start (a shell may have started us with SIGINT ignored, as it does for `cmd &`):
+    # Ctrl-C or SIGTERM at any moment stops the stack.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    runtime: LocalRuntime | None = None
+    try:
+        runtime = start_or_exit(_config(args, profile))
+        up.set()
+    except KeyboardInterrupt:
+        if runtime is not None:  # the signal came just after the start
+            runtime.stop()
+        print("interrupted while starting; stopped", flush=True)
+        return INTERRUPTED
     print_banner(runtime)
     try:
         stop.wait()
@@ -178,9 +198,16 @@ def cmd_demo(args: argparse.Namespace, profile: Profile) -> int:
     if not args.verbose:
         config.function_output_path = Path(tempfile.gettempdir()) / f"{profile.name}-demo-functions.log"
         config.function_output_path.write_text("")
-    runtime = start_or_exit(config)
+    try:
+        runtime = start_or_exit(config)
+    except KeyboardInterrupt:
+        print("interrupted while starting; stopped", flush=True)
+        return INTERRUPTED
     try:
         passed = profile.demo(runtime)
+    except KeyboardInterrupt:
+        print("interrupted; stopping", flush=True)
+        return INTERRUPTED
     finally:
         runtime.stop()
     if config.function_output_path:

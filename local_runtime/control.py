@@ -24,13 +24,16 @@ if TYPE_CHECKING:
 
 def status(runtime: LocalRuntime) -> dict[str, Any]:
     assert runtime.resolver is not None and runtime.provisioner is not None
-    peers: dict[str, Any] = {}
+    profile_fields: dict[str, Any] = {}
     for peer in runtime.peers.values():
-        peers.update(peer.status())
+        profile_fields.update(peer.status())
+    for report in runtime.hook_reports.values():
+        profile_fields.update(report.status)
     return {
+        "state": runtime.state,
         "api": runtime.api_url,
         "moto": runtime.moto_endpoint,
-        **peers,
+        **profile_fields,
         "routes": [f"{route.method} {route.resource} -> {route.logical_id}" for route in runtime.routes],
         "sqs_sources": [
             f"{s.queue_arn.rsplit(':', 1)[-1]} -> {s.logical_id} (batch {s.batch_size}, {s.concurrency} concurrent)"

@@ -24,6 +24,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from local_runtime.signals import ignore_sigint, sigint_blocked
+
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -80,6 +82,7 @@ class LocalLambdaContext:
 
 def _worker_main(connection: Connection, spec: FunctionSpec) -> None:
     """Entry point of a worker process."""
+    ignore_sigint()  # Ctrl-C reaches the whole process group; the runtime stops its workers (signals.py)
     if spec.output_path:
         output = open(spec.output_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
         os.dup2(output.fileno(), 1)
@@ -251,7 +254,8 @@ class LambdaService:
         process = _SPAWN.Process(
             target=_worker_main, args=(child, pool.spec), name=f"lambda:{pool.spec.logical_id}", daemon=True
         )
-        process.start()
+        with sigint_blocked():
+            process.start()
         child.close()
         if not parent.poll(self._cold_start_timeout_seconds):
             process.kill()

@@ -4,6 +4,9 @@ The engine runs any SAM template on moto. What belongs to one project comes from
 values of its local secrets (and the environment prefix that overrides them), the peers its functions talk
 to that are not AWS (a payment provider's emulator, say), the words of the banner, and a demo scenario.
 
+A profile may also run start hooks: work done on the stack once it is up, such as seed data published
+through the stack's own API.
+
 The engine never imports a profile. The CLI loads one by its dotted path, `package.module:NAME`, from
 `--profile` or `[tool.local-runtime] profile` in pyproject.toml; code that builds a RuntimeConfig passes
 one. Without one the runtime is generic: no seeded secrets, no peers, no demo."""
@@ -32,6 +35,7 @@ class CliOption:
     default: Any = None
     type: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
+    action: str | None = None  # argparse's, e.g. "store_true" for a switch (then no type or choices)
 
     @property
     def dest(self) -> str:
@@ -88,6 +92,34 @@ class Peer(Protocol):
 
 
 @dataclass(frozen=True)
+class HookReport:
+    """What a start hook did, for the people and programs that look at the stack."""
+
+    status: Mapping[str, Any] = field(default_factory=dict)  # fields added to /__local__/status (after the peers')
+    banner: tuple[str, ...] = ()  # lines for the `run` banner, after the peers' lines
+
+
+class StartHook(Protocol):
+    """Work a profile does on the stack once it is up: every route answers, the secrets exist and the peers
+    run. Seed data published through the stack's own API, say. Hooks run in order, after the peers; like a
+    Peer, a hook value is configuration only."""
+
+    @property
+    def name(self) -> str: ...
+
+    def options(self) -> Sequence[CliOption]: ...
+
+    def with_options(self, values: Mapping[str, Any]) -> StartHook:
+        """A copy configured from parsed options (keys: CliOption.dest; absent keys keep their value)."""
+        ...
+
+    def run(self, runtime: LocalRuntime) -> HookReport:
+        """Do the work; it must be idempotent (safe on a stack where it was done). Raise StartupError when
+        the stack cannot be left as the hook means it: the runtime then stops everything it started."""
+        ...
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = "local"  # short, for file names: <name>-demo-functions.log
     title: str = "local runtime"  # the banner's first words: "<title> is up"
@@ -96,6 +128,7 @@ class Profile:
     secret_override_prefix: str | None = None  # <prefix><LogicalId> in the environment replaces a seed
     secrets_note: str = "SecretString from the template, else generated"  # the banner's "local secrets:" line
     peers: tuple[Peer, ...] = ()
+    start_hooks: tuple[StartHook, ...] = ()  # run after the peers have started
     demo: Callable[[LocalRuntime], bool] | None = None  # runs against a started runtime; True if it passed
 
     def secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -109,10 +142,17 @@ class Profile:
         return seeds
 
     def options(self) -> list[CliOption]:
-        return [option for peer in self.peers for option in peer.options()]
+        return [
+            *(option for peer in self.peers for option in peer.options()),
+            *(option for hook in self.start_hooks for option in hook.options()),
+        ]
 
     def with_options(self, values: Mapping[str, Any]) -> Profile:
-        return replace(self, peers=tuple(peer.with_options(values) for peer in self.peers))
+        return replace(
+            self,
+            peers=tuple(peer.with_options(values) for peer in self.peers),
+            start_hooks=tuple(hook.with_options(values) for hook in self.start_hooks),
+        )
 
 
 class ProfileError(Exception):

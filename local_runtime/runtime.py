@@ -2,9 +2,9 @@
 
 AWS semantics come from moto; this module starts the pieces in order: moto, the template's resources,
 the functions' workers, the API, the SQS and DynamoDB stream pollers, the schedules, then the profile's peers
-(profile.py). It stops what delivers work first (schedules, pollers, API), then the workers, the peers and
-moto. What to start is read from the template by wiring.py; the /__local__/ routes and the status are in
-control.py."""
+and its start hooks (profile.py). It stops what delivers work first (schedules, pollers, API), then the
+workers, the peers and moto. What to start is read from the template by wiring.py; the /__local__/ routes
+and the status are in control.py."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from local_runtime import control, stepfunctions, wiring
 from local_runtime.api import ApiServer, HttpResponse, Route
 from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import LambdaService
-from local_runtime.profile import Profile, RunningPeer
+from local_runtime.profile import HookReport, Profile, RunningPeer
 from local_runtime.resources import Provisioner
 from local_runtime.schedules import ScheduleSource, ScheduleTimer, scheduled_event
 from local_runtime.sqs_source import SqsPoller, SqsSource
@@ -60,10 +60,15 @@ class RuntimeConfig:
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now. The probe binds with SO_REUSEADDR, as every server
+    the runtime starts does: a port whose last connections are in TIME_WAIT (a stack that served requests
+    and stopped a moment ago) is free, and one with a live listener is not (Linux refuses that bind even
+    with SO_REUSEADDR; SO_REUSEPORT, which would allow it, is never set)."""
     if port == 0:
         return True
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -87,6 +92,7 @@ class LocalRuntime:
         self.stream_pollers: list[StreamPoller] = []
         self.schedules: list[ScheduleSource] = []
         self.peers: dict[str, RunningPeer] = {}  # by Peer.name, in start order
+        self.hook_reports: dict[str, HookReport] = {}  # by StartHook.name, in run order
         self._moto: Any = None
         self._previous_moto_port: str | None = None
         self._api: ApiServer | None = None
@@ -94,17 +100,22 @@ class LocalRuntime:
         self._timer: ScheduleTimer | None = None
         self.moto_endpoint = ""
         self.api_url = ""
+        # starting | up | stopping | stopped, in /__local__/status: the API answers while the start is still
+        # running (peers, start hooks), so a script that waits for the stack waits for "up".
+        self.state = "stopped"
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> LocalRuntime:
         config = self.config
+        self.state = "starting"
         self.template = load_template(config.template_path)
         wanted = [("API", config.api_port, "--api-port"), ("moto", config.moto_port, "--moto-port")]
         for peer in self.profile.peers:
             wanted += [(claim.label, claim.port, claim.flag) for claim in peer.ports(config.host)]
         for label, port, flag in wanted:
-            if not _port_free(config.host, port):
+            if not port_free(config.host, port):
+                self.state = "stopped"
                 raise StartupError(
                     f"port {port} on {config.host} ({label}) is already in use; choose another with {flag}"
                 )
@@ -118,12 +129,16 @@ class LocalRuntime:
             self._start_schedules()
             for peer in self.profile.peers:
                 self.peers[peer.name] = peer.start(self)
+            for hook in self.profile.start_hooks:
+                self.hook_reports[hook.name] = hook.run(self)
         except BaseException:
             self.stop()
             raise
+        self.state = "up"
         return self
 
     def stop(self) -> None:
+        self.state = "stopping"
         if self._timer:
             self._timer.stop()
         consumers = self._consumers()
@@ -147,6 +162,7 @@ class LocalRuntime:
                 os.environ.pop("MOTO_PORT", None)
             else:
                 os.environ["MOTO_PORT"] = self._previous_moto_port
+        self.state = "stopped"
 
     # --- pieces --------------------------------------------------------------------------------
 

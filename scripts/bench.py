@@ -33,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "sc
 import bench_cold_start  # noqa: E402
 import bench_webhooks  # noqa: E402
 import requests  # noqa: E402
+from bench_output import logs_to  # noqa: E402
 
 from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck, StateMachineCheck  # noqa: E402
 from billing_core.config import split_named  # noqa: E402
@@ -71,129 +72,133 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=300)
     args = parser.parse_args()
 
-    print("1/4 cold starts ...", flush=True)
-    cold_starts = bench_cold_start.main(runs=args.import_runs)
+    # Handlers measured in-process print log and metrics JSON lines: they go to a log file, not the terminal
+    log_path = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
+    with logs_to(log_path) as say:
+        say("1/4 cold starts ...")
+        cold_starts = bench_cold_start.main(runs=args.import_runs)
 
-    print("2/4 starting the local runtime ...", flush=True)
-    output = Path(tempfile.mkstemp(prefix="bench-functions-", suffix=".log")[1])
-    runtime = LocalRuntime(
-        RuntimeConfig(
-            profile=bundle_profile(stripe="off"),
-            api_port=0,
-            moto_port=0,
-            log=lambda _: None,
-            function_output_path=output,
-        )
-    ).start()
-    try:
-        assert runtime.resolver is not None and runtime.lambdas is not None
-        table = runtime.resolver.physical["CanaryTable"].ref
-        queue = runtime.resolver.physical["CanaryQueue"].ref
-        dynamodb, sqs = runtime.client("dynamodb"), runtime.client("sqs")
-        http = requests.Session()
-        http.get(f"{runtime.api_url}/health", timeout=30)  # cold start outside the sample
-        health = timed(lambda: http.get(f"{runtime.api_url}/health", timeout=30).raise_for_status(), args.requests)
-        # Baseline: the function's own check set (every table, queue and state machine in its environment),
-        # behind the same cache as the function; and, uncached, what one refresh costs against moto.
-        health_env = runtime.function_environment("OperationsHealthFunction")
-        checks: list[HealthCheck] = [
-            DynamoDBTableCheck(n, t, dynamodb) for n, t in split_named(health_env["HEALTH_TABLES"]).items()
-        ]
-        checks += [SqsQueueCheck(n, url, sqs) for n, url in split_named(health_env["HEALTH_QUEUES"]).items()]
-        checks += [
-            StateMachineCheck(n, arn, runtime.client("stepfunctions"))
-            for n, arn in split_named(health_env["HEALTH_STATE_MACHINES"]).items()
-        ]
-        monitor = HealthMonitor(checks, timeout_seconds=3.0, cache_seconds=10.0)
-        monitor.report()
-        direct = timed(monitor.report, args.requests)
-        refresh = timed(lambda: run_health_checks(checks), args.requests)
-
-        print("3/4 consumer throughput ...", flush=True)
-        submitted_at = datetime.now(UTC).isoformat()
-        bodies = [
-            json.dumps({"probe_id": f"bench-{i}", "nonce": f"{i:016x}", "submitted_at": submitted_at})
-            for i in range(args.probes)
-        ]
-        started = time.perf_counter()
-        for start in range(0, len(bodies), 10):
-            sqs.send_message_batch(
-                QueueUrl=queue,
-                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])],
+        say("2/4 starting the local runtime ...")
+        output = Path(tempfile.mkstemp(prefix="bench-functions-", suffix=".log")[1])
+        runtime = LocalRuntime(
+            RuntimeConfig(
+                profile=bundle_profile(stripe="off"),
+                api_port=0,
+                moto_port=0,
+                log=lambda _: None,
+                function_output_path=output,
             )
-        enqueued = time.perf_counter() - started
+        ).start()
+        try:
+            assert runtime.resolver is not None and runtime.lambdas is not None
+            table = runtime.resolver.physical["CanaryTable"].ref
+            queue = runtime.resolver.physical["CanaryQueue"].ref
+            dynamodb, sqs = runtime.client("dynamodb"), runtime.client("sqs")
+            http = requests.Session()
+            http.get(f"{runtime.api_url}/health", timeout=30)  # cold start outside the sample
+            health = timed(lambda: http.get(f"{runtime.api_url}/health", timeout=30).raise_for_status(), args.requests)
+            # Baseline: the function's own check set (every table, queue and state machine in its environment),
+            # behind the same cache as the function; and, uncached, what one refresh costs against moto.
+            health_env = runtime.function_environment("OperationsHealthFunction")
+            checks: list[HealthCheck] = [
+                DynamoDBTableCheck(n, t, dynamodb) for n, t in split_named(health_env["HEALTH_TABLES"]).items()
+            ]
+            checks += [SqsQueueCheck(n, url, sqs) for n, url in split_named(health_env["HEALTH_QUEUES"]).items()]
+            checks += [
+                StateMachineCheck(n, arn, runtime.client("stepfunctions"))
+                for n, arn in split_named(health_env["HEALTH_STATE_MACHINES"]).items()
+            ]
+            monitor = HealthMonitor(checks, timeout_seconds=3.0, cache_seconds=10.0)
+            monitor.report()
+            direct = timed(monitor.report, args.requests)
+            refresh = timed(lambda: run_health_checks(checks), args.requests)
 
-        def count() -> int:
-            total, key = 0, None
-            while True:
-                page = dynamodb.scan(
-                    TableName=table,
-                    Select="COUNT",
-                    FilterExpression="begins_with(pk, :p)",
-                    ExpressionAttributeValues={":p": {"S": "PROBE#bench-"}},
-                    **({"ExclusiveStartKey": key} if key else {}),
+            say("3/4 consumer throughput ...")
+            submitted_at = datetime.now(UTC).isoformat()
+            bodies = [
+                json.dumps({"probe_id": f"bench-{i}", "nonce": f"{i:016x}", "submitted_at": submitted_at})
+                for i in range(args.probes)
+            ]
+            started = time.perf_counter()
+            for start in range(0, len(bodies), 10):
+                sqs.send_message_batch(
+                    QueueUrl=queue,
+                    Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])],
                 )
-                total += page["Count"]
-                key = page.get("LastEvaluatedKey")
-                if not key:
-                    return total
+            enqueued = time.perf_counter() - started
 
-        def drained() -> bool:
-            attributes = sqs.get_queue_attributes(
-                QueueUrl=queue,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            return (
-                int(attributes["ApproximateNumberOfMessages"])
-                + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-                == 0
-            )
+            def count() -> int:
+                total, key = 0, None
+                while True:
+                    page = dynamodb.scan(
+                        TableName=table,
+                        Select="COUNT",
+                        FilterExpression="begins_with(pk, :p)",
+                        ExpressionAttributeValues={":p": {"S": "PROBE#bench-"}},
+                        **({"ExclusiveStartKey": key} if key else {}),
+                    )
+                    total += page["Count"]
+                    key = page.get("LastEvaluatedKey")
+                    if not key:
+                        return total
 
-        # Watching queue depth is cheap; scanning the table while it fills would slow what is measured.
-        while not drained() and time.perf_counter() - started < 300:
-            time.sleep(0.1)
-        pipeline_seconds = time.perf_counter() - started
-        recorded = count()
-        writes_started = time.perf_counter()
-        for i in range(args.probes):
-            dynamodb.put_item(
-                TableName=table,
-                Item={"pk": {"S": f"PROBE#direct-{i}"}, "nonce": {"S": f"{i:016x}"}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        direct_seconds = time.perf_counter() - writes_started
+            def drained() -> bool:
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=queue,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                return (
+                    int(attributes["ApproximateNumberOfMessages"])
+                    + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+                    == 0
+                )
 
-        print("4/4 memory ...", flush=True)
-        for logical_id in runtime.lambdas.invocation_count:
-            runtime.lambdas.warm(logical_id)
-        memory = []
-        for logical_id, pool in runtime.lambdas._pools.items():
-            if pool.idle:
-                memory.append((logical_id, rss_kib(pool.idle[0].process.pid)))
-        bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
-        time.sleep(0.5)
-        bare_rss = rss_kib(bare.pid)
-        bare.kill()
-    finally:
-        runtime.stop()
+            # Watching queue depth is cheap; scanning the table while it fills would slow what is measured.
+            while not drained() and time.perf_counter() - started < 300:
+                time.sleep(0.1)
+            pipeline_seconds = time.perf_counter() - started
+            recorded = count()
+            writes_started = time.perf_counter()
+            for i in range(args.probes):
+                dynamodb.put_item(
+                    TableName=table,
+                    Item={"pk": {"S": f"PROBE#direct-{i}"}, "nonce": {"S": f"{i:016x}"}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            direct_seconds = time.perf_counter() - writes_started
 
-    report = render(
-        cold_starts,
-        health,
-        direct,
-        refresh,
-        len(checks),
-        args,
-        enqueued,
-        pipeline_seconds,
-        recorded,
-        direct_seconds,
-        memory,
-        bare_rss,
-    )
-    print("webhooks: ack path, requests per event ...", flush=True)
-    report += "\n" + bench_webhooks.main(requests_count=args.requests)
+            say("4/4 memory ...")
+            for logical_id in runtime.lambdas.invocation_count:
+                runtime.lambdas.warm(logical_id)
+            memory = []
+            for logical_id, pool in runtime.lambdas._pools.items():
+                if pool.idle:
+                    memory.append((logical_id, rss_kib(pool.idle[0].process.pid)))
+            bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+            time.sleep(0.5)
+            bare_rss = rss_kib(bare.pid)
+            bare.kill()
+        finally:
+            runtime.stop()
+
+        report = render(
+            cold_starts,
+            health,
+            direct,
+            refresh,
+            len(checks),
+            args,
+            enqueued,
+            pipeline_seconds,
+            recorded,
+            direct_seconds,
+            memory,
+            bare_rss,
+        )
+        say("webhooks: ack path, requests per event ...")
+        report += "\n" + bench_webhooks.main(requests_count=args.requests)
     print(report)
+    print(f"handler logs and metrics: {log_path}; the local runtime's function output: {output}")
     if args.output:
         args.output.write_text(report)
         print(f"wrote {args.output}")

@@ -1,4 +1,4 @@
-"""Through the local runtime: publish the repo's price book, create an order for a localstripe customer,
+"""Through the local runtime: with the price book the stack was seeded with, create an order for a localstripe customer,
 commit it with an Idempotency-Key, and see the subscription active, the order committed, the charge at
 localstripe, its payment_intent.succeeded webhook recorded, and the order's audit trail."""
 
@@ -21,9 +21,11 @@ ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
 
 def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> None:
     api = runtime.api_url
+    # Given the stack with the shipped price book in force (seeded at start) and a localstripe customer with a card
     book = json.loads((ROOT / "price_books" / "2026-11-01.json").read_text())
     published = requests.post(f"{api}/price-book", json=book, headers=ADMIN, timeout=30)
-    assert published.status_code in {201, 409}, published.text  # 409: an earlier test published it
+    # the seed published it when the stack started: again is refused, a version may not start in the past
+    assert (published.status_code, published.json()["code"]) == (409, "effective_from_in_past"), published.text
     assert_http_response_matches(published)
     in_force = requests.get(f"{api}/price-book", headers=ADMIN, timeout=30)
     assert assert_http_response_matches(in_force)["version"] == book["version"]

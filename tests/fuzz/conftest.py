@@ -127,11 +127,12 @@ def _post(session: requests.Session, url: str, body: Any, **headers: str) -> dic
 
 
 def seed(runtime: LocalRuntime, session: requests.Session) -> Known:
-    """A price book, localstripe customers with a good and a declining card, orders pending in every kind,
+    """The price book the stack was seeded with, localstripe customers with a good and a declining card, orders pending in every kind,
     a committed trial (a subscription we bill), a committed paid signup (a paid invoice, ledger entries)."""
     api, known = runtime.api_url, Known()
     book = json.loads((ROOT / "price_books" / "2026-11-01.json").read_text())
-    _post(session, f"{api}/price-book", book)
+    in_force = session.get(f"{api}/price-book", headers=ADMIN, timeout=60)  # the runtime's seed published it
+    assert in_force.status_code == 200 and in_force.json()["version"] == book["version"], in_force.text
     known.price_versions.append(book["version"])
     known.plan_ids.extend(plan["plan_id"] for plan in book["plans"])
     client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})

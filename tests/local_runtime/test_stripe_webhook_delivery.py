@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +10,8 @@ import stripe
 
 from local_profile import LOCAL_SECRET_SEEDS, bundle_profile, running_stripe
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
+from tests.local_runtime.echo_stack import echo_template
 from tests.support import free_port, wait_for
-
-HERE = Path(__file__).resolve().parent
-
-
-def template(capture: Path) -> str:
-    return textwrap.dedent(
-        f"""
-        AWSTemplateFormatVersion: "2010-09-09"
-        Transform: AWS::Serverless-2016-10-31
-        Resources:
-          StripeWebhookSecret:
-            Type: AWS::SecretsManager::Secret
-            Properties:
-              GenerateSecretString: {{PasswordLength: 32}}
-          WebhookEchoFunction:
-            Type: AWS::Serverless::Function
-            Properties:
-              CodeUri: {HERE / "webhook_echo"}/
-              Handler: app.lambda_handler
-              Runtime: python3.13
-              Timeout: 10
-              Environment:
-                Variables:
-                  CAPTURE_FILE: {capture}
-              Events:
-                Stripe:
-                  Type: Api
-                  Properties:
-                    Path: /webhooks/stripe
-                    Method: post
-        """
-    )
 
 
 def test_localstripe_delivers_signed_webhooks_with_the_raw_body(tmp_path: Path) -> None:
@@ -51,7 +19,7 @@ def test_localstripe_delivers_signed_webhooks_with_the_raw_body(tmp_path: Path) 
     capture = tmp_path / "captured.jsonl"
     capture.touch()
     path = tmp_path / "template.yaml"
-    path.write_text(template(capture))
+    path.write_text(echo_template(capture))
     runtime = LocalRuntime(
         RuntimeConfig(
             template_path=path,
