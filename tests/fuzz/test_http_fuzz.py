@@ -52,16 +52,15 @@ AUTHORIZATION = st.sampled_from(
 )
 # Rejections that write, each to the orders table only, and why. The first two record an outcome on purpose
 # (documented): a declined first payment fails the order (402), a commit after the quote's expiry marks it
-# expired (409). The third is a defect the fuzz found and that is not fixed here: a paid signup's commit
-# claims the payment step before it asks Stripe to create the payment, and a definite refusal leaves the
-# claim (`payment_claimed_at`) in place, so a retry within the 2-minute lease is 409 commit_in_progress.
-# Releasing the claim needs a new conditional write in the order store (see docs/openapi.yaml, 422).
+# expired (409). The other three take the payment step's claim and, when the provider refuses to create the
+# payment, release it (first_payment.py): two writes that leave the order as it was, so a retry is answered
+# at once (the fuzz found the claim left in place: a retry was 409 commit_in_progress for the 2-minute lease).
 ORDER_WRITES_ON_REJECTION: dict[tuple[int, str], str] = {
     (402, "payment_declined"): "",
     (409, "quote_expired"): "",
-    (422, "provider_refused"): "SET payment_claimed_at",
-    (422, "provider_not_found"): "SET payment_claimed_at",
-    (422, "idempotency_misuse"): "SET payment_claimed_at",
+    (422, "provider_refused"): "payment_claimed_at",
+    (422, "provider_not_found"): "payment_claimed_at",
+    (422, "idempotency_misuse"): "payment_claimed_at",
 }
 
 

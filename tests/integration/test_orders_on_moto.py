@@ -242,6 +242,38 @@ def test_a_declined_first_payment_fails_the_order_with_402(shop: Shop) -> None:
     assert shop.commit(order["order_id"], "k2")[1]["code"] == "order_failed"
 
 
+def test_a_payment_the_provider_refuses_to_create_frees_the_step_for_an_immediate_retry(shop: Shop) -> None:
+    # Given a paid signup whose payment method the provider does not know
+    customer, _ = shop.customer()
+    _, order = shop.create(customer_id=customer, plan_id="pro-monthly", payment_method_id="pm_doesnotexist0001")
+    # When it is committed, and at once committed again under a new key
+    first = shop.commit(order["order_id"], "refused-1")
+    again = shop.commit(order["order_id"], "refused-2")
+    # Then both get the provider's refusal (not 409 commit_in_progress for the 2-minute lease), no claim is
+    # left behind, nothing was paid and the order is still pending
+    assert (first[0], first[1]["code"]) == (422, "provider_not_found"), first
+    assert (again[0], again[1]["code"]) == (422, "provider_not_found"), again
+    orders = DynamoDBOrderStore(shop.stack.ref("OrdersTable"), shop.billing.db)
+    assert orders.payment_claimed_at(order["order_id"]) is None
+    assert shop.get(order["order_id"])[1]["status"] == "pending"
+    assert payments(shop) == []
+
+
+def test_a_claim_is_released_only_by_its_own_committer_and_never_once_a_payment_is_stored(shop: Shop) -> None:
+    customer, method = shop.customer()
+    _, order = shop.create(customer_id=customer, plan_id="pro-monthly", payment_method_id=method)
+    orders = DynamoDBOrderStore(shop.stack.ref("OrdersTable"), shop.billing.db)
+    mine = datetime.now(UTC)
+    assert orders.claim_payment(order["order_id"], mine, mine - timedelta(minutes=2))
+    # Another committer's release (another claim time) leaves the claim alone
+    assert not orders.release_payment_claim(order["order_id"], mine - timedelta(seconds=1))
+    assert orders.payment_claimed_at(order["order_id"]) == mine
+    # Once a payment id is stored, not even the claim's own committer releases it
+    assert orders.record_payment(order["order_id"], "pi_stored")
+    assert not orders.release_payment_claim(order["order_id"], mine)
+    assert orders.payment_claimed_at(order["order_id"]) == mine
+
+
 def test_bad_requests_get_machine_readable_4xx(shop: Shop) -> None:
     customer, method = shop.customer()
     assert (

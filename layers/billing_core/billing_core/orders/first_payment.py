@@ -2,8 +2,9 @@
 stored a payment id goes stale after its lease), creates a PaymentIntent (no money moves), stores its id,
 then confirms it. Whoever finds a payment id stored never creates another: it reads the payment (and
 confirms it only if its committer stopped before confirming - a PaymentIntent can succeed once). A payment
-made by a losing committer is canceled. The outcome is handed to `settle` (the commit protocol); an unknown
-outcome is answered 202 and the order stays pending with its payment id (ADR 0013)."""
+made by a losing committer is canceled; a committer that could not create one releases its claim. The
+outcome is handed to `settle` (the commit protocol); an unknown outcome is answered 202 and the order stays
+pending with its payment id (ADR 0013)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ class FirstPayment:
             )
         except PaymentDeclinedError as exc:
             self.declined(order, str(exc.details.get("decline_code", exc.code)), now)
+        except (PermanentError, RetryableError, OutcomeUnknownError):
+            # No payment id is stored, so nothing can be confirmed: the next commit may take the step at once
+            # instead of waiting out the lease (it creates under the same idempotency key, so a payment the
+            # provider did make is the one it gets back).
+            self._orders.release_payment_claim(order.order_id, now)
+            raise
         if not self._orders.record_payment(order.order_id, payment_id):
             # Another committer's payment is the order's (or the order moved on): ours is never confirmed.
             try:

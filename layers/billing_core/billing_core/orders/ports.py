@@ -28,6 +28,10 @@ class OrderStore(Protocol):
 
     def record_payment(self, order_id: str, payment_id: str) -> bool: ...
 
+    def release_payment_claim(self, order_id: str, claimed_at: datetime) -> bool:
+        """Give up the claim taken at `claimed_at`, if it is still ours and no payment id was stored."""
+        ...
+
 
 class OrderCommits(Protocol):
     def commit_signup(

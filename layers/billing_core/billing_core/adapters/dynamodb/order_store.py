@@ -120,6 +120,20 @@ class DynamoDBOrderStore:
             },
         )
 
+    def release_payment_claim(self, order_id: str, claimed_at: datetime) -> bool:
+        """The claim's committer could not create a payment (the provider refused, or did not answer): the
+        step is free at once. Only that claim (its time), and never once a payment id is stored."""
+        return self._update(
+            order_id,
+            "REMOVE payment_claimed_at SET last_actor = :actor",
+            "#status = :pending AND payment_claimed_at = :claimed AND attribute_not_exists(payment_id)",
+            {
+                ":claimed": text(claimed_at.isoformat()),
+                ":pending": text(OrderStatus.PENDING.value),
+                ":actor": text(ACTOR),
+            },
+        )
+
     def record_payment(self, order_id: str, payment_id: str) -> bool:
         return self._update(
             order_id,
