@@ -56,7 +56,7 @@ class Stack:
 @pytest.fixture
 def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     template = load_template(ROOT / "template.yaml", validate=False)
     resolver = Resolver(template, "us-east-1", f"it-{uuid.uuid4().hex[:10]}", {})
 
@@ -65,7 +65,7 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
 
     Provisioner(resolver, client, PROFILE.secrets()).run()  # the bundle's local secrets
     yield Stack(moto_endpoint, resolver.physical)
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
 
 
 @pytest.fixture(scope="session")

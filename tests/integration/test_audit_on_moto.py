@@ -45,7 +45,7 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     projector = importlib.import_module("functions.audit_project.app")
     projector.wiring.reset()
     api = importlib.import_module("functions.audit_api.app")

@@ -345,7 +345,7 @@ def invoice_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     module = importlib.import_module("functions.invoice_api.app")
     module.wiring.reset()
     return module
@@ -394,7 +394,7 @@ def invoice_close(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
     monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     module = importlib.import_module("functions.invoice_close.app")
     module.wiring.reset()
     return module

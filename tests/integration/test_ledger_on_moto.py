@@ -179,7 +179,7 @@ def ledger_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
     monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     module = importlib.import_module("functions.ledger_api.app")
     module.wiring.reset()
     return module

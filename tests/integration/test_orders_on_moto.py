@@ -147,7 +147,7 @@ def shop(stack: Stack, localstripe: str, monkeypatch: pytest.MonkeyPatch, lambda
     monkeypatch.setenv("STRIPE_API_BASE", localstripe)
     monkeypatch.setenv("STRIPE_CONFIRM_OFF_SESSION", "false")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-OrderCommitFunction")
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     shop = Shop(stack, localstripe, lambda_context)
     assert shop.publish(BOOK)[0] == 201
     return shop

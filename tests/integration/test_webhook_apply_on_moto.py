@@ -303,7 +303,7 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("PERSONAL_DATA_KEY_ID", stack.attribute("PersonalDataKey", "Arn"))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     module = importlib.import_module("functions.webhook_apply.app")
     module.wiring.reset()
     yield module

@@ -6,7 +6,11 @@ Builders import their modules when first called, so a function pays at cold star
 path uses (an admin read route never imports the stripe SDK or Powertools idempotency). Each builder names
 the settings it reads; a function whose settings model lacks one fails with a ConfigurationError naming it.
 Tests replace a builder on the instance (`monkeypatch.setattr(module.wiring, "canary", ...)`) or clear the
-cache with `reset()` after changing the environment."""
+cache with `reset()` after changing the environment.
+
+Past 400 lines on purpose: one builder per adapter or service of the bundle, in one place, is what makes this
+the only composition root (ADR 0016); splitting it by context would bring back wiring spread across modules.
+It grows with the bundle and is to be split by context when a context's builders outgrow a screen."""
 
 from __future__ import annotations
 
@@ -376,16 +380,19 @@ class Wiring:
 
     @built_once
     def health_checks(self) -> tuple[HealthCheck, ...]:
+        from billing_core.adapters.aws import client
         from billing_core.adapters.health_checks import DynamoDBTableCheck, SqsQueueCheck, StateMachineCheck
         from billing_core.config import split_named
 
-        found: list[HealthCheck] = [
-            DynamoDBTableCheck(name, table) for name, table in split_named(self._require("health_tables")).items()
-        ]
-        found += [SqsQueueCheck(name, url) for name, url in split_named(self._require("health_queues")).items()]
-        found += [
-            StateMachineCheck(name, arn) for name, arn in split_named(self._require("health_state_machines")).items()
-        ]
+        # The clients are built here, once, not by the first check of each kind on a checking thread
+        tables, queues = split_named(self._require("health_tables")), split_named(self._require("health_queues"))
+        machines = split_named(self._require("health_state_machines"))
+        dynamodb = client("dynamodb") if tables else None
+        sqs = client("sqs") if queues else None
+        stepfunctions = client("stepfunctions") if machines else None
+        found: list[HealthCheck] = [DynamoDBTableCheck(name, table, dynamodb) for name, table in tables.items()]
+        found += [SqsQueueCheck(name, url, sqs) for name, url in queues.items()]
+        found += [StateMachineCheck(name, arn, stepfunctions) for name, arn in machines.items()]
         return tuple(found)
 
     @built_once

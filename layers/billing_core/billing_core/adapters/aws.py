@@ -5,6 +5,7 @@ is how the local runtime points every function at moto without any code path of 
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -63,9 +64,25 @@ _CONFIGURATION_CODES = frozenset(
 )
 
 
+_BUILDING = threading.Lock()
+
+
 @cache
-def client(service_name: str) -> Any:
+def _built(service_name: str) -> Any:
     return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def client(service_name: str) -> Any:
+    """The service's one client. Built under a lock: `cache` alone lets threads that first ask at the same
+    moment each build one (a session and a client each: tens of MB, and seconds on a cold start)."""
+    with _BUILDING:
+        return _built(service_name)
+
+
+def clear_clients() -> None:
+    """Forget every client (tests that point the functions at another endpoint)."""
+    with _BUILDING:
+        _built.cache_clear()
 
 
 def translate(exc: Exception, *, operation: str, request_sent: bool = False) -> BillingError:
