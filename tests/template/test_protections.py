@@ -125,6 +125,33 @@ def test_a_runbook_reference_to_a_missing_section_is_found() -> None:
     ]
 
 
+def rule_refuses(rule: dict[str, Any], parameters: dict[str, str]) -> bool:
+    """Whether a CloudFormation rule (an Equals condition, Not-Equals assertions) refuses these values."""
+
+    def value(operand: Any) -> str:
+        return parameters[operand["Ref"]] if isinstance(operand, dict) else str(operand)
+
+    left, right = rule["RuleCondition"]["Fn::Equals"]
+    if value(left) != value(right):
+        return False
+    for assertion in rule["Assertions"]:
+        a, b = assertion["Assert"]["Fn::Not"][0]["Fn::Equals"]
+        if value(a) == value(b):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("stage", "email", "refused"),
+    [("prod", "", True), ("prod", "oncall@example.com", False), ("staging", "", False), ("dev", "", False)],
+)
+def test_a_prod_deploy_without_an_alarm_subscriber_is_refused(stage: str, email: str, refused: bool) -> None:
+    rule = TEMPLATE.document["Rules"]["ProdAlarmsReachSomeone"]
+    assert rule_refuses(rule, {"Stage": stage, "AlarmEmail": email}) is refused
+    # SAM passes the rule through to CloudFormation, which evaluates it before changing anything
+    assert TEMPLATE.sam_transformed()["Rules"]["ProdAlarmsReachSomeone"] == rule
+
+
 def test_an_alarm_without_actions_is_found() -> None:
     document = {"Resources": {"Quiet": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "x"}}}}
     assert len(alarm_problems(Template(path=ROOT, document=document))) == 2
@@ -162,8 +189,22 @@ def test_the_ledger_is_streamed_to_a_guard_that_sees_only_mutations() -> None:
 
 def test_the_ledger_integrity_check_runs_daily() -> None:
     event = RESOURCES["ReconciliationRunFunction"]["Properties"]["Events"]["LedgerIntegrity"]
-    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == "rate(1 day)"
+    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == "cron(15 4 * * ? *)"
     assert event["Properties"]["Input"] == '{"mode": "ledger_integrity"}'
+
+
+def test_schedules_of_a_function_that_runs_one_at_a_time_never_fire_together() -> None:
+    # A function reserved at 1 with two daily rules: rate(1 day) rules created together fire together and one
+    # invocation is throttled; fixed cron times at different hours cannot collide.
+    for name, function in RESOURCES.items():
+        properties = function.get("Properties", {})
+        schedules = [
+            e["Properties"]["Schedule"] for e in properties.get("Events", {}).values() if e["Type"] == "Schedule"
+        ]
+        if len(schedules) > 1 and properties.get("ReservedConcurrentExecutions") == 1:
+            assert all(s.startswith("cron(") for s in schedules), (name, schedules)
+            hours = [s.split()[1] for s in schedules]
+            assert len(set(hours)) == len(hours), (name, schedules)
 
 
 @pytest.mark.parametrize("function", SCHEDULED)
@@ -174,6 +215,10 @@ def test_a_failed_scheduled_run_leaves_a_message_and_an_alarm(function: str) -> 
     for event in properties["Events"].values():
         if event["Type"] == "Schedule":
             assert getatt(event["Properties"]["DeadLetterConfig"]["Arn"]) == "ScheduledInvocationFailuresQueue"
+            # bounded, so a failure reaches the queue (and its alarm) within hours, not after EventBridge's
+            # default of 185 retries over 24 hours
+            retry = event["Properties"]["RetryPolicy"]
+            assert retry["MaximumRetryAttempts"] <= 3 and retry["MaximumEventAgeInSeconds"] <= 7200
     errors_alarms = {
         ref(a["Properties"]["Dimensions"][0]["Value"])
         for a in of_type("AWS::CloudWatch::Alarm").values()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_core.errors import NotFoundError, PermanentError, RetryableError
+from billing_core.errors import ConfigurationError, NotFoundError, PermanentError, RetryableError
 from billing_core.operations.canary import (
     CanaryService,
     ProbeCorruptedError,
@@ -77,9 +77,9 @@ def test_verify_outcomes() -> None:
 
 
 def test_service_without_its_ports_fails_loudly() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError):
         CanaryService().status("p")
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError):
         CanaryService().submit(ProbeSubmission())
 
 

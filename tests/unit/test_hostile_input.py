@@ -127,6 +127,20 @@ def test_a_cursor_with_extra_key_attributes_is_refused_at_the_edge() -> None:
         assert refused.value.code == "invalid_cursor"
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["x" * 1025, "é" * 513, "\U0001f4b6" * 257],  # over 1,024 bytes in UTF-8 (1,025 / 1,026 / 1,028 bytes)
+    ids=["1025 ASCII characters", "513 two-byte characters", "257 four-byte characters"],
+)
+def test_a_cursor_value_longer_than_a_sort_key_may_be_is_refused_at_the_edge(value: str) -> None:
+    # Given a cursor of the right shape whose sort key value is longer than DynamoDB takes (1,024 bytes)
+    last_key = {"customer": {"S": "bcus_1"}, "pk": {"S": "TXN#1"}, "sk": {"S": value}, "entry_key": {"S": "k"}}
+    # Then the edge refuses it as a forged cursor, instead of DynamoDB refusing it with its own error code
+    with pytest.raises(ValidationFailedError) as refused:
+        decode_cursor(encode_cursor(last_key), {"customer": "bcus_1"}, keys=frozenset(last_key))
+    assert refused.value.code == "invalid_cursor"
+
+
 class NoReads:
     def get(self, subscription_id: str) -> Any:
         raise AssertionError("a malformed id must be refused before any read")

@@ -78,6 +78,13 @@ class ConfigurationError(PermanentError):
     code = "configuration_error"
 
 
+class InvariantViolation(PermanentError):
+    """Our own code broke a rule it must keep (where an `assert` would be stripped under `python -O`): a bug,
+    never the caller's fault, and never retried into success."""
+
+    code = "invariant_violated"
+
+
 RETRY_CLASSES: tuple[type[BillingError], ...] = (RetryableError, PermanentError, OutcomeUnknownError)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from billing_core.errors import InvariantViolation
 from billing_core.invoices.model import Invoice, InvoiceLine, InvoiceStatus, LineKind, invoice_id_for
 from billing_core.ledger import postings
 from billing_core.ledger.model import Account, LedgerTransaction
@@ -28,7 +29,7 @@ def next_invoice(subscription: Subscription, *, available_credit: int, now: date
     terms = subscription.terms
     start = subscription.current_period_end
     if terms is None or start is None:
-        raise ValueError("only a subscription we bill, with a current period, gets a next invoice")
+        raise InvariantViolation("only a subscription we bill, with a current period, gets a next invoice")
     change = terms.scheduled_change
     plan_id, price_version = (change.plan_id, change.price_version) if change else (terms.plan_id, terms.price_version)
     amount, interval = (change.amount_minor, change.interval) if change else (terms.amount_minor, terms.interval)

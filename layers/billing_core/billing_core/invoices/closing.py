@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from billing_core.errors import ConflictError
+from billing_core.errors import ConflictError, InvariantViolation
 from billing_core.invoices.model import INVOICE_TRANSITIONS, AttemptStatus, Invoice, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader, InvoiceTransactions
 from billing_core.invoices.queries import find_invoice
@@ -55,7 +55,7 @@ def close_invoice(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> InvoiceView:
     if to_status not in CLOSING:
-        raise ValueError(f"{to_status} does not close an invoice")
+        raise InvariantViolation(f"{to_status} does not close an invoice")
     view = find_invoice(invoices, invoice_id)
     invoice = view.invoice
     if invoice.status is to_status:

@@ -11,7 +11,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from billing_core.errors import NotFoundError, PermanentError, RetryableError, ValidationFailedError
+from billing_core.errors import (
+    ConfigurationError,
+    NotFoundError,
+    PermanentError,
+    RetryableError,
+    ValidationFailedError,
+)
 from billing_core.operations.model import (
     PROBE_ID_PATTERN,
     Probe,
@@ -95,12 +101,12 @@ class CanaryService:
 
     def _require_store(self) -> ProbeStore:
         if self._store is None:
-            raise TypeError("CanaryService was built without a ProbeStore")
+            raise ConfigurationError("CanaryService was built without a ProbeStore")
         return self._store
 
     def _require_queue(self) -> ProbeQueue:
         if self._queue is None:
-            raise TypeError("CanaryService was built without a ProbeQueue")
+            raise ConfigurationError("CanaryService was built without a ProbeQueue")
         return self._queue
 
 

@@ -62,6 +62,11 @@ def read_moment(item: Mapping[str, Any], name: str) -> datetime | None:
 # --- pagination cursors ----------------------------------------------------------------------------
 
 
+# DynamoDB's limit for a sort key value (a partition key may have 2,048): every key value we write is far
+# shorter, so a longer one is forged, and refused here rather than by DynamoDB with its own error code.
+MAX_CURSOR_VALUE_BYTES = 1024
+
+
 def encode_cursor(key: Mapping[str, Any]) -> str:
     """A LastEvaluatedKey as an opaque, URL-safe token (string key attributes only)."""
     plain = {name: value["S"] for name, value in key.items()}
@@ -80,7 +85,7 @@ def decode_cursor(cursor: str, expected: Mapping[str, str], *, keys: frozenset[s
     if (
         not isinstance(plain, dict)
         or set(plain) != keys
-        or not all(isinstance(v, str) and 0 < len(v) <= 2048 for v in plain.values())
+        or not all(isinstance(v, str) and 0 < len(v.encode()) <= MAX_CURSOR_VALUE_BYTES for v in plain.values())
         or any(plain.get(name) != value for name, value in expected.items())
     ):
         raise ValidationFailedError("cursor belongs to another query", code="invalid_cursor")
