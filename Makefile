@@ -9,13 +9,14 @@ STAMP       := $(VENV)/.installed
 CHECKOV_VENV  ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PYTEST_ARGS ?=
+MUTATION_BASE ?= origin/main
 
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup run demo test test-unit test-integration test-e2e test-fuzz test-local-runtime pytest lint format typecheck build bench \
-        layer-requirements lock clean
+        mutation mutation-slice layer-requirements lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
@@ -87,6 +88,12 @@ build: $(STAMP) ## sam build (no container) with the Lambda runtime's Python fir
 bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md
 	$(PY) scripts/bench.py --output docs/benchmarks.md
 
+mutation: $(STAMP) ## mutation testing of the critical modules (tools/mutation/map.toml) with mutmut; rewrites docs/testing.md's section
+	$(PY) scripts/mutation.py run
+
+mutation-slice: $(STAMP) ## mutants of the critical modules changed since origin/main (MUTATION_BASE=...), or a fixed sample (~10 min); fails on an unlisted survivor or a score under its floor
+	$(PY) scripts/mutation.py slice --base $(MUTATION_BASE)
+
 layer-requirements: ## regenerate layers/billing_core/requirements.txt from pyproject.toml
 	$(PY) scripts/layer_requirements.py
 
@@ -94,4 +101,4 @@ lock: $(STAMP) ## re-pin constraints.txt from the current venv (after changing p
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean: ## remove build output and caches (keeps .venv)
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .mutation

@@ -3,6 +3,7 @@ resources of template.yaml created by the local runtime's provisioner under a fr
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,18 @@ from local_runtime.resources import Provisioner
 from local_runtime.template import load_template
 from tests.support import ROOT
 
+# Mutation runs (scripts/mutation.py) run these tests once per mutant, each in a fresh pytest session: they start
+# one moto server and one localstripe for the whole run and name them here. Every stack has a name of its own and
+# every test its own localstripe customers, so sessions can share both.
+SHARED_MOTO = "BILLING_TEST_SHARED_MOTO_ENDPOINT"
+SHARED_LOCALSTRIPE = "BILLING_TEST_SHARED_LOCALSTRIPE_URL"
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    if shared := os.environ.get(SHARED_MOTO):
+        yield shared
+        return
     from moto.server import ThreadedMotoServer
 
     from local_runtime.moto_patches import make_dynamodb_linearizable
@@ -71,6 +81,9 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
 @pytest.fixture(scope="session")
 def localstripe() -> Iterator[str]:
     """localstripe on a free loopback port for this test worker (its own process)."""
+    if shared := os.environ.get(SHARED_LOCALSTRIPE):
+        yield shared
+        return
     import socket
     import subprocess
     import sys

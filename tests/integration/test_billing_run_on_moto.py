@@ -268,6 +268,20 @@ def test_a_crash_after_the_provider_charged_is_resolved_by_reading_not_by_chargi
     assert len(billing.charges_for([subscription])) == 1
 
 
+def test_an_attempts_payment_id_is_written_once_and_never_replaced(billing: Billing) -> None:
+    # Given an attempt whose payment the provider created and we recorded (the run died after confirming)
+    subscription = billing.subscription()
+    with pytest.raises(KeyboardInterrupt):
+        billing.run(transactions=CrashAfterConfirm(billing.transactions))
+    [attempt] = billing.invoice(subscription).attempts
+    recorded = attempt.provider_payment_id
+    assert recorded
+    # Then recording the same id again is harmless, and another payment id is refused by the condition
+    assert billing.invoices.record_payment_id(attempt, recorded) is True
+    assert billing.invoices.record_payment_id(attempt, "pi_another_payment") is False
+    assert billing.invoice(subscription).attempts[0].provider_payment_id == recorded
+
+
 class AnswerLost:
     """The confirm request reaches the provider (or not), and the answer is lost: a timeout."""
 

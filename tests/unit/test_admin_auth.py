@@ -52,3 +52,27 @@ def test_a_missing_or_weak_secret_authenticates_nobody(secret: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
         parse_admin_tokens(secret)
     assert raised.value.code == "admin_auth_unconfigured"
+
+
+def test_a_token_of_sixteen_characters_is_the_shortest_accepted() -> None:
+    # Given tokens right at the length floor, as one secret or in a rotation list
+    sixteen, fifteen = "0123456789abcdef", "0123456789abcde"
+    assert parse_admin_tokens(sixteen) == (sixteen,)
+    assert parse_admin_tokens(json.dumps({"tokens": [sixteen, fifteen]})) == (sixteen,)
+    # Then one character less authenticates nobody
+    with pytest.raises(ConfigurationError):
+        parse_admin_tokens(fifteen)
+
+
+@pytest.mark.parametrize("header", [None, "Basic x", "Bearer nope-nope-nope-nope"])
+def test_a_refusal_body_has_a_message_as_well_as_its_code(header: str | None) -> None:
+    with pytest.raises(UnauthorizedError) as raised:
+        authorize_admin(header, (TOKEN,))
+    body = raised.value.to_dict()
+    assert isinstance(body["message"], str) and body["message"]
+
+
+def test_an_unusable_secret_is_reported_with_a_message() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        parse_admin_tokens("short")
+    assert isinstance(raised.value.to_dict()["message"], str) and raised.value.message

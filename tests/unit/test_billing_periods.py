@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,3 +38,11 @@ def test_n_steps_equal_one_jump_and_land_on_the_anchor(
     assert stepped == add_interval(start, interval, anchor, count)
     assert stepped.day == min(anchor, calendar.monthrange(stepped.year, stepped.month)[1])
     assert stepped > start and stepped.time() == start.time()
+
+
+def test_an_anchor_day_is_a_day_of_a_month() -> None:
+    start = datetime(2027, 1, 15, tzinfo=UTC)
+    assert add_interval(start, Interval.MONTH, anchor_day=1).day == 1
+    for anchor_day in (0, 32):
+        with pytest.raises(ValueError, match="anchor_day"):
+            add_interval(start, Interval.MONTH, anchor_day=anchor_day)

@@ -51,6 +51,30 @@ def test_a_modified_entry_is_counted_and_logged(
     assert line["message"] == "a ledger entry was changed or removed" and line["change"] == "MODIFY"
     assert line["keys"]["pk"] == "TXN#payment:stripe:pi_3QAbCdEfGhIjKlMn"
     assert line["before"] != line["after"]
+    # The stream's sequence number finds the change again in the stream and in CloudTrail
+    assert (
+        line["sequence"]
+        == load_event("dynamodb/ledger_entry_modified.json")["Records"][0]["dynamodb"]["SequenceNumber"]
+    )
+
+
+@pytest.mark.parametrize(("kind", "mutation"), [("INSERT", False), ("MODIFY", True), ("REMOVE", True)])
+def test_the_guard_says_whether_a_change_mutated_an_entry(kind: str, mutation: bool, log_lines: io.StringIO) -> None:
+    from datetime import UTC, datetime
+
+    from billing_core.changes import ChangeKind, ItemChange
+    from billing_core.ledger.guard import watch
+
+    change = ItemChange(
+        table_name="LedgerTable",
+        kind=ChangeKind(kind),
+        keys={"pk": "TXN#t_1", "sk": "0"},
+        before=None if kind == "INSERT" else {"amount_minor": 5},
+        after=None if kind == "REMOVE" else {"amount_minor": 6},
+        occurred_at=datetime(2026, 12, 6, tzinfo=UTC),
+        sequence="4000000000000000000001",
+    )
+    assert watch(change) is mutation
 
 
 def test_an_inserted_entry_is_not_an_alarm(lambda_context: Any, capfd: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,8 @@ functions take canonical upper-case codes only."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+import time
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from fractions import Fraction
 
 import pytest
@@ -480,3 +481,51 @@ def test_the_sum_check_catches_a_floor_only_split() -> None:
     # When the property used above is applied / Then the mutant is caught where the rule is not
     assert sum(floor_only(3000, 31)) != 3000
     assert sum(daily_parts(3000, 31)) == 3000
+
+
+# --- edges `make mutation` found untested (docs/testing.md) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("days", [3.0, True])
+def test_a_period_is_a_whole_number_of_days_never_a_float_or_a_flag(days: object) -> None:
+    with pytest.raises(TypeError):
+        daily_parts(100, days)  # type: ignore[arg-type]
+
+
+def test_a_moment_whose_zone_has_no_offset_is_refused() -> None:
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        days_between(datetime(2026, 12, 1, tzinfo=NoOffset()), datetime(2026, 12, 2, tzinfo=UTC))
+
+
+def test_billing_days_are_utc_dates_whatever_zone_the_machine_is_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a machine whose local zone is 14 hours ahead of UTC
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        # Then two moments on both sides of a UTC midnight are one billing day apart, as on a UTC machine
+        assert days_between(datetime(2026, 12, 1, 23, 0, tzinfo=UTC), datetime(2026, 12, 2, 1, 0, tzinfo=UTC)) == 1
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_stored_quote_crediting_more_than_the_old_plan_is_refused() -> None:
+    quote = prorate(
+        period_start=datetime(2026, 12, 1, tzinfo=UTC),
+        period_end=datetime(2027, 1, 1, tzinfo=UTC),
+        change_at=datetime(2026, 12, 11, tzinfo=UTC),
+        old_amount_minor=3100,
+        new_amount_minor=6200,
+        currency="EUR",
+    )
+    # Given the quote as stored, with a credit larger than the old plan itself (and a net that agrees)
+    tampered = {**quote.model_dump(), "credit_minor": 3101, "net_minor": quote.charge_minor - 3101}
+    # Then loading it fails: a credit or a charge never exceeds its plan's amount
+    with pytest.raises(ValidationError, match="cannot exceed"):
+        ProrationQuote(**tampered)
+    with pytest.raises(ValidationError, match="cannot exceed"):
+        ProrationQuote(**{**quote.model_dump(), "charge_minor": 6201, "net_minor": 6201 - quote.credit_minor})

@@ -14,9 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
+from billing_core.errors import BillingError, ConfigurationError, ValidationFailedError
 from billing_core.webhooks.providers.standard_webhooks import StandardWebhooksSignature
 from billing_core.webhooks.providers.stripe import StripeSignature, expected_signature
-from billing_core.webhooks.verification import SignatureRejectedError
+from billing_core.webhooks.verification import (
+    SignatureRejectedError,
+    body_text,
+    check_timestamp,
+    parse_secrets,
+    unix_timestamp,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 T = int(NOW.timestamp())
@@ -123,3 +130,121 @@ def test_a_standard_webhooks_signature_right_only_in_part_is_refused() -> None:
         assert dodo_accepts(header(forged)) is False, name
         assert dodo_accepts(f"{header(forged)} {header(bytes(32))}") is False, name
     assert dodo_accepts(header(real)) is True
+
+
+# --- what the schemes share (webhooks/verification.py); these tests kill mutants that survived `make mutation` ---
+
+
+def error_body(error: BillingError) -> dict[str, object]:
+    """The error body a caller gets: a stable code, a message that is text (never null), maybe details."""
+    body = error.to_dict()
+    assert isinstance(body["message"], str) and body["message"]
+    return body
+
+
+def test_an_empty_secret_in_a_rotation_list_is_never_used() -> None:
+    # Given a rotation list holding blank entries and a non-text one beside the real secret
+    # Then only the real secret is used: an empty HMAC key would accept signatures anyone can compute
+    assert parse_secrets('{"secrets": ["", "  ", 5, "whsec_new"]}') == ("whsec_new",)
+    with pytest.raises(ConfigurationError):
+        parse_secrets('{"secrets": ["", "   "]}')
+
+
+@pytest.mark.parametrize(
+    "value", ["", "   ", "{}", '{"secrets": []}', '{"secrets": "whsec_a"}', "{not json", '{"secrets": [null]}']
+)
+def test_an_unusable_signing_secret_is_a_configuration_error_with_its_code(value: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        parse_secrets(value)
+    assert error_body(raised.value)["code"] == "webhook_secret_unusable"
+
+
+def test_each_rejection_carries_its_code_a_message_and_the_tolerance() -> None:
+    # A malformed timestamp, one outside the tolerance (either way), a body that is not UTF-8
+    with pytest.raises(SignatureRejectedError) as malformed:
+        unix_timestamp("12a")
+    assert error_body(malformed.value) == {"code": "malformed_signature", "message": malformed.value.message}
+    for timestamp in (T - 301, T + 301):
+        with pytest.raises(SignatureRejectedError) as outside:
+            check_timestamp(timestamp, NOW, 300)
+        body = error_body(outside.value)
+        assert (body["code"], body["details"]) == ("timestamp_outside_tolerance", {"tolerance_seconds": 300})
+    assert check_timestamp(T - 300, NOW, 300) == datetime.fromtimestamp(T - 300, UTC)
+    with pytest.raises(ValidationFailedError) as not_text:
+        body_text(b"\xff\xfe")
+    assert error_body(not_text.value)["code"] == "malformed_body"
+
+
+# --- Stripe's and Standard Webhooks' headers as providers really send them (killers of surviving mutants) -------
+
+
+def stripe_rejection(header: str, secrets: tuple[str, ...] = (SECRET,)) -> dict[str, object]:
+    with pytest.raises(SignatureRejectedError) as rejected:
+        StripeSignature(300).verify(BODY, {"stripe-signature": header} if header else {}, secrets, NOW)
+    return error_body(rejected.value)
+
+
+def test_a_genuine_stripe_signature_is_accepted_wherever_it_stands_in_the_header() -> None:
+    real = expected_signature(SECRET, str(T), BODY)
+    # Given the genuine signature first and a stale one after it (Stripe sends one per secret while rolling),
+    # the timestamp last, or a bare field beside them: the header carries a genuine signature
+    for header in (
+        f"t={T},v1={real},v1={'0' * 64}",
+        f"v1={real},t={T}",
+        f"t={T},v1={real},v1",
+        f"t={T},v1={real},v0=x",
+    ):
+        assert stripe_accepts(BODY, header) is True, header
+
+
+def test_a_stripe_signature_that_is_not_text_is_refused_not_crashed_on() -> None:
+    # Header bytes that are not UTF-8 reach us as surrogate escapes: compared as the bytes they were
+    assert stripe_rejection(f"t={T},v1=\udcff{'0' * 63}")["code"] == "signature_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ("", "missing_signature"),
+        (f"v1={'0' * 64}", "malformed_signature"),
+        (f"t={T},t={T},v1={'0' * 64}", "malformed_signature"),
+        (f"t={T},v1={'0' * 64}", "signature_mismatch"),
+    ],
+)
+def test_each_stripe_rejection_has_its_code_and_a_message(header: str, code: str) -> None:
+    assert stripe_rejection(header)["code"] == code
+
+
+def standard_headers(signature_header: str, **overrides: str) -> dict[str, str]:
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(T), "webhook-signature": signature_header}
+    return {name: value for name, value in {**headers, **overrides}.items() if value}
+
+
+def standard_rejection(headers: dict[str, str], secret: str = DODO_SECRET) -> BillingError:
+    with pytest.raises((SignatureRejectedError, ConfigurationError)) as rejected:
+        StandardWebhooksSignature(300).verify(BODY, headers, (secret,), NOW)
+    error_body(rejected.value)
+    return rejected.value
+
+
+def test_a_genuine_standard_webhooks_signature_is_found_after_ones_we_cannot_read() -> None:
+    real = Webhook(DODO_SECRET).sign("msg_1", NOW, BODY.decode())
+    # Given signatures of another version, or not base64, ahead of the genuine one: every one is looked at
+    for ahead in ("v2,c2lnbmF0dXJl", "v1,not*base64", "v1,"):
+        assert StandardWebhooksSignature(300).verify(BODY, standard_headers(f"{ahead} {real}"), (DODO_SECRET,), NOW)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_standard_webhooks_delivery_missing_a_header_is_refused(missing: str) -> None:
+    real = Webhook(DODO_SECRET).sign("msg_1", NOW, BODY.decode())
+    assert standard_rejection(standard_headers(real, **{missing: ""})).code == "missing_signature"
+
+
+def test_each_standard_webhooks_rejection_has_its_code_and_a_message() -> None:
+    assert standard_rejection(standard_headers("v2,c2lnbmF0dXJl")).code == "malformed_signature"
+    assert standard_rejection(standard_headers("v1," + base64.b64encode(bytes(32)).decode())).code == (
+        "signature_mismatch"
+    )
+    for secret in ("whsec_a", "whsec_", "whsec_***"):  # not base64; or decoding to no key at all
+        unusable = standard_rejection(standard_headers("v1," + base64.b64encode(bytes(32)).decode()), secret)
+        assert isinstance(unusable, ConfigurationError), secret

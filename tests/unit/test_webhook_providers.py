@@ -34,11 +34,16 @@ def test_stripe_group_keys(obj: dict[str, Any], group: str) -> None:
         {"id": "evt_1", "type": "x"},
         {"id": 5, "type": "x", "data": {"object": {}}},
         {"id": "e", "type": "x", "data": []},
+        {"id": "evt_1", "type": "", "data": {"object": {}}},
+        {"id": "evt_1", "type": 5, "data": {"object": {}}},
+        {"id": "", "type": "x", "data": {"object": {}}},
     ],
 )
 def test_stripe_events_without_identity_are_refused(event: dict[str, Any]) -> None:
-    with pytest.raises(ValidationFailedError):
+    with pytest.raises(ValidationFailedError) as refused:
         stripe.identify(event)
+    body = refused.value.to_dict()
+    assert body["code"] == "missing_fields" and isinstance(body["message"], str) and body["message"]
 
 
 @pytest.mark.parametrize(

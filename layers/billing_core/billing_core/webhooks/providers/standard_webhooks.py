@@ -11,7 +11,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import datetime
 
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from billing_core.errors import ConfigurationError
 from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp, unix_timestamp
@@ -46,7 +46,7 @@ class StandardWebhooksSignature:
         for secret in secrets:
             try:
                 expected_header = Webhook(secret).sign(message_id, signed_at, body)
-            except (ValueError, binascii.Error) as exc:
+            except (ValueError, binascii.Error, EmptyWebhookSecretError) as exc:  # a key of no bytes too
                 raise ConfigurationError("a Standard Webhooks secret is not whsec_<base64>") from exc
             expected = base64.b64decode(expected_header.split(",", 1)[1])
             matched = False
