@@ -639,7 +639,14 @@ def render(results: Sequence[ModuleResult], equivalents: dict[str, Equivalent], 
         }
         for key, value in row.items():
             totals[key] += value
-        name = f"`{result.spec.name}`" + (" (conditional writes)" if result.spec.functions else "")
+        scope = (
+            " (its conditions)"
+            if result.spec.only_changes
+            else " (selected functions)"
+            if result.spec.functions
+            else ""
+        )
+        name = f"`{result.spec.name}`{scope}"
         name += " **strict**" if result.spec.strict else ""
         name += " (survivors not reviewed yet)" if not result.spec.reviewed else ""
         lines.append(
@@ -783,6 +790,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {args.report}")
         return conclude(results, equivalents, problems)
     changed = changed_files(args.base)
+    if changed is None and args.base.startswith("origin/"):
+        args.base = args.base.removeprefix("origin/")  # a clone without that remote: the local branch
+        changed = changed_files(args.base)
     chosen = touched(specs, changed or [])
     if chosen:
         print(f"modules touched since {args.base}: {', '.join(spec.name for spec in chosen)}")

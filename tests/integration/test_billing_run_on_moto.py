@@ -282,6 +282,19 @@ def test_an_attempts_payment_id_is_written_once_and_never_replaced(billing: Bill
     assert billing.invoice(subscription).attempts[0].provider_payment_id == recorded
 
 
+def test_a_trial_notice_is_marked_once_per_trial_end(billing: Billing) -> None:
+    # Given a subscription in its trial, and two runs that both decided to send its notice
+    subscription = billing.subscription().model_copy(update={"trial_end": PERIOD_END})
+
+    def mark(trial: Subscription) -> bool:
+        return billing.subscriptions.mark_trial_notice(trial, actor="system:billing_run", source="schedule")
+
+    # Then the condition lets only the first mark its trial end (one notice), and a later trial end marks again
+    assert mark(subscription) is True
+    assert mark(subscription) is False
+    assert mark(subscription.model_copy(update={"trial_end": PERIOD_END + timedelta(days=14)})) is True
+
+
 class AnswerLost:
     """The confirm request reaches the provider (or not), and the answer is lost: a timeout."""
 
