@@ -136,6 +136,14 @@ CUSTOMER_EVENT = {
 }
 
 
+@pytest.mark.parametrize("kind", [[], {}, ["product"], {"product": 1}])
+def test_a_name_beside_an_object_field_that_is_not_text_is_sealed_not_crashed_on(kind: Any) -> None:
+    # Found by Hypothesis: an unhashable "object" value raised TypeError while deciding whether "name" is personal
+    vault = InMemoryPersonalDataVault()
+    protected = protect(json.dumps({"name": "Ada Lovelace", "object": kind}), context="stripe:evt_3", vault=vault)
+    assert protected.sealed_fields == 1 and "Lovelace" not in protected.text
+
+
 def test_personal_fields_are_sealed_and_the_rest_of_the_event_stays_readable() -> None:
     vault = InMemoryPersonalDataVault()
     protected = protect(json.dumps(CUSTOMER_EVENT), context="stripe:evt_1", vault=vault)

@@ -48,7 +48,8 @@ class ProtectedDocument:
 def _personal(key: str, value: Any, container: dict[str, Any]) -> bool:
     if key not in PERSONAL_KEYS or value is None:
         return False
-    return not (key == "name" and container.get("object") in CATALOGUE_OBJECTS)
+    kind = container.get("object")  # any JSON value: a list or an object is no catalogue kind (and unhashable)
+    return not (key == "name" and isinstance(kind, str) and kind in CATALOGUE_OBJECTS)
 
 
 def _walk(document: Any) -> list[tuple[dict[str, Any], str, str]]:
