@@ -1,7 +1,10 @@
 """The billing run against moto server and localstripe (real stripe SDK): one invoice and one first
 charge attempt per (subscription, period) however often and however concurrently it runs; a run killed
 half-way finishes on the next run; an unknown outcome is resolved by asking the provider, never by
-charging again; a decline goes to dunning."""
+charging again; a decline goes to dunning.
+
+Over 500 lines on purpose: the billing run's scenarios share one moto stack and localstripe fixture set
+(Billing, Clock); other modules import them. Split by phase (issue, charge, resolve) if it grows."""
 
 from __future__ import annotations
 

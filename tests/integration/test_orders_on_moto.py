@@ -1,7 +1,10 @@
 """Orders and price books on moto server and localstripe, through the real handlers (responses checked
 against docs/openapi.yaml): a quote is what gets charged; a commit applies once however often and
 however concurrently it is sent; publishing a new price version changes nobody's next invoice; changes
-prorate by day; trials end by the plan's policy."""
+prorate by day; trials end by the plan's policy.
+
+Over 500 lines on purpose: every order scenario drives the same Shop (handlers, stores, localstripe);
+split by kind (signup, change, trial, reconciliation) if it grows."""
 
 from __future__ import annotations
 

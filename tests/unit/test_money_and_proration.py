@@ -1,7 +1,10 @@
 """Money in integer minor units, and daily proration that splits a price into parts summing exactly to it.
 
 Lower-case currency codes are normalised to upper-case by `Money` (providers send "eur"); the look-up
-functions take canonical upper-case codes only."""
+functions take canonical upper-case codes only.
+
+Over 500 lines on purpose: money and proration are tested together because proration's exactness is a
+property of the money arithmetic; the mutation map points both modules at this file."""
 
 from __future__ import annotations
 
