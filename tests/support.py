@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +44,15 @@ def wait_for[T](check: Callable[[], T], *, timeout_seconds: float, interval_seco
         time.sleep(interval_seconds)
         value = check()
     return value
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (scripts/ is not a package), registered under `name` so that its
+    dataclasses can resolve their module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"scripts/{name}.py cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

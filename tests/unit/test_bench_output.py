@@ -3,7 +3,6 @@ log and metrics JSON lines), at any level, goes to a log file (scripts/bench_out
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import load_script
 
-_spec = importlib.util.spec_from_file_location("bench_output", ROOT / "scripts" / "bench_output.py")
-assert _spec is not None and _spec.loader is not None
-bench_output = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_output)
-logs_to = bench_output.logs_to
+logs_to = load_script("bench_output").logs_to
 
 
 def test_handler_output_goes_to_the_log_and_progress_to_the_terminal(

@@ -3,26 +3,13 @@ match something. Run on checkov's JSON shape; `make lint` runs the real checkov 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import load_script
 
-
-def load_gate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("checkov_gate", ROOT / "scripts" / "checkov_gate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["checkov_gate"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gate = load_gate()
+gate = load_script("checkov_gate")
 
 
 def report(*failed: tuple[str, str]) -> dict[str, object]:

@@ -3,28 +3,15 @@ a change touches, and the rewrite that lets mutmut reach decorated functions. `m
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, load_script
 
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mutation_gate", ROOT / "scripts" / "mutation.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mutation_gate"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-mutation = load_script()
+mutation = load_script("mutation")
 NAME = "billing_core.webhooks.verification"
 
 
