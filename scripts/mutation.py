@@ -711,21 +711,21 @@ def execute(specs: Sequence[ModuleSpec], *, max_children: int, budget_seconds: f
     return results
 
 
-RESULTS = WORK / "results"
+RESULTS = WORK / "results"  # full/: the last full run's (what `report` reads); last/: any later partial run's
 
 
-def save_results(results: Sequence[ModuleResult]) -> None:
-    """Each module's results (.mutation/results/<module>.json): for review, and for `report`."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def save_results(results: Sequence[ModuleResult], directory: Path) -> None:
+    """Each module's results (<directory>/<module>.json): for review, and for `report`."""
+    directory.mkdir(parents=True, exist_ok=True)
     for r in results:
         record = {"statuses": r.statuses, "changes": r.changes, "seconds": r.seconds, "error": r.error}
-        (RESULTS / f"{r.spec.slug}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
+        (directory / f"{r.spec.slug}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
 
 
-def load_results(specs: Sequence[ModuleSpec]) -> list[ModuleResult]:
+def load_results(specs: Sequence[ModuleSpec], directory: Path) -> list[ModuleResult]:
     results = []
     for spec in specs:
-        record = json.loads((RESULTS / f"{spec.slug}.json").read_text())
+        record = json.loads((directory / f"{spec.slug}.json").read_text())
         statuses = {name: status for name, status in record["statuses"].items() if spec.selects(name)}
         results.append(ModuleResult(spec, statuses, record["changes"], record["seconds"], record["error"]))
     return results
@@ -772,8 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{spec.name:40} floor {spec.floor:.0%} {marks}")
         return 0
     if args.command == "report":
-        results = load_results(specs)
-        write_section(args.report, render(results, equivalents, RunInfo.load(RESULTS / "run.json")))
+        results = load_results(specs, RESULTS / "full")
+        write_section(args.report, render(results, equivalents, RunInfo.load(RESULTS / "full" / "run.json")))
         print(f"report: {args.report}")
         return conclude(results, equivalents, problems)
     started_at, started = datetime.now(UTC), time.monotonic()
@@ -784,11 +784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"not in the map: {', '.join(unknown)}")
         chosen = [by_name[name] for name in args.module] or specs
         results = execute(chosen, max_children=args.max_children, budget_seconds=None)
-        save_results(results)
+        save_results(results, RESULTS / ("last" if args.module else "full"))
         if not args.module:
             wall = time.monotonic() - started
             info = RunInfo("make mutation", started_at, wall, mutmut_version(), nice_level=os.nice(0))
-            info.save(RESULTS / "run.json")
+            info.save(RESULTS / "full" / "run.json")
             write_section(args.report, render(results, equivalents, info))
             print(f"report: {args.report}")
         return conclude(results, equivalents, problems)
@@ -804,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = f"no critical module touched since {args.base}" if changed is not None else f"no {args.base} here"
         print(f"{why}: the fixed sample ({', '.join(spec.name for spec in chosen)})")
     results = execute(chosen, max_children=args.max_children, budget_seconds=args.budget_seconds)
-    save_results(results)
+    save_results(results, RESULTS / "last")
     print(f"slice wall time {time.monotonic() - started:.0f} s")
     return conclude(results, equivalents, problems)
 

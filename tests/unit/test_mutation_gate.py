@@ -315,17 +315,14 @@ def test_mutmut_is_configured_with_the_modules_tests_only() -> None:
     assert 'pytest_add_cli_args_test_selection = ["tests/unit/test_signature_schemes.py"]' in config
 
 
-def test_a_review_after_the_run_rewrites_the_report_from_the_saved_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_review_after_the_run_rewrites_the_report_from_the_saved_results(tmp_path: Path) -> None:
     # Given a full run's saved results and run info, with one survivor nobody had listed yet
-    monkeypatch.setattr(mutation, "RESULTS", tmp_path)
     survivor = f"{NAME}.x_f__mutmut_1"
-    mutation.save_results([result({**killed(9), survivor: "survived"})])
+    mutation.save_results([result({**killed(9), survivor: "survived"})], tmp_path)
     started = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
     mutation.RunInfo("make mutation", started, 1500.0, "3.7.0", nice_level=15).save(tmp_path / "run.json")
     info = mutation.RunInfo.load(tmp_path / "run.json")
-    [loaded] = mutation.load_results([spec()])
+    [loaded] = mutation.load_results([spec()], tmp_path)
     # When the survivor is listed after review, the report is rendered again from what the run saved
     listed = {survivor: equivalent(survivor)}
     text = mutation.render([loaded], listed, info)
