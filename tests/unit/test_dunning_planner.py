@@ -1,0 +1,237 @@
+"""Dunning's schedule and next step, as pure functions: the schedule is fixed from the policy's copy when a
+case opens, paid always ends it first, an unresolved charge is resolved before anything else, and the final
+action comes after the last retry and never inside the grace period."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from billing_core.dunning import planner
+from billing_core.dunning.declines import DeclineClass, classify
+from billing_core.dunning.model import (
+    BillingMode,
+    CaseStatus,
+    DunningCase,
+    NextKind,
+    NextStep,
+    RetryRecord,
+    RetryStatus,
+    execution_name_for,
+)
+from billing_core.dunning.planner import InvoiceFacts
+from billing_core.pricing.model import DAY_SECONDS, DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+OPEN = InvoiceFacts(payable=True, paid=False, amount_due_minor=2900)
+PAID = InvoiceFacts(payable=False, paid=True, amount_due_minor=0)
+VOID = InvoiceFacts(payable=False, paid=False, amount_due_minor=0)
+WAIT = timedelta(minutes=1)
+LIMIT = timedelta(hours=24)
+
+
+def a_case(policy: DunningPolicy = DEFAULT_DUNNING_POLICY, *, time_scale: int = 1, now: datetime = NOW) -> DunningCase:
+    return planner.open_case(
+        invoice_id="binv_0123456789abcdef01234567",
+        cycle=1,
+        subscription_id="bsub_1",
+        customer_id="bcus_1",
+        billing_mode=BillingMode.INTERNAL,
+        provider="stripe",
+        provider_invoice_id=None,
+        amount_due_minor=2900,
+        currency="EUR",
+        policy=policy,
+        policy_source="default",
+        time_scale=time_scale,
+        failure_code="insufficient_funds",
+        now=now,
+    )
+
+
+def after(case: DunningCase, *records: RetryRecord) -> DunningCase:
+    return case.model_copy(update={"retries": (*case.retries, *records)})
+
+
+def record(sequence: int, slot: int | None, status: RetryStatus, at: datetime = NOW) -> RetryRecord:
+    return RetryRecord(sequence=sequence, slot=slot, scheduled_at=at, status=status, at=at)
+
+
+def step(case: DunningCase, facts: InvoiceFacts = OPEN, now: datetime = NOW) -> NextStep:
+    return planner.next_step(case, facts, now, unknown_wait=WAIT, unknown_limit=LIMIT)
+
+
+def test_the_default_policy_retries_on_days_1_3_5_7_keeps_access_a_week_and_cancels() -> None:
+    case = a_case()
+    assert [moment - NOW for moment in case.retry_at] == [timedelta(days=day) for day in (1, 3, 5, 7)]
+    assert case.grace_until == NOW + timedelta(days=7)
+    assert case.final_action_at == NOW + timedelta(days=7)
+    assert case.policy.final_action is FinalAction.CANCEL
+    assert case.status is CaseStatus.ACTIVE
+    assert case.execution_name == "dunning-binv_0123456789abcdef01234567-1"
+
+
+def test_the_time_scale_plays_policy_days_as_seconds_without_another_policy() -> None:
+    case = a_case(time_scale=DAY_SECONDS)
+    assert [moment - NOW for moment in case.retry_at] == [timedelta(seconds=s) for s in (1, 3, 5, 7)]
+    assert case.grace_until == NOW + timedelta(seconds=7)
+    assert case.time_scale == DAY_SECONDS
+
+
+def test_the_final_action_waits_for_a_grace_period_longer_than_the_schedule() -> None:
+    policy = DunningPolicy(grace_period_seconds=14 * DAY_SECONDS, retry_after_seconds=(DAY_SECONDS, 2 * DAY_SECONDS))
+    case = a_case(policy)
+    assert case.final_action_at == NOW + timedelta(days=14)
+    done = after(case, record(1, 1, RetryStatus.FAILED), record(2, 2, RetryStatus.FAILED))
+    assert step(done) == NextStep(kind=NextKind.FINAL_ACTION, at=NOW + timedelta(days=14))
+
+
+def test_a_grace_shorter_than_the_schedule_does_not_cut_the_retries_short() -> None:
+    policy = DunningPolicy(grace_period_seconds=DAY_SECONDS, retry_after_seconds=(DAY_SECONDS, 5 * DAY_SECONDS))
+    case = a_case(policy)
+    assert case.grace_until == NOW + timedelta(days=1)
+    assert case.final_action_at == NOW + timedelta(days=5)
+
+
+def test_each_scheduled_retry_comes_in_turn_then_the_final_action() -> None:
+    case = a_case()
+    first = step(case)
+    assert (first.kind, first.at, first.sequence, first.slot) == (NextKind.CHARGE, case.retry_at[0], 1, 1)
+    case = after(case, record(1, 1, RetryStatus.FAILED))
+    second = step(case)
+    assert (second.kind, second.at, second.sequence, second.slot) == (NextKind.CHARGE, case.retry_at[1], 2, 2)
+    case = after(case, record(2, 2, RetryStatus.SKIPPED), record(3, 3, RetryStatus.SUPPRESSED))
+    fourth = step(case)
+    assert (fourth.kind, fourth.sequence, fourth.slot) == (NextKind.CHARGE, 4, 4)
+    case = after(case, record(4, 4, RetryStatus.FAILED))
+    assert step(case) == NextStep(kind=NextKind.FINAL_ACTION, at=case.final_action_at)
+
+
+def test_an_immediate_retry_takes_a_sequence_but_no_slot_of_the_schedule() -> None:
+    case = after(a_case(), record(1, 1, RetryStatus.FAILED), record(2, None, RetryStatus.FAILED))
+    following = step(case)
+    assert (following.kind, following.sequence, following.slot) == (NextKind.CHARGE, 3, 2)
+
+
+def test_paid_ends_it_before_anything_else_even_with_a_charge_unresolved() -> None:
+    case = after(a_case(), record(1, 1, RetryStatus.UNKNOWN))
+    assert step(case, PAID).kind is NextKind.RECOVERED
+    assert step(a_case(), InvoiceFacts(payable=True, paid=False, amount_due_minor=0)).kind is NextKind.RECOVERED
+
+
+def test_an_invoice_voided_or_written_off_closes_the_case() -> None:
+    following = step(a_case(), VOID)
+    assert (following.kind, following.reason) == (NextKind.CLOSED, "invoice_not_payable")
+
+
+@pytest.mark.parametrize("status", [RetryStatus.PENDING, RetryStatus.UNKNOWN])
+def test_an_unresolved_charge_is_resolved_after_a_pause_never_charged_again(status: RetryStatus) -> None:
+    later = NOW + timedelta(days=3)  # the next retry is long due
+    case = after(a_case(), record(1, 1, status, at=later - timedelta(minutes=5)))
+    following = step(case, now=later)
+    assert following == NextStep(kind=NextKind.RESOLVE, at=later + WAIT, sequence=1)
+
+
+def test_a_charge_unresolved_past_the_limit_fails_the_case_visibly() -> None:
+    case = after(a_case(), record(1, 1, RetryStatus.UNKNOWN, at=NOW))
+    assert step(case, now=NOW + LIMIT - timedelta(seconds=1)).kind is NextKind.RESOLVE
+    following = step(case, now=NOW + LIMIT)
+    assert (following.kind, following.reason, following.sequence) == (
+        NextKind.FAILED,
+        "charge_outcome_unresolved",
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (CaseStatus.RECOVERED, NextKind.RECOVERED),
+        (CaseStatus.EXHAUSTED, NextKind.EXHAUSTED),
+        (CaseStatus.CLOSED, NextKind.CLOSED),
+        (CaseStatus.FAILED, NextKind.FAILED),
+    ],
+)
+def test_an_ended_case_stays_ended_whatever_the_invoice_says(status: CaseStatus, kind: NextKind) -> None:
+    case = a_case().model_copy(update={"status": status, "end_reason": "why"})
+    assert step(case, OPEN) == NextStep(kind=kind, at=NOW, reason="why")
+
+
+def test_the_wait_time_is_whole_seconds_in_utc_rounded_up() -> None:
+    at = datetime(2026, 12, 1, 10, 0, 0, 1, tzinfo=UTC)
+    assert NextStep(kind=NextKind.CHARGE, at=at).as_output()["at"] == "2026-12-01T10:00:01Z"
+    exact = NextStep(kind=NextKind.CHARGE, at=at.replace(microsecond=0)).as_output()
+    assert exact["at"] == "2026-12-01T10:00:00Z"
+    assert exact["ends"] is False
+    assert NextStep(kind=NextKind.RECOVERED, at=at).as_output()["ends"] is True
+
+
+def test_execution_names_are_deterministic_and_valid_for_step_functions() -> None:
+    assert execution_name_for("in_1Abc", 2) == execution_name_for("in_1Abc", 2) == "dunning-in_1Abc-2"
+    odd = execution_name_for("inv/with:odd chars" + "x" * 100, 1)
+    assert len(odd) <= 80
+    assert set(odd) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+@pytest.mark.parametrize(
+    "retries",
+    [(), (0,), (-5,), (DAY_SECONDS, DAY_SECONDS), (2 * DAY_SECONDS, DAY_SECONDS), (91 * DAY_SECONDS,), (1,) * 11],
+)
+def test_a_policy_with_a_schedule_that_cannot_run_is_refused(retries: tuple[int, ...]) -> None:
+    with pytest.raises(ValidationError):
+        DunningPolicy(retry_after_seconds=retries)
+
+
+@given(
+    offsets=st.lists(st.integers(1, 90 * DAY_SECONDS), min_size=1, max_size=10, unique=True).map(sorted),
+    grace=st.integers(0, 90 * DAY_SECONDS),
+    scale=st.sampled_from([1, 60, 3600, DAY_SECONDS]),
+)
+def test_any_valid_policy_gives_an_increasing_schedule_ending_in_one_final_action(
+    offsets: list[int], grace: int, scale: int
+) -> None:
+    policy = DunningPolicy(grace_period_seconds=grace, retry_after_seconds=tuple(offsets))
+    case = a_case(policy, time_scale=scale)
+    assert list(case.retry_at) == sorted(case.retry_at)
+    assert case.final_action_at >= case.retry_at[-1]
+    assert case.final_action_at >= case.grace_until
+    # Walk the whole schedule: every slot is charged once, in order, then the final action.
+    seen = []
+    for _ in range(len(offsets) + 1):
+        following = step(case)
+        if following.kind is NextKind.FINAL_ACTION:
+            break
+        assert following.kind is NextKind.CHARGE
+        seen.append(following.slot)
+        assert following.slot is not None and following.sequence is not None
+        case = after(case, record(following.sequence, following.slot, RetryStatus.FAILED, following.at))
+    assert seen == list(range(1, len(offsets) + 1))
+    assert step(case).kind is NextKind.FINAL_ACTION
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("stolen_card", DeclineClass.HARD),
+        ("lost_card", DeclineClass.HARD),
+        ("pickup_card", DeclineClass.HARD),
+        ("fraudulent", DeclineClass.HARD),
+        ("do_not_honor", DeclineClass.HARD),
+        ("card_not_supported", DeclineClass.HARD),
+        ("expired_card", DeclineClass.HARD),
+        ("EXPIRED_CARD ", DeclineClass.HARD),
+        ("insufficient_funds", DeclineClass.SOFT),
+        ("processing_error", DeclineClass.SOFT),
+        ("try_again_later", DeclineClass.SOFT),
+        ("card_declined", DeclineClass.SOFT),
+        ("a_code_nobody_has_seen", DeclineClass.SOFT),
+        ("", DeclineClass.SOFT),
+        (None, DeclineClass.SOFT),
+    ],
+)
+def test_declines_are_classified_by_one_table(code: str | None, expected: DeclineClass) -> None:
+    assert classify(code) is expected
