@@ -14,6 +14,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel
 
+from billing_core.dunning.model import FailureInput, StepInput
+from billing_core.dunning.service import Handoff
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
@@ -40,6 +42,11 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),
     "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
+    "sqs/dunning_handoff_batch.json": ("dunning_start", SqsModel, Handoff),
+    "stepfunctions/dunning_plan.json": ("dunning_plan", StepInput, None),
+    "stepfunctions/dunning_charge.json": ("dunning_charge", StepInput, None),
+    "stepfunctions/dunning_finalize.json": ("dunning_finalize", StepInput, None),
+    "stepfunctions/dunning_fail.json": ("dunning_fail", FailureInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
     "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),

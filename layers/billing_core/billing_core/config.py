@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from billing_core.errors import ConfigurationError
 
@@ -73,6 +73,7 @@ class BundleSettings(FunctionSettings):
     audit_table_name: str | None = None
     canary_table_name: str | None = None
     reconciliation_table_name: str | None = None
+    dunning_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -80,6 +81,11 @@ class BundleSettings(FunctionSettings):
     notifications_queue_url: str | None = None
     review_queue_url: str | None = None
     canary_state_machine_arn: str | None = None
+    dunning_state_machine_arn: str | None = None
+    # Dunning: policy seconds per wall-clock second (1 in production; 86400 plays a policy day in a second
+    # for local runs and tests), and the pause before a charge whose outcome is unknown is read again.
+    dunning_time_scale: int = Field(default=1, ge=1)
+    dunning_unknown_wait_seconds: int = Field(default=60, ge=1)
     # KMS key that seals personal fields of stored documents (envelope encryption; privacy/personal_data.py)
     personal_data_key_id: str | None = None
     # Secrets (names; the values come from Secrets Manager)

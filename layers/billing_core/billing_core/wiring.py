@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
+    from billing_core.dunning.service import DunningService
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
     from billing_core.operations.ports import HealthCheck, WorkflowStarter
@@ -245,6 +246,67 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
         )
+
+    def dunning_service(
+        self,
+        *,
+        charges: ChargeService | None,
+        workflows: WorkflowStarter | None,
+        notices: DocumentQueue | None,
+    ) -> DunningService:
+        """Dunning's service with only the parts a function's steps use (the builders below): the charge step
+        alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
+        nobody. Not cached itself: each builder below is."""
+        from datetime import timedelta
+
+        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore, DynamoDBDunningTransitions
+        from billing_core.dunning.service import DunningService
+        from billing_core.pricing.service import PlanDunningPolicies
+
+        cases = DynamoDBDunningStore(self._require("dunning_table_name"), self.dynamodb())
+        settings = self.settings
+        return DunningService(
+            cases=cases,
+            transitions=DynamoDBDunningTransitions(cases, self.subscriptions(), self.invoices(), self.dynamodb()),
+            invoices=self.invoices(),
+            subscriptions=self.subscriptions(),
+            charges=charges,
+            policies=PlanDunningPolicies(self.price_books()),
+            workflows=workflows,
+            notices_queue=notices,
+            time_scale=settings.dunning_time_scale,
+            unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
+        )
+
+    @built_once
+    def dunning(self) -> DunningService:
+        """The plan and final-action steps: no charge, no start."""
+        return self.dunning_service(
+            charges=None, workflows=None, notices=self.document_queue("notifications_queue_url")
+        )
+
+    @built_once
+    def dunning_starter(self) -> DunningService:
+        """DunningQueue's consumer: opens cases and starts their executions."""
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+
+        return self.dunning_service(
+            charges=None,
+            workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
+            notices=self.document_queue("notifications_queue_url"),
+        )
+
+    @built_once
+    def dunning_charger(self) -> DunningService:
+        """The charge step: charges through the charge service."""
+        return self.dunning_service(
+            charges=self.charges(), workflows=None, notices=self.document_queue("notifications_queue_url")
+        )
+
+    @built_once
+    def dunning_recorder(self) -> DunningService:
+        """The failure recorder: writes dunning_failed, nothing else."""
+        return self.dunning_service(charges=None, workflows=None, notices=None)
 
     @built_once
     def order_quotes(self) -> OrderQuotes:

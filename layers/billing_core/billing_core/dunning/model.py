@@ -154,3 +154,26 @@ class DunningCase(BaseModel):
     @property
     def last_retry(self) -> RetryRecord | None:
         return self.retries[-1] if self.retries else None
+
+
+class StepInput(BaseModel):
+    """What the state machine hands each step: the case's key, and for a charge which charge it is."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    cycle: int = Field(ge=1)
+    sequence: int | None = Field(default=None, ge=1)
+
+
+class StepError(BaseModel):
+    """A Catch's error output (`Error`, `Cause`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    error: str = Field(default="States.Unknown", alias="Error", max_length=200)
+    cause: str = Field(default="", alias="Cause")
+
+
+class FailureInput(StepInput):
+    error: StepError = StepError()

@@ -32,7 +32,7 @@ from billing_core.dunning.model import (
 )
 from billing_core.dunning.planner import InvoiceFacts
 from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicySource
-from billing_core.errors import NotFoundError, PermanentError, RetryableError
+from billing_core.errors import ConfigurationError, NotFoundError, PermanentError, RetryableError
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader
 from billing_core.observability import count, logger
@@ -101,10 +101,10 @@ class DunningService:
         transitions: DunningTransitions,
         invoices: InvoiceReader,
         subscriptions: SubscriptionReader,
-        charges: ChargeService,
+        charges: ChargeService | None,
         policies: PolicySource,
-        workflows: WorkflowStarter,
-        notices_queue: DocumentQueue,
+        workflows: WorkflowStarter | None,
+        notices_queue: DocumentQueue | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         time_scale: int = 1,
         unknown_wait: timedelta = timedelta(minutes=1),
@@ -135,7 +135,9 @@ class DunningService:
         if case.status in TERMINAL:
             return StartResult(outcome="ended", invoice_id=case.invoice_id, cycle=case.cycle)
         case = self._notify(case, notices.payment_failed(case, action_required=case.hard_declined))
-        started = self._workflows.start(case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle})
+        started = self._needs(self._workflows, "workflows").start(
+            case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle}
+        )
         if not started.already_started:
             count("DunningStarted")
         return StartResult(
@@ -279,7 +281,9 @@ class DunningService:
         view = self._view(case)
         attempt = _attempt_of(view, key)
         if attempt is None:
-            status = self._charges.start_retry(view, dunning_key=key, rank=dunning_rank(case.cycle, record.sequence))
+            status = self._needs(self._charges, "charges").start_retry(
+                view, dunning_key=key, rank=dunning_rank(case.cycle, record.sequence)
+            )
             view = self._view(case)
             attempt = _attempt_of(view, key)
             if status is None and attempt is None:
@@ -291,7 +295,7 @@ class DunningService:
                     return self._conclude(case, step)
                 return NextStep(kind=NextKind.RESOLVE, at=self._clock() + self._unknown_wait, sequence=record.sequence)
         else:
-            self._charges.resolve(case.invoice_id, attempt.attempt_number)
+            self._needs(self._charges, "charges").resolve(case.invoice_id, attempt.attempt_number)
             view = self._view(case)
             attempt = _attempt_of(view, key)
         if attempt is None:  # pragma: no cover - the store returned an attempt a moment ago
@@ -416,12 +420,19 @@ class DunningService:
         each notice id at most once, so a crash in between costs a duplicate message, never an email)."""
         if document["notice_id"] in case.notices:
             return case
-        self._notices.send(document)
+        self._needs(self._notices, "notices_queue").send(document)
         saved = self._save(case, notices=(*case.notices, document["notice_id"]))
         if saved is None:
             fresh = self._cases.get(case.invoice_id, case.cycle)
             saved = fresh if fresh is not None else case
         return saved
+
+    @staticmethod
+    def _needs[PartT](part: PartT | None, name: str) -> PartT:
+        """A part this function's wiring left out (e.g. the payment provider for the plan step): our mistake."""
+        if part is None:
+            raise ConfigurationError(f"this dunning step was built without {name}", code="configuration_error")
+        return part
 
     @staticmethod
     def _method(subscription: Subscription | None) -> str | None:
