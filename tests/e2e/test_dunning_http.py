@@ -108,7 +108,7 @@ def test_a_declined_renewal_runs_the_dunning_state_machine_to_its_final_action(r
         (5, "FAILED", "1:4"),
     ]
     subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
-    assert subscription["status"] == "canceled"
+    assert subscription.get("status") == "canceled", subscription
     # and the execution ended in its Exhausted state, through the transitions the design counts
     assert runtime.resolver is not None
     history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
@@ -129,3 +129,25 @@ def test_a_declined_renewal_runs_the_dunning_state_machine_to_its_final_action(r
         "dunning_final_warning",
         "dunning_final_action",
     ]
+    # and GET /invoices/{id}/dunning shows the whole story, as documented
+    view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+    assert (view["status"], view["end_reason"], view["policy_source"]) == (
+        "exhausted",
+        "final_action:cancel",
+        "default",  # the seeded price book sets no dunning policy for this plan
+    )
+    assert [(r["slot"], r["status"], r["attempt_number"], r["decline_code"]) for r in view["schedule"]] == [
+        (slot, "failed", slot + 1, "card_declined") for slot in (1, 2, 3, 4)
+    ]
+    assert view["next_step"] is None
+    assert view["execution"]["name"] == name and view["execution"]["status"] == "SUCCEEDED"
+    assert len(view["notices"]) == 5
+    # and the subscription's access is revoked
+    assert (subscription["access"], subscription["grace_until"]) == ("revoked", None)
+
+
+def test_an_invoice_never_in_dunning_has_no_dunning_to_show(runtime: LocalRuntime) -> None:
+    response = get(runtime, f"/invoices/binv_{'0' * 24}/dunning")
+    assert (response.status_code, response.json()["code"]) == (404, "invoice_not_found")
+    response = get(runtime, "/invoices/not-an-invoice/dunning")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_invoice_id")

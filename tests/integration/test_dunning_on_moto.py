@@ -25,7 +25,8 @@ from billing_core.dunning.model import CaseStatus, DunningCase, NextKind, NextSt
 from billing_core.dunning.service import DunningService, Handoff
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus, PendingWork
 from billing_core.payments.model import PaymentDeclinedError
-from billing_core.pricing.model import DAY_SECONDS
+from billing_core.periods import Interval
+from billing_core.pricing.model import DAY_SECONDS, DunningPolicy, FinalAction, Plan, PriceBook
 from billing_core.pricing.service import PlanDunningPolicies
 from billing_core.subscriptions.model import Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -148,6 +149,7 @@ def test_a_declined_renewal_is_dunned_through_the_schedule_to_the_final_action(d
     assert [moment - started_at for moment in case.retry_at] == [timedelta(seconds=s) for s in (1, 3, 5, 7)]
     assert dunning.subscription(subscription).status is SubscriptionStatus.PAST_DUE
     assert [e["name"] for e in dunning.executions()] == [case.execution_name]
+    assert dunning.cases.for_subscription(subscription.subscription_id) == [case]
     # When the workflow runs to its end
     steps = dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
     # Then it charged on each scheduled day, each time failing, then applied the final action
@@ -422,3 +424,51 @@ def test_a_case_is_saved_only_over_the_version_it_was_read_at(dunning: Dunning) 
     assert dunning.cases.save(first)
     assert not dunning.cases.save(second)
     assert dunning.case(handoff.invoice_id).end_reason == "first"
+
+
+def test_a_case_runs_with_the_plans_policy_as_published_and_keeps_its_copy(dunning: Dunning) -> None:
+    # Given the price book the subscriptions are locked to, whose plan sets its own dunning policy
+    books = DynamoDBPriceBookStore(dunning.billing.stack.ref("PriceBookTable"), dunning.billing.db)
+    policy = DunningPolicy(
+        grace_period_seconds=2 * DAY_SECONDS,
+        retry_after_seconds=(DAY_SECONDS, 4 * DAY_SECONDS),
+        final_action=FinalAction.MARK_UNPAID,
+    )
+    plan = Plan(
+        plan_id="pro",
+        product_id="p",
+        name="Pro",
+        amount_minor=2900,
+        currency="EUR",
+        interval=Interval.MONTH,
+        dunning=policy,
+    )
+    books.publish(
+        PriceBook(version="2026-10-01", effective_from=PERIOD_END - timedelta(days=40), plans=(plan,)),
+        actor="user:test",
+        now=dunning.billing.clock.now,
+    )
+    subscription, handoff = dunning.declined_renewal()
+    service = dunning.service()
+    started_at = dunning.billing.clock.now
+    # When dunning starts
+    service.start(handoff)
+    # Then the case runs the plan's policy (two retries, then mark_unpaid), copied into the case
+    case = dunning.case(handoff.invoice_id)
+    assert (case.policy, case.policy_source) == (policy, "price_book:2026-10-01:pro")
+    assert [moment - started_at for moment in case.retry_at] == [timedelta(seconds=1), timedelta(seconds=4)]
+    assert case.final_action_at - started_at == timedelta(seconds=4)
+    # When a later price book changes the plan's policy while the case runs
+    books.publish(
+        PriceBook(
+            version="2026-12-01",
+            effective_from=dunning.billing.clock.now + timedelta(days=1),
+            plans=(plan.model_copy(update={"dunning": DunningPolicy(final_action=FinalAction.CANCEL)}),),
+        ),
+        actor="user:test",
+        now=dunning.billing.clock.now,
+    )
+    steps = dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
+    # Then the case keeps its copy: two retries, then the subscription is marked unpaid, not canceled
+    assert [s.kind for s in steps] == [NextKind.CHARGE, NextKind.CHARGE, NextKind.FINAL_ACTION, NextKind.EXHAUSTED]
+    assert dunning.subscription(subscription).status is SubscriptionStatus.UNPAID

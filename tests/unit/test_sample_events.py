@@ -54,6 +54,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
+    "api/dunning_get.json": ("dunning_api", APIGatewayProxyEventModel, None),
     "api/invoice_void.json": ("invoice_close", APIGatewayProxyEventModel, CloseRequest),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),

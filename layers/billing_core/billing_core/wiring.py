@@ -23,6 +23,7 @@ from billing_core.config import BundleSettings
 
 if TYPE_CHECKING:  # annotations only: importing them here would cost every function's cold start
     from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
+    from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore
     from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
     from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer, DynamoDBInvoiceTransactions
     from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
+    from billing_core.dunning.ports import WorkflowReader
     from billing_core.dunning.service import DunningService
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
@@ -259,11 +261,11 @@ class Wiring:
         nobody. Not cached itself: each builder below is."""
         from datetime import timedelta
 
-        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore, DynamoDBDunningTransitions
+        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningTransitions
         from billing_core.dunning.service import DunningService
         from billing_core.pricing.service import PlanDunningPolicies
 
-        cases = DynamoDBDunningStore(self._require("dunning_table_name"), self.dynamodb())
+        cases = self.dunning_cases()
         settings = self.settings
         return DunningService(
             cases=cases,
@@ -277,6 +279,18 @@ class Wiring:
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
+
+    @built_once
+    def dunning_cases(self) -> DynamoDBDunningStore:
+        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore
+
+        return DynamoDBDunningStore(self._require("dunning_table_name"), self.dynamodb())
+
+    @built_once
+    def dunning_executions(self) -> WorkflowReader:
+        from billing_core.adapters.stepfunctions import StepFunctionsReader
+
+        return StepFunctionsReader(self._require("dunning_state_machine_arn"))
 
     @built_once
     def dunning(self) -> DunningService:

@@ -8,6 +8,7 @@ if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the
     from datetime import datetime
 
     from billing_core.dunning.model import DunningCase
+    from billing_core.dunning.queries import ExecutionView
     from billing_core.pricing.model import DunningPolicy
     from billing_core.subscriptions.model import Subscription
     from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -18,6 +19,10 @@ class DunningStore(Protocol):
 
     def latest(self, invoice_id: str) -> DunningCase | None:
         """The invoice's most recent cycle."""
+        ...
+
+    def for_subscription(self, subscription_id: str, limit: int = 20) -> list[DunningCase]:
+        """The subscription's cases, newest first."""
         ...
 
     def save(self, case: DunningCase) -> bool:
@@ -54,4 +59,10 @@ class DunningTransitions(Protocol):
 class PolicySource(Protocol):
     def policy_for(self, price_version: str, plan_id: str) -> DunningPolicy | None:
         """The plan's policy in that price book version; None if the book or plan is unknown or it sets none."""
+        ...
+
+
+class WorkflowReader(Protocol):
+    def describe(self, execution_name: str) -> ExecutionView:
+        """The execution's status as Step Functions reports it; `not_found` or `unknown` rather than an error."""
         ...

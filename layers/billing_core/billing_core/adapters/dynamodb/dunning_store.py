@@ -25,6 +25,10 @@ def cycle_sk(cycle: int) -> str:
     return f"CYCLE#{cycle:03d}"
 
 
+def cycle_of(sk: str) -> int:
+    return int(sk.removeprefix("CYCLE#"))
+
+
 def case_from_item(item: Item) -> DunningCase:
     return DunningCase.model_validate_json(item["document"]["S"])
 
@@ -77,7 +81,8 @@ class DynamoDBDunningStore:
             ScanIndexForward=False,
             Limit=limit,
         )
-        found = (self.get(item["invoice_id"]["S"], int(item["cycle"]["N"])) for item in items)
+        # KEYS_ONLY: the table's key (invoice_id, sk) is what the index gives back
+        found = (self.get(item["invoice_id"]["S"], cycle_of(item["sk"]["S"])) for item in items)
         return [case for case in found if case is not None]
 
     def save(self, case: DunningCase) -> bool:
