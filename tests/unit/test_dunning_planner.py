@@ -24,7 +24,11 @@ from billing_core.dunning.model import (
     execution_name_for,
 )
 from billing_core.dunning.planner import InvoiceFacts
+from billing_core.dunning.queries import Access, access_of
 from billing_core.pricing.model import DAY_SECONDS, DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
+from billing_core.subscriptions.model import BillingMode as SubscriptionBillingMode
+from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 OPEN = InvoiceFacts(payable=True, paid=False, amount_due_minor=2900)
@@ -235,3 +239,54 @@ def test_any_valid_policy_gives_an_increasing_schedule_ending_in_one_final_actio
 )
 def test_declines_are_classified_by_one_table(code: str | None, expected: DeclineClass) -> None:
     assert classify(code) is expected
+
+
+# --- access ---------------------------------------------------------------------------------------------------
+
+
+def a_subscription(status: SubscriptionStatus) -> Subscription:
+    return Subscription(
+        subscription_id="bsub_1",
+        provider="stripe",
+        provider_subscription_id=None,
+        provider_customer_id="cus_1",
+        billing_mode=SubscriptionBillingMode.INTERNAL,
+        status=status,
+        version=1,
+        position=0,
+        last_event_id=None,
+        updated_at=NOW,
+    )
+
+
+def test_access_is_kept_in_the_grace_period_and_revoked_after_it() -> None:
+    case = a_case()  # grace until NOW + 7 days
+    past_due = a_subscription(SubscriptionStatus.PAST_DUE)
+    during = access_of(past_due, [case], NOW + timedelta(days=6))
+    assert (during.access, during.grace_until, during.dunning_invoice_ids) == (
+        Access.GRACE,
+        case.grace_until,
+        [case.invoice_id],
+    )
+    after_grace = access_of(past_due, [case], case.grace_until)
+    assert (after_grace.access, after_grace.grace_until) == (Access.REVOKED, None)
+
+
+def test_the_earliest_grace_of_several_running_cases_counts() -> None:
+    early = a_case(now=NOW)
+    late = a_case(now=NOW + timedelta(days=3)).model_copy(update={"invoice_id": "binv_other"})
+    seen = access_of(a_subscription(SubscriptionStatus.PAST_DUE), [late, early], NOW + timedelta(days=1))
+    assert (seen.access, seen.grace_until) == (Access.GRACE, early.grace_until)
+
+
+@pytest.mark.parametrize("status", [SubscriptionStatus.CANCELED, SubscriptionStatus.UNPAID, SubscriptionStatus.PAUSED])
+def test_a_final_actions_status_has_no_access_grace_or_not(status: SubscriptionStatus) -> None:
+    assert access_of(a_subscription(status), [a_case()], NOW).access is Access.REVOKED
+    assert access_of(a_subscription(status), [], NOW).access is Access.REVOKED
+
+
+@pytest.mark.parametrize("ended", [CaseStatus.RECOVERED, CaseStatus.EXHAUSTED, CaseStatus.CLOSED, CaseStatus.FAILED])
+def test_an_ended_case_gives_no_grace_and_takes_no_access(ended: CaseStatus) -> None:
+    case = a_case().model_copy(update={"status": ended})
+    seen = access_of(a_subscription(SubscriptionStatus.ACTIVE), [case], NOW)
+    assert (seen.access, seen.grace_until, seen.dunning_invoice_ids) == (Access.GRANTED, None, [])

@@ -21,6 +21,7 @@ from billing_core.billing.charges import ChargeService
 from billing_core.dunning import notices, planner
 from billing_core.dunning.declines import DeclineClass, classify
 from billing_core.dunning.model import (
+    SETTLED,
     TERMINAL,
     BillingMode,
     CaseStatus,
@@ -255,7 +256,7 @@ class DunningService:
         if ended is None:
             return self.plan(invoice_id, cycle)  # paid meanwhile, or another step ended it: see what happened
         count("DunningExhausted")
-        self._notify(ended, notices.final_action(ended))
+        self._end_notice(ended)
         return NextStep(kind=NextKind.EXHAUSTED, at=self._clock(), reason=ended.end_reason)
 
     def record_failure(self, invoice_id: str, cycle: int, error: str, cause: str) -> NextStep:
@@ -334,21 +335,29 @@ class DunningService:
     # --- ends ----------------------------------------------------------------------------------------
 
     def _conclude(self, case: DunningCase, step: NextStep) -> NextStep:
-        """Write the end a step arrived at (recovered, closed, failed) before answering it."""
-        if case.status in TERMINAL or step.kind not in (NextKind.RECOVERED, NextKind.CLOSED, NextKind.FAILED):
+        """Write the end a step arrived at (recovered, closed, failed) before answering it; and make sure an
+        ended case's notice went out (a crash between the end and its notice is finished by the next delivery
+        of any step)."""
+        if case.status in TERMINAL:
+            self._end_notice(case)
             return step
         if step.kind is NextKind.RECOVERED:
             ended = self._end(case, CaseStatus.RECOVERED, step.reason or "invoice_paid", SubscriptionStatus.ACTIVE)
             if ended is not None:
                 count("DunningRecovered")
-                self._notify(ended, notices.recovered(ended))
+                self._end_notice(ended)
         elif step.kind is NextKind.CLOSED:
             if self._end(case, CaseStatus.CLOSED, step.reason or "invoice_not_payable", None) is not None:
                 count("DunningClosed")
-        else:
-            if self._end(case, CaseStatus.FAILED, step.reason or "failed", None) is not None:
-                count("DunningFailed")
+        elif step.kind is NextKind.FAILED and self._end(case, CaseStatus.FAILED, step.reason or "failed", None):
+            count("DunningFailed")
         return step
+
+    def _end_notice(self, case: DunningCase) -> None:
+        if case.status is CaseStatus.RECOVERED:
+            self._notify(case, notices.recovered(case))
+        elif case.status is CaseStatus.EXHAUSTED:
+            self._notify(case, notices.final_action(case))
 
     def _end(
         self,
@@ -363,7 +372,13 @@ class DunningService:
         meanwhile keeps its status). None if refused: the case moved, or (fenced) the invoice is not open."""
         now = self._clock()
         ended = case.model_copy(
-            update={"status": status, "ended_at": now, "end_reason": reason, "version": case.version + 1}
+            update={
+                "status": status,
+                "ended_at": now,
+                "end_reason": reason,
+                "version": case.version + 1,
+                "retries": self._settled_retries(case),
+            }
         )
         subscription = self._subscriptions.get(case.subscription_id) if to_status is not None else None
         moving = (
@@ -377,6 +392,27 @@ class DunningService:
             logger.info("dunning ended", extra={"invoice": case.invoice_id, "status": status.value, "reason": reason})
             return ended
         return None
+
+    def _settled_retries(self, case: DunningCase) -> tuple[RetryRecord, ...]:
+        """The retries as their attempts stand: a charge that died before its outcome was recorded in the case
+        (e.g. paid, then the function crashed) is shown as what it became, not as pending forever."""
+        last = case.last_retry
+        if last is None or last.status in SETTLED or case.billing_mode is not BillingMode.INTERNAL:
+            return case.retries
+        view = self._invoices.get(case.invoice_id)
+        attempt = _attempt_of(view, dunning_key(case.cycle, last.sequence)) if view else None
+        if attempt is None or attempt.status not in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED):
+            return case.retries
+        outcome = _RETRY_STATUS[attempt.status]
+        settled = last.model_copy(
+            update={
+                "status": outcome,
+                "attempt_number": attempt.attempt_number,
+                "decline_code": attempt.failure_code if outcome is RetryStatus.FAILED else None,
+                "decline_class": classify(attempt.failure_code) if outcome is RetryStatus.FAILED else None,
+            }
+        )
+        return (*case.retries[:-1], settled)
 
     # --- reading and writing the case ------------------------------------------------------------
 
