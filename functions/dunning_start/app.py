@@ -1,14 +1,15 @@
-"""SQS consumer of DunningQueue: each failed charge handed over by the billing run opens its invoice's dunning
-case (once) and starts its workflow under the case's deterministic name, so duplicate, concurrent or replayed
-hand-overs start one execution. A malformed message or an invoice that is not ours fails alone and reaches the
-DLQ after the queue's retries; an invoice paid meanwhile is acknowledged with nothing started."""
+"""SQS consumer of DunningQueue. A failed charge handed over by the billing run opens its invoice's dunning case
+(once) and starts its workflow under the case's deterministic name, so duplicate, concurrent or replayed
+hand-overs start one execution; an invoice paid meanwhile is acknowledged with nothing started. A payment-method
+change retries each running case of the subscription at once on the new method (once per change). A malformed
+message or an invoice that is not ours fails alone and reaches the DLQ after the queue's retries."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from billing_core.config import BundleSettings
-from billing_core.dunning.service import Handoff
+from billing_core.dunning.service import DunningMessage
 from billing_core.observability import logger
 from billing_core.triggers.sqs import parse_record, sqs_handler
 from billing_core.wiring import Wiring
@@ -23,14 +24,20 @@ class Settings(BundleSettings):
     dunning_unknown_wait_seconds: int
     notifications_queue_url: str
     dunning_state_machine_arn: str
+    # A payment-method change retries at once: the charge path's settings
+    ledger_table_name: str
+    account_balances_table_name: str
+    stripe_api_key_secret_name: str
+    stripe_api_base: str
+    stripe_confirm_off_session: bool
 
 
 wiring = Wiring(Settings)
 
 
 def record_handler(record: SQSRecord) -> None:
-    result = wiring.dunning_starter().start(parse_record(record, Handoff))
-    logger.info("dunning hand-over", extra={"invoice": result.invoice_id, "outcome": result.outcome})
+    results = wiring.dunning_starter().receive(parse_record(record, DunningMessage))
+    logger.info("dunning message handled", extra={"results": [result.model_dump(mode="json") for result in results]})
 
 
 lambda_handler = sqs_handler(record_handler)

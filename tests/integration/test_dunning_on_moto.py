@@ -22,13 +22,14 @@ from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookSto
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stepfunctions import StepFunctionsStarter
 from billing_core.dunning.model import CaseStatus, DunningCase, NextKind, NextStep, RetryStatus
-from billing_core.dunning.service import DunningService, Handoff
+from billing_core.dunning.service import DunningMessage, DunningService, Handoff
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus, PendingWork
 from billing_core.payments.model import PaymentDeclinedError
 from billing_core.periods import Interval
 from billing_core.pricing.model import DAY_SECONDS, DunningPolicy, FinalAction, Plan, PriceBook
 from billing_core.pricing.service import PlanDunningPolicies
 from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.payment_method import PaymentMethodRequest, change_payment_method
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import DECLINED_CARD, GOOD_CARD, PERIOD_END, Billing, Clock
@@ -472,3 +473,66 @@ def test_a_case_runs_with_the_plans_policy_as_published_and_keeps_its_copy(dunni
     # Then the case keeps its copy: two retries, then the subscription is marked unpaid, not canceled
     assert [s.kind for s in steps] == [NextKind.CHARGE, NextKind.CHARGE, NextKind.FINAL_ACTION, NextKind.EXHAUSTED]
     assert dunning.subscription(subscription).status is SubscriptionStatus.UNPAID
+
+
+def test_a_new_payment_method_retries_at_once_once_per_change(dunning: Dunning) -> None:
+    # Given a renewal in dunning
+    subscription, handoff = dunning.declined_renewal()
+    service = dunning.service()
+    service.start(handoff)
+    dunning.billing.dunning_messages()  # drained: only what follows is read below
+    # When support changes the subscription's payment method to a good card (the route's use case)
+    method = dunning.billing.stripe.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
+    assert subscription.provider_customer_id is not None
+    dunning.billing.stripe.v1.payment_methods.attach(method.id, params={"customer": subscription.provider_customer_id})
+    queue = SqsJsonQueue(dunning.billing.stack.ref("DunningQueue"), sqs=dunning.billing.stack.client("sqs"))
+    request = PaymentMethodRequest(payment_method_id=method.id)
+    changed = change_payment_method(
+        dunning.billing.subscriptions, queue, subscription.subscription_id, request, actor="user:admin"
+    )
+    assert changed.terms is not None and changed.terms.payment_method_id == method.id
+    # and the same request comes again (a client's retry)
+    again = change_payment_method(
+        dunning.billing.subscriptions, queue, subscription.subscription_id, request, actor="user:admin"
+    )
+    assert again.version == changed.version
+    messages = dunning.billing.dunning_messages()
+    assert [m["kind"] for m in messages] == ["payment_method_changed"] * 2
+    assert len({m["change_id"] for m in messages}) == 1
+    # Then its consumer retries at once on the new card, and the case is recovered - once for both messages
+    for message in messages:
+        service.receive(DunningMessage.model_validate(message))
+    case = dunning.case(handoff.invoice_id)
+    assert case.status is CaseStatus.RECOVERED
+    assert [(r.slot, r.status, r.trigger) for r in case.retries] == [
+        (None, RetryStatus.SUCCEEDED, messages[0]["change_id"])
+    ]
+    paid = [c for c in dunning.billing.charges_for([subscription]) if c.succeeded]
+    assert [c.amount_minor for c in paid] == [handoff.amount_minor]
+    assert dunning.subscription(subscription).status is SubscriptionStatus.ACTIVE
+
+
+def test_a_new_card_that_is_declined_too_is_tried_once_and_the_schedule_carries_on(dunning: Dunning) -> None:
+    subscription, handoff = dunning.declined_renewal()
+    service = dunning.service()
+    service.start(handoff)
+    dunning.billing.dunning_messages()
+    dunning.replace_card(subscription, DECLINED_CARD)  # another card, declined as well
+    stored = dunning.subscription(subscription)
+    assert stored.terms is not None and stored.terms.payment_method_id is not None
+    change = {
+        "kind": "payment_method_changed",
+        "change_id": "pmc_test",
+        "subscription_id": subscription.subscription_id,
+        "payment_method_id": stored.terms.payment_method_id,
+    }
+    [answer] = service.receive(DunningMessage.model_validate(change))
+    assert service.receive(DunningMessage.model_validate(change)) == []  # redelivered: acted on already
+    # Then one immediate attempt failed, and the schedule's first retry is still next
+    assert (answer.kind, answer.slot, answer.sequence) == (NextKind.CHARGE, 1, 2)
+    case = dunning.case(handoff.invoice_id)
+    assert [(r.slot, r.status) for r in case.retries] == [(None, RetryStatus.FAILED)]
+    view = dunning.billing.invoices.get(handoff.invoice_id)
+    assert view is not None and len(view.attempts) == 2

@@ -19,6 +19,7 @@ from billing_core.dunning.service import Handoff
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
+from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
@@ -55,6 +56,11 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
     "api/dunning_get.json": ("dunning_api", APIGatewayProxyEventModel, None),
+    "api/subscription_payment_method_put.json": (
+        "subscription_payment_method",
+        APIGatewayProxyEventModel,
+        PaymentMethodRequest,
+    ),
     "api/invoice_void.json": ("invoice_close", APIGatewayProxyEventModel, CloseRequest),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),

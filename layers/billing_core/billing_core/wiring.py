@@ -301,11 +301,12 @@ class Wiring:
 
     @built_once
     def dunning_starter(self) -> DunningService:
-        """DunningQueue's consumer: opens cases and starts their executions."""
+        """DunningQueue's consumer: opens cases and starts their executions; retries at once on a new payment
+        method."""
         from billing_core.adapters.stepfunctions import StepFunctionsStarter
 
         return self.dunning_service(
-            charges=None,
+            charges=self.charges(),
             workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
             notices=self.document_queue("notifications_queue_url"),
         )

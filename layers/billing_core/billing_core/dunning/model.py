@@ -71,6 +71,7 @@ class RetryRecord(BaseModel):
     decline_code: str | None = None
     decline_class: DeclineClass | None = None
     payment_method_id: str | None = None  # the method charged (a hard decline waits for another one)
+    trigger: str | None = None  # an immediate retry's cause (a payment-method change id): one retry per cause
     at: datetime
 
 

@@ -27,10 +27,11 @@ def _when(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def payment_failed(case: DunningCase, *, action_required: bool) -> dict[str, Any]:
-    """At the start: the charge failed, when we try again, how long access is kept."""
+def payment_failed(case: DunningCase, *, attempt_number: int, action_required: bool) -> dict[str, Any]:
+    """At the start: the charge (attempt `attempt_number`) failed, when we try again, how long access is kept."""
     return {
         **_base(case, "dunning_payment_failed", "payment_failed"),
+        "attempt_number": attempt_number,
         "next_attempt_at": _when(case.retry_at[0]),
         "grace_until": _when(case.grace_until),
         "action_required": action_required,
@@ -50,7 +51,7 @@ def after_retry(case: DunningCase, record: RetryRecord, following: NextStep) -> 
         "next_attempt_at": _when(following.at),
         "grace_until": _when(case.grace_until),
         "final_action": case.policy.final_action.value,
-        "attempt_number": record.attempt_number,
+        "attempt_number": (record.attempt_number or 0) + 1,  # the attempt to come
         "action_required": record.decline_class is DeclineClass.HARD,
     }
 

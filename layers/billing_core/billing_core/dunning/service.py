@@ -11,11 +11,11 @@ no attempt is in flight."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from billing_core.billing.charges import ChargeService
 from billing_core.dunning import notices, planner
@@ -76,6 +76,22 @@ class Handoff(BaseModel):
     failure_code: str = Field(default="unknown", max_length=100)
 
 
+class PaymentMethodChanged(BaseModel):
+    """On DunningQueue: the payment method of a subscription we bill changed (subscriptions/payment_method.py);
+    its running dunning retries at once on the new method."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["payment_method_changed"]
+    change_id: str = Field(min_length=1, max_length=100)
+    subscription_id: str = Field(min_length=1, max_length=100)
+    payment_method_id: str = Field(min_length=1, max_length=255)
+
+
+class DunningMessage(RootModel[Annotated[Handoff | PaymentMethodChanged, Field(discriminator="kind")]]):
+    """What DunningQueue carries."""
+
+
 class StartResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -124,6 +140,46 @@ class DunningService:
         self._unknown_wait = unknown_wait
         self._unknown_limit = unknown_limit
 
+    # --- entry: DunningQueue -------------------------------------------------------------------------
+
+    def receive(self, message: DunningMessage) -> Sequence[StartResult | NextStep]:
+        """One DunningQueue message: a failed charge handed over, or a payment method changed."""
+        body = message.root
+        if isinstance(body, Handoff):
+            return [self.start(body)]
+        return self.payment_method_changed(body)
+
+    def payment_method_changed(self, change: PaymentMethodChanged) -> list[NextStep]:
+        """Each running case of the subscription retries at once on the new method (once per change), unless
+        a charge is in flight (the workflow resolves it first). A hard decline's pause ends with the new method;
+        the schedule's remaining retries stay as they were."""
+        answers: list[NextStep] = []
+        for case in self._cases.for_subscription(change.subscription_id):
+            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not BillingMode.INTERNAL:
+                continue
+            if any(record.trigger == change.change_id for record in case.retries):
+                continue  # this change was acted on (a redelivered message)
+            step = self._next(case)
+            if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
+                answers.append(self._conclude(case, step))  # paid, closed, or a charge in flight
+                continue
+            now = self._clock()
+            last = case.last_retry
+            record = RetryRecord(
+                sequence=(last.sequence if last else 0) + 1,
+                scheduled_at=now,
+                status=RetryStatus.PENDING,
+                payment_method_id=change.payment_method_id,
+                trigger=change.change_id,
+                at=now,
+            )
+            saved = self._save(case, retries=(*case.retries, record), hard_declined=False, hard_declined_method=None)
+            if saved is None:
+                continue  # a step of the workflow moved the case meanwhile; it carries on
+            count("DunningImmediateRetry")
+            answers.append(self._drive(saved, record))
+        return answers
+
     # --- entry: a failed charge -------------------------------------------------------------------
 
     def start(self, handoff: Handoff) -> StartResult:
@@ -135,7 +191,12 @@ class DunningService:
             return StartResult(outcome="not_payable", invoice_id=handoff.invoice_id)
         if case.status in TERMINAL:
             return StartResult(outcome="ended", invoice_id=case.invoice_id, cycle=case.cycle)
-        case = self._notify(case, notices.payment_failed(case, action_required=case.hard_declined))
+        case = self._notify(
+            case,
+            notices.payment_failed(
+                case, attempt_number=max(handoff.attempt_number, 1), action_required=case.hard_declined
+            ),
+        )
         started = self._needs(self._workflows, "workflows").start(
             case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle}
         )

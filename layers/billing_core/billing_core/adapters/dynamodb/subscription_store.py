@@ -229,6 +229,34 @@ class DynamoDBSubscriptionStore:
             },
         )
 
+    def set_payment_method(
+        self,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        now: datetime,
+        actor: str,
+        source: str,
+        correlation_id: str,
+    ) -> bool:
+        """The payment method we charge a subscription we bill; False if there is no such subscription."""
+        return self._db.update(
+            TableName=self._table,
+            Key=self._key(subscription_id),
+            UpdateExpression="SET payment_method_id = :method, updated_at = :now, version = version + :one, "
+            "last_actor = :actor, last_change_source = :source, last_correlation_id = :correlation",
+            ConditionExpression="billing_mode = :internal",
+            ExpressionAttributeValues={
+                ":method": text(payment_method_id),
+                ":now": text(now.isoformat()),
+                ":one": number(1),
+                ":internal": text(BillingMode.INTERNAL.value),
+                ":actor": text(actor),
+                ":source": text(source),
+                ":correlation": text(correlation_id),
+            },
+        )
+
     def mark_trial_notice(self, subscription: Subscription, *, actor: str, source: str) -> bool:
         """Once per trial end: True for the first caller only."""
         if subscription.trial_end is None:
