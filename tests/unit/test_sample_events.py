@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel
 
+from billing_core.notifications.model import KnownNotice
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
@@ -60,6 +61,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
+    "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
 }
 
 
