@@ -5,11 +5,11 @@ against localstripe, the final action. What AWS would run, not a replay of it in
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 import stripe
 
 from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
@@ -21,16 +21,26 @@ from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscri
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from local_profile import running_stripe
 from local_runtime.runtime import LocalRuntime
-from tests.e2e.test_billing_ledger_audit_http import get
+from tests.e2e.test_billing_ledger_audit_http import ADMIN, get
+from tests.e2e.test_notices_http import emails_to
+from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
 DECLINED = {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+GOOD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 
 
-def declined_subscription(runtime: LocalRuntime) -> tuple[str, str]:
+def put(runtime: LocalRuntime, path: str, body: dict[str, Any]) -> requests.Response:
+    """An admin PUT, its answer checked against docs/openapi.yaml."""
+    response = requests.put(f"{runtime.api_url}{path}", json=body, headers=ADMIN, timeout=30)
+    assert_http_response_matches(response)
+    return response
+
+
+def declined_subscription(runtime: LocalRuntime, email: str) -> tuple[str, str]:
     """A subscription billed by us, due a minute ago, whose card attaches but is declined on every charge."""
     client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
-    customer = client.v1.customers.create().id
+    customer = client.v1.customers.create(params={"email": email}).id
     method = client.v1.payment_methods.create(params={"type": "card", "card": DECLINED}).id
     client.v1.payment_methods.attach(method, params={"customer": customer})
     assert runtime.resolver is not None
@@ -83,7 +93,8 @@ def execution(runtime: LocalRuntime, name: str) -> dict[str, Any] | None:
 
 def test_a_declined_renewal_runs_the_dunning_state_machine_to_its_final_action(runtime: LocalRuntime) -> None:
     # Given a renewal whose card is declined
-    subscription_id, invoice_id = declined_subscription(runtime)
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
     # When the billing run fires
     [fired] = runtime.trigger("BillingRunFunction")
     assert "error" not in fired, fired
@@ -116,19 +127,17 @@ def test_a_declined_renewal_runs_the_dunning_state_machine_to_its_final_action(r
     assert entered[-1] == "Exhausted"
     assert entered.count("Charge") == 4 and entered.count("FinalAction") == 1
     assert len(entered) == 23, entered
-    # and the customer was told five times, in order
-    sqs = runtime.client("sqs")
-    url = runtime.resolver.physical["CustomerNotificationsQueue"].ref
-    kinds = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        kinds += [json.loads(m["Body"])["kind"] for m in batch if json.loads(m["Body"]).get("invoice_id") == invoice_id]
-    assert kinds == [
-        "dunning_payment_failed",
-        "dunning_retry_scheduled",
-        "dunning_retry_scheduled",
-        "dunning_final_warning",
-        "dunning_final_action",
-    ]
+
+    # and the customer was emailed five times, once per notice, in order (the notices consumer on moto's SES)
+    def five_emails() -> list[dict[str, Any]] | None:
+        found = emails_to(runtime, email)
+        return found if len(found) >= 5 else None
+
+    emails = wait_for(five_emails, timeout_seconds=60, interval_seconds=0.5)
+    subjects = [message["subject"] for message in emails]
+    assert len(subjects) == 5, subjects
+    assert "could not collect" in subjects[0], subjects
+
     # and GET /invoices/{id}/dunning shows the whole story, as documented
     view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
     assert (view["status"], view["end_reason"], view["policy_source"]) == (
@@ -151,3 +160,51 @@ def test_an_invoice_never_in_dunning_has_no_dunning_to_show(runtime: LocalRuntim
     assert (response.status_code, response.json()["code"]) == (404, "invoice_not_found")
     response = get(runtime, "/invoices/not-an-invoice/dunning")
     assert (response.status_code, response.json()["code"]) == (400, "invalid_invoice_id")
+
+
+def test_a_customer_who_fixes_their_card_mid_schedule_is_recovered_at_once(runtime: LocalRuntime) -> None:
+    # Given a renewal in dunning (the execution waits for its first retry, a second away)
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
+    [fired] = runtime.trigger("BillingRunFunction")
+    assert "error" not in fired, fired
+    name = f"dunning-{invoice_id}-1"
+    wait_for(lambda: execution(runtime, name), timeout_seconds=30, interval_seconds=0.2)
+    # When the customer attaches a good card and support makes it the one we charge
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
+    customer = get(runtime, f"/subscriptions/{subscription_id}").json()["provider_customer_id"]
+    method = client.v1.payment_methods.create(params={"type": "card", "card": GOOD}).id
+    client.v1.payment_methods.attach(method, params={"customer": customer})
+    changed = put(runtime, f"/subscriptions/{subscription_id}/payment-method", {"payment_method_id": method})
+    assert changed.status_code == 200 and changed.json()["terms"]["payment_method_id"] == method
+
+    # Then dunning charges the new card at once, the invoice is paid, and the execution ends as recovered
+    def recovered() -> dict[str, Any] | None:
+        found = execution(runtime, name)
+        return found if found and found["status"] != "RUNNING" else None
+
+    done = wait_for(recovered, timeout_seconds=60, interval_seconds=0.5)
+    history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert (done["status"], entered[-1]) == ("SUCCEEDED", "Recovered"), entered
+    invoice = get(runtime, f"/invoices/{invoice_id}").json()
+    assert invoice["invoice"]["status"] == "paid"
+    assert [a["status"] for a in invoice["attempts"]] == ["FAILED", "SUCCEEDED"]
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert (subscription["status"], subscription["access"]) == ("active", "granted")
+    view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+    # (the immediate retry, or the first scheduled one a second later if it came first: whichever charged the
+    # new card, the other found the invoice paid)
+    assert view["status"] == "recovered" and [r["status"] for r in view["retries"]] == ["succeeded"]
+    # and the customer was told twice: the failure, then the recovery
+    emails = wait_for(
+        lambda: emails_to(runtime, email) if len(emails_to(runtime, email)) >= 2 else None, timeout_seconds=30
+    )
+    assert len(emails) == 2
+
+
+def test_changing_a_payment_method_refuses_what_it_cannot_do(runtime: LocalRuntime) -> None:
+    unknown = put(runtime, f"/subscriptions/bsub_{'0' * 24}/payment-method", {"payment_method_id": "pm_1Abc"})
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "subscription_not_found")
+    malformed = put(runtime, f"/subscriptions/bsub_{'0' * 24}/payment-method", {"payment_method_id": "x"})
+    assert (malformed.status_code, malformed.json()["code"]) == (400, "validation_failed")

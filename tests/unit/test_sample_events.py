@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from billing_core.dunning.model import FailureInput, StepInput
 from billing_core.dunning.service import Handoff
+from billing_core.notifications.model import KnownNotice
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
@@ -74,6 +75,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
+    "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
 }
 
 

@@ -74,6 +74,7 @@ class BundleSettings(FunctionSettings):
     canary_table_name: str | None = None
     reconciliation_table_name: str | None = None
     dunning_table_name: str | None = None
+    notices_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -88,6 +89,8 @@ class BundleSettings(FunctionSettings):
     dunning_unknown_wait_seconds: int = Field(default=60, ge=1)
     # KMS key that seals personal fields of stored documents (envelope encryption; privacy/personal_data.py)
     personal_data_key_id: str | None = None
+    # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)
+    notice_sender_address: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
     from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer, DynamoDBInvoiceTransactions
     from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+    from billing_core.adapters.dynamodb.notice_store import DynamoDBNoticeStore
     from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
@@ -37,6 +38,8 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.billing.run import BillingRun
     from billing_core.dunning.ports import WorkflowReader
     from billing_core.dunning.service import DunningService
+    from billing_core.notifications.ports import CustomerContacts, EmailSender
+    from billing_core.notifications.service import NoticeSender
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
     from billing_core.operations.ports import HealthCheck, WorkflowStarter
@@ -173,6 +176,12 @@ class Wiring:
         return DynamoDBPriceBookStore(self._require("price_book_table_name"), self.dynamodb())
 
     @built_once
+    def notices(self) -> DynamoDBNoticeStore:
+        from billing_core.adapters.dynamodb.notice_store import DynamoDBNoticeStore
+
+        return DynamoDBNoticeStore(self._require("notices_table_name"), self.dynamodb())
+
+    @built_once
     def audit_log(self) -> DynamoDBAuditStore:
         from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
 
@@ -207,6 +216,20 @@ class Wiring:
             api_base=settings.stripe_api_base,
             confirm_off_session=settings.stripe_confirm_off_session,
         )
+
+    @built_once
+    def customer_contacts(self) -> dict[str, CustomerContacts]:
+        """Where a customer's email address is read, by provider (Stripe only: Dodo Payments has no adapter)."""
+        from billing_core.adapters.stripe_customers import StripeCustomerContacts
+
+        api_key = self.secrets().read(self._require("stripe_api_key_secret_name"))
+        return {"stripe": StripeCustomerContacts(api_key, api_base=self.settings.stripe_api_base)}
+
+    @built_once
+    def email_sender(self) -> EmailSender:
+        from billing_core.adapters.ses_email import SesEmailSender
+
+        return SesEmailSender(self._require("notice_sender_address"))
 
     # --- services ----------------------------------------------------------------------------------
 
@@ -322,6 +345,17 @@ class Wiring:
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
         return self.dunning_service(charges=None, workflows=None, notices=None)
+
+    @built_once
+    def notice_sender(self) -> NoticeSender:
+        from billing_core.notifications.service import NoticeSender
+
+        return NoticeSender(
+            notices=self.notices(),
+            sender=self.email_sender(),
+            contacts=self.customer_contacts(),
+            subscriptions=self.subscriptions(),
+        )
 
     @built_once
     def order_quotes(self) -> OrderQuotes:
