@@ -24,7 +24,9 @@ from billing_core.dunning.model import (
     execution_name_for,
 )
 from billing_core.dunning.planner import InvoiceFacts
-from billing_core.dunning.queries import Access, access_of
+from billing_core.dunning.queries import Access, ExecutionView, access_of, dunning_view
+from billing_core.errors import NotFoundError
+from billing_core.invoices.model import Invoice, InvoiceLine, InvoiceStatus, InvoiceView, LineKind
 from billing_core.pricing.model import DAY_SECONDS, DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
 from billing_core.subscriptions.model import BillingMode as SubscriptionBillingMode
 from billing_core.subscriptions.model import Subscription
@@ -290,3 +292,142 @@ def test_an_ended_case_gives_no_grace_and_takes_no_access(ended: CaseStatus) -> 
     case = a_case().model_copy(update={"status": ended})
     seen = access_of(a_subscription(SubscriptionStatus.ACTIVE), [case], NOW)
     assert (seen.access, seen.grace_until, seen.dunning_invoice_ids) == (Access.GRANTED, None, [])
+
+
+# --- what GET /invoices/{id}/dunning shows -------------------------------------------------------------------
+
+
+def an_invoice(status: InvoiceStatus, total: int = 2900) -> InvoiceView:
+    line = InvoiceLine(
+        kind=LineKind.SUBSCRIPTION,
+        description="Pro",
+        amount_minor=total,
+        period_start=NOW - timedelta(days=30),
+        period_end=NOW,
+    )
+    invoice = Invoice(
+        invoice_id="binv_0123456789abcdef01234567",
+        subscription_id="bsub_1",
+        customer_id="bcus_1",
+        provider="stripe",
+        provider_customer_id="cus_1",
+        currency="EUR",
+        lines=(line,),
+        status=status,
+        period_start=NOW - timedelta(days=30),
+        period_end=NOW,
+        issued_at=NOW,
+    )
+    return InvoiceView(invoice=invoice, total_minor=total, attempts=[])
+
+
+RUNNING = ExecutionView(name="dunning-binv_0123456789abcdef01234567-1", status="RUNNING")
+
+
+def test_the_dunning_view_shows_each_slot_as_planned_or_as_what_its_retry_did() -> None:
+    # Given a case whose first retry failed hard and whose second was skipped
+    case = after(
+        a_case(),
+        RetryRecord(
+            sequence=1,
+            slot=1,
+            scheduled_at=NOW,
+            status=RetryStatus.FAILED,
+            attempt_number=2,
+            decline_code="expired_card",
+            decline_class=DeclineClass.HARD,
+            at=NOW,
+        ),
+        RetryRecord(sequence=2, slot=2, scheduled_at=NOW, status=RetryStatus.SKIPPED, at=NOW),
+        RetryRecord(sequence=3, slot=None, scheduled_at=NOW, status=RetryStatus.FAILED, attempt_number=3, at=NOW),
+    )
+    # When it is shown while the invoice is open
+    view = dunning_view(case, an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
+    # Then each slot says what happened to it, in order, with the times of the schedule
+    assert [
+        (s.slot, s.at, s.status, s.sequence, s.attempt_number, s.decline_code, s.decline_class) for s in view.schedule
+    ] == [
+        (1, case.retry_at[0], "failed", 1, 2, "expired_card", DeclineClass.HARD),
+        (2, case.retry_at[1], "skipped", 2, None, None, None),
+        (3, case.retry_at[2], "planned", None, None, None, None),
+        (4, case.retry_at[3], "planned", None, None, None, None),
+    ]
+    assert [r.sequence for r in view.retries] == [1, 2, 3]  # the immediate retry too
+    assert view.next_step is not None
+    assert (view.next_step.kind, view.next_step.at) == (NextKind.CHARGE, case.retry_at[2])
+    assert (view.invoice_id, view.cycle, view.status, view.failure_code) == (
+        case.invoice_id,
+        1,
+        CaseStatus.ACTIVE,
+        "insufficient_funds",
+    )
+    assert (view.amount_due_minor, view.currency, view.policy_source, view.time_scale) == (2900, "EUR", "default", 1)
+    assert (view.grace_until, view.final_action_at, view.started_at) == (case.grace_until, case.final_action_at, NOW)
+    assert view.execution == RUNNING and view.notices == [] and view.hard_declined is False
+
+
+def test_the_dunning_view_of_a_paid_invoice_shows_recovery_next_and_an_ended_case_nothing_next() -> None:
+    paid = dunning_view(a_case(), an_invoice(InvoiceStatus.PAID), RUNNING, NOW)
+    assert paid.next_step is not None and paid.next_step.kind is NextKind.RECOVERED
+    nothing_due = dunning_view(a_case(), an_invoice(InvoiceStatus.OPEN, total=0), RUNNING, NOW)
+    assert nothing_due.next_step is not None and nothing_due.next_step.kind is NextKind.RECOVERED
+    ended = a_case().model_copy(
+        update={
+            "status": CaseStatus.EXHAUSTED,
+            "ended_at": NOW,
+            "end_reason": "final_action:cancel",
+            "notices": ("n1",),
+        }
+    )
+    view = dunning_view(ended, an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
+    assert (view.next_step, view.ended_at, view.end_reason, view.notices) == (None, NOW, "final_action:cancel", ["n1"])
+    assert dunning_view(a_case(), None, RUNNING, NOW).next_step is None  # the invoice could not be read
+    unread = dunning_view(a_case(), an_invoice(InvoiceStatus.OPEN), None, NOW).execution
+    assert (unread.name, unread.status) == ("dunning-binv_0123456789abcdef01234567-1", "unknown")
+
+
+def test_the_dunning_view_of_an_unresolved_charge_shows_when_it_is_read_again() -> None:
+    case = after(a_case(), record(1, 1, RetryStatus.UNKNOWN, at=NOW))
+    view = dunning_view(case, an_invoice(InvoiceStatus.OPEN), RUNNING, NOW + timedelta(minutes=5))
+    assert view.next_step is not None
+    assert (view.next_step.kind, view.next_step.at) == (NextKind.RESOLVE, NOW + timedelta(minutes=6))
+    late = dunning_view(case, an_invoice(InvoiceStatus.OPEN), RUNNING, NOW + timedelta(hours=25))
+    assert late.next_step is not None and late.next_step.kind is NextKind.FAILED
+
+
+def test_an_invoice_never_in_dunning_is_not_found_with_its_code() -> None:
+    with pytest.raises(NotFoundError) as refused:
+        dunning_view(None, an_invoice(InvoiceStatus.OPEN), None, NOW)
+    assert refused.value.code == "dunning_not_found"
+    assert refused.value.message == "this invoice has never been in dunning"
+
+
+def test_policy_seconds_are_scaled_in_whole_microseconds_rounded_down() -> None:
+    assert planner.scaled(2, 3) == timedelta(microseconds=666_666)
+    assert planner.scaled(DAY_SECONDS, DAY_SECONDS) == timedelta(seconds=1)
+
+
+def test_a_case_keeps_what_it_was_opened_with() -> None:
+    case = planner.open_case(
+        invoice_id="binv_x",
+        cycle=2,
+        subscription_id="bsub_1",
+        customer_id="bcus_1",
+        billing_mode=BillingMode.PROVIDER,
+        provider="stripe",
+        provider_invoice_id="in_1",
+        amount_due_minor=100,
+        currency="JPY",
+        policy=DEFAULT_DUNNING_POLICY,
+        policy_source="default",
+        time_scale=1,
+        failure_code="expired_card",
+        now=NOW,
+    )
+    assert (case.cycle, case.provider_invoice_id, case.failure_code, case.execution_name) == (
+        2,
+        "in_1",
+        "expired_card",
+        "dunning-binv_x-2",
+    )
+    assert step(a_case(), PAID).reason == "invoice_paid"

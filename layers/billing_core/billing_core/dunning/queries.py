@@ -124,8 +124,10 @@ class DunningView(BaseModel):
 def dunning_view(
     case: DunningCase | None, invoice: InvoiceView | None, execution: ExecutionView | None, now: datetime
 ) -> DunningView:
-    if case is None or execution is None:
+    if case is None:
         raise NotFoundError("this invoice has never been in dunning", code="dunning_not_found")
+    if execution is None:
+        execution = ExecutionView(name=case.execution_name, status="unknown")
     by_slot = {record.slot: record for record in case.retries if record.slot is not None}
     schedule = [
         ScheduledRetry(
@@ -142,10 +144,11 @@ def dunning_view(
     next_step = None
     if case.status not in TERMINAL and invoice is not None:
         status = invoice.invoice.status
+        # (the amount matters only while the invoice is open: paid and closed are decided first)
         facts = InvoiceFacts(
             payable=status is InvoiceStatus.OPEN,
             paid=status is InvoiceStatus.PAID,
-            amount_due_minor=invoice.total_minor if status is InvoiceStatus.OPEN else 0,
+            amount_due_minor=invoice.total_minor,
         )
         step = planner.next_step(case, facts, now, unknown_wait=_MINUTE, unknown_limit=_DAY)
         next_step = NextStepView(kind=step.kind, at=step.at)
