@@ -25,6 +25,7 @@ MONEY_AND_HISTORY = (
     "OrdersTable",
     "PriceBookTable",
     "ReconciliationTable",
+    "SwitchesTable",  # not money or history, but operators' decisions (an account protected from charges)
 )
 APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
 MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
