@@ -278,6 +278,26 @@ def test_an_account_setting_and_its_expiry_are_honoured_by_the_reader(stack: Sta
     assert reader.is_on("dunning_enforcement_off", account_id=ACCOUNT) is True
 
 
+def test_the_wiring_reads_the_stacks_table_as_a_function_configured_by_the_template_would(
+    stack: Stack, store: DynamoDBSwitchStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billing_core.config import BundleSettings
+    from billing_core.wiring import Wiring
+
+    class Settings(BundleSettings):  # what a function asking switches declares
+        switches_table_name: str
+
+    # Given a function's environment as the template sets it, and a switch set for one account
+    monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", "30")
+    store.write(setting("auto_charge_off", True, 1, account_id=ACCOUNT), correlation_id=None)
+    # When the function asks through Wiring.switches() / Then it reads the stack's table
+    switches = Wiring(Settings).switches()
+    assert switches.is_on("auto_charge_off", account_id=ACCOUNT) is True
+    assert switches.is_on("auto_charge_off", account_id="bcus_" + "e" * 24) is False
+    assert counted("SwitchSafeValueUsed") == 0
+
+
 def unreachable_dynamodb() -> Any:
     """A DynamoDB client whose endpoint refuses connections (nothing listens on port 9)."""
     return boto3.client(

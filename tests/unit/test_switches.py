@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument, feature_flags_document
 from billing_core.audit.model import EntityType, entity_event
+from billing_core.config import BundleSettings
 from billing_core.errors import ConflictError, InvariantViolation, NotFoundError, ValidationFailedError
 from billing_core.observability import metrics
 from billing_core.operations.switches import (
@@ -30,6 +31,7 @@ from billing_core.operations.switches import (
     UnknownSwitchError,
     value_of,
 )
+from billing_core.wiring import Wiring
 from tests.fakes.switches import Clock, InMemorySwitchStore
 from tests.openapi_contract import assert_request_matches, assert_response_matches
 
@@ -300,6 +302,37 @@ def test_the_port_refuses_unknown_names_and_accounts_on_global_switches() -> Non
         switches.is_on("charges_paused")
     with pytest.raises(InvariantViolation):
         switches.is_on("dunning_charges_paused", account_id=ACCOUNT)
+
+
+class ReaderSettings(BundleSettings):
+    """What a function that asks switches declares (dunning's steps will)."""
+
+    switches_table_name: str
+
+
+def test_the_wiring_builds_the_port_once_per_environment_with_the_configured_max_age() -> None:
+    # Given a function's wiring with SWITCHES_TABLE_NAME and a max age of 7 s, on an in-memory store
+    wiring = Wiring(ReaderSettings)
+    environ = {"SWITCHES_TABLE_NAME": "billing-SwitchesTable", "SWITCHES_CACHE_MAX_AGE_SECONDS": "7"}
+    wiring.__dict__["settings"] = ReaderSettings.from_environment(environ)
+    store = InMemorySwitchStore()
+    wiring.switch_store = lambda: store  # type: ignore[method-assign]
+    # When the port is asked for twice / Then it is one reader, and it answers from the store
+    switches = wiring.switches()
+    assert switches is wiring.switches()
+    assert switches.is_on("auto_charge_off", account_id=ACCOUNT) is False
+    store.put(setting("auto_charge_off", True, account_id=ACCOUNT))
+    assert switches.is_on("auto_charge_off", account_id=ACCOUNT) is False  # served from the 7 s cache
+    assert isinstance(switches, FeatureFlagSwitches)
+    assert switches._document._max_age == timedelta(seconds=7)
+
+
+def test_a_max_age_not_above_zero_or_over_three_hundred_seconds_is_a_configuration_error() -> None:
+    from billing_core.errors import ConfigurationError
+
+    for value in ("0", "301", "soon"):
+        with pytest.raises(ConfigurationError, match="SWITCHES_CACHE_MAX_AGE_SECONDS"):
+            ReaderSettings.from_environment({"SWITCHES_TABLE_NAME": "t", "SWITCHES_CACHE_MAX_AGE_SECONDS": value})
 
 
 # --- the admin service ---------------------------------------------------------------------------------
