@@ -1,7 +1,7 @@
 """Kill switches read through Powertools feature flags, over a store of our own on DynamoDB.
 
 Powertools' `AppConfigStore` reads AppConfig's data plane (`appconfigdata`), which moto does not serve, so the
-same code could not run locally (ADR 0020). `SwitchesDocument` is a Powertools `StoreProvider` instead: it reads
+same code could not run locally (ADR 0022). `SwitchesDocument` is a Powertools `StoreProvider` instead: it reads
 the switch settings from `SwitchesTable` (one strongly consistent Query) and serves them as one feature-flags
 schema document, so that `FeatureFlags.evaluate` does the rule matching exactly as it would over AppConfig:
 
