@@ -60,6 +60,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = False
         elif "int" in annotation:
             values[name] = 300
+        elif "float" in annotation:
+            values[name] = 30.0
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
         elif name.startswith("health_"):  # LogicalId=physical pairs

@@ -26,6 +26,7 @@ MONEY_AND_HISTORY = (
     "PriceBookTable",
     "ReconciliationTable",
     "NoticesTable",
+    "SwitchesTable",  # not money or history, but operators' decisions (an account protected from charges)
 )
 APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
 MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}

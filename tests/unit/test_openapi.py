@@ -56,6 +56,7 @@ from billing_core.ledger.queries import CustomerBalance, CustomerLedgerPage
 from billing_core.operations.admin_auth import authorize_admin
 from billing_core.operations.health import run_health_checks
 from billing_core.operations.model import PROBE_ID_PATTERN, BackendUnavailable, Probe, ProbeSubmission, RecordedProbe
+from billing_core.operations.switches import SWITCHES, SwitchChange, SwitchesOverview
 from billing_core.orders.model import (
     ORDER_ID,
     ChangeTiming,
@@ -116,6 +117,8 @@ DUNNING = "/invoices/{invoice_id}/dunning"
 VOID = "/invoices/{invoice_id}/void"
 UNCOLLECTIBLE = "/invoices/{invoice_id}/uncollectible"
 AUDIT = "/audit/{entity_type}/{entity_id}"
+SWITCHES_PATH = "/ops/switches"
+SWITCH = "/ops/switches/{name}"
 BILLING_API = "BillingApi"
 # Routes anyone may call: health is public, webhooks are authenticated by the provider's signature.
 PUBLIC = {(HEALTH, "get"), (WEBHOOK, "post")}
@@ -142,6 +145,8 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (CustomerLedgerPage, "serialization"),
     (CustomerBalance, "serialization"),
     (EntityEvent, "serialization"),
+    (SwitchChange, "validation"),
+    (SwitchesOverview, "serialization"),
 )
 # What the document states beyond pydantic's JSON schema: (component, property) -> keywords. Plan.currency
 # is checked by a field validator, which pydantic cannot express in the schema.
@@ -191,7 +196,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 18
+    assert len(template_api_routes()) == 20
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
@@ -341,6 +346,8 @@ def test_path_parameters_are_the_formats_the_code_checks() -> None:
     assert _parameter(AUDIT, "get", "entity_type")["schema"] == {"$ref": "#/components/schemas/EntityType"}
     assert entity_type["enum"] == [kind.value for kind in EntityType]
     assert _parameter(WEBHOOK, "post", "provider")["schema"]["enum"] == sorted(PROVIDERS, reverse=True)
+    assert _parameter(SWITCH, "put", "name")["schema"] == {"$ref": "#/components/schemas/SwitchName"}
+    assert load_spec()["components"]["schemas"]["SwitchName"]["enum"] == list(SWITCHES.names)
     for path in (LEDGER, BALANCE):
         assert _parameter(path, "get", "provider")["schema"]["enum"] == list(ledger_queries.PROVIDERS)
         customer = _parameter(path, "get", "customer_id")["schema"]
@@ -762,6 +769,15 @@ ERRORS_OF_THE_OTHER_ROUTES: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     (AUDIT, "get", 400, ValidationFailedError("id", code="invalid_entity_id").to_dict()),
     (COMMIT, "post", 422, PermanentError("refused by the provider", code="provider_refused").to_dict()),
     (ORDERS, "post", 409, ConflictError("taken", code="order_id_taken").to_dict()),
+    (SWITCH, "put", 400, ValidationFailedError("global", code="account_not_allowed").to_dict()),
+    (SWITCH, "put", 400, ValidationFailedError("past", code="expiry_not_in_future", details={"now": "x"}).to_dict()),
+    (SWITCH, "put", 404, NotFoundError("no", code="unknown_switch", details={"known": list(SWITCHES.names)}).to_dict()),
+    (
+        SWITCH,
+        "put",
+        409,
+        ConflictError("moved", code="switch_version_conflict", details={"current_version": 2}).to_dict(),
+    ),
 )
 
 

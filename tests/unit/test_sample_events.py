@@ -18,6 +18,7 @@ from billing_core.dunning.model import FailureInput, StepInput
 from billing_core.dunning.service import Handoff
 from billing_core.notifications.model import KnownNotice
 from billing_core.operations.model import Probe, ProbeSubmission
+from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
@@ -40,6 +41,8 @@ class StripeEventShape(BaseModel):
 # event file -> (function folder, envelope model, body model or None)
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
+    "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
+    "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),
     "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),

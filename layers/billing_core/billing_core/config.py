@@ -75,6 +75,7 @@ class BundleSettings(FunctionSettings):
     reconciliation_table_name: str | None = None
     dunning_table_name: str | None = None
     notices_table_name: str | None = None
+    switches_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -87,6 +88,9 @@ class BundleSettings(FunctionSettings):
     # for local runs and tests), and the pause before a charge whose outcome is unknown is read again.
     dunning_time_scale: int = Field(default=1, ge=1)
     dunning_unknown_wait_seconds: int = Field(default=60, ge=1)
+    # Kill switches: how long a read of SwitchesTable is served before it is read again (a change is honoured
+    # within this plus one read; template parameter SwitchesCacheMaxAgeSeconds).
+    switches_cache_max_age_seconds: float = Field(default=30.0, gt=0, le=300)
     # KMS key that seals personal fields of stored documents (envelope encryption; privacy/personal_data.py)
     personal_data_key_id: str | None = None
     # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)

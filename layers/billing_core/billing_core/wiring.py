@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+    from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.audit.project import AuditProjector
@@ -42,7 +43,8 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.notifications.service import NoticeSender
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
-    from billing_core.operations.ports import HealthCheck, WorkflowStarter
+    from billing_core.operations.ports import HealthCheck, Switches, WorkflowStarter
+    from billing_core.operations.switches import SwitchAdmin
     from billing_core.orders.commit import OrderCommitService
     from billing_core.orders.model import CommitResult
     from billing_core.orders.quoting import OrderQuotes
@@ -186,6 +188,35 @@ class Wiring:
         from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
 
         return DynamoDBAuditStore(self._require("audit_table_name"), self.dynamodb())
+
+    @built_once
+    def switch_store(self) -> DynamoDBSwitchStore:
+        from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
+
+        return DynamoDBSwitchStore(self._require("switches_table_name"), self.dynamodb())
+
+    # --- kill switches -----------------------------------------------------------------------------
+
+    @built_once
+    def switches(self) -> Switches:
+        """The kill switches, for code about to cause a side effect: `wiring.switches().is_on(name,
+        account_id=...)` just before it (operations/ports.py, `Switches`). Powertools feature flags over
+        SwitchesTable, read again after SWITCHES_CACHE_MAX_AGE_SECONDS (default 30); an unreadable table serves
+        the last read, or each switch's safe value (adapters/feature_flags.py). A function that asks needs
+        SWITCHES_TABLE_NAME (and may set SWITCHES_CACHE_MAX_AGE_SECONDS) in its settings and environment, and
+        `dynamodb:Query` on SwitchesTable."""
+        from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument
+
+        return FeatureFlagSwitches(
+            SwitchesDocument(self.switch_store(), max_age_seconds=self.settings.switches_cache_max_age_seconds)
+        )
+
+    @built_once
+    def switch_admin(self) -> SwitchAdmin:
+        """GET and PUT /ops/switches: list the switches, set one (conditional on its version, audited)."""
+        from billing_core.operations.switches import SwitchAdmin
+
+        return SwitchAdmin(self.switch_store(), cache_max_age_seconds=self.settings.switches_cache_max_age_seconds)
 
     # --- queues, workflows, the payment provider ---------------------------------------------------
 
@@ -527,5 +558,6 @@ class Wiring:
                 self._require("invoices_table_name"): "invoices",
                 self._require("orders_table_name"): "orders",
                 self._require("price_book_table_name"): "price_books",
+                self._require("switches_table_name"): "switches",
             },
         )
