@@ -21,6 +21,8 @@ class Settings(BundleSettings):
     price_book_table_name: str
     dunning_time_scale: int
     dunning_unknown_wait_seconds: int
+    switches_table_name: str  # the kill switches, asked before each charge, notice and final action
+    switches_cache_max_age_seconds: float
     ledger_table_name: str
     account_balances_table_name: str
     notifications_queue_url: str

@@ -19,6 +19,8 @@ class Settings(BundleSettings):
     price_book_table_name: str
     dunning_time_scale: int
     dunning_unknown_wait_seconds: int
+    switches_table_name: str  # the kill switches, asked before each charge, notice and final action
+    switches_cache_max_age_seconds: float
     notifications_queue_url: str
 
 

@@ -19,11 +19,14 @@ import pytest
 
 from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore, DynamoDBDunningTransitions
 from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
+from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
+from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stepfunctions import StepFunctionsStarter
 from billing_core.dunning.model import CaseStatus, DunningCase, NextKind, NextStep, RetryStatus
 from billing_core.dunning.service import DunningMessage, DunningService, Handoff
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus, PendingWork
+from billing_core.operations.switches import SwitchAdmin, SwitchChange
 from billing_core.payments.model import PaymentDeclinedError
 from billing_core.periods import Interval
 from billing_core.pricing.model import DAY_SECONDS, DunningPolicy, FinalAction, Plan, PriceBook
@@ -47,6 +50,14 @@ class Dunning:
         self.transitions = DynamoDBDunningTransitions(self.cases, billing.subscriptions, billing.invoices, billing.db)
         self.stepfunctions = stack.client("stepfunctions")
         self.machine = stack.ref("DunningStateMachine")
+        self.switch_store = DynamoDBSwitchStore(stack.ref("SwitchesTable"), billing.db)
+
+    def switch(self, name: str, enabled: bool, account_id: str | None = None) -> None:
+        """An operator's change through the admin service (conditional, audited)."""
+        change = SwitchChange(enabled=enabled, account_id=account_id, reason="test")
+        SwitchAdmin(self.switch_store, cache_max_age_seconds=30).set(
+            name, change, actor="user:test", correlation_id=None
+        )
 
     def service(self, gateway: Any = None) -> DunningService:
         stack = self.billing.stack
@@ -59,6 +70,8 @@ class Dunning:
             policies=PlanDunningPolicies(DynamoDBPriceBookStore(stack.ref("PriceBookTable"), self.billing.db)),
             workflows=StepFunctionsStarter(self.machine, self.stepfunctions),
             notices_queue=SqsJsonQueue(stack.ref("CustomerNotificationsQueue"), sqs=stack.client("sqs")),
+            # read afresh on every ask: the tests flip switches between steps
+            switches=FeatureFlagSwitches(SwitchesDocument(self.switch_store, max_age_seconds=0.001)),
             clock=self.billing.clock,
             time_scale=SCALE,
             unknown_wait=timedelta(seconds=2),
@@ -536,3 +549,66 @@ def test_a_new_card_that_is_declined_too_is_tried_once_and_the_schedule_carries_
     assert [(r.slot, r.status) for r in case.retries] == [(None, RetryStatus.FAILED)]
     view = dunning.billing.invoices.get(handoff.invoice_id)
     assert view is not None and len(view.attempts) == 2
+
+
+# --- kill switches, asked just before each side effect ---------------------------------------------------------
+
+
+def test_while_dunning_charges_are_paused_the_schedule_waits_and_nothing_is_charged(dunning: Dunning) -> None:
+    _, handoff = dunning.declined_renewal()
+    service = dunning.service()
+    service.start(handoff)
+    step = service.plan(handoff.invoice_id, 1)
+    # When charges are paused globally and the first retry comes
+    dunning.switch("dunning_charges_paused", True)
+    dunning.billing.clock.now = step.at
+    paused = service.charge(handoff.invoice_id, 1, 1)
+    # Then nothing was charged or used up: the same retry waits (policy minutes, a second at this time scale)
+    assert (paused.kind, paused.sequence, paused.slot) == (NextKind.CHARGE, 1, 1)
+    assert paused.at == dunning.billing.clock.now + timedelta(seconds=1)
+    assert dunning.case(handoff.invoice_id).retries == ()
+    view = dunning.billing.invoices.get(handoff.invoice_id)
+    assert view is not None and len(view.attempts) == 1
+    # When charges resume, the waiting retry is made
+    dunning.switch("dunning_charges_paused", False)
+    dunning.billing.clock.now = paused.at
+    service.charge(handoff.invoice_id, 1, 1)
+    assert [r.status for r in dunning.case(handoff.invoice_id).retries] == [RetryStatus.FAILED]
+
+
+def test_an_account_with_auto_charge_off_is_not_charged_and_its_retries_are_recorded_suppressed(
+    dunning: Dunning,
+) -> None:
+    subscription, handoff = dunning.declined_renewal()
+    dunning.replace_card(subscription, GOOD_CARD)  # a charge would succeed: none may be made
+    service = dunning.service()
+    service.start(handoff)
+    dunning.switch("auto_charge_off", True, account_id=handoff.customer_id)
+    steps = dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
+    case = dunning.case(handoff.invoice_id)
+    assert [r.status for r in case.retries] == [RetryStatus.SUPPRESSED] * 4
+    assert steps[-1].kind is NextKind.EXHAUSTED
+    assert not [c for c in dunning.billing.charges_for([subscription]) if c.succeeded]
+
+
+def test_dunning_enforcement_off_holds_back_the_final_action(dunning: Dunning) -> None:
+    subscription, handoff = dunning.declined_renewal()
+    service = dunning.service()
+    service.start(handoff)
+    dunning.switch("dunning_enforcement_off", True, account_id=handoff.customer_id)
+    steps = dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
+    # Then the schedule ran (4 retries) and ended without the final action: still past due, not canceled
+    assert steps[-1].kind is NextKind.EXHAUSTED
+    case = dunning.case(handoff.invoice_id)
+    assert case.end_reason == "final_action_suppressed:cancel"
+    assert dunning.subscription(subscription).status is SubscriptionStatus.PAST_DUE
+    assert "dunning_final_action" not in [n["kind"] for n in dunning.notices()]
+
+
+def test_paused_notices_are_recorded_as_suppressed_not_sent(dunning: Dunning) -> None:
+    _, handoff = dunning.declined_renewal()
+    dunning.switch("dunning_notices_paused", True)
+    dunning.service().start(handoff)
+    case = dunning.case(handoff.invoice_id)
+    assert (case.notices, case.suppressed_notices) == ((), (f"dunning:{handoff.invoice_id}:1:payment_failed",))
+    assert dunning.notices() == []

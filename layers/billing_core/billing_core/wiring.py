@@ -309,6 +309,7 @@ class Wiring:
         charges: ChargeService | None,
         workflows: WorkflowStarter | None,
         notices: DocumentQueue | None,
+        switches: Switches | None,
     ) -> DunningService:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
@@ -330,6 +331,7 @@ class Wiring:
             policies=PlanDunningPolicies(self.price_books()),
             workflows=workflows,
             notices_queue=notices,
+            switches=switches,
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
@@ -350,7 +352,10 @@ class Wiring:
     def dunning(self) -> DunningService:
         """The plan and final-action steps: no charge, no start."""
         return self.dunning_service(
-            charges=None, workflows=None, notices=self.document_queue("notifications_queue_url")
+            charges=None,
+            workflows=None,
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
         )
 
     @built_once
@@ -363,19 +368,23 @@ class Wiring:
             charges=self.charges(),
             workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
             notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
         )
 
     @built_once
     def dunning_charger(self) -> DunningService:
         """The charge step: charges through the charge service."""
         return self.dunning_service(
-            charges=self.charges(), workflows=None, notices=self.document_queue("notifications_queue_url")
+            charges=self.charges(),
+            workflows=None,
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
         )
 
     @built_once
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
-        return self.dunning_service(charges=None, workflows=None, notices=None)
+        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None)
 
     @built_once
     def notice_sender(self) -> NoticeSender:

@@ -139,6 +139,7 @@ class DunningCase(BaseModel):
     status: CaseStatus = CaseStatus.ACTIVE
     retries: tuple[RetryRecord, ...] = ()
     notices: tuple[str, ...] = ()  # the notice ids handed to the notices queue, in order
+    suppressed_notices: tuple[str, ...] = ()  # the notice ids not sent because dunning_notices_paused was on
     failure_code: str | None = None  # the decline that started it
     # After a hard decline, automatic retries wait for another payment method than this one (None: the
     # decline was on no method at all); cleared by a charge on another method.

@@ -115,6 +115,7 @@ class DunningView(BaseModel):
     schedule: list[ScheduledRetry]
     retries: list[RetryRecord]  # every charge dunning made or skipped, immediate ones included, in order
     notices: list[str]
+    suppressed_notices: list[str]  # not sent: dunning_notices_paused was on
     next_step: NextStepView | None
     execution: ExecutionView
     ended_at: datetime | None
@@ -170,6 +171,7 @@ def dunning_view(
         schedule=schedule,
         retries=list(case.retries),
         notices=list(case.notices),
+        suppressed_notices=list(case.suppressed_notices),
         next_step=next_step,
         execution=execution,
         ended_at=case.ended_at,

@@ -37,7 +37,7 @@ from billing_core.errors import ConfigurationError, NotFoundError, PermanentErro
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader
 from billing_core.observability import count, logger
-from billing_core.operations.ports import WorkflowStarter
+from billing_core.operations.ports import Switches, WorkflowStarter
 from billing_core.ports import DocumentQueue
 from billing_core.pricing.model import DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
 from billing_core.subscriptions.model import Subscription
@@ -122,6 +122,7 @@ class DunningService:
         policies: PolicySource,
         workflows: WorkflowStarter | None,
         notices_queue: DocumentQueue | None,
+        switches: Switches | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         time_scale: int = 1,
         unknown_wait: timedelta = timedelta(minutes=1),
@@ -135,6 +136,7 @@ class DunningService:
         self._policies = policies
         self._workflows = workflows
         self._notices = notices_queue
+        self._switches = switches
         self._clock = clock
         self._time_scale = time_scale
         self._unknown_wait = unknown_wait
@@ -163,6 +165,11 @@ class DunningService:
             if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
                 answers.append(self._conclude(case, step))  # paid, closed, or a charge in flight
                 continue
+            if self._switched("dunning_charges_paused") or self._switched(
+                "auto_charge_off", account_id=case.customer_id
+            ):
+                count("DunningChargeSuppressed")
+                continue  # the scheduled retries still come (and ask again)
             now = self._clock()
             last = case.last_retry
             record = RetryRecord(
@@ -292,6 +299,17 @@ class DunningService:
             payment_method_id=method,
             at=self._clock(),
         )
+        if self._switched("dunning_charges_paused"):
+            # Paused (e.g. the provider is down): the schedule waits, nothing is used up; asked again shortly.
+            count("DunningChargePaused")
+            logger.info("dunning charge paused by kill switch", extra={"invoice": case.invoice_id})
+            return NextStep(kind=NextKind.CHARGE, at=self._paused_until(case), sequence=sequence, slot=step.slot)
+        if self._switched("auto_charge_off", account_id=case.customer_id):
+            record = record.model_copy(update={"status": RetryStatus.SUPPRESSED, "decline_code": "auto_charge_off"})
+            count("DunningChargeSuppressed")
+            logger.info("dunning charge suppressed for the account", extra={"invoice": case.invoice_id})
+            saved = self._save(case, retries=(*case.retries, record))
+            return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
         if case.hard_declined and method == case.hard_declined_method:
             record = record.model_copy(update={"status": RetryStatus.SKIPPED, "decline_code": case.failure_code})
             count("DunningRetrySkippedHardDecline")
@@ -313,6 +331,14 @@ class DunningService:
         if self._clock() < step.at - timedelta(seconds=1):
             return step
         action = case.policy.final_action
+        if self._switched("dunning_enforcement_off", account_id=case.customer_id):
+            # The schedule is spent, but this account's final action is held back: the case ends without moving
+            # the subscription (it stays past_due, with access), recorded as suppressed.
+            ended = self._end(case, CaseStatus.EXHAUSTED, f"final_action_suppressed:{action.value}", None, fenced=True)
+            if ended is None:
+                return self.plan(invoice_id, cycle)
+            count("DunningFinalActionSuppressed")
+            return NextStep(kind=NextKind.EXHAUSTED, at=self._clock(), reason=ended.end_reason)
         ended = self._end(case, CaseStatus.EXHAUSTED, f"final_action:{action.value}", FINAL_STATUS[action], fenced=True)
         if ended is None:
             return self.plan(invoice_id, cycle)  # paid meanwhile, or another step ended it: see what happened
@@ -515,14 +541,28 @@ class DunningService:
     def _notify(self, case: DunningCase, document: dict[str, Any]) -> DunningCase:
         """Hand a notice to the queue once per case: sent first, then remembered (the queue's consumer sends
         each notice id at most once, so a crash in between costs a duplicate message, never an email)."""
-        if document["notice_id"] in case.notices:
+        notice_id = document["notice_id"]
+        if notice_id in case.notices or notice_id in case.suppressed_notices:
             return case
-        self._needs(self._notices, "notices_queue").send(document)
-        saved = self._save(case, notices=(*case.notices, document["notice_id"]))
+        if self._switched("dunning_notices_paused"):
+            count("DunningNoticeSuppressed")
+            logger.info("dunning notice suppressed by kill switch", extra={"notice": document["kind"]})
+            saved = self._save(case, suppressed_notices=(*case.suppressed_notices, notice_id))
+        else:
+            self._needs(self._notices, "notices_queue").send(document)
+            saved = self._save(case, notices=(*case.notices, notice_id))
         if saved is None:
             fresh = self._cases.get(case.invoice_id, case.cycle)
             saved = fresh if fresh is not None else case
         return saved
+
+    def _switched(self, name: str, *, account_id: str | None = None) -> bool:
+        """A kill switch, asked just before the side effect it guards."""
+        return self._needs(self._switches, "switches").is_on(name, account_id=account_id)
+
+    def _paused_until(self, case: DunningCase) -> datetime:
+        """While charges are paused, a waiting charge asks again after 15 policy minutes (at least a second)."""
+        return self._clock() + max(planner.scaled(15 * 60, case.time_scale), timedelta(seconds=1))
 
     @staticmethod
     def _needs[PartT](part: PartT | None, name: str) -> PartT:
