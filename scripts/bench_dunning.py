@@ -94,6 +94,8 @@ def transitions() -> dict[str, Any]:
             profile=bundle_profile(stripe_port=_free_port()),
             api_port=0,
             moto_port=0,
+            # moto's backends live as long as the process: a stack name of its own (make bench runs other stacks)
+            stack_name=f"bench-dunning-{uuid.uuid4().hex[:6]}",
             log=lambda _: None,
             function_output_path=output,
         )
@@ -185,7 +187,7 @@ def consumer_requests() -> dict[str, Any]:
                     raise
                 time.sleep(0.1)
         template = load_template(ROOT / "template.yaml", validate=False)
-        resolver = Resolver(template, "us-east-1", "bench-dunning", {})
+        resolver = Resolver(template, "us-east-1", f"bench-dunning-requests-{uuid.uuid4().hex[:6]}", {})
         Provisioner(resolver, client, LOCAL_SECRET_SEEDS).run()
         physical = resolver.physical
         db = DynamoDB(client("dynamodb"))
