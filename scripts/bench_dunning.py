@@ -144,7 +144,9 @@ def consumer_requests() -> dict[str, Any]:
     from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+    from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument
     from billing_core.adapters.sqs import SqsJsonQueue
     from billing_core.adapters.stepfunctions import StepFunctionsStarter
     from billing_core.dunning.service import DunningService, Handoff
@@ -203,6 +205,9 @@ def consumer_requests() -> dict[str, Any]:
             policies=PlanDunningPolicies(DynamoDBPriceBookStore(physical["PriceBookTable"].ref, db)),
             workflows=StepFunctionsStarter(physical["DunningStateMachine"].ref, client("stepfunctions")),
             notices_queue=SqsJsonQueue(physical["CustomerNotificationsQueue"].ref, sqs=client("sqs")),
+            switches=FeatureFlagSwitches(
+                SwitchesDocument(DynamoDBSwitchStore(physical["SwitchesTable"].ref, db), max_age_seconds=30)
+            ),
         )
         # An open invoice whose first charge failed: the billing run's own path, in-process
         from billing_core.adapters.dynamodb.invoice_transactions import (
@@ -287,9 +292,10 @@ def render(run: dict[str, Any], requests: dict[str, Any]) -> str:
     lines += [
         "",
         "A new hand-over reads the case, the invoice, the subscription and the plan's policy, writes the case and the",
-        "subscription's move in one transaction, hands the first notice over and remembers it, and starts the",
-        "execution; a duplicate reads the case and starts the execution by name (Step Functions refuses or returns the",
-        "existing one). No target in the issue beyond counting; what a duplicate costs is the number to watch.",
+        "subscription's move in one transaction, asks the kill switches (one Query per cache age: 30 s), hands the",
+        "first notice over and remembers it, and starts the execution; a duplicate reads the case and starts the",
+        "execution by name (Step Functions refuses or returns the existing one). The issue sets no target here; what",
+        "a duplicate costs is the number to watch.",
         "",
     ]
     return "\n".join(lines)
