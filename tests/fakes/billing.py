@@ -1,6 +1,5 @@
-"""In-memory ledger, subscriptions, invoices (with charge attempts), reconciliation reports and a document queue,
-with the write semantics of the DynamoDB adapters (adapters/dynamodb/): every conditional write refuses exactly
-where the adapter's ConditionExpression would (and then writes nothing), a transaction is all or nothing, and
+"""In-memory ledger, subscriptions and invoices (with charge attempts), with the write semantics of the DynamoDB
+adapters (adapters/dynamodb/): every conditional write refuses exactly where the adapter's ConditionExpression would (and then writes nothing), a transaction is all or nothing, and
 what a read returns is what the adapter's codec would give back (e.g. a stored subscription starts at version 1).
 The services' decisions stay in the domain; these only store. For unit tests (no network); the same scenarios
 run against both these and the adapters in tests/integration/test_fakes_contract.py.
@@ -10,7 +9,6 @@ threads; the moto tests cover real concurrency."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ from billing_core.invoices.model import (
     PendingWork,
 )
 from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
-from billing_core.reconciliation.model import Discrepancy, ReconciliationReport
 from billing_core.subscriptions.model import BillingMode, ScheduledChange, Subscription
 
 
@@ -462,49 +459,3 @@ class InMemoryInvoiceTransactions:
         listed.unlist()
         self._ledger.write(postings, now)
         return True
-
-
-# --- reconciliation reports and queues ---------------------------------------------------------------------------
-
-
-class InMemoryReportStore:
-    """DynamoDBReportStore: one finding per (run, kind, subject), written once; one summary per run, replaced."""
-
-    def __init__(self) -> None:
-        self.findings_by_run: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
-        self.summaries: dict[str, dict[str, Any]] = {}
-
-    def record(self, run_id: str, discrepancy: Discrepancy, now: datetime) -> bool:
-        key = (discrepancy.kind.value, discrepancy.subject)
-        if key in self.findings_by_run[run_id]:
-            return False
-        self.findings_by_run[run_id][key] = {
-            "kind": discrepancy.kind.value,
-            "subject": discrepancy.subject,
-            "resolution": discrepancy.resolution.value,
-            "details": json.loads(json.dumps(discrepancy.details, sort_keys=True, default=str)),
-            "detected_at": moment(now),
-        }
-        return True
-
-    def summarize(self, report: ReconciliationReport, now: datetime) -> None:
-        self.summaries[report.run_id] = {
-            "checked": dict(report.checked),
-            "discrepancies": len(report.discrepancies),
-            "open": sum(1 for d in report.discrepancies if d.resolution.value == "open"),
-            "finished_at": now,
-            "window": (report.window_start, report.window_end) if report.window_start and report.window_end else None,
-        }
-
-    def findings(self, run_id: str) -> list[dict[str, Any]]:
-        return [{k: v for k, v in f.items() if k != "detected_at"} for f in self.findings_by_run[run_id].values()]
-
-
-class InMemoryDocumentQueue:
-    """SqsJsonQueue: each document is sent as JSON (so one that is not JSON fails the same way)."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send(self, document: dict[str, Any]) -> None:
-        self.sent.append(json.loads(json.dumps(document, sort_keys=True)))

@@ -1,7 +1,10 @@
-"""The in-memory stores of tests/fakes/ (billing.py, orders.py) against the DynamoDB adapters on moto server, the
-same scenario on both: each conditional write refuses where the adapter's condition does, a transaction writes all
-or nothing, and reads give back the same values. The unit tests of the commit, first payment, charge attempts and
-reconciliation (and their mutation runs, tools/mutation/map.toml) rely on this."""
+"""The in-memory stores of tests/fakes/ (billing.py, orders.py, reconciliation.py) against the DynamoDB adapters on
+moto server, the same scenario on both: each conditional write refuses where the adapter's condition does, a
+transaction writes all or nothing, and reads give back the same values. The unit tests of the commit, first
+payment, charge attempts and reconciliation (and their mutation runs, tools/mutation/map.toml) rely on this.
+
+Over 500 lines on purpose: one scenario per store, each run on both kinds, beside the stores() factory they share;
+split by store if it grows."""
 
 from __future__ import annotations
 
@@ -52,10 +55,10 @@ from tests.fakes.billing import (
     InMemoryInvoiceStore,
     InMemoryInvoiceTransactions,
     InMemoryLedger,
-    InMemoryReportStore,
     InMemorySubscriptionStore,
 )
 from tests.fakes.orders import InMemoryOrderCommits, InMemoryOrderStore, InMemoryPriceBookStore
+from tests.fakes.reconciliation import InMemoryReportStore
 from tests.integration.conftest import Stack
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

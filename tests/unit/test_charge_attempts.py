@@ -3,7 +3,10 @@
 pending; an unknown outcome stays UNKNOWN (never FAILED) and is resolved by reading the payment, never by
 charging again; a decline fails the attempt and hands the invoice to dunning; a payment that never reached the
 provider is canceled before it is called failed. The same against moto and localstripe:
-tests/integration/test_billing_run_on_moto.py."""
+tests/integration/test_billing_run_on_moto.py.
+
+Over 500 lines on purpose: an attempt's life (claim, create, confirm, settle, resolve) is one protocol, driven
+through one Charging world; split by phase (starting, resolving) if it grows."""
 
 from __future__ import annotations
 

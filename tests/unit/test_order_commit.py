@@ -3,7 +3,10 @@ applies once however often it is sent, a quote past its expiry is never charged,
 subscription moved since its quote, a proration invoice is charged at once (best effort), and whoever learns a
 first payment's outcome (commit, webhook, reconciliation) settles the order the same way. The first payment's
 own protocol is in test_first_payment.py; the same flows against moto and localstripe in
-tests/integration/test_orders_on_moto.py."""
+tests/integration/test_orders_on_moto.py.
+
+Over 500 lines on purpose: the commit protocol's scenarios share one Shop (the fakes, a clock, the proration
+invoices handed on), which test_first_payment.py imports too; split by kind of order (signup, change) if it grows."""
 
 from __future__ import annotations
 

@@ -31,14 +31,13 @@ from billing_core.reconciliation.service import Reconciler
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.fakes.billing import (
-    InMemoryDocumentQueue,
     InMemoryInvoiceStore,
     InMemoryInvoiceTransactions,
     InMemoryLedger,
-    InMemoryReportStore,
     InMemorySubscriptionStore,
 )
 from tests.fakes.payments import GOOD_CARD, FakePaymentProvider
+from tests.fakes.reconciliation import InMemoryDocumentQueue, InMemoryReportStore
 from tests.unit.test_order_commit import Clock
 
 W0 = datetime(2026, 11, 1, tzinfo=UTC)

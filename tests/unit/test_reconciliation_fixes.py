@@ -26,10 +26,8 @@ from billing_core.invoices.model import (
 from billing_core.ledger.model import Account, PostedEntry
 from billing_core.payments.model import PaymentOutcome, PaymentStatus, ProviderCharge
 from billing_core.reconciliation.model import DiscrepancyKind, Resolution
-from tests.fakes.billing import (
-    InMemoryReportStore,
-)
 from tests.fakes.payments import DECLINED_CARD, GOOD_CARD
+from tests.fakes.reconciliation import InMemoryReportStore
 from tests.unit.test_reconciliation import (
     CLEARING,
     NO_ANSWER,
