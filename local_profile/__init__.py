@@ -35,6 +35,11 @@ LOCAL_SECRET_SEEDS = {
 }
 SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 
+# Locally a dunning policy day passes in a second (README "Dunning locally"): the default schedule (retries on
+# days 1, 3, 5, 7) plays in about 8 seconds, through the same state machine and policy as in AWS. An unknown
+# charge outcome is read again after 2 s instead of a minute. `--parameter DunningTimeScale=1` runs real time.
+LOCAL_PARAMETERS = {"DunningTimeScale": "86400", "DunningUnknownWaitSeconds": "2"}
+
 PROFILE = Profile(
     name="billing",
     title="billing local runtime",
@@ -43,6 +48,7 @@ PROFILE = Profile(
     secret_override_prefix=SECRET_OVERRIDE_PREFIX,
     secrets_note="fixed values in README 'Local secrets'",
     peers=(StripePeer(),),
+    parameters=LOCAL_PARAMETERS,
     start_hooks=(PriceBookSeed(),),
     demo=run_demo,
 )

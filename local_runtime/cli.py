@@ -114,6 +114,12 @@ def print_banner(runtime: LocalRuntime) -> None:
         f"{runtime.profile.title} is up (bound to 127.0.0.1 only)",
         f"  API          {status['api']}",
         f"  moto (AWS)   {status['moto']}   e.g. aws --endpoint-url {status['moto']} sqs list-queues",
+        *(
+            [f"  sent email   {status['moto']}/moto-api/data.json (ses.Message: every message moto's SES accepted)"]
+            if runtime.template
+            and any(r.get("Type") == "AWS::SES::EmailIdentity" for r in runtime.template.resources.values())
+            else []
+        ),
         *[line for peer in runtime.peers.values() for line in peer.banner()],
         *[line for report in runtime.hook_reports.values() for line in report.banner],
         "  routes:",

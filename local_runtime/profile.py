@@ -128,6 +128,9 @@ class Profile:
     secret_override_prefix: str | None = None  # <prefix><LogicalId> in the environment replaces a seed
     secrets_note: str = "SecretString from the template, else generated"  # the banner's "local secrets:" line
     peers: tuple[Peer, ...] = ()
+    # Template parameters this profile runs the stack with (those the template declares; the peers' and
+    # --parameter override them), e.g. a time scale that plays a week-long schedule in seconds.
+    parameters: Mapping[str, str] = field(default_factory=dict)
     start_hooks: tuple[StartHook, ...] = ()  # run after the peers have started
     demo: Callable[[LocalRuntime], bool] | None = None  # runs against a started runtime; True if it passed
 

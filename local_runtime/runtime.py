@@ -216,16 +216,18 @@ class LocalRuntime:
             raise TemplateError(self.template.path, [str(exc)]) from exc
 
     def _parameters(self) -> dict[str, str]:
-        """Template parameters: the peers' (only those the template declares), then --parameter."""
+        """Template parameters: the profile's, then the peers' (only those the template declares), then
+        --parameter."""
         assert self.template is not None
         declared = self.template.document.get("Parameters") or {}
+        from_profile = {key: value for key, value in self.profile.parameters.items() if key in declared}
         from_peers = {
             key: value
             for peer in self.profile.peers
             for key, value in peer.template_parameters(self.config.host).items()
             if key in declared
         }
-        return {**from_peers, **self.config.parameters}
+        return {**from_profile, **from_peers, **self.config.parameters}
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         assert self.template is not None and self.resolver is not None

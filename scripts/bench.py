@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "scripts")]
 
 import bench_cold_start  # noqa: E402
+import bench_dunning  # noqa: E402
 import bench_webhooks  # noqa: E402
 import requests  # noqa: E402
 from bench_output import logs_to  # noqa: E402
@@ -197,6 +198,8 @@ def main() -> int:
         )
         say("webhooks: ack path, requests per event ...")
         report += "\n" + bench_webhooks.main(requests_count=args.requests)
+        say("dunning: transitions per cycle, requests per failure message ...")
+        report += "\n" + bench_dunning.main()
     print(report)
     print(f"handler logs and metrics: {log_path}; the local runtime's function output: {output}")
     if args.output:

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
 WIRING_SOURCE = ROOT / "layers" / "billing_core" / "billing_core" / "wiring.py"
-# Not builders: the settings, the cache reset, and a builder that takes the setting's name as argument
-# (reached through the builders that call it).
-NOT_BUILDERS = frozenset({"settings", "reset", "document_queue", "admin_tokens"})
+# Not builders: the settings, the cache reset, and builders that take arguments (a setting's name, a
+# service's parts), reached and checked through the builders that call them.
+NOT_BUILDERS = frozenset({"settings", "reset", "document_queue", "admin_tokens", "dunning_service"})
 
 
 def attributes_used(tree: ast.AST, receiver: str) -> set[str]:
@@ -60,6 +60,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = False
         elif "int" in annotation:
             values[name] = 300
+        elif "float" in annotation:
+            values[name] = 30.0
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
         elif name.startswith("health_"):  # LogicalId=physical pairs

@@ -15,6 +15,7 @@ class Settings(BundleSettings):
     invoices_table_name: str
     orders_table_name: str
     price_book_table_name: str
+    switches_table_name: str
 
 
 wiring = Wiring(Settings)

@@ -24,7 +24,15 @@ from tests.support import ROOT, free_port
 
 STACK = "billing-fuzz"
 # The writers that run after a request has been answered: queue and stream consumers.
-ASYNCHRONOUS_CONSUMERS = frozenset({"CanaryRecordFunction", "WebhookApplyFunction", "AuditProjectFunction"})
+ASYNCHRONOUS_CONSUMERS = frozenset(
+    {
+        "CanaryRecordFunction",
+        "WebhookApplyFunction",
+        "AuditProjectFunction",
+        "DunningStartFunction",  # a payment-method change announces itself on DunningQueue
+        "NotificationSendFunction",
+    }
+)
 ADMIN_TOKEN = LOCAL_SECRET_SEEDS["AdminTokenSecret"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"

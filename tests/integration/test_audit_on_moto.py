@@ -44,6 +44,7 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
     monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
+    monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.clear_clients()
     projector = importlib.import_module("functions.audit_project.app")

@@ -25,6 +25,8 @@ MONEY_AND_HISTORY = (
     "OrdersTable",
     "PriceBookTable",
     "ReconciliationTable",
+    "NoticesTable",
+    "SwitchesTable",  # not money or history, but operators' decisions (an account protected from charges)
 )
 APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
 MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
@@ -254,7 +256,7 @@ def test_every_dead_letter_queue_and_failure_queue_is_alarmed() -> None:
         if event["Type"] == "SQS"
     }
     not_consumed = set(of_type("AWS::SQS::Queue")) - consumed
-    handed_over = {"DunningQueue", "CustomerNotificationsQueue", "ReconciliationReviewQueue"}  # consumers not built
+    handed_over = {"DunningQueue", "ReconciliationReviewQueue"}  # consumers not built
     assert not_consumed - handed_over - watched_queues() == set()
 
 

@@ -180,6 +180,7 @@ def test_an_attempt_claims_creates_confirms_and_settles_the_invoice_paid_with_it
         "lease_until": NOW + LEASE,
         "unknown_since": None,
         "resolved_at": NOW,
+        "dunning_key": None,
     }
     invoice = charging.invoice_now()
     assert (invoice.status, invoice.paid_at, invoice.attempt_count) == (InvoiceStatus.PAID, NOW, 1)

@@ -20,6 +20,17 @@ from pydantic import BaseModel, ValidationError
 
 from billing_core.audit.model import ChangeSource, EntityEvent, EntityType
 from billing_core.customers import customer_id_for
+from billing_core.dunning import planner
+from billing_core.dunning.model import BillingMode as DunningBillingMode
+from billing_core.dunning.model import DunningCase
+from billing_core.dunning.queries import (
+    Access,
+    DunningView,
+    ExecutionView,
+    SubscriptionWithAccess,
+    access_of,
+    dunning_view,
+)
 from billing_core.errors import (
     ConflictError,
     NotFoundError,
@@ -45,6 +56,7 @@ from billing_core.ledger.queries import CustomerBalance, CustomerLedgerPage
 from billing_core.operations.admin_auth import authorize_admin
 from billing_core.operations.health import run_health_checks
 from billing_core.operations.model import PROBE_ID_PATTERN, BackendUnavailable, Probe, ProbeSubmission, RecordedProbe
+from billing_core.operations.switches import SWITCHES, SwitchChange, SwitchesOverview
 from billing_core.orders.model import (
     ORDER_ID,
     ChangeTiming,
@@ -59,9 +71,17 @@ from billing_core.orders.model import (
     subscription_id_for_order,
 )
 from billing_core.periods import Interval
-from billing_core.pricing.model import CapPolicy, Plan, PriceBook, PublishedPriceBook, UsageComponent
+from billing_core.pricing.model import (
+    DEFAULT_DUNNING_POLICY,
+    CapPolicy,
+    Plan,
+    PriceBook,
+    PublishedPriceBook,
+    UsageComponent,
+)
 from billing_core.subscriptions import queries as subscription_queries
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription, subscription_id_for
+from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.triggers.http import refuse_card_numbers, validation_failed
 from billing_core.webhooks.model import ReceivedWebhook
@@ -93,9 +113,12 @@ SUBSCRIPTION = "/subscriptions/{subscription_id}"
 LEDGER = "/customers/{customer_id}/ledger"
 BALANCE = "/customers/{customer_id}/balance"
 INVOICE = "/invoices/{invoice_id}"
+DUNNING = "/invoices/{invoice_id}/dunning"
 VOID = "/invoices/{invoice_id}/void"
 UNCOLLECTIBLE = "/invoices/{invoice_id}/uncollectible"
 AUDIT = "/audit/{entity_type}/{entity_id}"
+SWITCHES_PATH = "/ops/switches"
+SWITCH = "/ops/switches/{name}"
 BILLING_API = "BillingApi"
 # Routes anyone may call: health is public, webhooks are authenticated by the provider's signature.
 PUBLIC = {(HEALTH, "get"), (WEBHOOK, "post")}
@@ -114,11 +137,16 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (RecordedProbe, "serialization"),
     (ReceivedWebhook, "serialization"),
     (Subscription, "serialization"),
+    (SubscriptionWithAccess, "serialization"),
+    (DunningView, "serialization"),
     (CloseRequest, "validation"),
+    (PaymentMethodRequest, "validation"),
     (InvoiceView, "serialization"),
     (CustomerLedgerPage, "serialization"),
     (CustomerBalance, "serialization"),
     (EntityEvent, "serialization"),
+    (SwitchChange, "validation"),
+    (SwitchesOverview, "serialization"),
 )
 # What the document states beyond pydantic's JSON schema: (component, property) -> keywords. Plan.currency
 # is checked by a field validator, which pydantic cannot express in the schema.
@@ -168,7 +196,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 16
+    assert len(template_api_routes()) == 20
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
@@ -318,6 +346,8 @@ def test_path_parameters_are_the_formats_the_code_checks() -> None:
     assert _parameter(AUDIT, "get", "entity_type")["schema"] == {"$ref": "#/components/schemas/EntityType"}
     assert entity_type["enum"] == [kind.value for kind in EntityType]
     assert _parameter(WEBHOOK, "post", "provider")["schema"]["enum"] == sorted(PROVIDERS, reverse=True)
+    assert _parameter(SWITCH, "put", "name")["schema"] == {"$ref": "#/components/schemas/SwitchName"}
+    assert load_spec()["components"]["schemas"]["SwitchName"]["enum"] == list(SWITCHES.names)
     for path in (LEDGER, BALANCE):
         assert _parameter(path, "get", "provider")["schema"]["enum"] == list(ledger_queries.PROVIDERS)
         customer = _parameter(path, "get", "customer_id")["schema"]
@@ -616,8 +646,27 @@ def sample_event() -> EntityEvent:
     )
 
 
+def sample_dunning_case(subscription_id: str) -> DunningCase:
+    return planner.open_case(
+        invoice_id="binv_" + "5" * 24,
+        cycle=1,
+        subscription_id=subscription_id,
+        customer_id=customer_id_for("stripe", "cus_QAbCdEfGhIjK"),
+        billing_mode=DunningBillingMode.INTERNAL,
+        provider="stripe",
+        provider_invoice_id=None,
+        amount_due_minor=4900,
+        currency="EUR",
+        policy=DEFAULT_DUNNING_POLICY,
+        policy_source="default",
+        time_scale=1,
+        failure_code="insufficient_funds",
+        now=NOW - timedelta(hours=1),
+    )
+
+
 def test_the_other_routes_successes_dumped_by_the_models_match() -> None:
-    assert_response_matches(SUBSCRIPTION, "get", 200, sample_subscription().model_dump(mode="json"))
+    assert_response_matches(SUBSCRIPTION, "get", 200, access_of(sample_subscription(), [], NOW).model_dump(mode="json"))
     internal = sample_subscription(
         subscription_id=subscription_id_for_order("bord_" + "4" * 32),
         provider_subscription_id=None,
@@ -634,7 +683,15 @@ def test_the_other_routes_successes_dumped_by_the_models_match() -> None:
             next_billing_at=NOW + timedelta(days=30),
         ),
     )
-    assert_response_matches(SUBSCRIPTION, "get", 200, internal.model_dump(mode="json"))
+    assert_response_matches(SUBSCRIPTION, "get", 200, access_of(internal, [], NOW).model_dump(mode="json"))
+    in_dunning = sample_dunning_case(internal.subscription_id)
+    graced = access_of(internal.model_copy(update={"status": SubscriptionStatus.PAST_DUE}), [in_dunning], NOW)
+    assert graced.access is Access.GRACE
+    assert_response_matches(SUBSCRIPTION, "get", 200, graced.model_dump(mode="json"))
+    view = dunning_view(
+        in_dunning, sample_invoice_view(InvoiceStatus.OPEN), ExecutionView(name="x", status="RUNNING"), NOW
+    )
+    assert_response_matches(DUNNING, "get", 200, view.model_dump(mode="json"))
     for status, path in ((InvoiceStatus.OPEN, INVOICE), (InvoiceStatus.VOID, VOID)):
         method = "get" if path == INVOICE else "post"
         assert_response_matches(path, method, 200, sample_invoice_view(status).model_dump(mode="json"))
@@ -712,6 +769,15 @@ ERRORS_OF_THE_OTHER_ROUTES: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     (AUDIT, "get", 400, ValidationFailedError("id", code="invalid_entity_id").to_dict()),
     (COMMIT, "post", 422, PermanentError("refused by the provider", code="provider_refused").to_dict()),
     (ORDERS, "post", 409, ConflictError("taken", code="order_id_taken").to_dict()),
+    (SWITCH, "put", 400, ValidationFailedError("global", code="account_not_allowed").to_dict()),
+    (SWITCH, "put", 400, ValidationFailedError("past", code="expiry_not_in_future", details={"now": "x"}).to_dict()),
+    (SWITCH, "put", 404, NotFoundError("no", code="unknown_switch", details={"known": list(SWITCHES.names)}).to_dict()),
+    (
+        SWITCH,
+        "put",
+        409,
+        ConflictError("moved", code="switch_version_conflict", details={"current_version": 2}).to_dict(),
+    ),
 )
 
 
@@ -769,7 +835,7 @@ BREAKAGES = (
         SUBSCRIPTION,
         "get",
         200,
-        sample_subscription(status=SubscriptionStatus.PAST_DUE).model_dump(mode="json"),
+        access_of(sample_subscription(status=SubscriptionStatus.PAST_DUE), [], NOW).model_dump(mode="json"),
     ),
     (
         _require_a_field_never_sent,

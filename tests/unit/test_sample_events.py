@@ -14,9 +14,14 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel
 
+from billing_core.dunning.model import FailureInput, StepInput
+from billing_core.dunning.service import Handoff
+from billing_core.notifications.model import KnownNotice
 from billing_core.operations.model import Probe, ProbeSubmission
+from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
+from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
@@ -36,10 +41,17 @@ class StripeEventShape(BaseModel):
 # event file -> (function folder, envelope model, body model or None)
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
+    "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
+    "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),
     "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),
     "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
+    "sqs/dunning_handoff_batch.json": ("dunning_start", SqsModel, Handoff),
+    "stepfunctions/dunning_plan.json": ("dunning_plan", StepInput, None),
+    "stepfunctions/dunning_charge.json": ("dunning_charge", StepInput, None),
+    "stepfunctions/dunning_finalize.json": ("dunning_finalize", StepInput, None),
+    "stepfunctions/dunning_fail.json": ("dunning_fail", FailureInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
     "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),
@@ -47,6 +59,12 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
+    "api/dunning_get.json": ("dunning_api", APIGatewayProxyEventModel, None),
+    "api/subscription_payment_method_put.json": (
+        "subscription_payment_method",
+        APIGatewayProxyEventModel,
+        PaymentMethodRequest,
+    ),
     "api/invoice_void.json": ("invoice_close", APIGatewayProxyEventModel, CloseRequest),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
@@ -60,6 +78,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
+    "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
 }
 
 

@@ -34,3 +34,27 @@ def test_a_decline_keeps_its_decline_code() -> None:
     translated = translate_stripe_error(stripe.CardError("declined", None, "insufficient_funds"), operation="x")
     assert isinstance(translated, PaymentDeclinedError)
     assert translated.details == {"decline_code": "insufficient_funds"}
+
+
+def test_a_decline_says_why_the_card_was_declined_not_only_that_it_was() -> None:
+    # Given Stripe's shape of a decline: code card_declined, the reason in decline_code
+    body = {"error": {"type": "card_error", "code": "card_declined", "decline_code": "stolen_card", "message": "x"}}
+    error = stripe.CardError("Your card was declined.", None, "card_declined", json_body=body)
+    # When it is translated
+    translated = translate_stripe_error(error, operation="payment_intents.confirm")
+    # Then the specific reason survives (dunning stops retrying a stolen card; it retries insufficient funds)
+    assert isinstance(translated, PaymentDeclinedError)
+    assert translated.details == {"decline_code": "stolen_card"}
+
+
+def test_a_payment_intents_last_error_gives_its_decline_code() -> None:
+    from types import SimpleNamespace
+
+    from billing_core.adapters.stripe_gateway import decline_code_of
+
+    assert decline_code_of(SimpleNamespace(code="card_declined", decline_code="insufficient_funds")) == (
+        "insufficient_funds"
+    )
+    assert decline_code_of(SimpleNamespace(code="expired_card", decline_code=None)) == "expired_card"
+    assert decline_code_of(SimpleNamespace(code=None)) is None
+    assert decline_code_of(None) is None

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from billing_core.errors import ConfigurationError
 
@@ -73,6 +73,9 @@ class BundleSettings(FunctionSettings):
     audit_table_name: str | None = None
     canary_table_name: str | None = None
     reconciliation_table_name: str | None = None
+    dunning_table_name: str | None = None
+    notices_table_name: str | None = None
+    switches_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -80,8 +83,18 @@ class BundleSettings(FunctionSettings):
     notifications_queue_url: str | None = None
     review_queue_url: str | None = None
     canary_state_machine_arn: str | None = None
+    dunning_state_machine_arn: str | None = None
+    # Dunning: policy seconds per wall-clock second (1 in production; 86400 plays a policy day in a second
+    # for local runs and tests), and the pause before a charge whose outcome is unknown is read again.
+    dunning_time_scale: int = Field(default=1, ge=1)
+    dunning_unknown_wait_seconds: int = Field(default=60, ge=1)
+    # Kill switches: how long a read of SwitchesTable is served before it is read again (a change is honoured
+    # within this plus one read; template parameter SwitchesCacheMaxAgeSeconds).
+    switches_cache_max_age_seconds: float = Field(default=30.0, gt=0, le=300)
     # KMS key that seals personal fields of stored documents (envelope encryption; privacy/personal_data.py)
     personal_data_key_id: str | None = None
+    # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)
+    notice_sender_address: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None

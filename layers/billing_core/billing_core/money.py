@@ -105,3 +105,16 @@ class Money(BaseModel):
 
     amount_minor: StrictInt
     currency: CurrencyCode
+
+
+def format_amount(amount_minor: int, currency: str) -> str:
+    """An amount as people read it: `EUR 1,234.50`, `JPY 4,900`, `KWD 1.250`, `EUR -0.05`, from integer minor units
+    and the currency's exponent, by integer arithmetic only (never through a float). The code comes first and the
+    digits are grouped by thousands with "," and split with ".": one unambiguous form for every currency, whatever
+    the reader's locale. ValueError for an unknown currency; TypeError for anything but an int (a bool included)."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError("amount_minor must be an int of minor units")
+    exponent = minor_unit_exponent(currency)
+    major, minor = divmod(abs(amount_minor), 10**exponent)
+    digits = f"{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")
+    return f"{currency} {'-' if amount_minor < 0 else ''}{digits}"

@@ -30,6 +30,11 @@ def count(name: str, value: int = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def measure_seconds(name: str, seconds: float) -> None:
+    """A duration or an age in seconds (e.g. SwitchesDocumentAgeSeconds), published with the invocation."""
+    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=seconds)
+
+
 @functools.cache
 def _tracer() -> Tracer:
     return Tracer()

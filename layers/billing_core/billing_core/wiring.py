@@ -23,20 +23,28 @@ from billing_core.config import BundleSettings
 
 if TYPE_CHECKING:  # annotations only: importing them here would cost every function's cold start
     from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
+    from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore
     from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
     from billing_core.adapters.dynamodb.invoice_transactions import DynamoDBInvoiceIssuer, DynamoDBInvoiceTransactions
     from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
+    from billing_core.adapters.dynamodb.notice_store import DynamoDBNoticeStore
     from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+    from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
+    from billing_core.dunning.ports import WorkflowReader
+    from billing_core.dunning.service import DunningService
+    from billing_core.notifications.ports import CustomerContacts, EmailSender
+    from billing_core.notifications.service import NoticeSender
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
-    from billing_core.operations.ports import HealthCheck, WorkflowStarter
+    from billing_core.operations.ports import HealthCheck, Switches, WorkflowStarter
+    from billing_core.operations.switches import SwitchAdmin
     from billing_core.orders.commit import OrderCommitService
     from billing_core.orders.model import CommitResult
     from billing_core.orders.quoting import OrderQuotes
@@ -170,10 +178,45 @@ class Wiring:
         return DynamoDBPriceBookStore(self._require("price_book_table_name"), self.dynamodb())
 
     @built_once
+    def notices(self) -> DynamoDBNoticeStore:
+        from billing_core.adapters.dynamodb.notice_store import DynamoDBNoticeStore
+
+        return DynamoDBNoticeStore(self._require("notices_table_name"), self.dynamodb())
+
+    @built_once
     def audit_log(self) -> DynamoDBAuditStore:
         from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
 
         return DynamoDBAuditStore(self._require("audit_table_name"), self.dynamodb())
+
+    @built_once
+    def switch_store(self) -> DynamoDBSwitchStore:
+        from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
+
+        return DynamoDBSwitchStore(self._require("switches_table_name"), self.dynamodb())
+
+    # --- kill switches -----------------------------------------------------------------------------
+
+    @built_once
+    def switches(self) -> Switches:
+        """The kill switches, for code about to cause a side effect: `wiring.switches().is_on(name,
+        account_id=...)` just before it (operations/ports.py, `Switches`). Powertools feature flags over
+        SwitchesTable, read again after SWITCHES_CACHE_MAX_AGE_SECONDS (default 30); an unreadable table serves
+        the last read, or each switch's safe value (adapters/feature_flags.py). A function that asks needs
+        SWITCHES_TABLE_NAME (and may set SWITCHES_CACHE_MAX_AGE_SECONDS) in its settings and environment, and
+        `dynamodb:Query` on SwitchesTable."""
+        from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument
+
+        return FeatureFlagSwitches(
+            SwitchesDocument(self.switch_store(), max_age_seconds=self.settings.switches_cache_max_age_seconds)
+        )
+
+    @built_once
+    def switch_admin(self) -> SwitchAdmin:
+        """GET and PUT /ops/switches: list the switches, set one (conditional on its version, audited)."""
+        from billing_core.operations.switches import SwitchAdmin
+
+        return SwitchAdmin(self.switch_store(), cache_max_age_seconds=self.settings.switches_cache_max_age_seconds)
 
     # --- queues, workflows, the payment provider ---------------------------------------------------
 
@@ -204,6 +247,20 @@ class Wiring:
             api_base=settings.stripe_api_base,
             confirm_off_session=settings.stripe_confirm_off_session,
         )
+
+    @built_once
+    def customer_contacts(self) -> dict[str, CustomerContacts]:
+        """Where a customer's email address is read, by provider (Stripe only: Dodo Payments has no adapter)."""
+        from billing_core.adapters.stripe_customers import StripeCustomerContacts
+
+        api_key = self.secrets().read(self._require("stripe_api_key_secret_name"))
+        return {"stripe": StripeCustomerContacts(api_key, api_base=self.settings.stripe_api_base)}
+
+    @built_once
+    def email_sender(self) -> EmailSender:
+        from billing_core.adapters.ses_email import SesEmailSender
+
+        return SesEmailSender(self._require("notice_sender_address"))
 
     # --- services ----------------------------------------------------------------------------------
 
@@ -244,6 +301,100 @@ class Wiring:
             dunning=self.document_queue("dunning_queue_url"),
             notices=self.document_queue("notifications_queue_url"),
             credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
+        )
+
+    def dunning_service(
+        self,
+        *,
+        charges: ChargeService | None,
+        workflows: WorkflowStarter | None,
+        notices: DocumentQueue | None,
+        switches: Switches | None,
+    ) -> DunningService:
+        """Dunning's service with only the parts a function's steps use (the builders below): the charge step
+        alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
+        nobody. Not cached itself: each builder below is."""
+        from datetime import timedelta
+
+        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningTransitions
+        from billing_core.dunning.service import DunningService
+        from billing_core.pricing.service import PlanDunningPolicies
+
+        cases = self.dunning_cases()
+        settings = self.settings
+        return DunningService(
+            cases=cases,
+            transitions=DynamoDBDunningTransitions(cases, self.subscriptions(), self.invoices(), self.dynamodb()),
+            invoices=self.invoices(),
+            subscriptions=self.subscriptions(),
+            charges=charges,
+            policies=PlanDunningPolicies(self.price_books()),
+            workflows=workflows,
+            notices_queue=notices,
+            switches=switches,
+            time_scale=settings.dunning_time_scale,
+            unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
+        )
+
+    @built_once
+    def dunning_cases(self) -> DynamoDBDunningStore:
+        from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore
+
+        return DynamoDBDunningStore(self._require("dunning_table_name"), self.dynamodb())
+
+    @built_once
+    def dunning_executions(self) -> WorkflowReader:
+        from billing_core.adapters.stepfunctions import StepFunctionsReader
+
+        return StepFunctionsReader(self._require("dunning_state_machine_arn"))
+
+    @built_once
+    def dunning(self) -> DunningService:
+        """The plan and final-action steps: no charge, no start."""
+        return self.dunning_service(
+            charges=None,
+            workflows=None,
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
+        )
+
+    @built_once
+    def dunning_starter(self) -> DunningService:
+        """DunningQueue's consumer: opens cases and starts their executions; retries at once on a new payment
+        method."""
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+
+        return self.dunning_service(
+            charges=self.charges(),
+            workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
+        )
+
+    @built_once
+    def dunning_charger(self) -> DunningService:
+        """The charge step: charges through the charge service."""
+        return self.dunning_service(
+            charges=self.charges(),
+            workflows=None,
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
+        )
+
+    @built_once
+    def dunning_recorder(self) -> DunningService:
+        """The failure recorder: writes dunning_failed, nothing else."""
+        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None)
+
+    @built_once
+    def notice_sender(self) -> NoticeSender:
+        from billing_core.notifications.service import NoticeSender
+
+        return NoticeSender(
+            notices=self.notices(),
+            sender=self.email_sender(),
+            contacts=self.customer_contacts(),
+            subscriptions=self.subscriptions(),
         )
 
     @built_once
@@ -416,5 +567,6 @@ class Wiring:
                 self._require("invoices_table_name"): "invoices",
                 self._require("orders_table_name"): "orders",
                 self._require("price_book_table_name"): "price_books",
+                self._require("switches_table_name"): "switches",
             },
         )

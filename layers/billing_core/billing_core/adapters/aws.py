@@ -33,6 +33,12 @@ _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
 )
 
+# Services whose writes are not idempotent get no automatic retries: botocore's standard mode resends after a read
+# timeout, which for SES v2 SendEmail (no idempotency key) could send an email twice. The caller decides instead.
+_SERVICE_CONFIGS = {
+    "sesv2": _CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1})),
+}
+
 _RETRYABLE_CODES = frozenset(
     {
         "ThrottlingException",
@@ -69,7 +75,8 @@ _BUILDING = threading.Lock()
 
 @cache
 def _built(service_name: str) -> Any:
-    return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    config = _SERVICE_CONFIGS.get(service_name, _CLIENT_CONFIG)
+    return boto3.session.Session().client(service_name, config=config)  # type: ignore[call-overload]
 
 
 def client(service_name: str) -> Any:

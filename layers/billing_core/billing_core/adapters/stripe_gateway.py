@@ -59,11 +59,20 @@ def _metadata(obj: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in plain.items()}
 
 
+def decline_code_of(error: Any) -> str | None:
+    """Stripe says why a card was declined in `decline_code` (insufficient_funds, stolen_card, ...) under the
+    generic `code` card_declined; some declines have only a specific `code` (expired_card, incorrect_cvc).
+    Dunning's hard/soft classification needs the specific one."""
+    if error is None:
+        return None
+    specific = getattr(error, "decline_code", None)
+    return str(specific) if specific else (str(error.code) if getattr(error, "code", None) else None)
+
+
 def translate_stripe_error(exc: Exception, *, operation: str) -> Exception:
     if isinstance(exc, stripe.CardError):
-        return PaymentDeclinedError(
-            f"{operation}: declined ({exc.code})", details={"decline_code": exc.code or "card_declined"}
-        )
+        code = decline_code_of(getattr(exc, "error", None)) or exc.code or "card_declined"
+        return PaymentDeclinedError(f"{operation}: declined ({code})", details={"decline_code": code})
     if isinstance(exc, stripe.RateLimitError):
         return RetryableError(f"{operation}: rate limited by the provider", code="provider_rate_limited")
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
@@ -120,7 +129,7 @@ class StripePaymentGateway:
             amount_minor=int(intent.amount),
             currency=str(intent.currency).upper(),
             provider_customer_id=_id(getattr(intent, "customer", None)),
-            failure_code=getattr(error, "code", None) if error else None,
+            failure_code=decline_code_of(error),
             failure_message=getattr(error, "message", None) if error else None,
             metadata=_metadata(intent),
             created_at=_time(intent.created) if getattr(intent, "created", None) else None,
@@ -170,7 +179,10 @@ class StripePaymentGateway:
             if outcome.status is PaymentStatus.SUCCEEDED:  # never trust an error over the record
                 return outcome
             return outcome.model_copy(
-                update={"status": PaymentStatus.FAILED, "failure_code": outcome.failure_code or exc.code}
+                update={
+                    "status": PaymentStatus.FAILED,
+                    "failure_code": outcome.failure_code or decline_code_of(getattr(exc, "error", None)) or exc.code,
+                }
             )
         except stripe.StripeError as exc:
             raise translate_stripe_error(exc, operation="payment_intents.confirm") from exc

@@ -99,6 +99,10 @@ def entity_event(
         if keys.get("book") != "price_book" or keys.get("sk") == "LATEST":
             return None
         entity_type, entity_id, noun = EntityType.PRICE_BOOK, str(image.get("version", keys["sk"])), "price_book"
+    elif table_kind == "switches":
+        # One entity per switch: its global setting and every account's are events of the same switch (the
+        # account is in before/after), so GET /audit/kill_switch/<name> is who changed the switch, and how.
+        entity_type, entity_id, noun = EntityType.KILL_SWITCH, str(keys["sk"]).partition("#")[0], "kill_switch"
     else:
         return None
     changes = diff(before, after)
@@ -110,6 +114,8 @@ def entity_event(
         verb = "status_changed"
     else:
         verb = "updated"
+    if entity_type is EntityType.KILL_SWITCH and event_name != "REMOVE":
+        verb = "set_on" if image.get("enabled") else "set_off"  # a write states a value, changed or not
     actor = str(image.get("last_actor") or "system:unknown")
     try:
         source = ChangeSource(str(image.get("last_change_source") or "unknown"))

@@ -64,10 +64,26 @@ class ChargeService:
         self._never_confirmed_grace = never_confirmed_grace
 
     def start_attempt(self, view: InvoiceView) -> AttemptStatus | None:
-        invoice = view.invoice
+        attempt = self._new_attempt(view.invoice)
+        if not self._invoices.claim_attempt(attempt):
+            return None  # another run claimed it
+        count("ChargeAttemptStarted")
+        return self._drive(attempt, view.invoice, owner=True)
+
+    def start_retry(self, view: InvoiceView, *, dunning_key: str, rank: int) -> AttemptStatus | None:
+        """Dunning's retry of an invoice whose last attempt failed: the same claim -> create -> confirm ->
+        settle, claimed only while the invoice is open and no charge is in flight, once per dunning charge
+        (`rank` grows with each). None if refused: paid meanwhile, an attempt in flight, or already claimed."""
+        attempt = self._new_attempt(view.invoice, dunning_key=dunning_key)
+        if not self._invoices.claim_retry(attempt, rank):
+            return None
+        count("DunningAttemptStarted")
+        return self._drive(attempt, view.invoice, owner=True)
+
+    def _new_attempt(self, invoice: Invoice, *, dunning_key: str | None = None) -> ChargeAttempt:
         now = self._clock()
         number = invoice.attempt_count + 1
-        attempt = ChargeAttempt(
+        return ChargeAttempt(
             invoice_id=invoice.invoice_id,
             attempt_number=number,
             status=AttemptStatus.PENDING,
@@ -77,11 +93,8 @@ class ChargeService:
             idempotency_key=idempotency_key_for(invoice.invoice_id, number, "confirm"),
             attempted_at=now,
             lease_until=now + self._lease,
+            dunning_key=dunning_key,
         )
-        if not self._invoices.claim_attempt(attempt):
-            return None  # another run claimed it
-        count("ChargeAttemptStarted")
-        return self._drive(attempt, invoice, owner=True)
 
     def charge_now(self, invoice_id: str) -> AttemptStatus | None:
         """Charge an issued invoice at once instead of waiting for the billing run (e.g. an order's

@@ -136,6 +136,9 @@ class ChargeAttempt(BaseModel):
     lease_until: datetime  # after this a PENDING attempt is presumed abandoned and is resolved
     unknown_since: datetime | None = None
     resolved_at: datetime | None = None
+    # Set on dunning's retries: "<cycle>:<sequence>" of the dunning charge that claimed this attempt, so a
+    # redelivered dunning step finds it instead of claiming another.
+    dunning_key: str | None = None
 
 
 class InvoiceView(BaseModel):

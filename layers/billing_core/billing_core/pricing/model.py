@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
@@ -41,6 +42,53 @@ class UsageComponent(BaseModel):
     cap_quantity: StrictInt | None = Field(default=None, ge=0)
 
 
+class FinalAction(StrEnum):
+    """What dunning does to the subscription when its retry schedule is exhausted and the invoice is unpaid."""
+
+    CANCEL = "cancel"
+    MARK_UNPAID = "mark_unpaid"  # kept, not billed again, access revoked until the invoice is paid
+    PAUSE = "pause"
+
+
+DAY_SECONDS = 86_400
+
+
+class DunningPolicy(BaseModel):
+    """A plan's dunning: how long access is kept after the first failed charge (the grace period), when the
+    charge is retried (seconds after the first failure), and what happens when the schedule is exhausted.
+    Durations are seconds of policy time; the dunning time scale (a deployment setting, 1 in production) turns
+    them into wall-clock time, so local runs and tests play a week in seconds without another policy.
+
+    Versioned with its price book: a dunning takes a copy of the policy when it starts, so publishing a new
+    price book never moves the schedule of an invoice already in dunning."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    grace_period_seconds: StrictInt = Field(default=7 * DAY_SECONDS, ge=0, le=90 * DAY_SECONDS)
+    retry_after_seconds: tuple[StrictInt, ...] = Field(
+        default=(1 * DAY_SECONDS, 3 * DAY_SECONDS, 5 * DAY_SECONDS, 7 * DAY_SECONDS), min_length=1, max_length=10
+    )
+    final_action: FinalAction = FinalAction.CANCEL
+    # The final warning goes out with the announcement of the last retry; off: that notice is the usual one.
+    final_warning: bool = True
+
+    @field_validator("retry_after_seconds")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(offset <= 0 for offset in value):
+            raise ValueError("each retry comes after the first failure (seconds > 0)")
+        if any(later <= earlier for earlier, later in pairwise(value)):
+            raise ValueError("retry times must be strictly increasing")
+        if value[-1] > 90 * DAY_SECONDS:
+            raise ValueError("the last retry must come within 90 days of the first failure")
+        return value
+
+
+# The default for plans whose price book says nothing: 4 retries over a week, access kept for that week,
+# canceled after the last retry fails (docs/glossary.md "dunning policy").
+DEFAULT_DUNNING_POLICY = DunningPolicy()
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,6 +101,7 @@ class Plan(BaseModel):
     trial_days: StrictInt = Field(default=0, ge=0, le=365)
     trial_end_policy: TrialEndPolicy = TrialEndPolicy.CANCEL
     usage_components: tuple[UsageComponent, ...] = ()
+    dunning: DunningPolicy | None = None  # None: DEFAULT_DUNNING_POLICY
 
     @field_validator("currency")
     @classmethod

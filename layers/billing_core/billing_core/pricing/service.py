@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
-from billing_core.pricing.model import Plan, PriceBook, PublishedPriceBook
+from billing_core.pricing.model import DunningPolicy, Plan, PriceBook, PublishedPriceBook
 from billing_core.pricing.ports import PriceBookStore
 
 
@@ -51,3 +51,15 @@ def publish_price_book(store: PriceBookStore, book: PriceBook, *, actor: str, no
     if store.effective_at(FAR_FUTURE) is not None and book.effective_from < now:
         raise ConflictError("effective_from must not be in the past", code="effective_from_in_past")
     return store.publish(book, actor=actor, now=now)
+
+
+class PlanDunningPolicies:
+    """The dunning policy of a plan as published in a price book version (dunning's PolicySource)."""
+
+    def __init__(self, store: PriceBookStore):
+        self._store = store
+
+    def policy_for(self, price_version: str, plan_id: str) -> DunningPolicy | None:
+        book = self._store.version(price_version)
+        plan = book.plan(plan_id) if book is not None else None
+        return plan.dunning if plan is not None else None

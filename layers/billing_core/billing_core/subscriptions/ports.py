@@ -29,6 +29,17 @@ class SubscriptionStore(SubscriptionReader, Protocol):
 
     def hold(self, subscription: Subscription, *, actor: str, source: str) -> bool: ...
 
+    def set_payment_method(
+        self,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        now: datetime,
+        actor: str,
+        source: str,
+        correlation_id: str,
+    ) -> bool: ...
+
     def trial_notice_sent(self, subscription: Subscription) -> bool: ...
 
     def mark_trial_notice(self, subscription: Subscription, *, actor: str, source: str) -> bool: ...

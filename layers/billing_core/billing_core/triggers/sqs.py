@@ -50,13 +50,17 @@ def process_sqs_batch(
         try:
             return record_handler(record)
         except Exception as exc:
-            # Every failure is logged with its message id, whatever raised it (ours, Powertools', boto's).
+            # Every failure is logged with its message id, whatever raised it (ours, Powertools', boto's), and a
+            # refused document with its problems (field paths and rules, never the values): the reason a message
+            # that reaches the DLQ was refused.
+            problems = exc.details.get("problems") if isinstance(exc, BillingError) else None
             logger.warning(
                 "record failed",
                 extra={
                     "message_id": record.message_id,
                     "error_class": type(exc).__name__,
                     "error_code": exc.code if isinstance(exc, BillingError) else None,
+                    **({"problems": problems} if problems else {}),
                 },
             )
             raise

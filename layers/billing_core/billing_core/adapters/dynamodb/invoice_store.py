@@ -39,6 +39,8 @@ ATTEMPT_PREFIX = "ATTEMPT#"
 # invoice at once): the audit trail names it.
 ATTEMPT_ACTOR = "system:billing_run"
 ATTEMPT_SOURCE = "schedule"
+DUNNING_ACTOR = "system:dunning"
+DUNNING_SOURCE = "dunning"
 
 
 def attempt_sk(number_: int) -> str:
@@ -84,6 +86,7 @@ def attempt_from_item(item: Item) -> ChargeAttempt:
         lease_until=datetime.fromisoformat(item["lease_until"]["S"]),
         unknown_since=read_moment(item, "unknown_since"),
         resolved_at=read_moment(item, "resolved_at"),
+        dunning_key=read_text(item, "dunning_key"),
     )
 
 
@@ -174,9 +177,7 @@ class DynamoDBInvoiceStore:
 
     # --- charge attempts ---------------------------------------------------------------------------
 
-    def claim_attempt(self, attempt: ChargeAttempt) -> bool:
-        """Create attempt N (PENDING) and take the invoice's `charge` work, atomically. Exactly one
-        claimant wins; the attempt goes onto the `resolve_attempt` list from its lease's end."""
+    def _attempt_item(self, attempt: ChargeAttempt, *, actor: str, source: str) -> Item:
         item = {
             "invoice_id": text(attempt.invoice_id),
             "sk": text(attempt_sk(attempt.attempt_number)),
@@ -190,10 +191,18 @@ class DynamoDBInvoiceStore:
             "lease_until": text(attempt.lease_until.isoformat()),
             "pending_work": text(PendingWork.RESOLVE_ATTEMPT.value),
             "pending_since": text(attempt.lease_until.isoformat()),
-            "last_actor": text(ATTEMPT_ACTOR),
-            "last_change_source": text(ATTEMPT_SOURCE),
+            "last_actor": text(actor),
+            "last_change_source": text(source),
             "last_correlation_id": text(attempt.idempotency_key),
         }
+        if attempt.dunning_key is not None:
+            item["dunning_key"] = text(attempt.dunning_key)
+        return item
+
+    def claim_attempt(self, attempt: ChargeAttempt) -> bool:
+        """Create attempt N (PENDING) and take the invoice's `charge` work, atomically. Exactly one
+        claimant wins; the attempt goes onto the `resolve_attempt` list from its lease's end."""
+        item = self._attempt_item(attempt, actor=ATTEMPT_ACTOR, source=ATTEMPT_SOURCE)
         claim = {
             "Update": {
                 "TableName": self._table,
@@ -217,6 +226,47 @@ class DynamoDBInvoiceStore:
             "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(invoice_id)"}
         }
         return self._db.transact_or_refuse([put, claim]) is None
+
+    def claim_retry(self, attempt: ChargeAttempt, rank: int) -> bool:
+        """A dunning retry: attempt N, while the invoice is open (the paid fence), attempt N-1 FAILED (no charge
+        in flight) and no dunning charge of this rank or a later one was claimed before. The invoice's
+        `dunning_rank` only grows, so a redelivered step can never claim a second attempt for one charge."""
+        if attempt.dunning_key is None or attempt.attempt_number < 2:
+            raise ValueError("a dunning retry follows a failed attempt and carries its dunning key")
+        item = self._attempt_item(attempt, actor=DUNNING_ACTOR, source=DUNNING_SOURCE)
+        put = {
+            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(invoice_id)"}
+        }
+        claim = {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(attempt.invoice_id),
+                "UpdateExpression": "SET attempt_count = :n, dunning_rank = :rank, version = version + :one "
+                "REMOVE pending_work, pending_since",
+                "ConditionExpression": "attempt_count = :previous AND #status = :open "
+                "AND (attribute_not_exists(pending_work) OR pending_work = :handoff) "
+                "AND (attribute_not_exists(dunning_rank) OR dunning_rank < :rank)",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":n": number(attempt.attempt_number),
+                    ":previous": number(attempt.attempt_number - 1),
+                    ":rank": number(rank),
+                    ":one": number(1),
+                    ":open": text(InvoiceStatus.OPEN.value),
+                    ":handoff": text(PendingWork.DUNNING_HANDOFF.value),
+                },
+            }
+        }
+        previous_failed = {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": self._key(attempt.invoice_id, attempt_sk(attempt.attempt_number - 1)),
+                "ConditionExpression": "#status = :failed",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":failed": text(AttemptStatus.FAILED.value)},
+            }
+        }
+        return self._db.transact_or_refuse([put, claim, previous_failed]) is None
 
     def record_payment_id(self, attempt: ChargeAttempt, payment_id: str) -> bool:
         """Written before confirming: from here on the attempt can only be resolved by reading it back."""
@@ -247,7 +297,13 @@ class DynamoDBInvoiceStore:
         )
 
     def settle_failed(self, attempt: ChargeAttempt, failure_code: str, failure_message: str, now: datetime) -> bool:
-        """Attempt FAILED; the invoice goes onto the dunning hand-over list in the same write."""
+        """Attempt FAILED; the invoice goes onto the dunning hand-over list in the same write - unless it was
+        one of dunning's retries, whose running workflow reads the failure itself."""
+        settled = self.attempt_settled_op(
+            attempt, AttemptStatus.FAILED, now, failure_code=failure_code, failure_message=failure_message
+        )
+        if attempt.dunning_key is not None:
+            return self._db.transact_or_refuse([settled]) is None
         handoff = {
             "Update": {
                 "TableName": self._table,
@@ -259,9 +315,6 @@ class DynamoDBInvoiceStore:
                 },
             }
         }
-        settled = self.attempt_settled_op(
-            attempt, AttemptStatus.FAILED, now, failure_code=failure_code, failure_message=failure_message
-        )
         return self._db.transact_or_refuse([settled, handoff]) is None
 
     def complete_handoff(self, invoice_id: str) -> bool:
@@ -321,6 +374,18 @@ class DynamoDBInvoiceStore:
                 "ConditionExpression": "#status IN (:pending, :unknown)",
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": values,
+            }
+        }
+
+    def open_check_op(self, invoice_id: str) -> TransactItem:
+        """A check, in another write's transaction, that the invoice is still open: the paid fence."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": self._key(invoice_id),
+                "ConditionExpression": "#status = :open",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":open": text(InvoiceStatus.OPEN.value)},
             }
         }
 

@@ -93,3 +93,10 @@ class DynamoDBPriceBookStore:
             ConsistentRead=True,
         )
         return PublishedPriceBook.model_validate_json(items[0]["document"]["S"]) if items else None
+
+    def version(self, version: str) -> PublishedPriceBook | None:
+        guard = self._db.get(self._table, {"book": text(f"VERSION#{version}"), "sk": text("VERSION")})
+        if guard is None:
+            return None
+        item = self._db.get(self._table, {"book": text(BOOK), "sk": guard["effective_sk"]})
+        return PublishedPriceBook.model_validate_json(item["document"]["S"]) if item else None

@@ -35,7 +35,7 @@ from billing_core.subscriptions.model import (
     Subscription,
     SubscriptionSnapshot,
 )
-from billing_core.subscriptions.state_machine import SubscriptionStatus
+from billing_core.subscriptions.state_machine import SubscriptionStatus, is_legal
 
 DUE = "due"
 HELD = "held"
@@ -229,6 +229,34 @@ class DynamoDBSubscriptionStore:
             },
         )
 
+    def set_payment_method(
+        self,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        now: datetime,
+        actor: str,
+        source: str,
+        correlation_id: str,
+    ) -> bool:
+        """The payment method we charge a subscription we bill; False if there is no such subscription."""
+        return self._db.update(
+            TableName=self._table,
+            Key=self._key(subscription_id),
+            UpdateExpression="SET payment_method_id = :method, updated_at = :now, version = version + :one, "
+            "last_actor = :actor, last_change_source = :source, last_correlation_id = :correlation",
+            ConditionExpression="billing_mode = :internal",
+            ExpressionAttributeValues={
+                ":method": text(payment_method_id),
+                ":now": text(now.isoformat()),
+                ":one": number(1),
+                ":internal": text(BillingMode.INTERNAL.value),
+                ":actor": text(actor),
+                ":source": text(source),
+                ":correlation": text(correlation_id),
+            },
+        )
+
     def mark_trial_notice(self, subscription: Subscription, *, actor: str, source: str) -> bool:
         """Once per trial end: True for the first caller only."""
         if subscription.trial_end is None:
@@ -351,6 +379,59 @@ class DynamoDBSubscriptionStore:
             "ConditionExpression": "current_period_end = :expected_end AND billing_mode = :internal",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
+        }
+
+    def status_op(
+        self,
+        subscription: Subscription,
+        to_status: SubscriptionStatus,
+        *,
+        now: datetime,
+        actor: str,
+        source: str,
+        correlation_id: str,
+    ) -> TransactItem:
+        """Dunning's moves of a subscription we bill (active -> past_due, past_due -> active or the final
+        action's status), from the status it was read in and along the state machine. Back to active puts it
+        on the billing list again (it was held while it could not be billed); canceled and paused leave it."""
+        if subscription.billing_mode is not BillingMode.INTERNAL:
+            raise ValueError("dunning moves only subscriptions we bill")
+        if not is_legal(subscription.status, to_status):
+            raise ValueError(f"{subscription.status.value} -> {to_status.value} is not a legal transition")
+        values: dict[str, Any] = {
+            ":status": text(to_status.value),
+            ":from": text(subscription.status.value),
+            ":internal": text(BillingMode.INTERNAL.value),
+            ":now": text(now.isoformat()),
+            ":one": number(1),
+            ":actor": text(actor),
+            ":source": text(source),
+            ":correlation": text(correlation_id),
+        }
+        assignments = [
+            "#status = :status",
+            "updated_at = :now",
+            "version = version + :one",
+            "last_actor = :actor",
+            "last_change_source = :source",
+            "last_correlation_id = :correlation",
+        ]
+        removals: list[str] = []
+        if to_status in ENDED:
+            removals += ["billing_due", "next_billing_at"]
+        elif to_status is SubscriptionStatus.ACTIVE:
+            assignments.append("billing_due = :due")
+            values[":due"] = text(DUE)
+        expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(subscription.subscription_id),
+                "UpdateExpression": expression,
+                "ConditionExpression": "#status = :from AND billing_mode = :internal",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+            }
         }
 
     def change_terms_op(

@@ -155,6 +155,21 @@ class DynamoDB:
             raise translate(exc, operation="dynamodb.UpdateItem") from exc
         return True
 
+    def update_or_stored(self, **request: Any) -> Item | None:
+        """A conditional UpdateItem that answers, when its condition failed, with the item as stored (nothing
+        written; one request instead of a write and a read). None when it was written. A condition that can fail
+        on an absent item would answer {}."""
+        try:
+            self.client.update_item(**request, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                stored: Item = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+                return stored
+            raise translate(exc, operation="dynamodb.UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, operation="dynamodb.UpdateItem") from exc
+        return None
+
     def transact(self, items: list[TransactItem]) -> Cancelled | None:
         """None when every item was written; the cancellation reasons otherwise (nothing was written).
         Errors other than a cancellation are raised as domain errors."""

@@ -1,0 +1,35 @@
+"""Step Functions task of the dunning workflow: the first step and every wake-up that is not a charge or the
+final action. Reads the case and the invoice, writes an end it finds (paid: recovered; voided: closed) and
+answers the next step ({kind, at, sequence, slot, reason, ends}); the state machine waits until `at`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing_core.config import BundleSettings
+from billing_core.dunning.model import StepInput
+from billing_core.triggers.stepfunctions import task_handler
+from billing_core.wiring import Wiring
+
+
+class Settings(BundleSettings):
+    dunning_table_name: str
+    invoices_table_name: str
+    subscriptions_table_name: str
+    price_book_table_name: str
+    dunning_time_scale: int
+    dunning_unknown_wait_seconds: int
+    switches_table_name: str  # the kill switches, asked before each charge, notice and final action
+    switches_cache_max_age_seconds: float
+    notifications_queue_url: str
+
+
+wiring = Wiring(Settings)
+
+
+def plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    step = StepInput.model_validate(event)
+    return wiring.dunning().plan(step.invoice_id, step.cycle).as_output()
+
+
+lambda_handler = task_handler(plan)

@@ -1,0 +1,46 @@
+"""GET /ops/switches (every kill switch: its declaration, its value now, what is stored) and
+PUT /ops/switches/{name} (set a switch globally or for one account, with a reason and optionally an expiry and
+the version the operator saw). Admin only; each change reaches the audit trail (entity `kill_switch`) through
+SwitchesTable's stream."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from aws_lambda_powertools.event_handler import Response
+
+from billing_core.config import BundleSettings
+from billing_core.observability import count
+from billing_core.operations.switches import SwitchChange
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.wiring import Wiring
+
+ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
+
+
+class Settings(BundleSettings):
+    switches_table_name: str
+    admin_token_secret_name: str
+    switches_cache_max_age_seconds: float
+
+
+wiring = Wiring(Settings)
+app = admin_resolver(wiring.admin_tokens)
+
+
+@app.get("/ops/switches")
+def list_switches() -> Response[str]:
+    return json_response(HTTPStatus.OK, wiring.switch_admin().overview().model_dump(mode="json"))
+
+
+@app.put("/ops/switches/<name>")
+def set_switch(name: str) -> Response[str]:
+    switch_admin = wiring.switch_admin()
+    switch_admin.definition(name)  # an unknown switch is 404 before the body is looked at
+    change = parse_json_body(app, SwitchChange)
+    setting = switch_admin.set(name, change, actor=ACTOR, correlation_id=app.current_event.request_context.request_id)
+    count("SwitchChanged")
+    return json_response(HTTPStatus.OK, setting.model_dump(mode="json"))
+
+
+lambda_handler = http_handler(app)

@@ -1,0 +1,163 @@
+"""Dunning cases on DynamoDB (DunningTable): one item per (invoice, cycle). This module owns the item: the
+case as a JSON document plus the attributes its conditions and index read (status, version, subscription),
+the optimistic lock on `version`, and the parts of the transactions that open and end a case together with
+its subscription (fenced on the invoice being open).
+
+Index `by-subscription` (subscription_id, started_at): a subscription's cases, for its access and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
+from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+from billing_core.adapters.dynamodb.table import DynamoDB, Item, TransactItem, number, text
+from billing_core.dunning.model import DunningCase
+from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.state_machine import SubscriptionStatus
+
+ACTOR = "system:dunning"
+SOURCE = "dunning"
+
+
+def cycle_sk(cycle: int) -> str:
+    return f"CYCLE#{cycle:03d}"
+
+
+def cycle_of(sk: str) -> int:
+    return int(sk.removeprefix("CYCLE#"))
+
+
+def case_from_item(item: Item) -> DunningCase:
+    return DunningCase.model_validate_json(item["document"]["S"])
+
+
+def _case_item(case: DunningCase) -> Item:
+    return {
+        "invoice_id": text(case.invoice_id),
+        "sk": text(cycle_sk(case.cycle)),
+        "cycle": number(case.cycle),
+        "subscription_id": text(case.subscription_id),
+        "customer_id": text(case.customer_id),
+        "status": text(case.status.value),
+        "started_at": text(case.started_at.isoformat()),
+        "execution_name": text(case.execution_name),
+        "version": number(case.version),
+        "document": text(case.model_dump_json()),
+        "last_actor": text(ACTOR),
+        "last_change_source": text(SOURCE),
+        "last_correlation_id": text(case.execution_name),
+    }
+
+
+class DynamoDBDunningStore:
+    def __init__(self, table: str, dynamodb: DynamoDB | None = None):
+        self._table = table
+        self._db = dynamodb or DynamoDB()
+
+    def get(self, invoice_id: str, cycle: int) -> DunningCase | None:
+        item = self._db.get(self._table, {"invoice_id": text(invoice_id), "sk": text(cycle_sk(cycle))})
+        return case_from_item(item) if item else None
+
+    def latest(self, invoice_id: str) -> DunningCase | None:
+        items, _ = self._db.query_page(
+            TableName=self._table,
+            KeyConditionExpression="invoice_id = :invoice AND begins_with(sk, :cycle)",
+            ExpressionAttributeValues={":invoice": text(invoice_id), ":cycle": text("CYCLE#")},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        return case_from_item(items[0]) if items else None
+
+    def for_subscription(self, subscription_id: str, limit: int = 20) -> list[DunningCase]:
+        """The subscription's cases, newest first (eventually consistent index: each is read back)."""
+        items = self._db.query(
+            TableName=self._table,
+            IndexName="by-subscription",
+            KeyConditionExpression="subscription_id = :subscription",
+            ExpressionAttributeValues={":subscription": text(subscription_id)},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        # KEYS_ONLY: the table's key (invoice_id, sk) is what the index gives back
+        found = (self.get(item["invoice_id"]["S"], cycle_of(item["sk"]["S"])) for item in items)
+        return [case for case in found if case is not None]
+
+    def save(self, case: DunningCase) -> bool:
+        return self._db.transact_or_refuse([self.save_op(case)]) is None
+
+    # --- parts of other writes' transactions -------------------------------------------------------
+
+    def create_op(self, case: DunningCase) -> TransactItem:
+        """A new case; refused if this (invoice, cycle) has one."""
+        if case.version != 1:
+            raise ValueError("a new case starts at version 1")
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _case_item(case),
+                "ConditionExpression": "attribute_not_exists(invoice_id)",
+            }
+        }
+
+    def save_op(self, case: DunningCase) -> TransactItem:
+        """The case over the version before it (optimistic locking): refused if it moved meanwhile."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _case_item(case),
+                "ConditionExpression": "version = :previous",
+                "ExpressionAttributeValues": {":previous": number(case.version - 1)},
+            }
+        }
+
+
+class DynamoDBDunningTransitions:
+    """A case's opening and end, in one transaction with its subscription's move and (where fenced) a check
+    that the invoice is still open."""
+
+    def __init__(
+        self,
+        cases: DynamoDBDunningStore,
+        subscriptions: DynamoDBSubscriptionStore,
+        invoices: DynamoDBInvoiceStore,
+        dynamodb: DynamoDB | None = None,
+    ):
+        self._cases = cases
+        self._subscriptions = subscriptions
+        self._invoices = invoices
+        self._db = dynamodb or DynamoDB()
+
+    def open(
+        self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
+    ) -> bool:
+        items = [self._cases.create_op(case), self._invoices.open_check_op(case.invoice_id)]
+        items += self._moves(case, subscription, to_status, now)
+        return self._db.transact_or_refuse(items) is None
+
+    def close(
+        self,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        fenced: bool,
+    ) -> bool:
+        items = [self._cases.save_op(case)]
+        if fenced:
+            items.append(self._invoices.open_check_op(case.invoice_id))
+        items += self._moves(case, subscription, to_status, now)
+        return self._db.transact_or_refuse(items) is None
+
+    def _moves(
+        self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
+    ) -> list[TransactItem]:
+        if subscription is None or to_status is None:
+            return []
+        op: dict[str, Any] = self._subscriptions.status_op(
+            subscription, to_status, now=now, actor=ACTOR, source=SOURCE, correlation_id=case.execution_name
+        )
+        return [op]

@@ -1,0 +1,580 @@
+"""Dunning's use cases: open a case from a failed charge and start its workflow (once), and the workflow's
+steps - plan, charge, apply the final action, record a failure. Each step reads the case and the invoice
+afresh, asks the planner what is due, acts only if that is what it was asked to do, and answers with the
+next step: a redelivered or late step input therefore never repeats an effect, and a payment that landed
+meanwhile always ends the case first (the paid fence).
+
+Charges of invoices we bill go through ChargeService (claimed attempt, provider idempotency key, UNKNOWN
+resolved by reading the provider, never by charging again). Each of dunning's charges is claimed once per
+(cycle, sequence) on the invoice itself, before the provider is called, only while the invoice is open and
+no attempt is in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from billing_core.billing.charges import ChargeService
+from billing_core.dunning import notices, planner
+from billing_core.dunning.declines import DeclineClass, classify
+from billing_core.dunning.model import (
+    SETTLED,
+    TERMINAL,
+    BillingMode,
+    CaseStatus,
+    DunningCase,
+    NextKind,
+    NextStep,
+    RetryRecord,
+    RetryStatus,
+)
+from billing_core.dunning.planner import InvoiceFacts
+from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicySource
+from billing_core.errors import ConfigurationError, NotFoundError, PermanentError, RetryableError
+from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
+from billing_core.invoices.ports import InvoiceReader
+from billing_core.observability import count, logger
+from billing_core.operations.ports import Switches, WorkflowStarter
+from billing_core.ports import DocumentQueue
+from billing_core.pricing.model import DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
+from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.ports import SubscriptionReader
+from billing_core.subscriptions.state_machine import SubscriptionStatus
+
+FIRST_CYCLE = 1
+# Statuses a subscription leaves for past_due when dunning opens (the state machine allows both).
+INTO_PAST_DUE = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING})
+FINAL_STATUS = {
+    FinalAction.CANCEL: SubscriptionStatus.CANCELED,
+    FinalAction.MARK_UNPAID: SubscriptionStatus.UNPAID,
+    FinalAction.PAUSE: SubscriptionStatus.PAUSED,
+}
+_RETRY_STATUS = {
+    AttemptStatus.PENDING: RetryStatus.PENDING,
+    AttemptStatus.UNKNOWN: RetryStatus.UNKNOWN,
+    AttemptStatus.SUCCEEDED: RetryStatus.SUCCEEDED,
+    AttemptStatus.FAILED: RetryStatus.FAILED,
+}
+
+
+class Handoff(BaseModel):
+    """The billing run's hand-over on DunningQueue: an invoice we bill whose charge failed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["invoice_payment_failed"]
+    handoff_id: str = Field(min_length=1, max_length=200)
+    invoice_id: str = Field(min_length=1, max_length=100)
+    subscription_id: str = Field(min_length=1, max_length=100)
+    customer_id: str = Field(min_length=1, max_length=100)
+    amount_minor: int = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    attempt_number: int = Field(ge=0)
+    failure_code: str = Field(default="unknown", max_length=100)
+
+
+class PaymentMethodChanged(BaseModel):
+    """On DunningQueue: the payment method of a subscription we bill changed (subscriptions/payment_method.py);
+    its running dunning retries at once on the new method."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["payment_method_changed"]
+    change_id: str = Field(min_length=1, max_length=100)
+    subscription_id: str = Field(min_length=1, max_length=100)
+    payment_method_id: str = Field(min_length=1, max_length=255)
+
+
+class DunningMessage(RootModel[Annotated[Handoff | PaymentMethodChanged, Field(discriminator="kind")]]):
+    """What DunningQueue carries."""
+
+
+class StartResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Literal["started", "already_started", "not_payable", "ended"]
+    invoice_id: str
+    cycle: int | None = None
+    execution_name: str | None = None
+
+
+def dunning_key(cycle: int, sequence: int) -> str:
+    return f"{cycle}:{sequence}"
+
+
+def dunning_rank(cycle: int, sequence: int) -> int:
+    """Grows with every charge dunning makes of an invoice, across cycles (sequences stay under 1,000)."""
+    return cycle * 1_000 + sequence
+
+
+class DunningService:
+    def __init__(
+        self,
+        *,
+        cases: DunningStore,
+        transitions: DunningTransitions,
+        invoices: InvoiceReader,
+        subscriptions: SubscriptionReader,
+        charges: ChargeService | None,
+        policies: PolicySource,
+        workflows: WorkflowStarter | None,
+        notices_queue: DocumentQueue | None,
+        switches: Switches | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        time_scale: int = 1,
+        unknown_wait: timedelta = timedelta(minutes=1),
+        unknown_limit: timedelta = timedelta(hours=24),
+    ):
+        self._cases = cases
+        self._transitions = transitions
+        self._invoices = invoices
+        self._subscriptions = subscriptions
+        self._charges = charges
+        self._policies = policies
+        self._workflows = workflows
+        self._notices = notices_queue
+        self._switches = switches
+        self._clock = clock
+        self._time_scale = time_scale
+        self._unknown_wait = unknown_wait
+        self._unknown_limit = unknown_limit
+
+    # --- entry: DunningQueue -------------------------------------------------------------------------
+
+    def receive(self, message: DunningMessage) -> Sequence[StartResult | NextStep]:
+        """One DunningQueue message: a failed charge handed over, or a payment method changed."""
+        body = message.root
+        if isinstance(body, Handoff):
+            return [self.start(body)]
+        return self.payment_method_changed(body)
+
+    def payment_method_changed(self, change: PaymentMethodChanged) -> list[NextStep]:
+        """Each running case of the subscription retries at once on the new method (once per change), unless
+        a charge is in flight (the workflow resolves it first). A hard decline's pause ends with the new method;
+        the schedule's remaining retries stay as they were."""
+        answers: list[NextStep] = []
+        for case in self._cases.for_subscription(change.subscription_id):
+            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not BillingMode.INTERNAL:
+                continue
+            if any(record.trigger == change.change_id for record in case.retries):
+                continue  # this change was acted on (a redelivered message)
+            step = self._next(case)
+            if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
+                answers.append(self._conclude(case, step))  # paid, closed, or a charge in flight
+                continue
+            if self._switched("dunning_charges_paused") or self._switched(
+                "auto_charge_off", account_id=case.customer_id
+            ):
+                count("DunningChargeSuppressed")
+                continue  # the scheduled retries still come (and ask again)
+            now = self._clock()
+            last = case.last_retry
+            record = RetryRecord(
+                sequence=(last.sequence if last else 0) + 1,
+                scheduled_at=now,
+                status=RetryStatus.PENDING,
+                payment_method_id=change.payment_method_id,
+                trigger=change.change_id,
+                at=now,
+            )
+            saved = self._save(case, retries=(*case.retries, record), hard_declined=False, hard_declined_method=None)
+            if saved is None:
+                continue  # a step of the workflow moved the case meanwhile; it carries on
+            count("DunningImmediateRetry")
+            answers.append(self._drive(saved, record))
+        return answers
+
+    # --- entry: a failed charge -------------------------------------------------------------------
+
+    def start(self, handoff: Handoff) -> StartResult:
+        """Open the invoice's case (once) and start its workflow under the case's deterministic name: a
+        duplicate, concurrent or replayed hand-over finds both and starts nothing new."""
+        case = self._cases.get(handoff.invoice_id, FIRST_CYCLE) or self._open(handoff, FIRST_CYCLE)
+        if case is None:
+            count("DunningNotOpenedInvoiceNotPayable")
+            return StartResult(outcome="not_payable", invoice_id=handoff.invoice_id)
+        if case.status in TERMINAL:
+            return StartResult(outcome="ended", invoice_id=case.invoice_id, cycle=case.cycle)
+        case = self._notify(
+            case,
+            notices.payment_failed(
+                case, attempt_number=max(handoff.attempt_number, 1), action_required=case.hard_declined
+            ),
+        )
+        started = self._needs(self._workflows, "workflows").start(
+            case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle}
+        )
+        if not started.already_started:
+            count("DunningStarted")
+        return StartResult(
+            outcome="already_started" if started.already_started else "started",
+            invoice_id=case.invoice_id,
+            cycle=case.cycle,
+            execution_name=case.execution_name,
+        )
+
+    def _open(self, handoff: Handoff, cycle: int) -> DunningCase | None:
+        view = self._invoices.get(handoff.invoice_id)
+        if view is None:
+            raise NotFoundError(f"invoice {handoff.invoice_id} is not ours", code="invoice_not_found")
+        invoice = view.invoice
+        if invoice.status is not InvoiceStatus.OPEN:
+            return None
+        subscription = self._subscriptions.get(invoice.subscription_id)
+        policy, source = self._policy(subscription)
+        last = max(view.attempts, key=lambda attempt: attempt.attempt_number, default=None)
+        failure_code = (last.failure_code if last else None) or handoff.failure_code
+        now = self._clock()
+        case = planner.open_case(
+            invoice_id=invoice.invoice_id,
+            cycle=cycle,
+            subscription_id=invoice.subscription_id,
+            customer_id=invoice.customer_id,
+            billing_mode=BillingMode.INTERNAL,
+            provider=invoice.provider,
+            provider_invoice_id=None,
+            amount_due_minor=view.total_minor,
+            currency=invoice.currency,
+            policy=policy,
+            policy_source=source,
+            time_scale=self._time_scale,
+            failure_code=failure_code,
+            now=now,
+        )
+        if classify(failure_code) is DeclineClass.HARD:
+            case = case.model_copy(update={"hard_declined": True, "hard_declined_method": self._method(subscription)})
+        moving = subscription is not None and subscription.status in INTO_PAST_DUE
+        if self._transitions.open(
+            case,
+            subscription if moving else None,
+            SubscriptionStatus.PAST_DUE if moving else None,
+            now,
+        ):
+            count("DunningOpened")
+            logger.info("dunning opened", extra={"invoice": case.invoice_id, "policy": source})
+            return case
+        existing = self._cases.get(handoff.invoice_id, cycle)
+        if existing is not None:
+            return existing  # a concurrent hand-over opened it
+        current = self._invoices.get(handoff.invoice_id)
+        if current is None or current.invoice.status is not InvoiceStatus.OPEN:
+            return None  # paid (or voided) meanwhile: nothing to dun
+        raise RetryableError("the subscription changed while dunning opened", code="dunning_open_contention")
+
+    def _policy(self, subscription: Subscription | None) -> tuple[DunningPolicy, str]:
+        terms = subscription.terms if subscription else None
+        if terms is not None:
+            policy = self._policies.policy_for(terms.price_version, terms.plan_id)
+            if policy is not None:
+                return policy, f"price_book:{terms.price_version}:{terms.plan_id}"
+        return DEFAULT_DUNNING_POLICY, "default"
+
+    # --- the workflow's steps ---------------------------------------------------------------------
+
+    def plan(self, invoice_id: str, cycle: int) -> NextStep:
+        """The first step, and every wake-up that is not a charge or the final action."""
+        case = self._load(invoice_id, cycle)
+        return self._conclude(case, self._next(case))
+
+    def charge(self, invoice_id: str, cycle: int, sequence: int) -> NextStep:
+        """Run dunning's charge number `sequence` if it is what is due; otherwise answer what is."""
+        case = self._load(invoice_id, cycle)
+        step = self._next(case)
+        if step.kind is NextKind.RESOLVE and step.sequence is not None:
+            record = case.retry(step.sequence)
+            return self._drive(case, record) if record is not None else step
+        if step.kind is not NextKind.CHARGE or step.sequence != sequence:
+            return self._conclude(case, step)  # stale or early input: the plan says what is due
+        if self._clock() < step.at - timedelta(seconds=1):
+            return step  # woke too early: wait again
+        method = self._method(self._subscriptions.get(case.subscription_id))
+        record = RetryRecord(
+            sequence=sequence,
+            slot=step.slot,
+            scheduled_at=step.at,
+            status=RetryStatus.PENDING,
+            payment_method_id=method,
+            at=self._clock(),
+        )
+        if self._switched("dunning_charges_paused"):
+            # Paused (e.g. the provider is down): the schedule waits, nothing is used up; asked again shortly.
+            count("DunningChargePaused")
+            logger.info("dunning charge paused by kill switch", extra={"invoice": case.invoice_id})
+            return NextStep(kind=NextKind.CHARGE, at=self._paused_until(case), sequence=sequence, slot=step.slot)
+        if self._switched("auto_charge_off", account_id=case.customer_id):
+            record = record.model_copy(update={"status": RetryStatus.SUPPRESSED, "decline_code": "auto_charge_off"})
+            count("DunningChargeSuppressed")
+            logger.info("dunning charge suppressed for the account", extra={"invoice": case.invoice_id})
+            saved = self._save(case, retries=(*case.retries, record))
+            return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
+        if case.hard_declined and method == case.hard_declined_method:
+            record = record.model_copy(update={"status": RetryStatus.SKIPPED, "decline_code": case.failure_code})
+            count("DunningRetrySkippedHardDecline")
+            saved = self._save(case, retries=(*case.retries, record))
+            return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
+        # Recorded before the provider is called: a redelivery finds it and resolves, never charges again.
+        saved = self._save(case, retries=(*case.retries, record))
+        if saved is None:
+            return self.plan(invoice_id, cycle)
+        return self._drive(saved, record)
+
+    def finalize(self, invoice_id: str, cycle: int) -> NextStep:
+        """The schedule is exhausted and the invoice unpaid: apply the policy's final action to the
+        subscription, fenced on the invoice still being open."""
+        case = self._load(invoice_id, cycle)
+        step = self._next(case)
+        if step.kind is not NextKind.FINAL_ACTION:
+            return self._conclude(case, step)
+        if self._clock() < step.at - timedelta(seconds=1):
+            return step
+        action = case.policy.final_action
+        if self._switched("dunning_enforcement_off", account_id=case.customer_id):
+            # The schedule is spent, but this account's final action is held back: the case ends without moving
+            # the subscription (it stays past_due, with access), recorded as suppressed.
+            ended = self._end(case, CaseStatus.EXHAUSTED, f"final_action_suppressed:{action.value}", None, fenced=True)
+            if ended is None:
+                return self.plan(invoice_id, cycle)
+            count("DunningFinalActionSuppressed")
+            return NextStep(kind=NextKind.EXHAUSTED, at=self._clock(), reason=ended.end_reason)
+        ended = self._end(case, CaseStatus.EXHAUSTED, f"final_action:{action.value}", FINAL_STATUS[action], fenced=True)
+        if ended is None:
+            return self.plan(invoice_id, cycle)  # paid meanwhile, or another step ended it: see what happened
+        count("DunningExhausted")
+        self._end_notice(ended)
+        return NextStep(kind=NextKind.EXHAUSTED, at=self._clock(), reason=ended.end_reason)
+
+    def record_failure(self, invoice_id: str, cycle: int, error: str, cause: str) -> NextStep:
+        """The workflow failed (a step's error outlived its retries): the case shows `dunning_failed` with
+        the cause until an operator restarts it (docs/runbooks/dunning.md)."""
+        case = self._load(invoice_id, cycle)
+        if case.status in TERMINAL:
+            return self._next(case)
+        reason = f"{error}: {cause}"[:500]
+        ended = self._end(case, CaseStatus.FAILED, reason, None, fenced=False)
+        count("DunningFailed")
+        logger.error("dunning failed", extra={"invoice": invoice_id, "error": error})
+        return NextStep(kind=NextKind.FAILED, at=self._clock(), reason=(ended or case).end_reason or reason)
+
+    def case(self, invoice_id: str) -> DunningCase | None:
+        return self._cases.latest(invoice_id)
+
+    # --- charging ---------------------------------------------------------------------------------
+
+    def _drive(self, case: DunningCase, record: RetryRecord) -> NextStep:
+        """Claim (once) or resolve the attempt of this dunning charge, store its outcome, answer what is next."""
+        key = dunning_key(case.cycle, record.sequence)
+        view = self._view(case)
+        attempt = _attempt_of(view, key)
+        if attempt is None:
+            status = self._needs(self._charges, "charges").start_retry(
+                view, dunning_key=key, rank=dunning_rank(case.cycle, record.sequence)
+            )
+            view = self._view(case)
+            attempt = _attempt_of(view, key)
+            if status is None and attempt is None:
+                # Refused: the invoice is no longer open, or an attempt is still in flight. Re-plan after a
+                # pause; the planner ends the case if the invoice was paid.
+                logger.info("dunning charge not claimed", extra={"invoice": case.invoice_id, "sequence": key})
+                step = self._next(case)
+                if step.kind in (NextKind.RECOVERED, NextKind.CLOSED):
+                    return self._conclude(case, step)
+                return NextStep(kind=NextKind.RESOLVE, at=self._clock() + self._unknown_wait, sequence=record.sequence)
+        else:
+            self._needs(self._charges, "charges").resolve(case.invoice_id, attempt.attempt_number)
+            view = self._view(case)
+            attempt = _attempt_of(view, key)
+        if attempt is None:  # pragma: no cover - the store returned an attempt a moment ago
+            raise RetryableError("the attempt vanished between reads", code="attempt_not_readable")
+        outcome = _RETRY_STATUS[attempt.status]
+        decline = classify(attempt.failure_code) if outcome is RetryStatus.FAILED else None
+        settled = record.model_copy(
+            update={
+                "status": outcome,
+                "attempt_number": attempt.attempt_number,
+                "decline_code": attempt.failure_code if outcome is RetryStatus.FAILED else None,
+                "decline_class": decline,
+                "at": self._clock() if outcome is not RetryStatus.PENDING else record.at,
+            }
+        )
+        if settled == record:
+            return self._conclude(case, self._next(case))
+        changes: dict[str, Any] = {
+            "retries": tuple(settled if r.sequence == record.sequence else r for r in case.retries)
+        }
+        if decline is DeclineClass.HARD:
+            changes.update(hard_declined=True, hard_declined_method=record.payment_method_id)
+        elif outcome is RetryStatus.FAILED:
+            changes.update(hard_declined=False, hard_declined_method=None)
+        saved = self._save(case, **changes)
+        if saved is None:
+            return self.plan(case.invoice_id, case.cycle)
+        count(f"DunningAttempt{outcome.value.title()}")
+        following = self._next(saved)
+        if outcome is RetryStatus.FAILED:
+            announcement = notices.after_retry(saved, settled, following)
+            if announcement is not None:
+                saved = self._notify(saved, announcement)
+        return self._conclude(saved, following)
+
+    # --- ends ----------------------------------------------------------------------------------------
+
+    def _conclude(self, case: DunningCase, step: NextStep) -> NextStep:
+        """Write the end a step arrived at (recovered, closed, failed) before answering it; and make sure an
+        ended case's notice went out (a crash between the end and its notice is finished by the next delivery
+        of any step)."""
+        if case.status in TERMINAL:
+            self._end_notice(case)
+            return step
+        if step.kind is NextKind.RECOVERED:
+            ended = self._end(case, CaseStatus.RECOVERED, step.reason or "invoice_paid", SubscriptionStatus.ACTIVE)
+            if ended is not None:
+                count("DunningRecovered")
+                self._end_notice(ended)
+        elif step.kind is NextKind.CLOSED:
+            if self._end(case, CaseStatus.CLOSED, step.reason or "invoice_not_payable", None) is not None:
+                count("DunningClosed")
+        elif step.kind is NextKind.FAILED and self._end(case, CaseStatus.FAILED, step.reason or "failed", None):
+            count("DunningFailed")
+        return step
+
+    def _end_notice(self, case: DunningCase) -> None:
+        if case.status is CaseStatus.RECOVERED:
+            self._notify(case, notices.recovered(case))
+        elif case.status is CaseStatus.EXHAUSTED:
+            self._notify(case, notices.final_action(case))
+
+    def _end(
+        self,
+        case: DunningCase,
+        status: CaseStatus,
+        reason: str,
+        to_status: SubscriptionStatus | None,
+        *,
+        fenced: bool = False,
+    ) -> DunningCase | None:
+        """The case ends with the subscription's move (only from past_due: a subscription someone else moved
+        meanwhile keeps its status). None if refused: the case moved, or (fenced) the invoice is not open."""
+        now = self._clock()
+        ended = case.model_copy(
+            update={
+                "status": status,
+                "ended_at": now,
+                "end_reason": reason,
+                "version": case.version + 1,
+                "retries": self._settled_retries(case),
+            }
+        )
+        subscription = self._subscriptions.get(case.subscription_id) if to_status is not None else None
+        moving = (
+            subscription is not None
+            and case.billing_mode is BillingMode.INTERNAL
+            and subscription.status is SubscriptionStatus.PAST_DUE
+        )
+        if self._transitions.close(
+            ended, subscription if moving else None, to_status if moving else None, now, fenced=fenced
+        ):
+            logger.info("dunning ended", extra={"invoice": case.invoice_id, "status": status.value, "reason": reason})
+            return ended
+        return None
+
+    def _settled_retries(self, case: DunningCase) -> tuple[RetryRecord, ...]:
+        """The retries as their attempts stand: a charge that died before its outcome was recorded in the case
+        (e.g. paid, then the function crashed) is shown as what it became, not as pending forever."""
+        last = case.last_retry
+        if last is None or last.status in SETTLED or case.billing_mode is not BillingMode.INTERNAL:
+            return case.retries
+        view = self._invoices.get(case.invoice_id)
+        attempt = _attempt_of(view, dunning_key(case.cycle, last.sequence)) if view else None
+        if attempt is None or attempt.status not in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED):
+            return case.retries
+        outcome = _RETRY_STATUS[attempt.status]
+        settled = last.model_copy(
+            update={
+                "status": outcome,
+                "attempt_number": attempt.attempt_number,
+                "decline_code": attempt.failure_code if outcome is RetryStatus.FAILED else None,
+                "decline_class": classify(attempt.failure_code) if outcome is RetryStatus.FAILED else None,
+            }
+        )
+        return (*case.retries[:-1], settled)
+
+    # --- reading and writing the case ------------------------------------------------------------
+
+    def _load(self, invoice_id: str, cycle: int) -> DunningCase:
+        case = self._cases.get(invoice_id, cycle)
+        if case is None:
+            raise PermanentError(
+                f"no dunning case for invoice {invoice_id} cycle {cycle}", code="dunning_case_not_found"
+            )
+        return case
+
+    def _view(self, case: DunningCase) -> InvoiceView:
+        view = self._invoices.get(case.invoice_id)
+        if view is None:
+            raise PermanentError(f"invoice {case.invoice_id} is gone", code="invoice_not_found")
+        return view
+
+    def _facts(self, case: DunningCase) -> InvoiceFacts:
+        invoice = self._view(case).invoice
+        return InvoiceFacts(
+            payable=invoice.status is InvoiceStatus.OPEN,
+            paid=invoice.status is InvoiceStatus.PAID,
+            amount_due_minor=invoice.total_minor if invoice.status is InvoiceStatus.OPEN else 0,
+        )
+
+    def _next(self, case: DunningCase) -> NextStep:
+        return planner.next_step(
+            case,
+            self._facts(case),
+            self._clock(),
+            unknown_wait=self._unknown_wait,
+            unknown_limit=self._unknown_limit,
+        )
+
+    def _save(self, case: DunningCase, **changes: Any) -> DunningCase | None:
+        updated = case.model_copy(update={**changes, "version": case.version + 1})
+        return updated if self._cases.save(updated) else None
+
+    def _notify(self, case: DunningCase, document: dict[str, Any]) -> DunningCase:
+        """Hand a notice to the queue once per case: sent first, then remembered (the queue's consumer sends
+        each notice id at most once, so a crash in between costs a duplicate message, never an email)."""
+        notice_id = document["notice_id"]
+        if notice_id in case.notices or notice_id in case.suppressed_notices:
+            return case
+        if self._switched("dunning_notices_paused"):
+            count("DunningNoticeSuppressed")
+            logger.info("dunning notice suppressed by kill switch", extra={"notice": document["kind"]})
+            saved = self._save(case, suppressed_notices=(*case.suppressed_notices, notice_id))
+        else:
+            self._needs(self._notices, "notices_queue").send(document)
+            saved = self._save(case, notices=(*case.notices, notice_id))
+        if saved is None:
+            fresh = self._cases.get(case.invoice_id, case.cycle)
+            saved = fresh if fresh is not None else case
+        return saved
+
+    def _switched(self, name: str, *, account_id: str | None = None) -> bool:
+        """A kill switch, asked just before the side effect it guards."""
+        return self._needs(self._switches, "switches").is_on(name, account_id=account_id)
+
+    def _paused_until(self, case: DunningCase) -> datetime:
+        """While charges are paused, a waiting charge asks again after 15 policy minutes (at least a second)."""
+        return self._clock() + max(planner.scaled(15 * 60, case.time_scale), timedelta(seconds=1))
+
+    @staticmethod
+    def _needs[PartT](part: PartT | None, name: str) -> PartT:
+        """A part this function's wiring left out (e.g. the payment provider for the plan step): our mistake."""
+        if part is None:
+            raise ConfigurationError(f"this dunning step was built without {name}", code="configuration_error")
+        return part
+
+    @staticmethod
+    def _method(subscription: Subscription | None) -> str | None:
+        return subscription.terms.payment_method_id if subscription and subscription.terms else None
+
+
+def _attempt_of(view: InvoiceView, key: str) -> ChargeAttempt | None:
+    return next((attempt for attempt in view.attempts if attempt.dunning_key == key), None)

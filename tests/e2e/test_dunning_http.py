@@ -1,0 +1,219 @@
+"""Dunning end to end through the local runtime: the billing run hands a declined renewal to DunningQueue, its
+consumer starts the dunning state machine, and moto's ASL executor runs it with our functions as its tasks -
+Wait states on the case's own times (the local profile's time scale plays a policy day in a second), the charges
+against localstripe, the final action. What AWS would run, not a replay of it in the test."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+import stripe
+
+from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+from billing_core.adapters.dynamodb.table import DynamoDB
+from billing_core.customers import customer_id_for
+from billing_core.invoices.model import invoice_id_for
+from billing_core.periods import Interval
+from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
+from billing_core.subscriptions.state_machine import SubscriptionStatus
+from local_profile import running_stripe
+from local_runtime.runtime import LocalRuntime
+from tests.e2e.test_billing_ledger_audit_http import ADMIN, get
+from tests.e2e.test_notices_http import emails_to
+from tests.openapi_contract import assert_http_response_matches
+from tests.support import wait_for
+
+DECLINED = {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+RECOVERED_SUBJECT = "went through"  # notifications/templates/dunning_recovered.txt
+GOOD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+
+
+def put(runtime: LocalRuntime, path: str, body: dict[str, Any]) -> requests.Response:
+    """An admin PUT, its answer checked against docs/openapi.yaml."""
+    response = requests.put(f"{runtime.api_url}{path}", json=body, headers=ADMIN, timeout=30)
+    assert_http_response_matches(response)
+    return response
+
+
+def declined_subscription(runtime: LocalRuntime, email: str) -> tuple[str, str]:
+    """A subscription billed by us, due a minute ago, whose card attaches but is declined on every charge."""
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
+    customer = client.v1.customers.create(params={"email": email}).id
+    method = client.v1.payment_methods.create(params={"type": "card", "card": DECLINED}).id
+    client.v1.payment_methods.attach(method, params={"customer": customer})
+    assert runtime.resolver is not None
+    store = DynamoDBSubscriptionStore(
+        runtime.resolver.physical["SubscriptionsTable"].ref, DynamoDB(runtime.client("dynamodb"))
+    )
+    period_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    subscription_id = f"bsub_{uuid.uuid4().hex[:24]}"
+    assert store.create_internal(
+        Subscription(
+            subscription_id=subscription_id,
+            provider="stripe",
+            provider_subscription_id=None,
+            provider_customer_id=customer,
+            billing_mode=BillingMode.INTERNAL,
+            status=SubscriptionStatus.ACTIVE,
+            version=1,
+            position=0,
+            current_period_start=period_end - timedelta(days=30),
+            current_period_end=period_end,
+            last_event_id=None,
+            updated_at=period_end,
+            terms=InternalTerms(
+                customer_id=customer_id_for("stripe", customer),
+                plan_id="pro-monthly",
+                price_version="2026-11-01",
+                amount_minor=4900,
+                currency="EUR",
+                interval=Interval.MONTH,
+                billing_anchor_day=period_end.day,
+                payment_method_id=method,
+                next_billing_at=period_end,
+            ),
+        ),
+        actor="user:e2e",
+        source="api",
+    )
+    return subscription_id, invoice_id_for(subscription_id, period_end)
+
+
+def execution(runtime: LocalRuntime, name: str) -> dict[str, Any] | None:
+    assert runtime.resolver is not None
+    machine = runtime.resolver.physical["DunningStateMachine"].ref
+    stepfunctions = runtime.client("stepfunctions")
+    for found in stepfunctions.list_executions(stateMachineArn=machine)["executions"]:
+        if found["name"] == name:
+            return dict(stepfunctions.describe_execution(executionArn=found["executionArn"]))
+    return None
+
+
+def test_a_declined_renewal_runs_the_dunning_state_machine_to_its_final_action(runtime: LocalRuntime) -> None:
+    # Given a renewal whose card is declined
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
+    # When the billing run fires
+    [fired] = runtime.trigger("BillingRunFunction")
+    assert "error" not in fired, fired
+    assert fired["payload"]["handed_to_dunning"] >= 1
+    # Then the hand-over starts one dunning execution, which retries on days 1, 3, 5 and 7 (seconds here)
+    # and applies the default policy's final action
+    name = f"dunning-{invoice_id}-1"
+
+    def finished() -> dict[str, Any] | None:
+        found = execution(runtime, name)
+        return found if found and found["status"] != "RUNNING" else None
+
+    done = wait_for(finished, timeout_seconds=90, interval_seconds=0.5)
+    assert done["status"] == "SUCCEEDED", done
+    invoice = get(runtime, f"/invoices/{invoice_id}").json()
+    assert invoice["invoice"]["status"] == "open"
+    assert [(a["attempt_number"], a["status"], a["dunning_key"]) for a in invoice["attempts"]] == [
+        (1, "FAILED", None),
+        (2, "FAILED", "1:1"),
+        (3, "FAILED", "1:2"),
+        (4, "FAILED", "1:3"),
+        (5, "FAILED", "1:4"),
+    ]
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert subscription.get("status") == "canceled", subscription
+    # and the execution ended in its Exhausted state, through the transitions the design counts
+    assert runtime.resolver is not None
+    history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert entered[-1] == "Exhausted"
+    assert entered.count("Charge") == 4 and entered.count("FinalAction") == 1
+    assert len(entered) == 23, entered
+
+    # and the customer was emailed five times, once per notice, in order (the notices consumer on moto's SES)
+    def five_emails() -> list[dict[str, Any]] | None:
+        found = emails_to(runtime, email)
+        return found if len(found) >= 5 else None
+
+    emails = wait_for(five_emails, timeout_seconds=60, interval_seconds=0.5)
+    subjects = [message["subject"] for message in emails]
+    assert len(subjects) == 5, subjects
+    assert "could not collect" in subjects[0], subjects
+
+    # and GET /invoices/{id}/dunning shows the whole story, as documented
+    view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+    assert (view["status"], view["end_reason"], view["policy_source"]) == (
+        "exhausted",
+        "final_action:cancel",
+        "default",  # the seeded price book sets no dunning policy for this plan
+    )
+    assert [(r["slot"], r["status"], r["attempt_number"], r["decline_code"]) for r in view["schedule"]] == [
+        (slot, "failed", slot + 1, "card_declined") for slot in (1, 2, 3, 4)
+    ]
+    assert view["next_step"] is None
+    assert view["execution"]["name"] == name and view["execution"]["status"] == "SUCCEEDED"
+    assert len(view["notices"]) == 5
+    # and the subscription's access is revoked
+    assert (subscription["access"], subscription["grace_until"]) == ("revoked", None)
+
+
+def test_an_invoice_never_in_dunning_has_no_dunning_to_show(runtime: LocalRuntime) -> None:
+    response = get(runtime, f"/invoices/binv_{'0' * 24}/dunning")
+    assert (response.status_code, response.json()["code"]) == (404, "invoice_not_found")
+    response = get(runtime, "/invoices/not-an-invoice/dunning")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_invoice_id")
+
+
+def test_a_customer_who_fixes_their_card_mid_schedule_is_recovered_at_once(runtime: LocalRuntime) -> None:
+    # Given a renewal in dunning (the execution waits for its first retry, a second away)
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
+    [fired] = runtime.trigger("BillingRunFunction")
+    assert "error" not in fired, fired
+    name = f"dunning-{invoice_id}-1"
+    wait_for(lambda: execution(runtime, name), timeout_seconds=30, interval_seconds=0.2)
+    # When the customer attaches a good card and support makes it the one we charge
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
+    customer = get(runtime, f"/subscriptions/{subscription_id}").json()["provider_customer_id"]
+    method = client.v1.payment_methods.create(params={"type": "card", "card": GOOD}).id
+    client.v1.payment_methods.attach(method, params={"customer": customer})
+    changed = put(runtime, f"/subscriptions/{subscription_id}/payment-method", {"payment_method_id": method})
+    assert changed.status_code == 200 and changed.json()["terms"]["payment_method_id"] == method
+
+    # Then dunning charges the new card at once, the invoice is paid, and the execution ends as recovered
+    def recovered() -> dict[str, Any] | None:
+        found = execution(runtime, name)
+        return found if found and found["status"] != "RUNNING" else None
+
+    done = wait_for(recovered, timeout_seconds=60, interval_seconds=0.5)
+    history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert (done["status"], entered[-1]) == ("SUCCEEDED", "Recovered"), entered
+    invoice = get(runtime, f"/invoices/{invoice_id}").json()
+    assert invoice["invoice"]["status"] == "paid"
+    # (the first attempt, then as many scheduled retries as ran before the new card - seconds apart at the local
+    # time scale - then exactly one success)
+    statuses = [a["status"] for a in invoice["attempts"]]
+    assert statuses[-1] == "SUCCEEDED" and set(statuses[:-1]) == {"FAILED"}, statuses
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert (subscription["status"], subscription["access"]) == ("active", "granted")
+    view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+    # (the immediate retry, or the first scheduled one a second later if it came first: whichever charged the
+    # new card, the other found the invoice paid)
+    assert view["status"] == "recovered" and view["retries"][-1]["status"] == "succeeded"
+    assert [r["status"] for r in view["retries"]].count("succeeded") == 1
+
+    # and the customer was told of the failure first and of the recovery last
+    def told() -> list[dict[str, Any]] | None:
+        found = emails_to(runtime, email)
+        return found if any(RECOVERED_SUBJECT in e["subject"] for e in found) else None
+
+    emails = wait_for(told, timeout_seconds=30)
+    subjects = [e["subject"] for e in emails]
+    assert "could not collect" in subjects[0] and RECOVERED_SUBJECT in subjects[-1], subjects
+
+
+def test_changing_a_payment_method_refuses_what_it_cannot_do(runtime: LocalRuntime) -> None:
+    unknown = put(runtime, f"/subscriptions/bsub_{'0' * 24}/payment-method", {"payment_method_id": "pm_1Abc"})
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "subscription_not_found")
+    malformed = put(runtime, f"/subscriptions/bsub_{'0' * 24}/payment-method", {"payment_method_id": "x"})
+    assert (malformed.status_code, malformed.json()["code"]) == (400, "validation_failed")
