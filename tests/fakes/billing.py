@@ -1,8 +1,10 @@
-"""In-memory ledger, subscriptions and invoices (with charge attempts), with the write semantics of the DynamoDB
-adapters (adapters/dynamodb/): every conditional write refuses exactly where the adapter's ConditionExpression would (and then writes nothing), a transaction is all or nothing, and
-what a read returns is what the adapter's codec would give back (e.g. a stored subscription starts at version 1).
-The services' decisions stay in the domain; these only store. For unit tests (no network); the same scenarios
-run against both these and the adapters in tests/integration/test_fakes_contract.py.
+"""In-memory ledger and invoices (with charge attempts), with the write semantics of the DynamoDB adapters
+(adapters/dynamodb/): every conditional write refuses exactly where the adapter's ConditionExpression would (and
+then writes nothing), a transaction is all or nothing, and a read returns what the adapter's codec would give back;
+what boto3 would refuse (a non-string attribute, a non-integer Limit, a time that is not one) fails here too. The
+services' decisions stay in the domain; these only store. For unit tests (no network); the same scenarios run
+against both these (with subscriptions.py, orders.py, reconciliation.py) and the adapters in
+tests/integration/test_fakes_contract.py.
 
 Single-threaded: the unit tests interleave callers by hand (a second committer, a lost answer) instead of with
 threads; the moto tests cover real concurrency."""
@@ -25,13 +27,19 @@ from billing_core.invoices.model import (
     PendingWork,
 )
 from billing_core.ledger.model import Balance, LedgerTransaction, PostedEntry, PostingResult
-from billing_core.subscriptions.model import BillingMode, ScheduledChange, Subscription
 
 
 def text(value: str) -> str:
     """A string attribute as the adapters write it: boto3 refuses anything else before sending."""
     if not isinstance(value, str):
         raise TypeError(f"a string attribute, not {value!r}")
+    return value
+
+
+def number(value: int) -> int:
+    """A number attribute: boto3 refuses anything but a number."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"a number, not {value!r}")
     return value
 
 
@@ -137,84 +145,6 @@ class InMemoryLedger:
         total[1] += 1
 
 
-# --- subscriptions -------------------------------------------------------------------------------------------
-
-
-class InMemorySubscriptionStore:
-    """DynamoDBSubscriptionStore's reads and the parts an order commit writes (put_internal_op,
-    change_terms_op)."""
-
-    def __init__(self) -> None:
-        self.subscriptions: dict[str, Subscription] = {}
-
-    def get(self, subscription_id: str) -> Subscription | None:
-        return self.subscriptions.get(subscription_id)
-
-    def find_by_provider_id(self, provider_subscription_id: str) -> Subscription | None:
-        return next(
-            (s for s in self.subscriptions.values() if s.provider_subscription_id == provider_subscription_id), None
-        )
-
-    @staticmethod
-    def as_stored(subscription: Subscription) -> Subscription:
-        """What _internal_item writes and subscription_from_item reads back: version 1, position 0, no
-        provider subscription, event or scheduled change."""
-        terms = subscription.terms
-        if subscription.billing_mode is not BillingMode.INTERNAL or terms is None:
-            raise ValueError("an internal subscription needs BillingMode.INTERNAL and terms")
-        return subscription.model_copy(
-            update={
-                "version": 1,
-                "position": 0,
-                "provider_subscription_id": None,
-                "last_event_id": None,
-                "terms": terms.model_copy(update={"scheduled_change": None}),
-            }
-        )
-
-    def can_put_new(self, subscription: Subscription) -> bool:
-        return subscription.subscription_id not in self.subscriptions
-
-    def put_new(self, subscription: Subscription) -> None:
-        self.subscriptions[subscription.subscription_id] = self.as_stored(subscription)
-
-    def create_internal(self, subscription: Subscription, *, actor: str, source: str) -> bool:
-        if not self.can_put_new(subscription):
-            return False
-        self.put_new(subscription)
-        return True
-
-    def can_change_terms(self, subscription_id: str, expected_version: int) -> bool:
-        stored = self.subscriptions.get(subscription_id)
-        return stored is not None and stored.version == expected_version
-
-    def change_terms(
-        self,
-        subscription_id: str,
-        *,
-        immediate: ScheduledChange | None,
-        scheduled: ScheduledChange | None,
-        now: datetime,
-    ) -> None:
-        stored = self.subscriptions[subscription_id]
-        terms = stored.terms
-        if terms is not None and immediate is not None:
-            # change_terms_op sets plan, price version, amount and interval (never the currency)
-            terms = terms.model_copy(
-                update={
-                    "plan_id": immediate.plan_id,
-                    "price_version": immediate.price_version,
-                    "amount_minor": immediate.amount_minor,
-                    "interval": immediate.interval,
-                }
-            )
-        if terms is not None and scheduled is not None:
-            terms = terms.model_copy(update={"scheduled_change": scheduled})
-        self.subscriptions[subscription_id] = stored.model_copy(
-            update={"version": stored.version + 1, "updated_at": moment(now), "terms": terms}
-        )
-
-
 # --- invoices and charge attempts ------------------------------------------------------------------------------
 
 
@@ -237,6 +167,7 @@ class InMemoryInvoiceStore:
         self.invoices: dict[str, _Listed[Invoice]] = {}
         self.attempts: dict[tuple[str, int], _Listed[ChargeAttempt]] = {}
         self.paid_by: dict[str, str] = {}  # invoice -> the payment that paid it
+        self.dunning_ranks: dict[str, int] = {}  # invoice -> the rank of the last dunning retry claimed
 
     # --- a new invoice (new_invoice_op) ----------------------------------------------------------------
 
@@ -304,24 +235,59 @@ class InMemoryInvoiceStore:
             or invoice.pending_work is not PendingWork.CHARGE
         ):
             return False
-        stored = ChargeAttempt(
-            invoice_id=attempt.invoice_id,
-            attempt_number=attempt.attempt_number,
-            status=AttemptStatus.PENDING,
-            amount_minor=attempt.amount_minor,
-            currency=attempt.currency,
-            provider=attempt.provider,
-            idempotency_key=attempt.idempotency_key,
-            attempted_at=attempt.attempted_at,
-            lease_until=attempt.lease_until,
-        )
-        self.attempts[(attempt.invoice_id, attempt.attempt_number)] = _Listed(
-            stored, PendingWork.RESOLVE_ATTEMPT, attempt.lease_until
-        )
+        assert self.claim_attempt_item(attempt)
         invoice.value = invoice.value.model_copy(
             update={"attempt_count": attempt.attempt_number, "version": invoice.value.version + 1}
         )
         invoice.unlist()
+        return True
+
+    def claim_retry(self, attempt: ChargeAttempt, rank: int) -> bool:
+        """Dunning's retry: attempt N (absent) while the invoice is open (the paid fence) and off every list but
+        dunning's hand-over, attempt N-1 FAILED (no charge in flight) and no retry of this rank or a later one
+        claimed before; the invoice keeps the rank."""
+        if attempt.dunning_key is None or attempt.attempt_number < 2:
+            raise ValueError("a dunning retry follows a failed attempt and carries its dunning key")
+        invoice = self.invoices.get(attempt.invoice_id)
+        previous = self.attempts.get((attempt.invoice_id, attempt.attempt_number - 1))
+        claimed = self.dunning_ranks.get(attempt.invoice_id)
+        if (
+            (attempt.invoice_id, attempt.attempt_number) in self.attempts
+            or invoice is None
+            or invoice.value.attempt_count != attempt.attempt_number - 1
+            or invoice.value.status is not InvoiceStatus.OPEN
+            or invoice.pending_work not in (None, PendingWork.DUNNING_HANDOFF)
+            or (claimed is not None and not claimed < number(rank))
+            or previous is None
+            or previous.value.status is not AttemptStatus.FAILED
+        ):
+            return False
+        assert self.claim_attempt_item(attempt)
+        invoice.value = invoice.value.model_copy(
+            update={"attempt_count": attempt.attempt_number, "version": invoice.value.version + 1}
+        )
+        self.dunning_ranks[attempt.invoice_id] = number(rank)
+        invoice.unlist()
+        return True
+
+    def claim_attempt_item(self, attempt: ChargeAttempt) -> bool:
+        """The attempt item as _attempt_item writes it (PENDING, on the resolve list from its lease's end)."""
+        if (attempt.invoice_id, attempt.attempt_number) in self.attempts:
+            return False
+        stored = attempt.model_copy(
+            update={
+                "status": AttemptStatus.PENDING,
+                "provider_payment_id": None,
+                "failure_code": None,
+                "failure_message": None,
+                "unknown_since": None,
+                "resolved_at": None,
+                "dunning_key": text(attempt.dunning_key) if attempt.dunning_key is not None else None,
+            }
+        )
+        self.attempts[(attempt.invoice_id, attempt.attempt_number)] = _Listed(
+            stored, PendingWork.RESOLVE_ATTEMPT, moment(attempt.lease_until)
+        )
         return True
 
     def _attempt(self, attempt: ChargeAttempt) -> _Listed[ChargeAttempt]:
@@ -384,6 +350,8 @@ class InMemoryInvoiceStore:
         if not self._unsettled(self.attempts.get((attempt.invoice_id, attempt.attempt_number))):
             return False
         self.settle(attempt, AttemptStatus.FAILED, now, failure_code=failure_code, failure_message=failure_message)
+        if attempt.dunning_key is not None:
+            return True  # one of dunning's retries: its running workflow reads the failure itself
         invoice = self.invoices[attempt.invoice_id]
         invoice.pending_work, invoice.pending_since = PendingWork.DUNNING_HANDOFF, moment(now)
         return True

@@ -15,7 +15,8 @@ from billing_core.ledger.model import LedgerTransaction
 from billing_core.orders.model import Order, OrderStatus
 from billing_core.pricing.model import PriceBook, PublishedPriceBook
 from billing_core.subscriptions.model import ScheduledChange, Subscription
-from tests.fakes.billing import InMemoryInvoiceStore, InMemoryLedger, InMemorySubscriptionStore, moment, text
+from tests.fakes.billing import InMemoryInvoiceStore, InMemoryLedger, moment, text
+from tests.fakes.subscriptions import InMemorySubscriptionStore
 
 # The order's attributes that change after creation (DynamoDBOrderStore.DYNAMIC, less `status`).
 CHANGING = ("committed_at", "expired_at", "failed_at", "failure_code", "payment_id", "invoice_id")

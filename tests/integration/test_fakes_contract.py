@@ -55,10 +55,10 @@ from tests.fakes.billing import (
     InMemoryInvoiceStore,
     InMemoryInvoiceTransactions,
     InMemoryLedger,
-    InMemorySubscriptionStore,
 )
 from tests.fakes.orders import InMemoryOrderCommits, InMemoryOrderStore, InMemoryPriceBookStore
 from tests.fakes.reconciliation import InMemoryReportStore
+from tests.fakes.subscriptions import InMemorySubscriptionStore
 from tests.integration.conftest import Stack
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -564,3 +564,41 @@ def test_price_book_versions_are_written_once_in_time_order(kind: str, request: 
         for at in (NOW - timedelta(seconds=1), NOW, second.effective_from - timedelta(seconds=1), second.effective_from)
     ]
     assert [b.version if b else None for b in versions] == [None, "v1", "v1", "v2"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dunning_retry_is_claimed_behind_a_failed_attempt_on_an_open_invoice_once_per_rank(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    s = stores(kind, request)
+    first_invoice, closed_invoice = invoice(1), invoice(2)
+    assert s.add_invoice(first_invoice) and s.add_invoice(closed_invoice)
+    first = attempt(first_invoice.invoice_id)
+    retry = attempt(first_invoice.invoice_id, 2).model_copy(update={"dunning_key": "1:1"})
+    assert s.invoices.claim_attempt(first)
+    # not while attempt 1 is in flight; not without a dunning key, nor as attempt 1
+    assert s.invoices.claim_retry(retry, 1) is False
+    assert s.invoices.settle_failed(first, "card_declined", "declined", NOW)
+    for refused in (retry.model_copy(update={"dunning_key": None}), first.model_copy(update={"dunning_key": "1:0"})):
+        with pytest.raises(ValueError, match="dunning retry"):
+            s.invoices.claim_retry(refused, 1)
+    # once behind the failed attempt, off the hand-over list; the same rank or a lower one never again
+    assert s.invoices.claim_retry(retry, 5) is True
+    stored = s.invoices.get_attempt(first_invoice.invoice_id, 2)
+    assert stored == retry.model_copy(update={"provider_payment_id": None})
+    assert s.invoices.pending(PendingWork.DUNNING_HANDOFF, NOW, 10) == []
+    following = attempt(first_invoice.invoice_id, 3).model_copy(update={"dunning_key": "1:2"})
+    assert [s.invoices.claim_retry(retry, 6), s.invoices.claim_retry(following, 6)] == [False, False]  # in flight
+    assert s.invoices.settle_failed(stored, "card_declined", "declined", NOW)
+    assert s.invoices.pending(PendingWork.DUNNING_HANDOFF, NOW, 10) == []  # a retry's failure is not handed over
+    assert [s.invoices.claim_retry(following, 5), s.invoices.claim_retry(following, 4)] == [False, False]
+    assert s.invoices.claim_retry(following, 6) is True
+    # the paid fence: a written-off invoice takes no retry, even behind a failed attempt
+    closed_first = attempt(closed_invoice.invoice_id)
+    assert s.invoices.claim_attempt(closed_first)
+    assert s.invoices.settle_failed(closed_first, "card_declined", "declined", NOW)
+    written_off = s.invoices.get(closed_invoice.invoice_id).invoice
+    assert s.transactions.close(written_off, InvoiceStatus.UNCOLLECTIBLE, None, actor="user:admin", reason="t", now=NOW)
+    late = attempt(closed_invoice.invoice_id, 2).model_copy(update={"dunning_key": "2:1"})
+    assert s.invoices.claim_retry(late, 1) is False
+    assert s.invoices.get_attempt(closed_invoice.invoice_id, 2) is None

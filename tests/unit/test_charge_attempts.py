@@ -37,9 +37,9 @@ from tests.fakes.billing import (
     InMemoryInvoiceStore,
     InMemoryInvoiceTransactions,
     InMemoryLedger,
-    InMemorySubscriptionStore,
 )
 from tests.fakes.payments import DECLINED_CARD, GOOD_CARD, SLOW_CARD, FakePaymentProvider
+from tests.fakes.subscriptions import InMemorySubscriptionStore
 from tests.unit.test_order_commit import Clock
 
 NOW = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)

@@ -32,9 +32,10 @@ from billing_core.orders.quoting import OrderQuotes
 from billing_core.payments.model import PaymentDeclinedError, PaymentOutcome, PaymentStatus
 from billing_core.pricing.model import PriceBook
 from billing_core.subscriptions.state_machine import SubscriptionStatus
-from tests.fakes.billing import InMemoryInvoiceStore, InMemoryLedger, InMemorySubscriptionStore
+from tests.fakes.billing import InMemoryInvoiceStore, InMemoryLedger
 from tests.fakes.orders import InMemoryOrderCommits, InMemoryOrderStore, InMemoryPriceBookStore
 from tests.fakes.payments import GOOD_CARD, FakePaymentProvider
+from tests.fakes.subscriptions import InMemorySubscriptionStore
 from tests.support import ROOT
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

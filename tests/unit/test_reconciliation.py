@@ -34,10 +34,10 @@ from tests.fakes.billing import (
     InMemoryInvoiceStore,
     InMemoryInvoiceTransactions,
     InMemoryLedger,
-    InMemorySubscriptionStore,
 )
 from tests.fakes.payments import GOOD_CARD, FakePaymentProvider
 from tests.fakes.reconciliation import InMemoryDocumentQueue, InMemoryReportStore
+from tests.fakes.subscriptions import InMemorySubscriptionStore
 from tests.unit.test_order_commit import Clock
 
 W0 = datetime(2026, 11, 1, tzinfo=UTC)
