@@ -1,0 +1,22 @@
+"""Fixtures of the unit tier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The outcome metrics the code under test counts (name, value), in order: metric names are an API
+    (alarms in template.yaml, runbooks), so tests assert them."""
+    from billing_core.observability import metrics
+
+    seen: list[tuple[str, int]] = []
+
+    def add_metric(*, name: str, unit: Any, value: int, **_: Any) -> None:
+        seen.append((name, value))
+
+    monkeypatch.setattr(metrics, "add_metric", add_metric)
+    return seen
