@@ -34,10 +34,11 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.idempotency import IdempotentEntry
+    from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
-    from billing_core.dunning.ports import WorkflowReader
+    from billing_core.dunning.ports import ProviderInvoices, WorkflowReader
     from billing_core.dunning.service import DunningService
     from billing_core.notifications.ports import CustomerContacts, EmailSender
     from billing_core.notifications.service import NoticeSender
@@ -237,7 +238,7 @@ class Wiring:
         return StepFunctionsStarter(self._require("canary_state_machine_arn"))
 
     @built_once
-    def gateway(self) -> PaymentGateway:
+    def stripe_gateway(self) -> StripePaymentGateway:
         """Stripe, configured by the template (StripeApiBase, StripeConfirmOffSession)."""
         from billing_core.adapters.stripe_gateway import StripePaymentGateway
 
@@ -247,6 +248,13 @@ class Wiring:
             api_base=settings.stripe_api_base,
             confirm_off_session=settings.stripe_confirm_off_session,
         )
+
+    def gateway(self) -> PaymentGateway:
+        return self.stripe_gateway()
+
+    def provider_invoices(self) -> ProviderInvoices:
+        """The provider's own invoices (dunning of provider-billed subscriptions): the same Stripe client."""
+        return self.stripe_gateway()
 
     @built_once
     def customer_contacts(self) -> dict[str, CustomerContacts]:
@@ -310,6 +318,7 @@ class Wiring:
         workflows: WorkflowStarter | None,
         notices: DocumentQueue | None,
         switches: Switches | None,
+        provider: bool = True,
     ) -> DunningService:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
@@ -324,7 +333,13 @@ class Wiring:
         settings = self.settings
         return DunningService(
             cases=cases,
-            transitions=DynamoDBDunningTransitions(cases, self.subscriptions(), self.invoices(), self.dynamodb()),
+            transitions=DynamoDBDunningTransitions(
+                cases,
+                self.subscriptions(),
+                self.invoices(),
+                self.dynamodb(),
+                ledger_table=lambda: self._require("ledger_table_name"),
+            ),
             invoices=self.invoices(),
             subscriptions=self.subscriptions(),
             charges=charges,
@@ -332,6 +347,7 @@ class Wiring:
             workflows=workflows,
             notices_queue=notices,
             switches=switches,
+            provider_invoices=self.provider_invoices if provider else None,
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
@@ -384,7 +400,7 @@ class Wiring:
     @built_once
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
-        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None)
+        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None, provider=False)
 
     @built_once
     def notice_sender(self) -> NoticeSender:
@@ -485,6 +501,7 @@ class Wiring:
             store,
             personal_data=self.personal_data_vault(),
             order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome),
+            dunning=lambda signal: self.document_queue("dunning_queue_url").send(signal),
         )
 
     @built_once

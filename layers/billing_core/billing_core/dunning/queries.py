@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.dunning import planner
 from billing_core.dunning.declines import DeclineClass
-from billing_core.dunning.model import TERMINAL, CaseStatus, DunningCase, NextKind, RetryRecord
+from billing_core.dunning.model import TERMINAL, BillingMode, CaseStatus, DunningCase, NextKind, RetryRecord
 from billing_core.dunning.planner import InvoiceFacts
 from billing_core.errors import NotFoundError
 from billing_core.invoices.model import InvoiceStatus, InvoiceView
@@ -102,6 +102,8 @@ class DunningView(BaseModel):
     cycle: int
     status: CaseStatus
     subscription_id: str
+    billing_mode: BillingMode
+    provider_invoice_id: str | None  # set when the provider bills the invoice
     amount_due_minor: int
     currency: str
     policy: DunningPolicy
@@ -143,7 +145,14 @@ def dunning_view(
         for slot, at in enumerate(case.retry_at, start=1)
     ]
     next_step = None
-    if case.status not in TERMINAL and invoice is not None:
+    facts: InvoiceFacts | None = None
+    if case.status in TERMINAL:
+        pass
+    elif case.billing_mode is BillingMode.PROVIDER:
+        # The provider's invoice is not read here: while its case runs it is owed as far as we know (its
+        # payment, void or write-off ends the case through the webhooks).
+        facts = InvoiceFacts(payable=True, paid=False, amount_due_minor=case.amount_due_minor)
+    elif invoice is not None:
         status = invoice.invoice.status
         # (the amount matters only while the invoice is open: paid and closed are decided first)
         facts = InvoiceFacts(
@@ -151,6 +160,7 @@ def dunning_view(
             paid=status is InvoiceStatus.PAID,
             amount_due_minor=invoice.total_minor,
         )
+    if facts is not None:
         step = planner.next_step(case, facts, now, unknown_wait=_MINUTE, unknown_limit=_DAY)
         next_step = NextStepView(kind=step.kind, at=step.at)
     return DunningView(
@@ -158,6 +168,8 @@ def dunning_view(
         cycle=case.cycle,
         status=case.status,
         subscription_id=case.subscription_id,
+        billing_mode=case.billing_mode,
+        provider_invoice_id=case.provider_invoice_id,
         amount_due_minor=case.amount_due_minor,
         currency=case.currency,
         policy=case.policy,
