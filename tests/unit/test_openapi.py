@@ -24,6 +24,7 @@ from billing_core.dunning import planner
 from billing_core.dunning.model import BillingMode as DunningBillingMode
 from billing_core.dunning.model import DunningCase
 from billing_core.dunning.queries import (
+    PROVIDER_INVOICE_ID,
     Access,
     DunningView,
     ExecutionView,
@@ -336,6 +337,8 @@ def test_path_parameters_are_the_formats_the_code_checks() -> None:
     assert _parameter(COMMIT, "post", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
     for path, method in ((INVOICE, "get"), (VOID, "post"), (UNCOLLECTIBLE, "post")):
         assert _parameter(path, method, "invoice_id")["schema"]["pattern"] == INVOICE_ID.pattern
+    dunning = _parameter(DUNNING, "get", "invoice_id")["schema"]["anyOf"]
+    assert [alternative["pattern"] for alternative in dunning] == [INVOICE_ID.pattern, PROVIDER_INVOICE_ID.pattern]
     assert _parameter(PROBE, "get", "probe_id")["schema"]["pattern"] == PROBE_ID_PATTERN
     subscription = _parameter(SUBSCRIPTION, "get", "subscription_id")["schema"]["anyOf"]
     assert [alternative["pattern"] for alternative in subscription] == [

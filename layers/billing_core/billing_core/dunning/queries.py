@@ -4,6 +4,8 @@ the notices sent, the next step and the workflow's execution - for GET /invoices
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -12,10 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.dunning import planner
 from billing_core.dunning.declines import DeclineClass
-from billing_core.dunning.model import TERMINAL, BillingMode, CaseStatus, DunningCase, NextKind, RetryRecord
+from billing_core.dunning.model import (
+    TERMINAL,
+    BillingMode,
+    CaseStatus,
+    DunningCase,
+    NextKind,
+    RetryRecord,
+    provider_case_id,
+)
 from billing_core.dunning.planner import InvoiceFacts
-from billing_core.errors import NotFoundError
+from billing_core.errors import NotFoundError, ValidationFailedError
 from billing_core.invoices.model import InvoiceStatus, InvoiceView
+from billing_core.invoices.ports import InvoiceReader
+from billing_core.invoices.queries import INVOICE_ID
 from billing_core.pricing.model import DunningPolicy
 from billing_core.subscriptions.model import Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -25,6 +37,30 @@ WITHOUT_ACCESS = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.UNPA
 # The next step shown for an unresolved charge uses the deployed defaults' pause and limit.
 _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(hours=24)
+
+
+# A Stripe invoice id: the route also answers by the provider's id for the invoices it bills.
+PROVIDER_INVOICE_ID = re.compile(r"^in_[A-Za-z0-9]{1,250}$")
+
+
+def dunning_of(
+    invoice_id: str, latest: Callable[[str], DunningCase | None], invoices: InvoiceReader
+) -> tuple[DunningCase | None, InvoiceView | None]:
+    """The latest dunning cycle of an invoice, by our id or a provider-billed invoice's Stripe id, and our
+    invoice if we bill it. Ours unknown: invoice_not_found; never dunned: a case of None."""
+    if PROVIDER_INVOICE_ID.match(invoice_id):
+        return latest(provider_case_id("stripe", invoice_id)), None
+    if not INVOICE_ID.match(invoice_id):
+        raise ValidationFailedError(
+            "invoice ids look like binv_<24 hex digits> (ours) or in_... (the provider's)", code="invalid_invoice_id"
+        )
+    case = latest(invoice_id)
+    if case is not None and case.billing_mode is BillingMode.PROVIDER:
+        return case, None  # the provider's invoice, under the id derived from its own
+    view = invoices.get(invoice_id)
+    if view is None:
+        raise NotFoundError(f"no invoice {invoice_id}", code="invoice_not_found")
+    return case, view
 
 
 class Access(StrEnum):
