@@ -23,6 +23,7 @@ from billing_core.dunning.service import DunningMessage, DunningService, StartRe
 from billing_core.errors import OutcomeUnknownError
 from billing_core.ledger import postings
 from billing_core.payments.model import ProviderInvoice
+from billing_core.pricing.model import FinalAction
 from billing_core.subscriptions.model import subscription_id_for
 from billing_core.webhooks.apply import WebhookApplier
 from tests.integration.test_billing_run_on_moto import DECLINED_CARD, GOOD_CARD
@@ -325,3 +326,34 @@ def test_a_redelivered_claim_that_never_reached_the_provider_is_sent_once_under_
     assert provider_billed.provider.pays == [(invoice, f"dunning:{case_id}:1:1")]
     assert (first.kind, first.sequence) == (second.kind, second.sequence) == (NextKind.CHARGE, 2)
     assert [r.status for r in provider_billed.case(invoice).retries] == [RetryStatus.FAILED]
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [(FinalAction.MARK_UNPAID, "mark_uncollectible"), (FinalAction.PAUSE, "pause_collection")],
+)
+def test_the_other_final_actions_are_asked_of_the_provider_once(
+    provider_billed: ProviderBilled, action: FinalAction, call: str
+) -> None:
+    # Given a provider-billed case whose policy copy ends in `action`, with its schedule spent
+    # (localstripe has neither endpoint: the provider's answer is stood in for, the request is what is checked)
+    _, subscription, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    case = provider_billed.case(invoice)
+    policy = case.policy.model_copy(update={"final_action": action})
+    assert provider_billed.dunning.cases.save(case.model_copy(update={"policy": policy, "version": case.version + 1}))
+    asked: list[tuple[str, str]] = []
+    provider_billed.provider.mark_uncollectible = lambda i: asked.append(("mark_uncollectible", i)) or "uncollectible"  # type: ignore[method-assign,func-returns-value]
+    provider_billed.provider.pause_collection = lambda s: asked.append(("pause_collection", s)) or "active"  # type: ignore[method-assign,func-returns-value]
+    case_id = provider_case_id(PROVIDER, invoice)
+    # When the workflow runs to its end, and the final step is delivered again
+    steps = provider_billed.dunning.drive(service, service.plan(case_id, 1), case_id)
+    again = service.finalize(case_id, 1)
+    # Then the provider was asked once, for the right object, and the case ended with that action
+    assert steps[-1].kind is again.kind is NextKind.EXHAUSTED
+    target = invoice if action is FinalAction.MARK_UNPAID else subscription
+    assert asked == [(call, target)]
+    assert provider_billed.case(invoice).end_reason == f"final_action:{action.value}"
+    assert provider_billed.stripe.v1.subscriptions.retrieve(subscription).status == "active"  # not canceled

@@ -318,7 +318,7 @@ class Wiring:
         workflows: WorkflowStarter | None,
         notices: DocumentQueue | None,
         switches: Switches | None,
-        provider: bool = True,
+        provider_invoices: Callable[[], ProviderInvoices] | None,
     ) -> DunningService:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
@@ -347,7 +347,7 @@ class Wiring:
             workflows=workflows,
             notices_queue=notices,
             switches=switches,
-            provider_invoices=self.provider_invoices if provider else None,
+            provider_invoices=provider_invoices,
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
@@ -372,6 +372,7 @@ class Wiring:
             workflows=None,
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
@@ -385,6 +386,7 @@ class Wiring:
             workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
@@ -395,12 +397,13 @@ class Wiring:
             workflows=None,
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
-        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None, provider=False)
+        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None, provider_invoices=None)
 
     @built_once
     def notice_sender(self) -> NoticeSender:
