@@ -122,6 +122,22 @@ class ProviderBilled:
         }
         self.applier.apply(envelope(event))
 
+    def customer_updated(self, customer: str, previous_method: str | None) -> None:
+        """Stripe's customer.updated after the default payment method changed, applied by the webhook pipeline."""
+        obj = self.stripe.v1.customers.retrieve(customer).to_dict()
+        self.events += 1
+        event = {
+            "id": f"evt_{customer}_{self.events}",
+            "object": "event",
+            "type": "customer.updated",
+            "created": int(time.time()) + self.events,
+            "data": {
+                "object": json.loads(json.dumps(obj, default=str)),
+                "previous_attributes": {"invoice_settings": {"default_payment_method": previous_method}},
+            },
+        }
+        self.applier.apply(envelope(event))
+
     def deliver(self, service: DunningService) -> list[Any]:
         """DunningQueue's messages, handed to the consumer as DunningStartFunction does."""
         answers: list[Any] = []
@@ -357,3 +373,45 @@ def test_the_other_final_actions_are_asked_of_the_provider_once(
     assert asked == [(call, target)]
     assert provider_billed.case(invoice).end_reason == f"final_action:{action.value}"
     assert provider_billed.stripe.v1.subscriptions.retrieve(subscription).status == "active"  # not canceled
+
+
+def test_a_new_default_payment_method_at_the_provider_retries_at_once_and_once(provider_billed: ProviderBilled) -> None:
+    # Given a running dunning of a provider-billed invoice, nothing retried yet
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    declined = provider_billed.provider.default_payment_method(customer)
+    # When the customer makes a good card their default, and Stripe's customer.updated arrives (twice)
+    good = provider_billed.card(customer, GOOD_CARD)
+    provider_billed.customer_updated(customer, declined)
+    [step] = provider_billed.deliver(service)
+    provider_billed.customer_updated(customer, declined)  # another event of the same change, after the end
+    # Then the invoice was collected at once by an immediate retry on the new method, and the case is recovered
+    assert step.kind is NextKind.RECOVERED
+    case = provider_billed.case(invoice)
+    assert case.status is CaseStatus.RECOVERED
+    [retry] = case.retries
+    assert (retry.slot, retry.status, retry.payment_method_id) == (None, RetryStatus.SUCCEEDED, good)
+    assert provider_billed.deliver(service) == []
+    assert len(provider_billed.provider.pays) == 1
+    assert provider_billed.stripe.v1.invoices.retrieve(invoice).status == "paid"
+
+
+def test_a_payment_method_event_redelivered_retries_once(provider_billed: ProviderBilled) -> None:
+    # Given a running case whose immediate retry on a new (still declined) method was made
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    previous = provider_billed.provider.default_payment_method(customer)
+    provider_billed.card(customer, DECLINED_CARD)
+    provider_billed.customer_updated(customer, previous)
+    [message] = provider_billed.billing.dunning_messages()
+    first = service.receive(DunningMessage.model_validate(message))
+    # When the same message is delivered again
+    again = service.receive(DunningMessage.model_validate(message))
+    # Then one immediate retry was made, declined, and the schedule goes on
+    assert [s.kind for s in first] == [NextKind.CHARGE] and again == []
+    assert [(r.slot, r.status) for r in provider_billed.case(invoice).retries] == [(None, RetryStatus.FAILED)]
+    assert len(provider_billed.provider.pays) == 1

@@ -127,10 +127,24 @@ class ProviderInvoiceChanged(BaseModel):
     event_id: str = Field(min_length=1, max_length=255)
 
 
+class ProviderPaymentMethodChanged(BaseModel):
+    """On DunningQueue, from the webhook pipeline: the default payment method the provider charges for a
+    customer's invoices changed (Stripe's customer.updated): their running provider-billed cases retry at once."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["provider_payment_method_changed"]
+    provider: str = Field(min_length=1, max_length=40)
+    provider_customer_id: str = Field(min_length=1, max_length=255)
+    payment_method_id: str = Field(min_length=1, max_length=255)
+    event_id: str = Field(min_length=1, max_length=255)
+
+
 class DunningMessage(
     RootModel[
         Annotated[
-            Handoff | PaymentMethodChanged | ProviderHandoff | ProviderInvoiceChanged, Field(discriminator="kind")
+            Handoff | PaymentMethodChanged | ProviderHandoff | ProviderInvoiceChanged | ProviderPaymentMethodChanged,
+            Field(discriminator="kind"),
         ]
     ]
 ):
@@ -202,17 +216,27 @@ class DunningService:
         if isinstance(body, ProviderInvoiceChanged):
             step = self.provider_invoice_changed(body)
             return [step] if step is not None else []
+        if isinstance(body, ProviderPaymentMethodChanged):
+            cases = self._cases.for_provider_customer(body.provider, body.provider_customer_id)
+            return self._retry_at_once(cases, BillingMode.PROVIDER, body.event_id, body.payment_method_id)
         return self.payment_method_changed(body)
 
     def payment_method_changed(self, change: PaymentMethodChanged) -> list[NextStep]:
         """Each running case of the subscription retries at once on the new method (once per change), unless
         a charge is in flight (the workflow resolves it first). A hard decline's pause ends with the new method;
         the schedule's remaining retries stay as they were."""
+        cases = self._cases.for_subscription(change.subscription_id)
+        return self._retry_at_once(cases, BillingMode.INTERNAL, change.change_id, change.payment_method_id)
+
+    def _retry_at_once(
+        self, cases: Sequence[DunningCase], mode: BillingMode, change_id: str, payment_method_id: str
+    ) -> list[NextStep]:
+        """An immediate retry of each running case of that billing mode, once per change."""
         answers: list[NextStep] = []
-        for case in self._cases.for_subscription(change.subscription_id):
-            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not BillingMode.INTERNAL:
+        for case in cases:
+            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not mode:
                 continue
-            if any(record.trigger == change.change_id for record in case.retries):
+            if any(record.trigger == change_id for record in case.retries):
                 continue  # this change was acted on (a redelivered message)
             step = self._next(case)
             if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
@@ -229,15 +253,15 @@ class DunningService:
                 sequence=(last.sequence if last else 0) + 1,
                 scheduled_at=now,
                 status=RetryStatus.PENDING,
-                payment_method_id=change.payment_method_id,
-                trigger=change.change_id,
+                payment_method_id=payment_method_id,
+                trigger=change_id,
                 at=now,
             )
-            saved = self._save(case, retries=(*case.retries, record), hard_declined=False, hard_declined_method=None)
+            saved = self._claim(case, record, hard_declined=False, hard_declined_method=None)
             if saved is None:
                 continue  # a step of the workflow moved the case meanwhile; it carries on
             count("DunningImmediateRetry")
-            answers.append(self._drive(saved, record))
+            answers.append(self._drive(saved, saved.retries[-1]))
         return answers
 
     # --- entry: a failed charge -------------------------------------------------------------------
@@ -431,18 +455,23 @@ class DunningService:
             saved = self._save(case, retries=(*case.retries, record))
             return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
         # Recorded before the provider is called: a redelivery finds it and resolves, never charges again.
-        if case.billing_mode is BillingMode.PROVIDER:
-            # The invoice's latest attempt now: a later read that names another one shows this one happened.
-            before = self._provider_api().retrieve_invoice(self._provider_invoice(case))
-            record = record.model_copy(update={"provider_attempt": before.last_attempt_id})
-            claimed = case.model_copy(update={"retries": (*case.retries, record), "version": case.version + 1})
-            if not self._transitions.claim(claimed):
-                return self.plan(invoice_id, cycle)
-            return self._drive(claimed, record)
-        saved = self._save(case, retries=(*case.retries, record))
+        saved = self._claim(case, record)
         if saved is None:
             return self.plan(invoice_id, cycle)
-        return self._drive(saved, record)
+        return self._drive(saved, saved.retries[-1])
+
+    def _claim(self, case: DunningCase, record: RetryRecord, **changes: Any) -> DunningCase | None:
+        """Record a charge as pending before anything is sent. Provider-billed: with the invoice's latest attempt
+        now (a later read naming another one shows this one happened), fenced on its payment not being posted;
+        ours: the charge service claims it on the invoice itself. None if the case moved (or the fence held)."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            before = self._provider_api().retrieve_invoice(self._provider_invoice(case))
+            record = record.model_copy(update={"provider_attempt": before.last_attempt_id})
+            claimed = case.model_copy(
+                update={**changes, "retries": (*case.retries, record), "version": case.version + 1}
+            )
+            return claimed if self._transitions.claim(claimed) else None
+        return self._save(case, retries=(*case.retries, record), **changes)
 
     def finalize(self, invoice_id: str, cycle: int) -> NextStep:
         """The schedule is exhausted and the invoice unpaid: apply the policy's final action to the
