@@ -19,7 +19,7 @@ from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stripe_gateway import StripePaymentGateway
 from billing_core.dunning.model import BillingMode, CaseStatus, DunningCase, NextKind, RetryStatus, provider_case_id
-from billing_core.dunning.service import DunningMessage, DunningService, StartResult
+from billing_core.dunning.service import DunningMessage, DunningService, ProviderInvoiceChanged, StartResult
 from billing_core.errors import OutcomeUnknownError
 from billing_core.ledger import postings
 from billing_core.payments.model import ProviderInvoice
@@ -415,3 +415,46 @@ def test_a_payment_method_event_redelivered_retries_once(provider_billed: Provid
     assert [s.kind for s in first] == [NextKind.CHARGE] and again == []
     assert [(r.slot, r.status) for r in provider_billed.case(invoice).retries] == [(None, RetryStatus.FAILED)]
     assert len(provider_billed.provider.pays) == 1
+
+
+def test_a_partial_reduction_replans_what_dunning_asks_for_and_nothing_owed_ends_it(
+    provider_billed: ProviderBilled,
+) -> None:
+    # Given a running dunning of a provider-billed invoice
+    _, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    provider_billed.dunning.notices()  # the payment_failed notice, for the full amount
+    case_id = provider_case_id(PROVIDER, invoice)
+    full = provider_billed.case(invoice).amount_due_minor
+    # When a credit note takes 1,000 off what the invoice still asks for (localstripe has no credit notes: the
+    # provider's answer is stood in for) and the provider's invoice.updated is handed to dunning
+    real = provider_billed.provider.gateway.retrieve_invoice
+    remaining = {"minor": full - 1000}
+
+    def reduced(invoice_id: str) -> ProviderInvoice:
+        answer = real(invoice_id)
+        if answer.status != "open":
+            return answer
+        return answer.model_copy(update={"amount_remaining_minor": remaining["minor"]})
+
+    provider_billed.provider.retrieve_invoice = reduced  # type: ignore[method-assign]
+    step = service.provider_invoice_changed(
+        ProviderInvoiceChanged(
+            kind="provider_invoice_changed", provider=PROVIDER, provider_invoice_id=invoice, event_id="e1"
+        )
+    )
+    # Then the case asks for the rest, the schedule carries on, and the next notice says the new amount
+    assert step is None
+    assert provider_billed.case(invoice).amount_due_minor == full - 1000
+    first = service.plan(case_id, 1)
+    provider_billed.billing.clock.now = first.at
+    assert first.sequence is not None
+    service.charge(case_id, 1, first.sequence)
+    [announced] = [n for n in provider_billed.dunning.notices() if n["kind"] == "dunning_retry_scheduled"]
+    assert announced["amount_minor"] == full - 1000
+    # When nothing is owed any more (credited in full), the next step ends the case
+    remaining["minor"] = 0
+    assert service.plan(case_id, 1).kind is NextKind.RECOVERED
+    assert provider_billed.case(invoice).status is CaseStatus.RECOVERED

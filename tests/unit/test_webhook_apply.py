@@ -68,6 +68,7 @@ EXPECTED = {
     "charge.dispute.created": (ApplyOutcome.APPLIED, "ledger"),
     "customer.updated": (ApplyOutcome.RECORDED, None),  # not in the table: recorded, acknowledged
     "invoice.voided": (ApplyOutcome.RECORDED, None),
+    "invoice.updated": (ApplyOutcome.RECORDED, None),
     "invoice.marked_uncollectible": (ApplyOutcome.RECORDED, None),
 }
 
@@ -78,6 +79,7 @@ DUNNING_SIGNALS = {
     "invoice.paid": "provider_invoice_changed",
     "invoice.payment_succeeded": "provider_invoice_changed",
     "invoice.voided": "provider_invoice_changed",
+    "invoice.updated": "provider_invoice_changed",
     "invoice.marked_uncollectible": "provider_invoice_changed",
 }
 
@@ -117,6 +119,27 @@ def test_a_failure_dunning_cannot_act_on_is_recorded_only(change: dict[str, Any]
     event["data"]["object"].update(change)
     result = service.apply(envelope(event))
     assert signals == [] and result.outcome is ApplyOutcome.RECORDED and note in (result.note or "")
+
+
+@pytest.mark.parametrize(
+    ("previous", "signalled"),
+    [
+        ({"amount_remaining": 2900}, True),
+        ({"amount_paid": 0}, True),
+        ({"status": "draft"}, True),
+        ({"metadata": {}}, False),  # nothing owed changed
+        (None, False),
+    ],
+)
+def test_an_updated_invoice_is_reread_by_dunning_only_when_what_is_owed_changed(
+    previous: dict[str, Any] | None, signalled: bool
+) -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned("invoice.updated")
+    event["data"]["previous_attributes"] = previous
+    service.apply(envelope(event))
+    assert [signal["kind"] for signal in signals] == (["provider_invoice_changed"] if signalled else [])
 
 
 def test_the_subscription_of_an_invoice_is_read_where_newer_api_versions_put_it() -> None:

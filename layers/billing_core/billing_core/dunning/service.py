@@ -398,9 +398,10 @@ class DunningService:
         case = self._cases.latest(provider_case_id(change.provider, change.provider_invoice_id))
         if case is None or case.status in TERMINAL:
             return None
+        case = self._owed(case)
         step = self._next(case)
         if step.kind not in (NextKind.RECOVERED, NextKind.CLOSED):
-            return None  # still owed (e.g. a partial payment): the schedule carries on
+            return None  # still owed (e.g. a partial payment, now the case's amount): the schedule carries on
         return self._conclude(case, step)
 
     def _policy(self, subscription: Subscription | None) -> tuple[DunningPolicy, str]:
@@ -415,12 +416,12 @@ class DunningService:
 
     def plan(self, invoice_id: str, cycle: int) -> NextStep:
         """The first step, and every wake-up that is not a charge or the final action."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         return self._conclude(case, self._next(case))
 
     def charge(self, invoice_id: str, cycle: int, sequence: int) -> NextStep:
         """Run dunning's charge number `sequence` if it is what is due; otherwise answer what is."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         step = self._next(case)
         if step.kind is NextKind.RESOLVE and step.sequence is not None:
             record = case.retry(step.sequence)
@@ -476,7 +477,7 @@ class DunningService:
     def finalize(self, invoice_id: str, cycle: int) -> NextStep:
         """The schedule is exhausted and the invoice unpaid: apply the policy's final action to the
         subscription, fenced on the invoice still being open."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         step = self._next(case)
         if step.kind is not NextKind.FINAL_ACTION:
             return self._conclude(case, step)
@@ -734,6 +735,25 @@ class DunningService:
             paid=invoice.status is InvoiceStatus.PAID,
             amount_due_minor=invoice.total_minor if invoice.status is InvoiceStatus.OPEN else 0,
         )
+
+    def _owed(self, case: DunningCase) -> DunningCase:
+        """The case with what the invoice still asks for now: a fact that reduced it (a partial payment, a
+        credit note at the provider) re-plans what the next charge and notices ask for; nothing owed ends the
+        case at the next step (the planner). Read at the start of each step, before anything is decided."""
+        if case.status in TERMINAL:
+            return case
+        facts = self._facts(case)
+        if not facts.payable or facts.amount_due_minor in (0, case.amount_due_minor):
+            return case
+        saved = self._save(case, amount_due_minor=facts.amount_due_minor)
+        if saved is None:
+            return self._load(case.invoice_id, case.cycle)  # moved meanwhile: its own read is as fresh
+        count("DunningAmountChanged")
+        logger.info(
+            "dunning amount changed",
+            extra={"invoice": case.invoice_id, "from": case.amount_due_minor, "to": facts.amount_due_minor},
+        )
+        return saved
 
     def _next(self, case: DunningCase) -> NextStep:
         # An ended case answers its end whatever the invoice says: nothing is read for it.

@@ -145,6 +145,18 @@ def _invoice_changed(event: StripeEvent) -> DunningSignal | None:
     )
 
 
+# invoice.updated fires for any change; only these move what dunning asks for.
+_OWED_FIELDS = frozenset({"amount_remaining", "amount_paid", "status"})
+
+
+def _invoice_updated(event: StripeEvent) -> Effect:
+    """What the invoice still asks for changed (a partial payment, a credit note): its dunning re-reads it."""
+    previous = event.data.previous_attributes or {}
+    if not _OWED_FIELDS & set(previous):
+        return Effect(note="invoice updated: nothing owed changed")
+    return Effect(note="invoice amount or status changed", dunning=_invoice_changed(event))
+
+
 def _invoice_closed(event: StripeEvent) -> Effect:
     return Effect(note=f"{event.type}: nothing to post", dunning=_invoice_changed(event))
 
@@ -307,6 +319,7 @@ HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
     "invoice.voided": _invoice_closed,
+    "invoice.updated": _invoice_updated,
     "invoice.marked_uncollectible": _invoice_closed,
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _record_only("payment failed: dunning acts on it"),
