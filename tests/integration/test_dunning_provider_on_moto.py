@@ -458,3 +458,36 @@ def test_a_partial_reduction_replans_what_dunning_asks_for_and_nothing_owed_ends
     remaining["minor"] = 0
     assert service.plan(case_id, 1).kind is NextKind.RECOVERED
     assert provider_billed.case(invoice).status is CaseStatus.RECOVERED
+
+
+def test_a_customer_paying_while_a_retry_is_in_flight_is_charged_once(provider_billed: ProviderBilled) -> None:
+    # Given a running case, and a customer who pays the invoice themselves just as dunning's retry is sent
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    case_id = provider_case_id(PROVIDER, invoice)
+    step = service.plan(case_id, 1)
+    provider_billed.billing.clock.now = step.at
+    real_pay = provider_billed.provider.gateway.pay_invoice
+
+    def customer_first(invoice_id: str, *, idempotency_key: str) -> ProviderInvoice:
+        provider_billed.card(customer, GOOD_CARD)
+        assert real_pay(invoice_id, idempotency_key="the-customer-pays").status == "paid"
+        provider_billed.provider.pays.append((invoice_id, idempotency_key))
+        return real_pay(invoice_id, idempotency_key=idempotency_key)  # refused as paid; the invoice read back
+
+    provider_billed.provider.pay_invoice = customer_first  # type: ignore[method-assign]
+    # When the retry runs
+    assert step.sequence is not None
+    after = service.charge(case_id, 1, step.sequence)
+    # Then the case ends recovered, and the invoice was paid once: at most what was due was captured
+    assert after.kind is NextKind.RECOVERED
+    paid = provider_billed.stripe.v1.invoices.retrieve(invoice)
+    assert paid.status == "paid"
+    captured = [
+        c.amount
+        for c in provider_billed.stripe.v1.charges.list(params={"customer": customer}).data
+        if c.paid and c.amount == paid.amount_due
+    ]
+    assert captured == [paid.amount_due]
