@@ -51,6 +51,27 @@ def test_a_running_execution_is_stopped_with_the_error_and_cause(stubbed: tuple[
     stubber.assert_no_pending_responses()
 
 
+class UndatedStops:
+    """moto's executing backend (the local runtime's): StopExecution answers {} while the abort is being applied
+    (botocore's Stubber refuses such an answer, it breaks the API's shape: hence a hand-made client)."""
+
+    def __init__(self) -> None:
+        self.status = "RUNNING"
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # boto3's keyword names
+        found = described(self.status)
+        return {**found, "stopDate": STOPPED_AT} if self.status == "ABORTED" else found
+
+    def stop_execution(self, executionArn: str, error: str, cause: str) -> dict[str, Any]:
+        self.status = "ABORTED"
+        return {}
+
+
+def test_a_stop_answered_without_its_date_is_dated_from_the_execution() -> None:
+    stopper = StepFunctionsStopper(MACHINE, UndatedStops())
+    assert stopper.stop(NAME, error="InvoiceSettled", cause="x").stopped_at == STOPPED_AT
+
+
 @pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"])
 def test_an_execution_that_has_ended_is_left_as_it_is(
     stubbed: tuple[StepFunctionsStopper, Stubber], status: str

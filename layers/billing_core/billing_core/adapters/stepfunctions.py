@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -101,7 +102,18 @@ class StepFunctionsStopper:
             raise translate(exc, operation="states.StopExecution") from exc
         except BotoCoreError as exc:
             raise translate(exc, operation="states.StopExecution") from exc
-        return StoppedExecution(execution_name=execution_name, stopped_at=response["stopDate"])
+        # StopExecution always answers stopDate in AWS; moto's executing backend (the local runtime's) answers
+        # without it while the abort is still being applied, so the stop is then dated from the look after it.
+        stopped_at = response.get("stopDate") or self._stop_date(arn)
+        return StoppedExecution(execution_name=execution_name, stopped_at=stopped_at)
+
+    def _stop_date(self, arn: str) -> datetime:
+        try:
+            found = self._stepfunctions.describe_execution(executionArn=arn)
+        except (ClientError, BotoCoreError):
+            found = {}
+        stop_date = found.get("stopDate")
+        return stop_date if isinstance(stop_date, datetime) else datetime.now(UTC)
 
     def _status(self, arn: str) -> str | None:
         try:
