@@ -103,6 +103,8 @@ def describe_stream_source(source: StreamSource, paused: bool) -> str:
     if source.on_failure_destination:
         name = source.on_failure_destination.rsplit(":", 1)[-1]
         details.append(f"on failure -> {name}" + ("" if source.on_failure_queue_url else " (not emulated)"))
+    if source.filters:
+        details.append(f"filters {len(source.filters)}")
     if source.ignored:
         details.append(f"ignored locally: {', '.join(source.ignored)}")
     text = f"{source.table_name} stream -> {source.logical_id} ({', '.join(details)})"

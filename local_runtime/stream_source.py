@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from local_runtime.event_filters import FilterPattern, passes
 from local_runtime.lambdas import InvocationResult, LambdaService
 from local_runtime.stream_records import first_failed_index, on_failure_record, to_stream_record
 
@@ -43,6 +44,7 @@ class StreamSource:
     on_failure_destination: str | None = None  # queue ARN
     on_failure_queue_url: str | None = None  # None: the destination is not an emulated queue
     enabled: bool = True
+    filters: tuple[FilterPattern, ...] = ()  # FilterCriteria: a record matching none is dropped, as in Lambda
     ignored: tuple[str, ...] = ()  # properties present in the template that the runtime does not emulate
 
     @property
@@ -107,6 +109,7 @@ class StreamPoller:
         self._threads: list[threading.Thread] = []
         self._supervisor = threading.Thread(target=self._supervise, name=f"ddbstream:{source.logical_id}", daemon=True)
         self.batches = 0
+        self.filtered_out = 0  # records dropped by FilterCriteria
 
     # --- lifecycle (same interface as SqsPoller) ----------------------------------------------------
 
@@ -229,11 +232,18 @@ class StreamPoller:
         )
         records = response.get("Records", [])
         if records:
-            shard.buffer += records
+            # Lambda filters each record as it is read, before batching: a record no filter matches is never
+            # delivered, and the shard moves past it as if it had been processed.
+            kept = [r for r in records if passes(self.source.filters, self._as_delivered(r))]
+            self.filtered_out += len(records) - len(kept)
+            shard.buffer += kept
             shard.last_read = records[-1]["dynamodb"]["SequenceNumber"]
         shard.iterator = response.get("NextShardIterator")
         if shard.iterator is None:
             shard.closed = True
+
+    def _as_delivered(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return to_stream_record(raw, self.source.stream_arn, self._region)
 
     def _step(self, shard: _Shard) -> bool:
         """Read, then deliver one batch if one is due. True if it invoked the function."""
@@ -264,7 +274,7 @@ class StreamPoller:
             records: list[dict[str, Any]] = []
             payload_bytes = 0
             for raw in batch:
-                record = to_stream_record(raw, source.stream_arn, self._region)
+                record = self._as_delivered(raw)
                 payload_bytes += len(json.dumps(record)) + 2
                 if records and payload_bytes > MAX_INVOKE_PAYLOAD_BYTES:
                     break

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from local_runtime.event_filters import FilterPatternError, compile_filter_criteria
+
 SUPPORTED_EVENT_TYPES = frozenset({"Api", "DynamoDB", "SQS", "Schedule", "ScheduleV2"})
 MAX_SQS_BATCH_SIZE = 10_000
 MAX_STREAM_BATCH_SIZE = 10_000
@@ -261,6 +263,10 @@ def _sqs_event_problems(logical_id: str, name: str, properties: dict[str, Any]) 
         problems.append(
             f"{logical_id}.Events.{name}: BatchSize above 10 needs MaximumBatchingWindowInSeconds (AWS rule)"
         )
+    if properties.get("FilterCriteria") is not None:
+        # SQS filtering parses the body as JSON or text and deletes what it drops: not emulated, so refused rather
+        # than delivering messages AWS would never deliver.
+        problems.append(f"{logical_id}.Events.{name}: FilterCriteria on an SQS event is not emulated locally")
     return problems
 
 
@@ -288,7 +294,22 @@ def _stream_event_problems(logical_id: str, name: str, properties: dict[str, Any
     response_types = properties.get("FunctionResponseTypes")
     if isinstance(response_types, list) and set(response_types) - {"ReportBatchItemFailures"}:
         problems.append(f"{where}: FunctionResponseTypes may only contain ReportBatchItemFailures")
+    if not _has_intrinsic(properties.get("FilterCriteria")):  # else checked once resolved (wiring.py)
+        try:
+            compile_filter_criteria(properties.get("FilterCriteria"), f"{where}.FilterCriteria")
+        except FilterPatternError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def _has_intrinsic(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(key.startswith("Fn::") or key in {"Ref", "Condition"} for key in value) or any(
+            _has_intrinsic(item) for item in value.values()
+        )
+    if isinstance(value, list):
+        return any(_has_intrinsic(item) for item in value)
+    return False
 
 
 class _OfflinePolicyLoader:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime.api import Route
+from local_runtime.event_filters import FilterPatternError, compile_filter_criteria
 from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import FunctionSpec
 from local_runtime.schedules import ScheduleSource
@@ -33,7 +34,6 @@ DEFAULT_POLLERS_PER_SOURCE = 2
 # DynamoDB stream event properties the runtime reads but does not emulate, with the value that makes
 # ignoring them harmless. Any other value is reported at start-up and in /__local__/status.
 IGNORED_STREAM_PROPERTIES: dict[str, Any] = {
-    "FilterCriteria": None,
     "MaximumRecordAgeInSeconds": -1,
     "ParallelizationFactor": 1,
     "TumblingWindowInSeconds": 0,
@@ -238,6 +238,10 @@ def _stream_source(
             "discarded batches are only logged"
         )
     ignored = tuple(key for key, harmless in IGNORED_STREAM_PROPERTIES.items() if props.get(key, harmless) != harmless)
+    try:
+        filters = compile_filter_criteria(props.get("FilterCriteria"), f"{where}.FilterCriteria")
+    except FilterPatternError as exc:
+        raise TemplateError(template.path, [str(exc)]) from exc
     return StreamSource(
         logical_id=logical_id,
         event_name=event_name,
@@ -252,6 +256,7 @@ def _stream_source(
         on_failure_destination=str(destination) if destination else None,
         on_failure_queue_url=queue.ref if queue else None,
         enabled=_truthy(props.get("Enabled", True)),
+        filters=filters,
         ignored=ignored,
     )
 

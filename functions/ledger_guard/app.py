@@ -1,7 +1,7 @@
 """LedgerTable's stream -> an alarm (LedgerEntryMutatedAlarm) on any MODIFY or REMOVE of an entry.
 
-The event source mapping filters on the event name, so in AWS this runs only when something went wrong;
-locally (filters are not emulated) it sees every insert as well and ignores it."""
+The event source mapping filters on the event name, so this runs only when something went wrong (locally too:
+the local runtime applies the filter as Lambda does). An insert that reaches it anyway is ignored."""
 
 from __future__ import annotations
 

@@ -185,9 +185,9 @@ def test_a_customer_who_fixes_their_card_mid_schedule_is_recovered_at_once(runti
         return found if found and found["status"] != "RUNNING" else None
 
     done = wait_for(recovered, timeout_seconds=60, interval_seconds=0.5)
-    history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
-    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
-    assert (done["status"], entered[-1]) == ("SUCCEEDED", "Recovered"), entered
+    # (ended through its Recovered state when a step of its own found the invoice paid; or, when the invoice's
+    # change reached DunningWatchFunction first - the usual case: the execution waits for its next retry - stopped)
+    assert_ended_through(runtime, done, "Recovered")
     invoice = get(runtime, f"/invoices/{invoice_id}").json()
     assert invoice["invoice"]["status"] == "paid"
     # (the first attempt, then as many scheduled retries as ran before the new card - seconds apart at the local
@@ -210,6 +210,64 @@ def test_a_customer_who_fixes_their_card_mid_schedule_is_recovered_at_once(runti
     emails = wait_for(told, timeout_seconds=30)
     subjects = [e["subject"] for e in emails]
     assert "could not collect" in subjects[0] and RECOVERED_SUBJECT in subjects[-1], subjects
+
+
+def assert_ended_through(runtime: LocalRuntime, done: dict[str, Any], state: str) -> None:
+    """The execution ended in `state`, or DunningWatchFunction stopped it (ABORTED) after the invoice changed."""
+    if done["status"] == "ABORTED":
+        assert invocations(runtime, "DunningWatchFunction") >= 1
+        return
+    history = runtime.client("stepfunctions").get_execution_history(executionArn=done["executionArn"], maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert (done["status"], entered[-1]) == ("SUCCEEDED", state), entered
+
+
+def invocations(runtime: LocalRuntime, function: str) -> int:
+    status = requests.get(f"{runtime.api_url}/__local__/status", timeout=10).json()
+    return int(status["invocations"].get(function, 0))
+
+
+def test_an_invoice_voided_mid_schedule_ends_its_dunning_through_the_invoice_stream(runtime: LocalRuntime) -> None:
+    # Given a renewal in dunning whose first retry has been declined (the next one comes two policy days later,
+    # two seconds here)
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
+    [fired] = runtime.trigger("BillingRunFunction")
+    assert "error" not in fired, fired
+    name = f"dunning-{invoice_id}-1"
+
+    def first_retry_failed() -> bool:
+        response = get(runtime, f"/invoices/{invoice_id}/dunning")
+        return response.status_code == 200 and response.json()["schedule"][0]["status"] == "failed"
+
+    wait_for(first_retry_failed, timeout_seconds=30, interval_seconds=0.2)
+    watched = invocations(runtime, "DunningWatchFunction")
+
+    # When support voids the invoice (retrying while an attempt is still being settled: 409 until it is)
+    def voided() -> bool:
+        response = requests.post(
+            f"{runtime.api_url}/invoices/{invoice_id}/void", json={"reason": "e2e"}, headers=ADMIN, timeout=30
+        )
+        assert_http_response_matches(response)
+        assert response.status_code in (200, 409), response.text
+        return response.status_code == 200
+
+    wait_for(voided, timeout_seconds=30, interval_seconds=0.2)
+
+    # Then the invoice's change passes DunningWatchFunction's filter locally as in AWS, the case is closed, the
+    # subscription keeps its status, and the execution is no longer running
+    def closed() -> dict[str, Any] | None:
+        view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+        return view if view["status"] == "closed" and view["execution"]["status"] != "RUNNING" else None
+
+    view = wait_for(closed, timeout_seconds=30, interval_seconds=0.2)
+    assert view["end_reason"] == "invoice_not_payable" and view["next_step"] is None
+    wait_for(lambda: invocations(runtime, "DunningWatchFunction") > watched, timeout_seconds=30)
+    done = execution(runtime, name)
+    assert done is not None
+    assert_ended_through(runtime, done, "Closed")
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert subscription["status"] == "past_due" and subscription["dunning_invoice_ids"] == []
 
 
 def test_changing_a_payment_method_refuses_what_it_cannot_do(runtime: LocalRuntime) -> None:

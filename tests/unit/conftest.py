@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """The outcome metrics the code under test counts (name, value), in order: metric names are an API
     (alarms in template.yaml, runbooks), so tests assert them."""
+    from billing_core import observability
     from billing_core.observability import metrics
 
     seen: list[tuple[str, int]] = []
@@ -18,5 +22,11 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     def add_metric(*, name: str, unit: Any, value: int, **_: Any) -> None:
         seen.append((name, value))
 
+    @contextlib.contextmanager
+    def single_metric(*, name: str, unit: Any, value: int, **_: Any) -> Iterator[Any]:
+        seen.append((name, value))  # count_at: a metric with a timestamp of its own
+        yield types.SimpleNamespace(set_timestamp=lambda at: None)
+
     monkeypatch.setattr(metrics, "add_metric", add_metric)
+    monkeypatch.setattr(observability, "single_metric", single_metric)
     return seen

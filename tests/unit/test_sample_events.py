@@ -79,6 +79,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
+    "dynamodb/invoice_left_open.json": ("dunning_watch", DynamoDBStreamModel, None),
     "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
 }

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # Routes like GET /health legitimately publish no metric; Powertools warns on every such invocation.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -28,6 +29,14 @@ metrics = Metrics()
 def count(name: str, value: int = 1) -> None:
     """One outcome metric (PascalCase name, e.g. WebhookSignatureRejected), published with the invocation."""
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_at(name: str, at: datetime, value: int = 1) -> None:
+    """One outcome metric stamped with the moment it happened elsewhere (e.g. when Step Functions aborted an
+    execution we stopped), published at once on its own line: an alarm that compares it with that service's own
+    metric then sees both in the same period."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as metric:
+        metric.set_timestamp(at)
 
 
 def measure_seconds(name: str, seconds: float) -> None:

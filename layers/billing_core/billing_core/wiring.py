@@ -38,13 +38,13 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
-    from billing_core.dunning.ports import ProviderInvoices, WorkflowReader
+    from billing_core.dunning.ports import PolicySource, ProviderInvoices, WorkflowReader
     from billing_core.dunning.service import DunningService
     from billing_core.notifications.ports import CustomerContacts, EmailSender
     from billing_core.notifications.service import NoticeSender
     from billing_core.operations.canary import CanaryService
     from billing_core.operations.health import HealthMonitor
-    from billing_core.operations.ports import HealthCheck, Switches, WorkflowStarter
+    from billing_core.operations.ports import HealthCheck, Switches, WorkflowStarter, WorkflowStopper
     from billing_core.operations.switches import SwitchAdmin
     from billing_core.orders.commit import OrderCommitService
     from billing_core.orders.model import CommitResult
@@ -319,15 +319,17 @@ class Wiring:
         notices: DocumentQueue | None,
         switches: Switches | None,
         provider_invoices: Callable[[], ProviderInvoices] | None,
+        policies: PolicySource | None,
+        stopper: WorkflowStopper | None = None,
     ) -> DunningService:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
-        nobody. Not cached itself: each builder below is."""
+        nobody, the watcher alone stops executions and never reads the price book (it opens no case). Not cached
+        itself: each builder below is."""
         from datetime import timedelta
 
         from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningTransitions
         from billing_core.dunning.service import DunningService
-        from billing_core.pricing.service import PlanDunningPolicies
 
         cases = self.dunning_cases()
         settings = self.settings
@@ -343,14 +345,22 @@ class Wiring:
             invoices=self.invoices(),
             subscriptions=self.subscriptions(),
             charges=charges,
-            policies=PlanDunningPolicies(self.price_books()),
+            policies=policies,
             workflows=workflows,
             notices_queue=notices,
             switches=switches,
             provider_invoices=provider_invoices,
+            stopper=stopper,
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
+
+    @built_once
+    def dunning_policies(self) -> PolicySource:
+        """The plans' dunning policies, from the price book: what a new case copies."""
+        from billing_core.pricing.service import PlanDunningPolicies
+
+        return PlanDunningPolicies(self.price_books())
 
     @built_once
     def dunning_cases(self) -> DynamoDBDunningStore:
@@ -373,6 +383,7 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
             provider_invoices=self.provider_invoices,
+            policies=self.dunning_policies(),
         )
 
     @built_once
@@ -387,6 +398,7 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
             provider_invoices=self.provider_invoices,
+            policies=self.dunning_policies(),
         )
 
     @built_once
@@ -398,12 +410,37 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
             provider_invoices=self.provider_invoices,
+            policies=self.dunning_policies(),
         )
 
     @built_once
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
-        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None, provider_invoices=None)
+        return self.dunning_service(
+            charges=None,
+            workflows=None,
+            notices=None,
+            switches=None,
+            provider_invoices=None,
+            policies=self.dunning_policies(),
+        )
+
+    @built_once
+    def dunning_watcher(self) -> DunningService:
+        """InvoicesTable's stream consumer: ends a case the moment its invoice stops being payable (recovered or
+        closed, with the notice) and stops the case's execution. Charges nothing, starts nothing (the invoices
+        it watches are ours: a provider-billed invoice's end comes through DunningQueue)."""
+        from billing_core.adapters.stepfunctions import StepFunctionsStopper
+
+        return self.dunning_service(
+            charges=None,
+            workflows=None,
+            notices=self.document_queue("notifications_queue_url"),
+            switches=self.switches(),
+            provider_invoices=None,
+            policies=None,
+            stopper=StepFunctionsStopper(self._require("dunning_state_machine_arn")),
+        )
 
     @built_once
     def notice_sender(self) -> NoticeSender:

@@ -4,6 +4,10 @@ afresh, asks the planner what is due, acts only if that is what it was asked to 
 next step: a redelivered or late step input therefore never repeats an effect, and a payment that landed
 meanwhile always ends the case first (the paid fence).
 
+The invoice's own changes end its dunning at once: when the invoice stops being payable (paid, voided, written
+off), `invoice_changed` (InvoicesTable's stream) ends the case the way a step would and stops the waiting
+execution, instead of leaving both to the workflow's next wake-up.
+
 Charges of invoices we bill go through ChargeService (claimed attempt, provider idempotency key, UNKNOWN
 resolved by reading the provider, never by charging again). Each of dunning's charges is claimed once per
 (cycle, sequence) on the invoice itself, before the provider is called, only while the invoice is open and
@@ -47,8 +51,8 @@ from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicyS
 from billing_core.errors import ConfigurationError, NotFoundError, OutcomeUnknownError, PermanentError, RetryableError
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader
-from billing_core.observability import count, logger
-from billing_core.operations.ports import Switches, WorkflowStarter
+from billing_core.observability import count, count_at, logger
+from billing_core.operations.ports import Switches, WorkflowStarter, WorkflowStopper
 from billing_core.payments.model import ProviderInvoice
 from billing_core.ports import DocumentQueue
 from billing_core.pricing.model import DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
@@ -57,6 +61,10 @@ from billing_core.subscriptions.ports import SubscriptionReader
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 FIRST_CYCLE = 1
+# What a stop records on an execution whose invoice stopped being payable (its cause is the case's end reason).
+SETTLED_ERROR = "InvoiceSettled"
+# The ends an invoice's own change brings about (paid; voided or written off), as the case and as the step.
+SETTLED_ENDS = {CaseStatus.RECOVERED: NextKind.RECOVERED, CaseStatus.CLOSED: NextKind.CLOSED}
 # Statuses a subscription leaves for past_due when dunning opens (the state machine allows both).
 INTO_PAST_DUE = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING})
 FINAL_STATUS = {
@@ -178,12 +186,13 @@ class DunningService:
         invoices: InvoiceReader,
         subscriptions: SubscriptionReader,
         charges: ChargeService | None,
-        policies: PolicySource,
+        policies: PolicySource | None,
         workflows: WorkflowStarter | None,
         notices_queue: DocumentQueue | None,
         switches: Switches | None = None,
         # Built on first use: only provider-billed cases reach the provider's invoices.
         provider_invoices: Callable[[], ProviderInvoices] | None = None,
+        stopper: WorkflowStopper | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         time_scale: int = 1,
         unknown_wait: timedelta = timedelta(minutes=1),
@@ -199,6 +208,7 @@ class DunningService:
         self._notices = notices_queue
         self._switches = switches
         self._provider = provider_invoices
+        self._stopper = stopper
         self._clock = clock
         self._time_scale = time_scale
         self._unknown_wait = unknown_wait
@@ -407,10 +417,65 @@ class DunningService:
     def _policy(self, subscription: Subscription | None) -> tuple[DunningPolicy, str]:
         terms = subscription.terms if subscription else None
         if terms is not None:
-            policy = self._policies.policy_for(terms.price_version, terms.plan_id)
+            policy = self._needs(self._policies, "policies").policy_for(terms.price_version, terms.plan_id)
             if policy is not None:
                 return policy, f"price_book:{terms.price_version}:{terms.plan_id}"
         return DEFAULT_DUNNING_POLICY, "default"
+
+    # --- entry: the invoice stopped being payable (InvoicesTable's stream) -----------------------------
+
+    def invoice_changed(self, invoice_id: str) -> NextStep | None:
+        """The invoice changed (its stream says it left `open`): if that ends its dunning, end it now and stop
+        the execution, rather than at the workflow's next wake-up, which may be days away. Nothing is taken
+        from the change itself: the end is decided as every step decides it - the invoice as committed, read
+        afresh, through the planner - and written the same way (`_conclude`): paid -> `recovered`, with the
+        subscription back to `active` (only from `past_due`, in the same transaction) and the recovered notice;
+        voided or written off -> `closed`. Then the running execution is stopped, its error `InvoiceSettled`
+        and its cause the case's end reason.
+
+        Answers the end, or None when there is nothing to end: no case, the invoice still payable (a stale
+        change), or a case that ended otherwise (exhausted, failed: its execution finished by itself).
+        Idempotent: a redelivered change finds the case ended and sends no notice again (it only finishes one
+        that a crash left unsent), and a second stop finds nothing running. A step of the workflow that races
+        this commits nothing more: the charge claim and the final action are fenced on the invoice being open,
+        a step's save of the case is refused once the end moved its version, and it then re-plans to the end."""
+        case = self._cases.latest(invoice_id)
+        if case is None:
+            return None
+        if case.status is CaseStatus.ACTIVE:
+            step = self._next(case)
+            if step.kind not in SETTLED_ENDS.values():
+                return None  # still owed: the workflow carries on
+            self._conclude(case, step)
+            ended = self._cases.get(invoice_id, case.cycle)  # what committed: this end, or a step's racing it
+            if ended is None or ended.status is CaseStatus.ACTIVE:
+                # A step moved the case between the read and the end: the change is delivered again and
+                # re-planned (its end is decided by then, by that step or by the next delivery).
+                raise RetryableError("the case moved while it was being ended", code="dunning_end_contention")
+            case = ended
+        elif case.status is CaseStatus.RECOVERED:
+            # Ended earlier (by a step, or by a delivery of this change that crashed before its notice): the
+            # stopped workflow will not finish the notice, so it is finished here (once per notice id).
+            self._end_notice(case)
+        kind = SETTLED_ENDS.get(case.status)
+        if kind is None:
+            return None
+        self._stop(case)
+        return NextStep(kind=kind, at=self._clock(), reason=case.end_reason)
+
+    def _stop(self, case: DunningCase) -> None:
+        """Stop the case's execution if it still runs (it waits for a step that has nothing left to do)."""
+        stopped = self._needs(self._stopper, "stopper").stop(
+            case.execution_name, error=SETTLED_ERROR, cause=case.end_reason or case.status.value
+        )
+        if stopped.stopped_at is not None:
+            # Stamped with Step Functions' own abort time: DunningExecutionFailedAlarm subtracts these from
+            # ExecutionsAborted, and both must fall in the same period.
+            count_at("DunningExecutionStopped", stopped.stopped_at)
+            logger.info(
+                "dunning execution stopped",
+                extra={"invoice": case.invoice_id, "execution": case.execution_name, "reason": case.end_reason},
+            )
 
     # --- the workflow's steps ---------------------------------------------------------------------
 

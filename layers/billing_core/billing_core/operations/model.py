@@ -1,5 +1,5 @@
-"""The operations context's models: the canary's probe (submitted, recorded), a started Step Functions
-execution, and the health report."""
+"""The operations context's models: the canary's probe (submitted, recorded), a started or stopped Step
+Functions execution, and the health report."""
 
 from __future__ import annotations
 
@@ -40,6 +40,20 @@ class RecordOutcome(BaseModel):
 
     probe: RecordedProbe
     newly_recorded: bool
+
+
+class StoppedExecution(BaseModel):
+    """Result of a stop by name. `stopped_at` is when Step Functions aborted the execution on this call; None
+    when there was nothing to stop (it had already ended, or never existed): a repeated stop is no error."""
+
+    model_config = ConfigDict(frozen=True)
+
+    execution_name: str
+    stopped_at: datetime | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
 
 
 class StartedExecution(BaseModel):

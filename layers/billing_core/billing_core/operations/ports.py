@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
-    from billing_core.operations.model import Probe, RecordedProbe, StartedExecution
+    from billing_core.operations.model import Probe, RecordedProbe, StartedExecution, StoppedExecution
     from billing_core.operations.switches import SwitchBoard, SwitchSetting
 
 
@@ -26,6 +26,14 @@ class ProbeQueue(Protocol):
 class WorkflowStarter(Protocol):
     def start(self, execution_name: str, payload: Mapping[str, Any]) -> StartedExecution:
         """Start an execution. Starting the same name twice must not start a second execution."""
+        ...
+
+
+class WorkflowStopper(Protocol):
+    def stop(self, execution_name: str, *, error: str, cause: str) -> StoppedExecution:
+        """Stop a running execution, recording `error` and `cause` on it (what its history shows as the abort's
+        reason). An execution that has already ended, or does not exist, is left as it is: not an error, so a
+        repeated stop is harmless."""
         ...
 
 
