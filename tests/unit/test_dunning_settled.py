@@ -342,3 +342,29 @@ def test_a_watcher_built_without_a_stopper_is_a_configuration_error(dunned: Dunn
     service._stopper = None
     with pytest.raises(ConfigurationError):
         service.invoice_changed(dunned.invoice_id)
+
+
+def test_a_final_action_held_back_is_never_announced_even_by_a_redelivered_step() -> None:
+    # Given a case whose schedule ran out while dunning_enforcement_off was on for the account
+    dunned = Dunned()
+    dunned.switches = Switches("dunning_enforcement_off")
+    service = dunned.service()
+    step = service.plan(dunned.invoice_id, 1)
+    for _ in range(12):
+        if step.as_output()["ends"]:
+            break
+        dunned.charging.clock.now = max(dunned.charging.clock.now, step.at)
+        if step.kind is NextKind.FINAL_ACTION:
+            step = service.finalize(dunned.invoice_id, 1)
+        else:
+            assert step.sequence is not None
+            step = service.charge(dunned.invoice_id, 1, step.sequence)
+    case = dunned.case()
+    assert (case.status, case.end_reason) == (CaseStatus.EXHAUSTED, "final_action_suppressed:cancel")
+    # When any step is delivered again after that end
+    for again in (service.plan(dunned.invoice_id, 1), service.finalize(dunned.invoice_id, 1)):
+        assert again.kind is NextKind.EXHAUSTED
+    # Then no final-action notice ever went out (the subscription was not moved), and it stays past due
+    kinds = [document["kind"] for document in dunned.notices.sent]
+    assert "dunning_final_action" not in kinds and "dunning_final_warning" in kinds
+    assert dunned.subscription_status() is SubscriptionStatus.PAST_DUE

@@ -712,7 +712,8 @@ class DunningService:
     def _end_notice(self, case: DunningCase) -> None:
         if case.status is CaseStatus.RECOVERED:
             self._notify(case, notices.recovered(case))
-        elif case.status is CaseStatus.EXHAUSTED:
+        elif case.status is CaseStatus.EXHAUSTED and (case.end_reason or "").startswith("final_action:"):
+            # (an end whose final action was held back - dunning_enforcement_off - applied none to announce)
             self._notify(case, notices.final_action(case))
 
     def _end(
