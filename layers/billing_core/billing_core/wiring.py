@@ -568,5 +568,6 @@ class Wiring:
                 self._require("orders_table_name"): "orders",
                 self._require("price_book_table_name"): "price_books",
                 self._require("switches_table_name"): "switches",
+                self._require("dunning_table_name"): "dunning",
             },
         )
