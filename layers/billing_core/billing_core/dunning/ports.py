@@ -55,6 +55,22 @@ class DunningTransitions(Protocol):
         fenced: only while the invoice is still open (the final action). False if anything was refused."""
         ...
 
+    def restart(
+        self,
+        failed: DunningCase,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        actor: str,
+        correlation_id: str | None,
+    ) -> bool:
+        """Create `case`, the cycle after `failed`, only while `failed` is stored as it was read (failed, same
+        version), the new cycle does not exist and the invoice is open, with the subscription's move; written as
+        `actor`'s (an operator's) change. False if any of that was refused: a repeated restart opens nothing."""
+        ...
+
 
 class PolicySource(Protocol):
     def policy_for(self, price_version: str, plan_id: str) -> DunningPolicy | None:

@@ -120,6 +120,9 @@ class DunningView(BaseModel):
     execution: ExecutionView
     ended_at: datetime | None
     end_reason: str | None
+    restarted_from_cycle: int | None  # an operator restarted the dunning after this cycle failed
+    restarted_by: str | None
+    restart_reason: str | None
 
 
 def dunning_view(
@@ -176,4 +179,7 @@ def dunning_view(
         execution=execution,
         ended_at=case.ended_at,
         end_reason=case.end_reason,
+        restarted_from_cycle=case.restarted_from_cycle,
+        restarted_by=case.restarted_by,
+        restart_reason=case.restart_reason,
     )
