@@ -323,7 +323,7 @@ def test_a_failed_dunning_with_a_charge_unsettled_is_not_restarted(dunning: Dunn
     listed.value = listed.value.model_copy(update={"status": unsettled})
     error = refusal(dunning.restart)
     assert isinstance(error, ConflictError)
-    assert (error.code, error.details) == ("charge_attempt_unsettled", {"attempt_numbers": [2]})
+    assert (error.code, error.details) == ("charge_attempt_unresolved", {"attempt_numbers": [2]})
     assert dunning.cases.get(dunning.invoice_id, 2) is None
 
 

@@ -387,6 +387,19 @@ class Wiring:
         return self.dunning_service(charges=None, workflows=None, notices=None, switches=None)
 
     @built_once
+    def dunning_restarter(self) -> DunningService:
+        """POST /invoices/{id}/dunning/restart: opens the next cycle of a failed dunning and starts its execution;
+        no charge, no notice, no switch (the new cycle's steps ask them)."""
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+
+        return self.dunning_service(
+            charges=None,
+            workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
+            notices=None,
+            switches=None,
+        )
+
+    @built_once
     def notice_sender(self) -> NoticeSender:
         from billing_core.notifications.service import NoticeSender
 

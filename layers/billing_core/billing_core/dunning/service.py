@@ -423,7 +423,7 @@ class DunningService:
         if unsettled:
             raise ConflictError(
                 "a charge attempt's outcome is not settled: resolve it first",
-                code="charge_attempt_unsettled",
+                code="charge_attempt_unresolved",
                 details={"attempt_numbers": unsettled},
             )
         subscription = self._subscriptions.get(latest.subscription_id)
