@@ -1,11 +1,12 @@
-"""GET /invoices/{invoice_id}/dunning: the invoice's latest dunning cycle - status, the policy copy it runs with,
-the schedule with times and each retry's outcome and decline, the notices sent, the next step and the
-workflow's execution as Step Functions reports it.
+"""GET /invoices/{invoice_id}/dunning, by our id or (for an invoice the provider bills) the provider's: the
+invoice's latest dunning cycle - status, the policy copy it runs with, the schedule with times and each
+retry's outcome and decline, the notices sent, the next step and the workflow's execution as Step Functions
+reports it.
 
-POST /invoices/{invoice_id}/dunning/restart: an operator restarts a failed dunning (docs/runbooks/dunning.md,
-"Restart a failed dunning"): the next cycle opens with the failed one's policy copy and a fresh schedule, and its
-execution starts under `dunning-<invoice>-<cycle>`. 202 when this request opened it, 200 when a previous request
-with the same `cycle` had (a retry opens nothing more)."""
+POST /invoices/{invoice_id}/dunning/restart (the same ids): an operator restarts a failed dunning
+(docs/runbooks/dunning.md, "Restart a failed dunning"): the next cycle opens with the failed one's policy copy and a
+fresh schedule, and its execution starts under `dunning-<invoice>-<cycle>`. 202 when this request opened it, 200
+when a previous request with the same `cycle` had (a retry opens nothing more)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.config import BundleSettings
-from billing_core.dunning.queries import dunning_view
-from billing_core.invoices.queries import check_invoice_id, find_invoice
+from billing_core.dunning.queries import dunning_case_id, dunning_of, dunning_view
 from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
 from billing_core.wiring import Wiring
 
@@ -29,6 +29,7 @@ class Settings(BundleSettings):
     invoices_table_name: str
     subscriptions_table_name: str
     price_book_table_name: str
+    ledger_table_name: str
     dunning_state_machine_arn: str
     admin_token_secret_name: str
 
@@ -48,8 +49,7 @@ app = admin_resolver(wiring.admin_tokens)
 
 @app.get("/invoices/<invoice_id>/dunning")
 def get_dunning(invoice_id: str) -> Response[str]:
-    invoice = find_invoice(wiring.invoices(), invoice_id)
-    case = wiring.dunning_cases().latest(invoice_id)
+    case, invoice = dunning_of(invoice_id, wiring.dunning_cases().latest, wiring.invoices())
     execution = wiring.dunning_executions().describe(case.execution_name) if case else None
     view = dunning_view(case, invoice, execution, datetime.now(UTC))
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
@@ -59,7 +59,7 @@ def get_dunning(invoice_id: str) -> Response[str]:
 def restart_dunning(invoice_id: str) -> Response[str]:
     request = parse_json_body(app, RestartRequest)
     result = wiring.dunning_restarter().restart(
-        check_invoice_id(invoice_id),
+        dunning_case_id(invoice_id),
         ACTOR,
         cycle=request.cycle,
         reason=request.reason,

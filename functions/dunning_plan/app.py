@@ -22,6 +22,10 @@ class Settings(BundleSettings):
     switches_table_name: str  # the kill switches, asked before each charge, notice and final action
     switches_cache_max_age_seconds: float
     notifications_queue_url: str
+    # provider-billed invoices: read from the provider
+    stripe_api_key_secret_name: str
+    stripe_api_base: str
+    stripe_confirm_off_session: bool
 
 
 wiring = Wiring(Settings)

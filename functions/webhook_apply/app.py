@@ -26,6 +26,7 @@ class Settings(BundleSettings):
     invoices_table_name: str
     price_book_table_name: str
     personal_data_key_id: str
+    dunning_queue_url: str  # provider-billed invoices' failures and payments, for dunning
 
 
 wiring = Wiring(Settings)

@@ -1,7 +1,7 @@
 """In-memory dunning cases and the transitions that move a case with its subscription (adapters/dynamodb/
 dunning_store.py): the case's version lock, a create refused when the (invoice, cycle) exists, the paid fence (the
-invoice must be open), a subscription moved only from the status it was read in, a restart only over the failed
-cycle as it was read - each transaction all or nothing, refused where the adapter's conditions refuse (the same
+invoice must be open; for a provider-billed case, its payment not posted), a subscription moved only from the
+status it was read in, a restart only over the failed cycle as it was read - each transaction all or nothing, refused where the adapter's conditions refuse (the same
 scenarios on moto: tests/integration/test_dunning_restart_on_moto.py). Who wrote each case last is kept as the
 store's item keeps it (`last_actor`, `last_change_source`, `last_correlation_id`), for the audit trail."""
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from billing_core.dunning.model import BillingMode as DunningBillingMode
 from billing_core.dunning.model import DunningCase
 from billing_core.invoices.model import InvoiceStatus
 from billing_core.subscriptions.model import BillingMode, Subscription
@@ -79,13 +80,12 @@ class InMemoryDunningTransitions:
         self._cases = cases
         self._subscriptions = subscriptions
         self._invoices = invoices
+        self.posted_provider_payments: set[str] = set()  # provider invoice ids whose payment the ledger has
 
     def open(
         self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
     ) -> bool:
-        if not (
-            self._cases.can_create(case) and self._open(case.invoice_id) and self._can_move(subscription, to_status)
-        ):
+        if not (self._cases.can_create(case) and self._fence(case) and self._can_move(subscription, to_status)):
             return False
         self._cases.put(case)
         self._move(subscription, to_status, now)
@@ -100,7 +100,7 @@ class InMemoryDunningTransitions:
         *,
         fenced: bool,
     ) -> bool:
-        fence = self._open(case.invoice_id) if fenced else True
+        fence = self._fence(case) if fenced else True
         if not (self._cases.can_save(case) and fence and self._can_move(subscription, to_status)):
             return False
         self._cases.put(case)
@@ -123,7 +123,7 @@ class InMemoryDunningTransitions:
         if not (
             self._cases.is_unchanged(failed)
             and self._cases.can_create(case)
-            and self._open(case.invoice_id)
+            and self._fence(case)
             and self._can_move(subscription, to_status)
         ):
             return False
@@ -131,8 +131,17 @@ class InMemoryDunningTransitions:
         self._move(subscription, to_status, now)
         return True
 
-    def _open(self, invoice_id: str) -> bool:
-        listed = self._invoices.invoices.get(invoice_id)
+    def claim(self, case: DunningCase) -> bool:
+        if not (self._cases.can_save(case) and self._fence(case)):
+            return False
+        self._cases.put(case)
+        return True
+
+    def _fence(self, case: DunningCase) -> bool:
+        """Our invoice still open; a provider-billed one's payment not posted to the ledger."""
+        if case.billing_mode is DunningBillingMode.PROVIDER:
+            return case.provider_invoice_id not in self.posted_provider_payments
+        listed = self._invoices.invoices.get(case.invoice_id)
         return listed is not None and listed.value.status is InvoiceStatus.OPEN
 
     def _can_move(self, subscription: Subscription | None, to_status: SubscriptionStatus | None) -> bool:

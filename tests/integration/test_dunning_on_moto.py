@@ -47,7 +47,13 @@ class Dunning:
         self.billing = billing
         stack = billing.stack
         self.cases = DynamoDBDunningStore(stack.ref("DunningTable"), billing.db)
-        self.transitions = DynamoDBDunningTransitions(self.cases, billing.subscriptions, billing.invoices, billing.db)
+        self.transitions = DynamoDBDunningTransitions(
+            self.cases,
+            billing.subscriptions,
+            billing.invoices,
+            billing.db,
+            ledger_table=lambda: stack.ref("LedgerTable"),  # the paid fence of provider-billed invoices
+        )
         self.stepfunctions = stack.client("stepfunctions")
         self.machine = stack.ref("DunningStateMachine")
         self.switch_store = DynamoDBSwitchStore(stack.ref("SwitchesTable"), billing.db)
@@ -59,7 +65,8 @@ class Dunning:
             name, change, actor="user:test", correlation_id=None
         )
 
-    def service(self, gateway: Any = None) -> DunningService:
+    def service(self, gateway: Any = None, provider: Any = None) -> DunningService:
+        """Dunning's service on the stack; `provider`: the provider's invoices (provider-billed cases)."""
         stack = self.billing.stack
         return DunningService(
             cases=self.cases,
@@ -72,6 +79,7 @@ class Dunning:
             notices_queue=SqsJsonQueue(stack.ref("CustomerNotificationsQueue"), sqs=stack.client("sqs")),
             # read afresh on every ask: the tests flip switches between steps
             switches=FeatureFlagSwitches(SwitchesDocument(self.switch_store, max_age_seconds=0.001)),
+            provider_invoices=(lambda: provider) if provider is not None else None,
             clock=self.billing.clock,
             time_scale=SCALE,
             unknown_wait=timedelta(seconds=2),

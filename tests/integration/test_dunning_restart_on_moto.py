@@ -16,13 +16,15 @@ import pytest
 
 from billing_core.adapters import aws as aws_adapter
 from billing_core.dunning import planner
-from billing_core.dunning.model import CaseStatus, DunningCase, NextKind
+from billing_core.dunning.model import BillingMode, CaseStatus, DunningCase, NextKind
 from billing_core.invoices.model import InvoiceStatus
+from billing_core.ledger import postings
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.integration.conftest import Stack
 from tests.integration.test_audit_on_moto import read_audit, stream_event
 from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
 from tests.integration.test_dunning_on_moto import Dunning
+from tests.integration.test_dunning_provider_on_moto import PROVIDER, ProviderBilled
 from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 
@@ -40,6 +42,7 @@ def api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
         ("INVOICES_TABLE_NAME", "InvoicesTable"),
         ("SUBSCRIPTIONS_TABLE_NAME", "SubscriptionsTable"),
         ("PRICE_BOOK_TABLE_NAME", "PriceBookTable"),
+        ("LEDGER_TABLE_NAME", "LedgerTable"),
         ("DUNNING_STATE_MACHINE_ARN", "DunningStateMachine"),
         ("ADMIN_TOKEN_SECRET_NAME", "AdminTokenSecret"),
     ):
@@ -185,6 +188,67 @@ def test_a_restart_of_a_voided_invoices_dunning_is_refused(dunning: Dunning, api
     status, refused = restart(api, lambda_context, failed.invoice_id, {"cycle": 1, "reason": "x"})
     assert (status, refused["code"], refused["details"]) == (409, "invoice_not_payable", {"invoice_status": "void"})
     assert dunning.cases.get(failed.invoice_id, 2) is None and len(dunning.executions()) == 1
+
+
+@pytest.fixture
+def provider_billed(dunning: Dunning) -> ProviderBilled:
+    return ProviderBilled(dunning)
+
+
+def failed_provider_dunning(provider_billed: ProviderBilled) -> tuple[str, DunningCase]:
+    """A provider-billed renewal whose collection failed, in dunning, whose cycle 1 then failed."""
+    _, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    case = provider_billed.case(invoice)
+    assert case.billing_mode is BillingMode.PROVIDER
+    assert service.record_failure(case.invoice_id, 1, "RetryableError", "provider down").kind is NextKind.FAILED
+    return invoice, provider_billed.case(invoice)
+
+
+def test_a_failed_provider_billed_dunning_is_restarted_by_the_providers_invoice_id(
+    provider_billed: ProviderBilled, api: Any, lambda_context: Any
+) -> None:
+    # Given a provider-billed invoice whose dunning failed
+    invoice, failed = failed_provider_dunning(provider_billed)
+    # When an operator restarts it by the provider's invoice id
+    status, body = restart(api, lambda_context, invoice, {"cycle": 1, "reason": "provider back"})
+    # Then cycle 2 of its case opened (our id derived from the provider's), still the provider's invoice
+    assert (status, body["outcome"], body["invoice_id"], body["cycle"]) == (202, "restarted", failed.invoice_id, 2)
+    cycle_2 = provider_billed.dunning.cases.get(failed.invoice_id, 2)
+    assert cycle_2 is not None
+    assert (cycle_2.billing_mode, cycle_2.provider_invoice_id, cycle_2.provider_customer_id) == (
+        BillingMode.PROVIDER,
+        invoice,
+        failed.provider_customer_id,
+    )
+    assert (cycle_2.amount_due_minor, cycle_2.policy) == (failed.amount_due_minor, failed.policy)
+    names = {e["name"] for e in provider_billed.dunning.executions()}
+    assert f"dunning-{failed.invoice_id}-2" in names
+
+
+def test_a_failed_provider_billed_dunning_whose_payment_is_posted_is_not_restarted(
+    provider_billed: ProviderBilled, api: Any, lambda_context: Any
+) -> None:
+    # Given a provider-billed invoice whose dunning failed, and then its payment posted to the ledger
+    invoice, failed = failed_provider_dunning(provider_billed)
+    provider_billed.ledger.post(
+        postings.provider_invoice_paid(
+            provider=PROVIDER,
+            provider_invoice_id=invoice,
+            customer=failed.customer_id,
+            amount_minor=failed.amount_due_minor,
+            currency=failed.currency,
+            at=provider_billed.billing.clock.now,
+            source="test",
+            actor="provider:stripe",
+        )
+    )
+    # When it is restarted, the paid fence refuses the write
+    status, refused = restart(api, lambda_context, invoice, {"cycle": 1, "reason": "x"})
+    assert (status, refused["code"]) == (409, "invoice_not_payable")
+    assert provider_billed.dunning.cases.get(failed.invoice_id, 2) is None
 
 
 # --- the restart's transaction: one test per condition --------------------------------------------------------

@@ -29,6 +29,10 @@ from tests.support import load_event
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
+def DUNNING_SINK(signal: dict[str, Any]) -> None:
+    """What dunning would hear (DunningQueue) is not this test's subject: the dunning tests read it."""
+
+
 def ledger_store(stack: Stack) -> DynamoDBLedgerStore:
     return DynamoDBLedgerStore(
         ledger_table=stack.ref("LedgerTable"),
@@ -199,7 +203,7 @@ def test_ledger_routes_page_a_customers_entries_by_either_id(
     stack: Stack, ledger_api: Any, lambda_context: Any
 ) -> None:
     # Given a finalized and a paid invoice applied from Stripe webhooks
-    applier = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault())
+    applier = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault(), dunning=DUNNING_SINK)
     for name in ("invoice.finalized", "invoice.paid"):
         applier.apply(envelope(pinned(name)))
     provider_id = pinned("invoice.paid")["data"]["object"]["customer"]
@@ -266,7 +270,7 @@ def test_ledger_routes_reject_bad_requests_with_a_machine_readable_4xx(
     status: int,
     code: str,
 ) -> None:
-    WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault()).apply(
+    WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault(), dunning=DUNNING_SINK).apply(
         envelope(pinned("invoice.finalized"))
     )
     got, body = call(ledger_api, sample, customer, query, lambda_context)

@@ -33,6 +33,10 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PINNED = EVENTS / "stripe" / "2024-06-20"
 
 
+def DUNNING_SINK(signal: dict[str, Any]) -> None:
+    """What dunning would hear (DunningQueue) is not this test's subject: the dunning tests read it."""
+
+
 def pinned(name: str, **changes: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((PINNED / f"{name}.json").read_text())
     event.update(changes)
@@ -82,7 +86,7 @@ STORES: dict[str, Callable[[Stack], tuple[Any, Any]]] = {
 @pytest.mark.parametrize("kind", sorted(STORES))
 def test_store_contract(kind: str, stack: Stack) -> None:
     store, reader = STORES[kind](stack)
-    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW)
+    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW, dunning=DUNNING_SINK)
     updated, created, deleted = (pinned(f"customer.subscription.{n}") for n in ("updated", "created", "deleted"))
     revived = pinned("customer.subscription.updated", id="evt_revived", created=deleted["created"] + 60)
     outcomes = [service.apply(envelope(e)).outcome for e in (updated, updated, created, deleted, revived)]
@@ -114,7 +118,9 @@ def test_store_contract(kind: str, stack: Stack) -> None:
 def test_refunds_are_posted_once_each_in_dynamodb(stack: Stack) -> None:
     from tests.unit.test_webhook_apply import second_refund_event
 
-    service = WebhookApplier(dynamodb_store(stack), personal_data=stack.personal_data_vault(), clock=lambda: NOW)
+    service = WebhookApplier(
+        dynamodb_store(stack), personal_data=stack.personal_data_vault(), clock=lambda: NOW, dunning=DUNNING_SINK
+    )
     service.apply(envelope(pinned("charge.refunded")))
     service.apply(envelope(second_refund_event()))
     ledger = _scan(stack.client("dynamodb"), stack.ref("LedgerTable"))
@@ -158,7 +164,7 @@ def test_a_provider_id_used_by_two_providers_is_ambiguous(stack: Stack) -> None:
 def test_each_condition_really_guards(stack: Stack) -> None:
     dynamodb = stack.client("dynamodb")
     store = dynamodb_store(stack)
-    WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW).apply(
+    WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW, dunning=DUNNING_SINK).apply(
         envelope(pinned("invoice.paid"))
     )
     event_item = dynamodb.get_item(
@@ -223,7 +229,7 @@ def test_thousand_events_three_deliveries_eight_threads_exactly_once(stack: Stac
     deliveries = [envelope(e) for e in events] * 3
     rng.shuffle(deliveries)
     store = dynamodb_store(stack)
-    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW)
+    service = WebhookApplier(store, personal_data=stack.personal_data_vault(), clock=lambda: NOW, dunning=DUNNING_SINK)
     outcomes: list[ApplyOutcome] = []
     lock = threading.Lock()
     errors: list[Exception] = []
@@ -302,6 +308,7 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("PERSONAL_DATA_KEY_ID", stack.attribute("PersonalDataKey", "Arn"))
+    monkeypatch.setenv("DUNNING_QUEUE_URL", stack.ref("DunningQueue"))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.webhook_apply.app")

@@ -22,11 +22,13 @@ from billing_core.dunning.model import (
     RetryRecord,
     RetryStatus,
     execution_name_for,
+    provider_case_id,
 )
 from billing_core.dunning.planner import InvoiceFacts
-from billing_core.dunning.queries import Access, ExecutionView, access_of, dunning_view
-from billing_core.errors import NotFoundError
+from billing_core.dunning.queries import Access, ExecutionView, access_of, dunning_of, dunning_view
+from billing_core.errors import NotFoundError, ValidationFailedError
 from billing_core.invoices.model import Invoice, InvoiceLine, InvoiceStatus, InvoiceView, LineKind
+from billing_core.invoices.queries import INVOICE_ID
 from billing_core.pricing.model import DAY_SECONDS, DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
 from billing_core.subscriptions.model import BillingMode as SubscriptionBillingMode
 from billing_core.subscriptions.model import Subscription
@@ -431,3 +433,81 @@ def test_a_case_keeps_what_it_was_opened_with() -> None:
         "dunning-binv_x-2",
     )
     assert step(a_case(), PAID).reason == "invoice_paid"
+
+
+# --- provider-billed invoices: the route's ids and the view ------------------------------------------------
+
+
+def a_provider_case(provider_invoice_id: str = "in_1QAbCdEfGhIjKlMn") -> DunningCase:
+    return a_case().model_copy(
+        update={
+            "invoice_id": provider_case_id("stripe", provider_invoice_id),
+            "billing_mode": BillingMode.PROVIDER,
+            "provider_invoice_id": provider_invoice_id,
+            "amount_due_minor": 5800,
+        }
+    )
+
+
+class Invoices:
+    """Our invoices by id, counting reads."""
+
+    def __init__(self, *views: InvoiceView):
+        self.views = {view.invoice.invoice_id: view for view in views}
+        self.reads: list[str] = []
+
+    def get(self, invoice_id: str) -> InvoiceView | None:
+        self.reads.append(invoice_id)
+        return self.views.get(invoice_id)
+
+
+def test_a_provider_invoices_case_id_is_derived_from_its_id_and_shaped_like_ours() -> None:
+    derived = provider_case_id("stripe", "in_1QAbCdEfGhIjKlMn")
+    assert INVOICE_ID.match(derived)
+    assert derived == provider_case_id("stripe", "in_1QAbCdEfGhIjKlMn")
+    assert derived not in {provider_case_id("stripe", "in_1QAbCdEfGhIjKlMo"), provider_case_id("dodo", "in_1QAbCd")}
+
+
+def test_the_dunning_route_finds_a_provider_billed_invoice_by_the_providers_id_or_ours() -> None:
+    case = a_provider_case()
+    cases = {case.invoice_id: case}
+    invoices = Invoices()
+    # by the provider's id: the case under the derived id, and no invoice of ours is read
+    assert dunning_of("in_1QAbCdEfGhIjKlMn", cases.get, invoices) == (case, None)
+    # by ours: the same
+    assert dunning_of(case.invoice_id, cases.get, invoices) == (case, None)
+    assert invoices.reads == []
+    # a provider id never dunned: no case (the view answers dunning_not_found)
+    assert dunning_of("in_Other0001", cases.get, invoices) == (None, None)
+
+
+def test_the_dunning_route_reads_our_invoice_for_our_cases_and_refuses_unknown_or_malformed_ids() -> None:
+    ours = a_case()
+    view = an_invoice(InvoiceStatus.OPEN)
+    invoices = Invoices(view)
+    assert dunning_of(ours.invoice_id, {ours.invoice_id: ours}.get, invoices) == (ours, view)
+    assert dunning_of(ours.invoice_id, {}.get, invoices) == (None, view)  # ours, never dunned
+    with pytest.raises(NotFoundError) as unknown:
+        dunning_of("binv_" + "f" * 24, {}.get, invoices)
+    assert unknown.value.code == "invoice_not_found"
+    for malformed in ("binv_123", "in_", "in_bad-chars", "sub_1QAb", "in_" + "a" * 251):
+        with pytest.raises(ValidationFailedError) as refused:
+            dunning_of(malformed, {}.get, invoices)
+        assert refused.value.code == "invalid_invoice_id"
+    assert dunning_of("in_" + "a" * 250, {}.get, invoices) == (None, None)
+
+
+def test_the_dunning_view_of_a_provider_billed_invoice_assumes_it_owed_while_the_case_runs() -> None:
+    case = a_provider_case()
+    view = dunning_view(case, None, RUNNING, NOW)
+    assert (view.billing_mode, view.provider_invoice_id, view.amount_due_minor) == (
+        BillingMode.PROVIDER,
+        "in_1QAbCdEfGhIjKlMn",
+        5800,
+    )
+    assert view.next_step is not None
+    assert (view.next_step.kind, view.next_step.at) == (NextKind.CHARGE, case.retry_at[0])
+    ended = case.model_copy(update={"status": CaseStatus.RECOVERED, "ended_at": NOW, "end_reason": "invoice_paid"})
+    assert dunning_view(ended, None, RUNNING, NOW).next_step is None
+    internal = dunning_view(a_case(), an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
+    assert (internal.billing_mode, internal.provider_invoice_id) == (BillingMode.INTERNAL, None)

@@ -24,6 +24,7 @@ from billing_core.dunning import planner
 from billing_core.dunning.model import BillingMode as DunningBillingMode
 from billing_core.dunning.model import DunningCase
 from billing_core.dunning.queries import (
+    PROVIDER_INVOICE_ID,
     Access,
     DunningView,
     ExecutionView,
@@ -339,14 +340,11 @@ def _parameter(path: str, method: str, name: str) -> dict[str, Any]:
 def test_path_parameters_are_the_formats_the_code_checks() -> None:
     assert _parameter(ORDER, "get", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
     assert _parameter(COMMIT, "post", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
-    for path, method in (
-        (INVOICE, "get"),
-        (VOID, "post"),
-        (UNCOLLECTIBLE, "post"),
-        (DUNNING, "get"),
-        (RESTART, "post"),
-    ):
+    for path, method in ((INVOICE, "get"), (VOID, "post"), (UNCOLLECTIBLE, "post")):
         assert _parameter(path, method, "invoice_id")["schema"]["pattern"] == INVOICE_ID.pattern
+    for path, method in ((DUNNING, "get"), (RESTART, "post")):
+        dunning = _parameter(path, method, "invoice_id")["schema"]["anyOf"]
+        assert [alternative["pattern"] for alternative in dunning] == [INVOICE_ID.pattern, PROVIDER_INVOICE_ID.pattern]
     assert _parameter(PROBE, "get", "probe_id")["schema"]["pattern"] == PROBE_ID_PATTERN
     subscription = _parameter(SUBSCRIPTION, "get", "subscription_id")["schema"]["anyOf"]
     assert [alternative["pattern"] for alternative in subscription] == [

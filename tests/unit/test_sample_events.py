@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from billing_core.dunning.model import FailureInput, StepInput
-from billing_core.dunning.service import Handoff
+from billing_core.dunning.service import DunningMessage, Handoff
 from billing_core.notifications.model import KnownNotice
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.operations.switches import SwitchChange
@@ -49,6 +49,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),
     "stepfunctions/canary_verify.json": ("canary_verify", VerifyInput, None),
     "sqs/dunning_handoff_batch.json": ("dunning_start", SqsModel, Handoff),
+    "sqs/dunning_provider_batch.json": ("dunning_start", SqsModel, DunningMessage),
     "stepfunctions/dunning_plan.json": ("dunning_plan", StepInput, None),
     "stepfunctions/dunning_charge.json": ("dunning_charge", StepInput, None),
     "stepfunctions/dunning_finalize.json": ("dunning_finalize", StepInput, None),

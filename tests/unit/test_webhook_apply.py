@@ -43,9 +43,12 @@ def pinned(name: str) -> dict[str, Any]:
     return loaded
 
 
-def applier() -> tuple[WebhookApplier, InMemoryWebhookEventStore]:
+def applier(signals: list[dict[str, Any]] | None = None) -> tuple[WebhookApplier, InMemoryWebhookEventStore]:
     store = InMemoryWebhookEventStore()
-    return WebhookApplier(store, personal_data=InMemoryPersonalDataVault(), clock=lambda: NOW), store
+    sent = signals if signals is not None else []
+    return WebhookApplier(
+        store, personal_data=InMemoryPersonalDataVault(), clock=lambda: NOW, dunning=sent.append
+    ), store
 
 
 EXPECTED = {
@@ -64,7 +67,86 @@ EXPECTED = {
     "charge.refunded": (ApplyOutcome.APPLIED, "ledger"),
     "charge.dispute.created": (ApplyOutcome.APPLIED, "ledger"),
     "customer.updated": (ApplyOutcome.RECORDED, None),  # not in the table: recorded, acknowledged
+    "invoice.voided": (ApplyOutcome.RECORDED, None),
+    "invoice.marked_uncollectible": (ApplyOutcome.RECORDED, None),
 }
+
+# What dunning hears of the provider's invoices (DunningQueue): a renewal's failure opens a case, a payment,
+# void or write-off ends one. The invoice in the pinned payloads belongs to sub_1QAbCdEfGhIjKlMn.
+DUNNING_SIGNALS = {
+    "invoice.payment_failed": "provider_invoice_payment_failed",
+    "invoice.paid": "provider_invoice_changed",
+    "invoice.payment_succeeded": "provider_invoice_changed",
+    "invoice.voided": "provider_invoice_changed",
+    "invoice.marked_uncollectible": "provider_invoice_changed",
+}
+
+
+@pytest.mark.parametrize("event_type", sorted(EXPECTED))
+def test_invoice_events_of_provider_billed_subscriptions_signal_dunning(event_type: str) -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned(event_type)
+    service.apply(envelope(event))
+    if event_type not in DUNNING_SIGNALS:
+        assert signals == []
+        return
+    signal = {
+        "kind": DUNNING_SIGNALS[event_type],
+        "provider": "stripe",
+        "provider_invoice_id": "in_1QAbCdEfGhIjKlMn",
+        "event_id": event["id"],
+    }
+    if event_type == "invoice.payment_failed":
+        signal |= {"provider_subscription_id": "sub_1QAbCdEfGhIjKlMn", "provider_customer_id": "cus_QAbCdEfGhIjK"}
+    assert signals == [signal]
+
+
+@pytest.mark.parametrize(
+    ("change", "note"),
+    [
+        ({"billing_reason": "subscription_create"}, "first payment failed"),
+        ({"subscription": None}, "without a subscription"),
+        ({"status": "void"}, "nothing to dun"),
+    ],
+)
+def test_a_failure_dunning_cannot_act_on_is_recorded_only(change: dict[str, Any], note: str) -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned("invoice.payment_failed")
+    event["data"]["object"].update(change)
+    result = service.apply(envelope(event))
+    assert signals == [] and result.outcome is ApplyOutcome.RECORDED and note in (result.note or "")
+
+
+def test_the_subscription_of_an_invoice_is_read_where_newer_api_versions_put_it() -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned("invoice.payment_failed")
+    event["data"]["object"]["subscription"] = None
+    event["data"]["object"]["parent"] = {"subscription_details": {"subscription": "sub_New0001"}}
+    service.apply(envelope(event))
+    assert [signal["provider_subscription_id"] for signal in signals] == ["sub_New0001"]
+
+
+def test_dunning_signals_parse_as_dunning_messages() -> None:
+    """The contract between the webhook pipeline and dunning's consumer: what one sends, the other reads."""
+    from billing_core.dunning.service import DunningMessage, ProviderHandoff, ProviderInvoiceChanged
+
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    for name in ("invoice.payment_failed", "invoice.paid"):
+        service.apply(envelope(pinned(name)))
+    parsed = [DunningMessage.model_validate(json.loads(json.dumps(signal))).root for signal in signals]
+    assert [type(message) for message in parsed] == [ProviderHandoff, ProviderInvoiceChanged]
+
+
+def test_an_applier_without_dunning_refuses_a_signal_rather_than_dropping_it() -> None:
+    from billing_core.errors import ConfigurationError
+
+    service = WebhookApplier(InMemoryWebhookEventStore(), personal_data=InMemoryPersonalDataVault(), clock=lambda: NOW)
+    with pytest.raises(ConfigurationError):
+        service.apply(envelope(pinned("invoice.payment_failed")))
 
 
 def test_every_handled_type_has_a_pinned_payload() -> None:

@@ -34,10 +34,11 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.idempotency import IdempotentEntry
+    from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
     from billing_core.billing.charges import ChargeService
     from billing_core.billing.run import BillingRun
-    from billing_core.dunning.ports import WorkflowReader
+    from billing_core.dunning.ports import ProviderInvoices, WorkflowReader
     from billing_core.dunning.service import DunningService
     from billing_core.notifications.ports import CustomerContacts, EmailSender
     from billing_core.notifications.service import NoticeSender
@@ -237,7 +238,7 @@ class Wiring:
         return StepFunctionsStarter(self._require("canary_state_machine_arn"))
 
     @built_once
-    def gateway(self) -> PaymentGateway:
+    def stripe_gateway(self) -> StripePaymentGateway:
         """Stripe, configured by the template (StripeApiBase, StripeConfirmOffSession)."""
         from billing_core.adapters.stripe_gateway import StripePaymentGateway
 
@@ -247,6 +248,13 @@ class Wiring:
             api_base=settings.stripe_api_base,
             confirm_off_session=settings.stripe_confirm_off_session,
         )
+
+    def gateway(self) -> PaymentGateway:
+        return self.stripe_gateway()
+
+    def provider_invoices(self) -> ProviderInvoices:
+        """The provider's own invoices (dunning of provider-billed subscriptions): the same Stripe client."""
+        return self.stripe_gateway()
 
     @built_once
     def customer_contacts(self) -> dict[str, CustomerContacts]:
@@ -310,10 +318,12 @@ class Wiring:
         workflows: WorkflowStarter | None,
         notices: DocumentQueue | None,
         switches: Switches | None,
+        provider_invoices: Callable[[], ProviderInvoices] | None,
     ) -> DunningService:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
-        nobody. Not cached itself: each builder below is."""
+        nobody. Not cached itself: each builder below is. The provider's invoices are passed by the builders that
+        may need them (built on first use), so a function that never reads them needs no Stripe settings."""
         from datetime import timedelta
 
         from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningTransitions
@@ -324,7 +334,13 @@ class Wiring:
         settings = self.settings
         return DunningService(
             cases=cases,
-            transitions=DynamoDBDunningTransitions(cases, self.subscriptions(), self.invoices(), self.dynamodb()),
+            transitions=DynamoDBDunningTransitions(
+                cases,
+                self.subscriptions(),
+                self.invoices(),
+                self.dynamodb(),
+                ledger_table=lambda: self._require("ledger_table_name"),
+            ),
             invoices=self.invoices(),
             subscriptions=self.subscriptions(),
             charges=charges,
@@ -332,6 +348,7 @@ class Wiring:
             workflows=workflows,
             notices_queue=notices,
             switches=switches,
+            provider_invoices=provider_invoices,
             time_scale=settings.dunning_time_scale,
             unknown_wait=timedelta(seconds=settings.dunning_unknown_wait_seconds),
         )
@@ -356,6 +373,7 @@ class Wiring:
             workflows=None,
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
@@ -369,6 +387,7 @@ class Wiring:
             workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
@@ -379,12 +398,13 @@ class Wiring:
             workflows=None,
             notices=self.document_queue("notifications_queue_url"),
             switches=self.switches(),
+            provider_invoices=self.provider_invoices,
         )
 
     @built_once
     def dunning_recorder(self) -> DunningService:
         """The failure recorder: writes dunning_failed, nothing else."""
-        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None)
+        return self.dunning_service(charges=None, workflows=None, notices=None, switches=None, provider_invoices=None)
 
     @built_once
     def dunning_restarter(self) -> DunningService:
@@ -397,6 +417,7 @@ class Wiring:
             workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
             notices=None,
             switches=None,
+            provider_invoices=None,  # a provider-billed restart is fenced on our ledger; its steps read the provider
         )
 
     @built_once
@@ -498,6 +519,7 @@ class Wiring:
             store,
             personal_data=self.personal_data_vault(),
             order_payments=lambda order_id, outcome: self.order_payments().payment_settled(order_id, outcome),
+            dunning=lambda signal: self.document_queue("dunning_queue_url").send(signal),
         )
 
     @built_once

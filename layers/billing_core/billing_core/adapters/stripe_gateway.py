@@ -51,6 +51,25 @@ def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value), UTC)
 
 
+def _subscription_of(invoice: Any) -> str | None:
+    """API versions from 2025 move the invoice's subscription under parent.subscription_details."""
+    direct = _id(getattr(invoice, "subscription", None))
+    if direct:
+        return direct
+    parent = getattr(invoice, "parent", None)
+    details = getattr(parent, "subscription_details", None) if parent else None
+    return _id(getattr(details, "subscription", None)) if details else None
+
+
+def _remaining(invoice: Any) -> int:
+    """What is still owed (Stripe's amount_remaining; an emulator without it: due less paid)."""
+    remaining = getattr(invoice, "amount_remaining", None)
+    if isinstance(remaining, int):
+        return remaining
+    due, paid = getattr(invoice, "amount_due", 0) or 0, getattr(invoice, "amount_paid", 0) or 0
+    return max(int(due) - int(paid), 0) if str(invoice.status) == "open" else 0
+
+
 def _metadata(obj: Any) -> dict[str, str]:
     metadata = getattr(obj, "metadata", None)
     if metadata is None:
@@ -245,13 +264,96 @@ class StripePaymentGateway:
 
     def retrieve_invoice(self, invoice_id: str) -> ProviderInvoice:
         invoice = self._call("invoices.retrieve", self._client.v1.invoices.retrieve, invoice_id)
+        return self._invoice(invoice)
+
+    def _invoice(self, invoice: Any) -> ProviderInvoice:
+        """The invoice and, when it has a payment, that payment's last attempt (method, decline)."""
+        payment_id = _id(getattr(invoice, "payment_intent", None))
+        method, failure, attempt = None, None, None
+        if payment_id:
+            intent = self._call("payment_intents.retrieve", self._client.v1.payment_intents.retrieve, payment_id)
+            method = _id(getattr(intent, "payment_method", None))
+            failure = decline_code_of(getattr(intent, "last_payment_error", None))
+            attempt = _id(getattr(intent, "latest_charge", None)) or payment_id
         return ProviderInvoice(
             invoice_id=invoice.id,
             status=str(invoice.status),
             amount_paid_minor=int(getattr(invoice, "amount_paid", 0) or 0),
+            amount_due_minor=int(getattr(invoice, "amount_due", 0) or 0),
+            amount_remaining_minor=_remaining(invoice),
             currency=str(invoice.currency).upper(),
             provider_customer_id=_id(getattr(invoice, "customer", None)),
+            provider_subscription_id=_subscription_of(invoice),
+            payment_id=payment_id,
+            payment_method_id=method,
+            failure_code=failure,
+            attempt_count=int(getattr(invoice, "attempt_count", 0) or 0),
+            last_attempt_id=attempt,
         )
+
+    # --- the provider's own billing (dunning of provider-billed invoices) ---------------------------
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> ProviderInvoice:
+        """Ask the provider to collect its open invoice now (from the customer's default method), once per
+        key. A decline is an answer, not an error: the invoice read back says it is still open and why. A
+        timeout or 5xx raises OutcomeUnknownError: the caller reads the invoice later, never pays blind."""
+        try:
+            self._client.v1.invoices.pay(invoice_id, options={"idempotency_key": idempotency_key})
+        except stripe.CardError:
+            pass  # the invoice and its payment record the decline
+        except stripe.InvalidRequestError as exc:
+            # e.g. "already paid" (by this key's first request, or by anyone): never trust an error over the record
+            current = self.retrieve_invoice(invoice_id)
+            if current.status == "open":
+                raise translate_stripe_error(exc, operation="invoices.pay") from exc
+            return current
+        except stripe.StripeError as exc:
+            raise translate_stripe_error(exc, operation="invoices.pay") from exc
+        return self.retrieve_invoice(invoice_id)
+
+    def default_payment_method(self, provider_customer_id: str) -> str | None:
+        """The method the provider charges for the customer's invoices (what a hard decline waits to change)."""
+        customer = self._call("customers.retrieve", self._client.v1.customers.retrieve, provider_customer_id)
+        settings = getattr(customer, "invoice_settings", None)
+        return _id(getattr(settings, "default_payment_method", None)) or _id(getattr(customer, "default_source", None))
+
+    def cancel_subscription(self, provider_subscription_id: str) -> str:
+        """Cancel at once; a subscription already canceled is the same answer. Returns its status."""
+        try:
+            subscription = self._client.v1.subscriptions.cancel(provider_subscription_id)
+        except stripe.InvalidRequestError as exc:
+            current = self._call(
+                "subscriptions.retrieve", self._client.v1.subscriptions.retrieve, provider_subscription_id
+            )
+            if str(current.status) == "canceled":
+                return "canceled"
+            raise translate_stripe_error(exc, operation="subscriptions.cancel") from exc
+        except stripe.StripeError as exc:
+            raise translate_stripe_error(exc, operation="subscriptions.cancel") from exc
+        return str(subscription.status)
+
+    def pause_collection(self, provider_subscription_id: str) -> str:
+        """Stop collecting: the provider keeps the subscription and voids the invoices it would raise."""
+        subscription = self._call(
+            "subscriptions.update",
+            self._client.v1.subscriptions.update,
+            provider_subscription_id,
+            params={"pause_collection": {"behavior": "void"}},
+        )
+        return str(subscription.status)
+
+    def mark_uncollectible(self, invoice_id: str) -> str:
+        """Write the invoice off at the provider; one already written off (or paid, or void) is left as it is."""
+        try:
+            invoice = self._client.v1.invoices.mark_uncollectible(invoice_id)
+        except stripe.InvalidRequestError as exc:
+            current = self.retrieve_invoice(invoice_id)
+            if current.status in ("uncollectible", "paid", "void"):
+                return current.status
+            raise translate_stripe_error(exc, operation="invoices.mark_uncollectible") from exc
+        except stripe.StripeError as exc:
+            raise translate_stripe_error(exc, operation="invoices.mark_uncollectible") from exc
+        return str(invoice.status)
 
     def _paginate(self, page: Any, operation: str) -> Iterator[Any]:
         try:

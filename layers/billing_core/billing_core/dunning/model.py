@@ -4,6 +4,7 @@ planner decides the next step from it, and its store writes it under optimistic 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -12,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.dunning.declines import DeclineClass
 from billing_core.pricing.model import DunningPolicy
+
+# A case's billing_mode is its subscription's: internal - we bill and charge (ChargeService); provider - the
+# provider bills, and dunning asks it to collect its own invoice.
+from billing_core.subscriptions.model import BillingMode as BillingMode
 
 # Step Functions execution names: 1-80 characters of letters, digits, '-' and '_'.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -24,14 +29,16 @@ def execution_name_for(invoice_id: str, cycle: int) -> str:
     return f"dunning-{safe}-{cycle}"
 
 
+def provider_case_id(provider: str, provider_invoice_id: str) -> str:
+    """The key of a provider-billed invoice's dunning (the invoice is the provider's, not in our invoice
+    store): shaped like our own invoice ids and derived from the provider's, as subscription ids are."""
+    digest = hashlib.sha256(f"{provider}:{provider_invoice_id}".encode()).hexdigest()[:24]
+    return f"binv_{digest}"
+
+
 def notice_id_for(invoice_id: str, cycle: int, step: str) -> str:
     """A notice's dedupe key: at most one email per (invoice, cycle, step)."""
     return f"dunning:{invoice_id}:{cycle}:{step}"
-
-
-class BillingMode(StrEnum):
-    INTERNAL = "internal"  # we bill and charge (ChargeService)
-    PROVIDER = "provider"  # the provider bills; we ask it to pay its invoice
 
 
 class CaseStatus(StrEnum):
@@ -72,6 +79,9 @@ class RetryRecord(BaseModel):
     decline_class: DeclineClass | None = None
     payment_method_id: str | None = None  # the method charged (a hard decline waits for another one)
     trigger: str | None = None  # an immediate retry's cause (a payment-method change id): one retry per cause
+    # Provider-billed: the invoice's latest attempt when this charge was claimed; another one later shows
+    # the charge reached the provider.
+    provider_attempt: str | None = None
     at: datetime
 
 
@@ -127,6 +137,9 @@ class DunningCase(BaseModel):
     billing_mode: BillingMode
     provider: str
     provider_invoice_id: str | None = None
+    # Provider-billed cases: who the provider bills (the method it charges is the customer's default).
+    provider_customer_id: str | None = None
+    provider_subscription_id: str | None = None
     amount_due_minor: int = Field(ge=0)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     policy: DunningPolicy

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the
 
     from billing_core.dunning.model import DunningCase
     from billing_core.dunning.queries import ExecutionView
+    from billing_core.payments.model import ProviderInvoice
     from billing_core.pricing.model import DunningPolicy
     from billing_core.subscriptions.model import Subscription
     from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -70,6 +71,34 @@ class DunningTransitions(Protocol):
         version), the new cycle does not exist and the invoice is open, with the subscription's move; written as
         `actor`'s (an operator's) change. False if any of that was refused: a repeated restart opens nothing."""
         ...
+
+    def claim(self, case: DunningCase) -> bool:
+        """Save `case` (a provider-billed charge recorded before the provider is asked) only while the
+        invoice is payable as far as we know (the paid fence); False if refused."""
+        ...
+
+
+class ProviderInvoices(Protocol):
+    """A billing provider's own invoices, for dunning the subscriptions it bills. Calls that can move money
+    carry an idempotency key; errors are RetryableError, OutcomeUnknownError (sent, no definite answer) or
+    PermanentError."""
+
+    provider: str
+
+    def retrieve_invoice(self, invoice_id: str) -> ProviderInvoice: ...
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> ProviderInvoice:
+        """Collect the open invoice now from the customer's default method; a decline is the invoice read
+        back (still open, with the decline), not an error."""
+        ...
+
+    def default_payment_method(self, provider_customer_id: str) -> str | None: ...
+
+    def cancel_subscription(self, provider_subscription_id: str) -> str: ...
+
+    def pause_collection(self, provider_subscription_id: str) -> str: ...
+
+    def mark_uncollectible(self, invoice_id: str) -> str: ...
 
 
 class PolicySource(Protocol):

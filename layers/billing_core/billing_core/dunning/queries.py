@@ -4,6 +4,8 @@ the notices sent, the next step and the workflow's execution - for GET /invoices
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -12,10 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.dunning import planner
 from billing_core.dunning.declines import DeclineClass
-from billing_core.dunning.model import TERMINAL, CaseStatus, DunningCase, NextKind, RetryRecord
+from billing_core.dunning.model import (
+    TERMINAL,
+    BillingMode,
+    CaseStatus,
+    DunningCase,
+    NextKind,
+    RetryRecord,
+    provider_case_id,
+)
 from billing_core.dunning.planner import InvoiceFacts
-from billing_core.errors import NotFoundError
+from billing_core.errors import NotFoundError, ValidationFailedError
 from billing_core.invoices.model import InvoiceStatus, InvoiceView
+from billing_core.invoices.ports import InvoiceReader
+from billing_core.invoices.queries import INVOICE_ID
 from billing_core.pricing.model import DunningPolicy
 from billing_core.subscriptions.model import Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
@@ -25,6 +37,39 @@ WITHOUT_ACCESS = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.UNPA
 # The next step shown for an unresolved charge uses the deployed defaults' pause and limit.
 _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(hours=24)
+
+
+# A Stripe invoice id: the route also answers by the provider's id for the invoices it bills.
+PROVIDER_INVOICE_ID = re.compile(r"^in_[A-Za-z0-9]{1,250}$")
+
+
+def dunning_case_id(invoice_id: str) -> str:
+    """The key of an invoice's dunning cases: our invoice id as given, or the id derived from a provider-billed
+    invoice's Stripe id (in_...)."""
+    if PROVIDER_INVOICE_ID.match(invoice_id):
+        return provider_case_id("stripe", invoice_id)
+    if not INVOICE_ID.match(invoice_id):
+        raise ValidationFailedError(
+            "invoice ids look like binv_<24 hex digits> (ours) or in_... (the provider's)", code="invalid_invoice_id"
+        )
+    return invoice_id
+
+
+def dunning_of(
+    invoice_id: str, latest: Callable[[str], DunningCase | None], invoices: InvoiceReader
+) -> tuple[DunningCase | None, InvoiceView | None]:
+    """The latest dunning cycle of an invoice, by our id or a provider-billed invoice's Stripe id, and our
+    invoice if we bill it. Ours unknown: invoice_not_found; never dunned: a case of None."""
+    case_id = dunning_case_id(invoice_id)
+    if case_id != invoice_id:
+        return latest(case_id), None
+    case = latest(invoice_id)
+    if case is not None and case.billing_mode is BillingMode.PROVIDER:
+        return case, None  # the provider's invoice, under the id derived from its own
+    view = invoices.get(invoice_id)
+    if view is None:
+        raise NotFoundError(f"no invoice {invoice_id}", code="invoice_not_found")
+    return case, view
 
 
 class Access(StrEnum):
@@ -102,6 +147,8 @@ class DunningView(BaseModel):
     cycle: int
     status: CaseStatus
     subscription_id: str
+    billing_mode: BillingMode
+    provider_invoice_id: str | None  # set when the provider bills the invoice
     amount_due_minor: int
     currency: str
     policy: DunningPolicy
@@ -146,7 +193,14 @@ def dunning_view(
         for slot, at in enumerate(case.retry_at, start=1)
     ]
     next_step = None
-    if case.status not in TERMINAL and invoice is not None:
+    facts: InvoiceFacts | None = None
+    if case.status in TERMINAL:
+        pass
+    elif case.billing_mode is BillingMode.PROVIDER:
+        # The provider's invoice is not read here: while its case runs it is owed as far as we know (its
+        # payment, void or write-off ends the case through the webhooks).
+        facts = InvoiceFacts(payable=True, paid=False, amount_due_minor=case.amount_due_minor)
+    elif invoice is not None:
         status = invoice.invoice.status
         # (the amount matters only while the invoice is open: paid and closed are decided first)
         facts = InvoiceFacts(
@@ -154,6 +208,7 @@ def dunning_view(
             paid=status is InvoiceStatus.PAID,
             amount_due_minor=invoice.total_minor,
         )
+    if facts is not None:
         step = planner.next_step(case, facts, now, unknown_wait=_MINUTE, unknown_limit=_DAY)
         next_step = NextStepView(kind=step.kind, at=step.at)
     return DunningView(
@@ -161,6 +216,8 @@ def dunning_view(
         cycle=case.cycle,
         status=case.status,
         subscription_id=case.subscription_id,
+        billing_mode=case.billing_mode,
+        provider_invoice_id=case.provider_invoice_id,
         amount_due_minor=case.amount_due_minor,
         currency=case.currency,
         policy=case.policy,

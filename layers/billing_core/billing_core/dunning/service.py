@@ -7,7 +7,16 @@ meanwhile always ends the case first (the paid fence).
 Charges of invoices we bill go through ChargeService (claimed attempt, provider idempotency key, UNKNOWN
 resolved by reading the provider, never by charging again). Each of dunning's charges is claimed once per
 (cycle, sequence) on the invoice itself, before the provider is called, only while the invoice is open and
-no attempt is in flight."""
+no attempt is in flight.
+
+Invoices the provider bills (Stripe's invoice.payment_failed, through the webhook pipeline) run the same
+schedule: the facts are the provider's invoice read afresh, each charge is the provider's `invoices.pay` under
+a key per (invoice, cycle, sequence) recorded before the call, the paid fence is the ledger's posting of the
+provider's payment, and the final action is asked of the provider.
+
+Why this module is past 400 lines: it is the one place where a case changes - every step's fence, claim and
+end, for both billing modes - and splitting it by step or by mode would spread the paid fence's ordering over
+several files. The pure parts (planner, notices, declines, queries) are already modules of their own."""
 
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from billing_core.billing.charges import ChargeService
+from billing_core.customers import customer_id_for
 from billing_core.dunning import notices, planner
 from billing_core.dunning.declines import DeclineClass, classify
 from billing_core.dunning.model import (
@@ -30,17 +40,26 @@ from billing_core.dunning.model import (
     NextStep,
     RetryRecord,
     RetryStatus,
+    provider_case_id,
 )
 from billing_core.dunning.planner import InvoiceFacts
-from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicySource
-from billing_core.errors import ConfigurationError, ConflictError, NotFoundError, PermanentError, RetryableError
+from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicySource, ProviderInvoices
+from billing_core.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermanentError,
+    RetryableError,
+)
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader
 from billing_core.observability import count, logger
 from billing_core.operations.ports import Switches, WorkflowStarter
+from billing_core.payments.model import ProviderInvoice
 from billing_core.ports import DocumentQueue
 from billing_core.pricing.model import DEFAULT_DUNNING_POLICY, DunningPolicy, FinalAction
-from billing_core.subscriptions.model import Subscription
+from billing_core.subscriptions.model import Subscription, subscription_id_for
 from billing_core.subscriptions.ports import SubscriptionReader
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 
@@ -52,6 +71,7 @@ FINAL_STATUS = {
     FinalAction.MARK_UNPAID: SubscriptionStatus.UNPAID,
     FinalAction.PAUSE: SubscriptionStatus.PAUSED,
 }
+ENDED_FACTS = InvoiceFacts(payable=False, paid=False, amount_due_minor=0)
 _RETRY_STATUS = {
     AttemptStatus.PENDING: RetryStatus.PENDING,
     AttemptStatus.UNKNOWN: RetryStatus.UNKNOWN,
@@ -88,7 +108,39 @@ class PaymentMethodChanged(BaseModel):
     payment_method_id: str = Field(min_length=1, max_length=255)
 
 
-class DunningMessage(RootModel[Annotated[Handoff | PaymentMethodChanged, Field(discriminator="kind")]]):
+class ProviderHandoff(BaseModel):
+    """On DunningQueue, from the webhook pipeline: the provider's charge of an invoice it bills failed
+    (Stripe's invoice.payment_failed). The provider's invoice, read afresh, is the truth; this names it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["provider_invoice_payment_failed"]
+    provider: str = Field(min_length=1, max_length=40)
+    provider_invoice_id: str = Field(min_length=1, max_length=255)
+    provider_subscription_id: str = Field(min_length=1, max_length=255)
+    provider_customer_id: str = Field(min_length=1, max_length=255)
+    event_id: str = Field(min_length=1, max_length=255)
+
+
+class ProviderInvoiceChanged(BaseModel):
+    """On DunningQueue, from the webhook pipeline: a provider-billed invoice was paid, voided or written off
+    (Stripe's invoice.paid / payment_succeeded / voided / marked_uncollectible): its dunning ends at once."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["provider_invoice_changed"]
+    provider: str = Field(min_length=1, max_length=40)
+    provider_invoice_id: str = Field(min_length=1, max_length=255)
+    event_id: str = Field(min_length=1, max_length=255)
+
+
+class DunningMessage(
+    RootModel[
+        Annotated[
+            Handoff | PaymentMethodChanged | ProviderHandoff | ProviderInvoiceChanged, Field(discriminator="kind")
+        ]
+    ]
+):
     """What DunningQueue carries."""
 
 
@@ -146,6 +198,8 @@ class DunningService:
         workflows: WorkflowStarter | None,
         notices_queue: DocumentQueue | None,
         switches: Switches | None = None,
+        # Built on first use: only provider-billed cases reach the provider's invoices.
+        provider_invoices: Callable[[], ProviderInvoices] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         time_scale: int = 1,
         unknown_wait: timedelta = timedelta(minutes=1),
@@ -160,6 +214,7 @@ class DunningService:
         self._workflows = workflows
         self._notices = notices_queue
         self._switches = switches
+        self._provider = provider_invoices
         self._clock = clock
         self._time_scale = time_scale
         self._unknown_wait = unknown_wait
@@ -172,6 +227,11 @@ class DunningService:
         body = message.root
         if isinstance(body, Handoff):
             return [self.start(body)]
+        if isinstance(body, ProviderHandoff):
+            return [self.start_provider(body)]
+        if isinstance(body, ProviderInvoiceChanged):
+            step = self.provider_invoice_changed(body)
+            return [step] if step is not None else []
         return self.payment_method_changed(body)
 
     def payment_method_changed(self, change: PaymentMethodChanged) -> list[NextStep]:
@@ -216,16 +276,25 @@ class DunningService:
         """Open the invoice's case (once) and start its workflow under the case's deterministic name: a
         duplicate, concurrent or replayed hand-over finds both and starts nothing new."""
         case = self._cases.get(handoff.invoice_id, FIRST_CYCLE) or self._open(handoff, FIRST_CYCLE)
+        return self._started(case, handoff.invoice_id, handoff.attempt_number)
+
+    def start_provider(self, handoff: ProviderHandoff) -> StartResult:
+        """The same for an invoice the provider bills: the case is keyed by an id derived from the provider's
+        invoice id, and opens only while the provider says the invoice is still open and owed."""
+        invoice_id = provider_case_id(handoff.provider, handoff.provider_invoice_id)
+        case = self._cases.get(invoice_id, FIRST_CYCLE) or self._open_provider(handoff, invoice_id, FIRST_CYCLE)
+        attempts = case.retries[-1].attempt_number if case and case.retries else None
+        return self._started(case, invoice_id, attempts or 1)
+
+    def _started(self, case: DunningCase | None, invoice_id: str, attempt_number: int) -> StartResult:
         if case is None:
             count("DunningNotOpenedInvoiceNotPayable")
-            return StartResult(outcome="not_payable", invoice_id=handoff.invoice_id)
+            return StartResult(outcome="not_payable", invoice_id=invoice_id)
         if case.status in TERMINAL:
             return StartResult(outcome="ended", invoice_id=case.invoice_id, cycle=case.cycle)
         case = self._notify(
             case,
-            notices.payment_failed(
-                case, attempt_number=max(handoff.attempt_number, 1), action_required=case.hard_declined
-            ),
+            notices.payment_failed(case, attempt_number=max(attempt_number, 1), action_required=case.hard_declined),
         )
         started = self._needs(self._workflows, "workflows").start(
             case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle}
@@ -287,6 +356,59 @@ class DunningService:
             return None  # paid (or voided) meanwhile: nothing to dun
         raise RetryableError("the subscription changed while dunning opened", code="dunning_open_contention")
 
+    def _open_provider(self, handoff: ProviderHandoff, invoice_id: str, cycle: int) -> DunningCase | None:
+        """Open a provider-billed invoice's case from the provider's own record of the invoice. The
+        subscription's status is the provider's to move (past_due, then its final state): its webhooks
+        update our copy; the case keeps the schedule, the retries and the notices."""
+        invoice = self._provider_api().retrieve_invoice(handoff.provider_invoice_id)
+        if not invoice.payable:
+            return None
+        provider_subscription_id = invoice.provider_subscription_id or handoff.provider_subscription_id
+        subscription_id = subscription_id_for(handoff.provider, provider_subscription_id)
+        subscription = self._subscriptions.get(subscription_id)
+        policy, source = self._policy(subscription)
+        failure_code = invoice.failure_code or "unknown"  # the decline, as the invoice's payment records it
+        provider_customer_id = invoice.provider_customer_id or handoff.provider_customer_id
+        case = planner.open_case(
+            invoice_id=invoice_id,
+            cycle=cycle,
+            subscription_id=subscription_id,
+            customer_id=customer_id_for(handoff.provider, provider_customer_id),
+            billing_mode=BillingMode.PROVIDER,
+            provider=handoff.provider,
+            provider_invoice_id=handoff.provider_invoice_id,
+            amount_due_minor=invoice.amount_remaining_minor,
+            currency=invoice.currency,
+            policy=policy,
+            policy_source=source,
+            time_scale=self._time_scale,
+            failure_code=failure_code,
+            now=self._clock(),
+        ).model_copy(
+            update={"provider_customer_id": provider_customer_id, "provider_subscription_id": provider_subscription_id}
+        )
+        if classify(failure_code) is DeclineClass.HARD:
+            case = case.model_copy(update={"hard_declined": True, "hard_declined_method": invoice.payment_method_id})
+        if self._transitions.open(case, None, None, self._clock()):
+            count("DunningOpened")
+            logger.info("dunning opened", extra={"invoice": case.invoice_id, "policy": source, "mode": "provider"})
+            return case
+        existing = self._cases.get(invoice_id, cycle)
+        if existing is not None:
+            return existing  # a concurrent hand-over opened it
+        return None  # the paid fact was posted meanwhile: nothing to dun
+
+    def provider_invoice_changed(self, change: ProviderInvoiceChanged) -> NextStep | None:
+        """A provider-billed invoice was paid, voided or written off: its running case ends now (recovered or
+        closed) instead of at the workflow's next wake-up; the workflow then finds it ended."""
+        case = self._cases.latest(provider_case_id(change.provider, change.provider_invoice_id))
+        if case is None or case.status in TERMINAL:
+            return None
+        step = self._next(case)
+        if step.kind not in (NextKind.RECOVERED, NextKind.CLOSED):
+            return None  # still owed (e.g. a partial payment): the schedule carries on
+        return self._conclude(case, step)
+
     def _policy(self, subscription: Subscription | None) -> tuple[DunningPolicy, str]:
         terms = subscription.terms if subscription else None
         if terms is not None:
@@ -313,7 +435,7 @@ class DunningService:
             return self._conclude(case, step)  # stale or early input: the plan says what is due
         if self._clock() < step.at - timedelta(seconds=1):
             return step  # woke too early: wait again
-        method = self._method(self._subscriptions.get(case.subscription_id))
+        method = self._method_of(case)
         record = RetryRecord(
             sequence=sequence,
             slot=step.slot,
@@ -339,6 +461,14 @@ class DunningService:
             saved = self._save(case, retries=(*case.retries, record))
             return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
         # Recorded before the provider is called: a redelivery finds it and resolves, never charges again.
+        if case.billing_mode is BillingMode.PROVIDER:
+            # The invoice's latest attempt now: a later read that names another one shows this one happened.
+            before = self._provider_api().retrieve_invoice(self._provider_invoice(case))
+            record = record.model_copy(update={"provider_attempt": before.last_attempt_id})
+            claimed = case.model_copy(update={"retries": (*case.retries, record), "version": case.version + 1})
+            if not self._transitions.claim(claimed):
+                return self.plan(invoice_id, cycle)
+            return self._drive(claimed, record)
         saved = self._save(case, retries=(*case.retries, record))
         if saved is None:
             return self.plan(invoice_id, cycle)
@@ -362,6 +492,8 @@ class DunningService:
                 return self.plan(invoice_id, cycle)
             count("DunningFinalActionSuppressed")
             return NextStep(kind=NextKind.EXHAUSTED, at=self._clock(), reason=ended.end_reason)
+        if case.billing_mode is BillingMode.PROVIDER:
+            self._provider_final_action(case, action)
         ended = self._end(case, CaseStatus.EXHAUSTED, f"final_action:{action.value}", FINAL_STATUS[action], fenced=True)
         if ended is None:
             return self.plan(invoice_id, cycle)  # paid meanwhile, or another step ended it: see what happened
@@ -410,23 +542,11 @@ class DunningService:
             raise ConflictError(
                 f"the dunning ended {latest.status.value}, it did not fail", code="dunning_not_failed", details=state
             )
-        view = self._invoices.get(invoice_id)
-        if view is None:
-            raise NotFoundError(f"invoice {invoice_id} is not ours", code="invoice_not_found")
-        if view.invoice.status is not InvoiceStatus.OPEN:
-            raise ConflictError(
-                f"the invoice is {view.invoice.status.value}: nothing to collect",
-                code="invoice_not_payable",
-                details={"invoice_status": view.invoice.status.value},
-            )
-        unsettled = [attempt.attempt_number for attempt in view.attempts if attempt.status in _UNSETTLED_ATTEMPTS]
-        if unsettled:
-            raise ConflictError(
-                "a charge attempt's outcome is not settled: resolve it first",
-                code="charge_attempt_unresolved",
-                details={"attempt_numbers": unsettled},
-            )
-        subscription = self._subscriptions.get(latest.subscription_id)
+        amount_due_minor = self._amount_to_restart(latest)
+        # The provider moves the subscriptions it bills; ours goes back to past_due if someone moved it meanwhile.
+        subscription = (
+            self._subscriptions.get(latest.subscription_id) if latest.billing_mode is BillingMode.INTERNAL else None
+        )
         now = self._clock()
         case = planner.open_case(
             invoice_id=latest.invoice_id,
@@ -436,7 +556,7 @@ class DunningService:
             billing_mode=latest.billing_mode,
             provider=latest.provider,
             provider_invoice_id=latest.provider_invoice_id,
-            amount_due_minor=view.total_minor,
+            amount_due_minor=amount_due_minor,
             currency=latest.currency,
             policy=latest.policy,
             policy_source=latest.policy_source,
@@ -445,6 +565,8 @@ class DunningService:
             now=now,
         ).model_copy(
             update={
+                "provider_customer_id": latest.provider_customer_id,
+                "provider_subscription_id": latest.provider_subscription_id,
                 # a hard decline still holds until the payment method changes
                 "hard_declined": latest.hard_declined,
                 "hard_declined_method": latest.hard_declined_method,
@@ -466,16 +588,49 @@ class DunningService:
             count("DunningRestarted")
             logger.info("dunning restarted", extra={"invoice": invoice_id, "cycle": case.cycle, "actor": actor})
             return self._restarted(case, "restarted")
-        # Refused: a concurrent restart opened the cycle, the invoice stopped being open, or something moved.
+        # Refused: a concurrent restart opened the cycle, the paid fence held, or something moved meanwhile.
         current = self._cases.latest(invoice_id)
         if current is not None and current.restarted_from_cycle == cycle:
             return self._restarted(current, "already_restarted")
-        fresh = self._invoices.get(invoice_id)
-        if fresh is None or fresh.invoice.status is not InvoiceStatus.OPEN:
+        if current == latest and not self._still_payable(latest):
             raise ConflictError("the invoice is no longer open: nothing to collect", code="invoice_not_payable")
         raise RetryableError(
             "the dunning or its subscription changed during the restart", code="dunning_restart_contention"
         )
+
+    def _amount_to_restart(self, case: DunningCase) -> int:
+        """What the restarted cycle asks for. An invoice we bill must be open with no charge attempt unsettled
+        (the claim of a new retry needs the last attempt FAILED), read here and fenced again in the write. A
+        provider-billed invoice is the provider's: the write's paid fence is its payment posted in our ledger (as
+        for its charges), and the new cycle's first step reads the provider's invoice (and closes if it is no
+        longer open)."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            return case.amount_due_minor
+        view = self._invoices.get(case.invoice_id)
+        if view is None:
+            raise NotFoundError(f"invoice {case.invoice_id} is not ours", code="invoice_not_found")
+        if view.invoice.status is not InvoiceStatus.OPEN:
+            raise ConflictError(
+                f"the invoice is {view.invoice.status.value}: nothing to collect",
+                code="invoice_not_payable",
+                details={"invoice_status": view.invoice.status.value},
+            )
+        unsettled = [attempt.attempt_number for attempt in view.attempts if attempt.status in _UNSETTLED_ATTEMPTS]
+        if unsettled:
+            raise ConflictError(
+                "a charge attempt's outcome is not settled: resolve it first",
+                code="charge_attempt_unresolved",
+                details={"attempt_numbers": unsettled},
+            )
+        return view.total_minor
+
+    def _still_payable(self, case: DunningCase) -> bool:
+        """After a refused restart write that no other restart explains: is the invoice still open? (A
+        provider-billed case's only other condition is its paid fence: refused, it was paid.)"""
+        if case.billing_mode is BillingMode.PROVIDER:
+            return False
+        view = self._invoices.get(case.invoice_id)
+        return view is not None and view.invoice.status is InvoiceStatus.OPEN
 
     def _restarted(self, case: DunningCase, outcome: Literal["restarted", "already_restarted"]) -> RestartResult:
         """Start the cycle's workflow under its deterministic name (a repeated start finds the first) while the
@@ -502,6 +657,8 @@ class DunningService:
 
     def _drive(self, case: DunningCase, record: RetryRecord) -> NextStep:
         """Claim (once) or resolve the attempt of this dunning charge, store its outcome, answer what is next."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            return self._drive_provider(case, record)
         key = dunning_key(case.cycle, record.sequence)
         view = self._view(case)
         attempt = _attempt_of(view, key)
@@ -525,15 +682,62 @@ class DunningService:
             attempt = _attempt_of(view, key)
         if attempt is None:  # pragma: no cover - the store returned an attempt a moment ago
             raise RetryableError("the attempt vanished between reads", code="attempt_not_readable")
-        outcome = _RETRY_STATUS[attempt.status]
-        decline = classify(attempt.failure_code) if outcome is RetryStatus.FAILED else None
+        return self._settle(case, record, _RETRY_STATUS[attempt.status], attempt.attempt_number, attempt.failure_code)
+
+    def _drive_provider(self, case: DunningCase, record: RetryRecord) -> NextStep:
+        """Ask the provider to collect its invoice, once per (invoice, cycle, sequence): the idempotency key
+        is fixed by the record written before the call. A record found unsettled (a redelivery, a crash, a
+        timeout) is resolved by reading the invoice first: paid, or another latest attempt than at the claim,
+        settles it. No sign of it: a claim never sent (pending) is sent again under the same key, which the
+        provider answers once; one sent without an answer (unknown) waits and is read again, never paid blind."""
+        provider = self._provider_api()
+        number = self._provider_invoice(case)
+        invoice = provider.retrieve_invoice(number)
+        outcome = _provider_outcome(invoice, record.provider_attempt)
+        if outcome is None and not invoice.payable:
+            return self._conclude(case, self._next(case))  # voided or written off meanwhile
+        if outcome is None and record.status is RetryStatus.PENDING:
+            key = f"dunning:{case.invoice_id}:{dunning_key(case.cycle, record.sequence)}"
+            try:
+                invoice = provider.pay_invoice(number, idempotency_key=key)
+            except OutcomeUnknownError as exc:
+                logger.warning("provider invoice payment outcome unknown", extra={"invoice": number, "code": exc.code})
+                return self._settle(case, record, RetryStatus.UNKNOWN, record.attempt_number, None)
+            # A definite answer: paid, or still open (declined; the invoice says why).
+            outcome = RetryStatus.SUCCEEDED if invoice.status == "paid" else RetryStatus.FAILED
+            if invoice.status not in ("paid", "open"):
+                return self._conclude(case, self._next(case))
+        if outcome is None:
+            return self._conclude(case, self._next(case))  # unknown and no sign yet: the planner waits
+        return self._settle(
+            case,
+            record,
+            outcome,
+            invoice.attempt_count,
+            invoice.failure_code or "unknown",
+            method=invoice.payment_method_id,
+        )
+
+    def _settle(
+        self,
+        case: DunningCase,
+        record: RetryRecord,
+        outcome: RetryStatus,
+        attempt_number: int | None,
+        failure_code: str | None,
+        *,
+        method: str | None = None,
+    ) -> NextStep:
+        """Store what a dunning charge came to (and a hard decline's pause), send its notice, answer what is next."""
+        decline = classify(failure_code) if outcome is RetryStatus.FAILED else None
         settled = record.model_copy(
             update={
                 "status": outcome,
-                "attempt_number": attempt.attempt_number,
-                "decline_code": attempt.failure_code if outcome is RetryStatus.FAILED else None,
+                "attempt_number": attempt_number,
+                "decline_code": failure_code if outcome is RetryStatus.FAILED else None,
                 "decline_class": decline,
-                "at": self._clock() if outcome is not RetryStatus.PENDING else record.at,
+                "payment_method_id": record.payment_method_id or method,
+                "at": self._clock() if outcome not in (RetryStatus.PENDING, RetryStatus.UNKNOWN) else record.at,
             }
         )
         if settled == record:
@@ -542,7 +746,7 @@ class DunningService:
             "retries": tuple(settled if r.sequence == record.sequence else r for r in case.retries)
         }
         if decline is DeclineClass.HARD:
-            changes.update(hard_declined=True, hard_declined_method=record.payment_method_id)
+            changes.update(hard_declined=True, hard_declined_method=settled.payment_method_id)
         elif outcome is RetryStatus.FAILED:
             changes.update(hard_declined=False, hard_declined_method=None)
         saved = self._save(case, **changes)
@@ -655,6 +859,13 @@ class DunningService:
         return view
 
     def _facts(self, case: DunningCase) -> InvoiceFacts:
+        if case.billing_mode is BillingMode.PROVIDER:
+            owed = self._provider_api().retrieve_invoice(self._provider_invoice(case))
+            return InvoiceFacts(
+                payable=owed.status == "open",
+                paid=owed.status == "paid",
+                amount_due_minor=owed.amount_remaining_minor if owed.status == "open" else 0,
+            )
         invoice = self._view(case).invoice
         return InvoiceFacts(
             payable=invoice.status is InvoiceStatus.OPEN,
@@ -663,9 +874,11 @@ class DunningService:
         )
 
     def _next(self, case: DunningCase) -> NextStep:
+        # An ended case answers its end whatever the invoice says: nothing is read for it.
+        facts = ENDED_FACTS if case.status in TERMINAL else self._facts(case)
         return planner.next_step(
             case,
-            self._facts(case),
+            facts,
             self._clock(),
             unknown_wait=self._unknown_wait,
             unknown_limit=self._unknown_limit,
@@ -708,9 +921,52 @@ class DunningService:
             raise ConfigurationError(f"this dunning step was built without {name}", code="configuration_error")
         return part
 
+    def _method_of(self, case: DunningCase) -> str | None:
+        """The payment method the next charge would use: ours on the subscription's terms, or the one the
+        provider charges for the customer's invoices."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            if case.provider_customer_id is None:
+                return None
+            return self._provider_api().default_payment_method(case.provider_customer_id)
+        return self._method(self._subscriptions.get(case.subscription_id))
+
+    def _provider_api(self) -> ProviderInvoices:
+        return self._needs(self._provider, "provider_invoices")()
+
+    @staticmethod
+    def _provider_invoice(case: DunningCase) -> str:
+        if case.provider_invoice_id is None:
+            raise PermanentError(f"case {case.invoice_id} names no provider invoice", code="dunning_case_invalid")
+        return case.provider_invoice_id
+
+    def _provider_final_action(self, case: DunningCase, action: FinalAction) -> None:
+        """The provider owns a provider-billed subscription: the final action is asked of it (each call
+        leaves an already-applied action as it is, so a redelivered step repeats nothing), and its webhooks
+        move our copy of the subscription."""
+        provider = self._provider_api()
+        if action is FinalAction.MARK_UNPAID:
+            provider.mark_uncollectible(self._provider_invoice(case))
+        elif case.provider_subscription_id is None:
+            raise PermanentError(f"case {case.invoice_id} names no provider subscription", code="dunning_case_invalid")
+        elif action is FinalAction.CANCEL:
+            provider.cancel_subscription(case.provider_subscription_id)
+        else:
+            provider.pause_collection(case.provider_subscription_id)
+
     @staticmethod
     def _method(subscription: Subscription | None) -> str | None:
         return subscription.terms.payment_method_id if subscription and subscription.terms else None
+
+
+def _provider_outcome(invoice: ProviderInvoice, attempt_at_claim: str | None) -> RetryStatus | None:
+    """What a provider-billed charge came to, read from the invoice: paid; or failed if the invoice's latest
+    attempt is another than when the charge was claimed (the provider's own automatic retries must be off
+    for invoices we dun: docs/runbooks/dunning.md); None if nothing shows it happened."""
+    if invoice.status == "paid":
+        return RetryStatus.SUCCEEDED
+    if invoice.status == "open" and invoice.last_attempt_id not in (None, attempt_at_claim):
+        return RetryStatus.FAILED
+    return None
 
 
 def _attempt_of(view: InvoiceView, key: str) -> ChargeAttempt | None:

@@ -11,14 +11,9 @@ from billing_core.invoices.ports import InvoiceReader
 INVOICE_ID = re.compile(r"^binv_[0-9a-f]{24}$")
 
 
-def check_invoice_id(invoice_id: str) -> str:
+def find_invoice(reader: InvoiceReader, invoice_id: str) -> InvoiceView:
     if not INVOICE_ID.match(invoice_id):
         raise ValidationFailedError("invoice ids look like binv_<24 hex digits>", code="invalid_invoice_id")
-    return invoice_id
-
-
-def find_invoice(reader: InvoiceReader, invoice_id: str) -> InvoiceView:
-    check_invoice_id(invoice_id)
     view = reader.get(invoice_id)
     if view is None:
         raise NotFoundError(f"no invoice {invoice_id}", code="invoice_not_found")

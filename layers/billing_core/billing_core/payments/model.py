@@ -76,3 +76,18 @@ class ProviderInvoice(BaseModel):
     amount_paid_minor: int
     currency: str
     provider_customer_id: str | None = None
+    amount_due_minor: int = 0
+    amount_remaining_minor: int = 0
+    provider_subscription_id: str | None = None
+    payment_id: str | None = None  # the provider's payment for the invoice (Stripe: its PaymentIntent)
+    # The invoice's last payment attempt as the provider tells it: the method charged and, if refused, why.
+    payment_method_id: str | None = None
+    failure_code: str | None = None
+    attempt_count: int = 0
+    # Names the invoice's latest collection attempt (Stripe: its payment's latest charge): another value
+    # later means another attempt was made meanwhile.
+    last_attempt_id: str | None = None
+
+    @property
+    def payable(self) -> bool:
+        return self.status == "open" and self.amount_remaining_minor > 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from billing_core.errors import ConflictError, NotFoundError, RetryableError
+from billing_core.errors import ConfigurationError, ConflictError, NotFoundError, RetryableError
 from billing_core.observability import count, logger
 from billing_core.payments.model import PaymentOutcome
 from billing_core.privacy.personal_data import protect
@@ -44,6 +45,7 @@ class WebhookApplier:
         personal_data: PersonalDataVault,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         order_payments: Callable[[str, PaymentOutcome], object] | None = None,
+        dunning: Callable[[dict[str, Any]], object] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._store = store
@@ -53,6 +55,9 @@ class WebhookApplier:
         # Settles an order from its payment. Called before the event is recorded: the settlement is
         # idempotent (a conditional order transition), so a crash in between only repeats a no-op.
         self._order_payments = order_payments
+        # Hands dunning its signals (DunningQueue). Also before the event is recorded, for the same reason:
+        # dunning opens one case per invoice and ends a case once, so a repeated signal changes nothing.
+        self._dunning = dunning
 
     def effect_of(self, envelope: WebhookEnvelope) -> Effect:
         if envelope.provider == stripe_events.PROVIDER:
@@ -69,6 +74,10 @@ class WebhookApplier:
             except ConflictError as exc:
                 # failed / expired meanwhile: the money is real - reconciliation reports it for a refund
                 logger.warning("payment for an order that can no longer commit", extra={"code": exc.code})
+        if effect.dunning is not None:
+            if self._dunning is None:
+                raise ConfigurationError("this applier was built without dunning's queue")
+            self._dunning(effect.dunning.model_dump(mode="json", exclude_none=True))
         # The archive keeps the event, not who the customer is: personal fields are sealed before the write.
         stored = protect(envelope.raw_body, context=envelope.dedupe_key, vault=self._personal_data)
         if stored.sealed_fields:

@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.payments.model import PaymentOutcome
 from billing_core.subscriptions.model import SnapshotGuard, Subscription, SubscriptionSnapshot
+
+
+class DunningSignal(BaseModel):
+    """What dunning must hear of an invoice the provider bills: its charge failed (open a case), or it was
+    paid, voided or written off (end the case). Sent as is on DunningQueue; dunning's consumer parses it
+    (dunning/service.py: ProviderHandoff, ProviderInvoiceChanged)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["provider_invoice_payment_failed", "provider_invoice_changed"]
+    provider: str
+    provider_invoice_id: str
+    event_id: str
+    provider_subscription_id: str | None = None
+    provider_customer_id: str | None = None
 
 
 class Effect(BaseModel):
@@ -26,6 +42,7 @@ class Effect(BaseModel):
     # A payment that settles one of our orders (its PaymentIntent carries metadata.order_id).
     order_payment: PaymentOutcome | None = None
     order_id: str | None = None
+    dunning: DunningSignal | None = None
 
     @property
     def empty(self) -> bool:

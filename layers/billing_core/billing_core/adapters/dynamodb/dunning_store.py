@@ -7,13 +7,17 @@ Index `by-subscription` (subscription_id, started_at): a subscription's cases, f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
+from billing_core.adapters.dynamodb.ledger_store import unposted_check_op
 from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
 from billing_core.adapters.dynamodb.table import DynamoDB, Item, TransactItem, number, text
-from billing_core.dunning.model import DunningCase
+from billing_core.dunning.model import BillingMode, DunningCase
+from billing_core.errors import ConfigurationError
+from billing_core.ledger import postings
 from billing_core.subscriptions.model import Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 
@@ -134,8 +138,9 @@ class DynamoDBDunningStore:
 
 
 class DynamoDBDunningTransitions:
-    """A case's opening and end, in one transaction with its subscription's move and (where fenced) a check
-    that the invoice is still open."""
+    """A case's opening and end, in one transaction with its subscription's move and (where fenced) the paid
+    fence: for an invoice we bill, a check that it is still open; for one the provider bills, a check that
+    its payment has not been posted to the ledger (the provider's invoice.paid, applied by the webhooks)."""
 
     def __init__(
         self,
@@ -143,18 +148,32 @@ class DynamoDBDunningTransitions:
         subscriptions: DynamoDBSubscriptionStore,
         invoices: DynamoDBInvoiceStore,
         dynamodb: DynamoDB | None = None,
+        *,
+        ledger_table: Callable[[], str] | None = None,
     ):
         self._cases = cases
         self._subscriptions = subscriptions
         self._invoices = invoices
+        self._ledger_table = ledger_table  # asked only for provider-billed cases
         self._db = dynamodb or DynamoDB()
 
     def open(
         self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
     ) -> bool:
-        items = [self._cases.create_op(case), self._invoices.open_check_op(case.invoice_id)]
+        items = [self._cases.create_op(case), self._fence(case)]
         items += self._moves(case, subscription, to_status, now)
         return self._db.transact_or_refuse(items) is None
+
+    def claim(self, case: DunningCase) -> bool:
+        return self._db.transact_or_refuse([self._cases.save_op(case), self._fence(case)]) is None
+
+    def _fence(self, case: DunningCase) -> TransactItem:
+        if case.billing_mode is BillingMode.INTERNAL:
+            return self._invoices.open_check_op(case.invoice_id)
+        if self._ledger_table is None or case.provider_invoice_id is None:
+            raise ConfigurationError("a provider-billed case needs the ledger table for its paid fence")
+        paid = postings.provider_invoice_paid_id(case.provider, case.provider_invoice_id)
+        return unposted_check_op(self._ledger_table(), paid)
 
     def close(
         self,
@@ -167,7 +186,7 @@ class DynamoDBDunningTransitions:
     ) -> bool:
         items = [self._cases.save_op(case)]
         if fenced:
-            items.append(self._invoices.open_check_op(case.invoice_id))
+            items.append(self._fence(case))
         items += self._moves(case, subscription, to_status, now)
         return self._db.transact_or_refuse(items) is None
 
@@ -188,7 +207,7 @@ class DynamoDBDunningTransitions:
         items = [
             self._cases.unchanged_check_op(failed),
             self._cases.create_op(case, actor=actor, source=OPERATOR_SOURCE, correlation_id=correlation),
-            self._invoices.open_check_op(case.invoice_id),
+            self._fence(case),
         ]
         items += self._moves(case, subscription, to_status, now, actor=actor, source=OPERATOR_SOURCE)
         return self._db.transact_or_refuse(items) is None

@@ -240,3 +240,15 @@ def _currency_of(item: Item) -> str:
     if "currency" in item:
         return str(item["currency"]["S"])
     return str(item["bucket"]["S"]).split("#", 1)[0]
+
+
+def unposted_check_op(ledger_table: str, transaction_id: str) -> TransactItem:
+    """A check, in another write's transaction, that `transaction_id` has not been posted (its first entry
+    is absent): dunning's paid fence for invoices the provider bills, whose payment reaches us as a posting."""
+    return {
+        "ConditionCheck": {
+            "TableName": ledger_table,
+            "Key": {"pk": text(f"TXN#{transaction_id}"), "sk": text("ENTRY#000")},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }

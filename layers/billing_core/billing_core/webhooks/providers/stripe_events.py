@@ -15,7 +15,7 @@ from billing_core.ledger import postings
 from billing_core.payments.model import PaymentOutcome, PaymentStatus
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import SubscriptionStatus, parse_status
-from billing_core.webhooks.effects import Effect
+from billing_core.webhooks.effects import DunningSignal, Effect
 
 PROVIDER = "stripe"
 ACTOR = f"provider:{PROVIDER}"
@@ -100,6 +100,55 @@ def _record_only(note: str) -> Callable[[StripeEvent], Effect]:
     return handler
 
 
+def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    """API versions from 2025 move the invoice's subscription under parent.subscription_details."""
+    direct = _id(invoice.get("subscription"))
+    if direct:
+        return direct
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    return _id(details.get("subscription")) if isinstance(details, Mapping) else None
+
+
+def _invoice_payment_failed(event: StripeEvent) -> Effect:
+    """A renewal the provider bills was declined: dunning opens a case for it (once; the provider's invoice,
+    read afresh, decides). A subscription's first invoice is not dunned: the subscription stays incomplete."""
+    invoice = event.data.object
+    subscription = _invoice_subscription(invoice)
+    customer = _id(invoice.get("customer"))
+    if not subscription or not customer:
+        return Effect(note="payment failed on an invoice without a subscription: not dunned")
+    if invoice.get("billing_reason") == "subscription_create":
+        return Effect(note="first payment failed: the subscription stays incomplete, not dunned")
+    if invoice.get("status") != "open":
+        return Effect(note=f"payment failed on a {invoice.get('status')} invoice: nothing to dun")
+    return Effect(
+        note="payment failed: handed to dunning",
+        dunning=DunningSignal(
+            kind="provider_invoice_payment_failed",
+            provider=PROVIDER,
+            provider_invoice_id=str(invoice["id"]),
+            provider_subscription_id=subscription,
+            provider_customer_id=customer,
+            event_id=event.id,
+        ),
+    )
+
+
+def _invoice_changed(event: StripeEvent) -> DunningSignal | None:
+    """Paid, voided or written off: a running dunning of the invoice ends now."""
+    invoice = event.data.object
+    if not _invoice_subscription(invoice):
+        return None
+    return DunningSignal(
+        kind="provider_invoice_changed", provider=PROVIDER, provider_invoice_id=str(invoice["id"]), event_id=event.id
+    )
+
+
+def _invoice_closed(event: StripeEvent) -> Effect:
+    return Effect(note=f"{event.type}: nothing to post", dunning=_invoice_changed(event))
+
+
 def _invoice_finalized(event: StripeEvent) -> Effect:
     invoice = event.data.object
     customer, amount = _customer(invoice.get("customer")), invoice.get("amount_due")
@@ -128,9 +177,10 @@ def _invoice_paid(event: StripeEvent) -> Effect:
     invoice = event.data.object
     customer, amount = _customer(invoice.get("customer")), invoice.get("amount_paid")
     if not customer or not isinstance(amount, int) or amount <= 0:
-        return Effect(note="nothing paid")
+        return Effect(note="nothing paid", dunning=_invoice_changed(event))
     issued = _invoice_finalized(event).ledger
     return Effect(
+        dunning=_invoice_changed(event),
         ledger=(
             *issued,
             postings.provider_invoice_paid(
@@ -143,7 +193,7 @@ def _invoice_paid(event: StripeEvent) -> Effect:
                 source=f"stripe:{event.id}",
                 actor=ACTOR,
             ),
-        )
+        ),
     )
 
 
@@ -231,7 +281,9 @@ HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
     "invoice.finalized": _invoice_finalized,
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
-    "invoice.payment_failed": _record_only("payment failed: dunning acts on it"),
+    "invoice.payment_failed": _invoice_payment_failed,
+    "invoice.voided": _invoice_closed,
+    "invoice.marked_uncollectible": _invoice_closed,
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _record_only("payment failed: dunning acts on it"),
     "charge.refunded": _charge_refunded,
