@@ -5,7 +5,8 @@
    counted from the execution's history (states entered). Target <= 25; the floor any design needs (a wait and an
    action per step, plus start and end) is the baseline.
 8. Requests per failure message on DunningQueue's consumer (DunningService.start, in-process against moto server
-   and localstripe), new and duplicate, counted with botocore hooks per service.
+   and localstripe), new and duplicate, counted with botocore hooks per service; for a provider-billed invoice's
+   hand-over also the provider's HTTP requests (the invoice is read from the provider).
 """
 
 from __future__ import annotations
@@ -81,6 +82,60 @@ def _declined_subscription(store: Any, stripe_base: str) -> tuple[str, str]:
     return subscription_id, invoice_id_for(subscription_id, period_end)
 
 
+def _provider_failure(stripe_base: str, gateway: Any) -> dict[str, Any]:
+    """A subscription localstripe bills whose renewal invoice it failed to collect: the webhook pipeline's
+    hand-over for it (what Stripe's invoice.payment_failed becomes on DunningQueue)."""
+    import stripe
+
+    client = stripe.StripeClient("sk_test_bench", base_addresses={"api": stripe_base})
+    customer = client.v1.customers.create(params={"email": "bench-provider@example.com"}).id
+    good = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    for card in (good, DECLINED):
+        method = client.v1.payment_methods.create(params={"type": "card", "card": card}).id
+        client.v1.payment_methods.attach(method, params={"customer": customer})
+        client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": method}})
+        if card is good:
+            product = client.v1.products.create(params={"name": "Pro"}).id
+            plan = client.v1.plans.create(
+                params={"product": product, "amount": 2900, "currency": "eur", "interval": "month"}
+            ).id
+            subscription = client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": plan}]}).id
+    client.v1.invoice_items.create(
+        params={"customer": customer, "amount": 2900, "currency": "eur", "subscription": subscription}
+    )
+    invoice = client.v1.invoices.create(params={"customer": customer, "subscription": subscription}).id
+    gateway.pay_invoice(invoice, idempotency_key=f"bench-renewal-{invoice}")
+    return {
+        "kind": "provider_invoice_payment_failed",
+        "provider": "stripe",
+        "provider_invoice_id": invoice,
+        "provider_subscription_id": subscription,
+        "provider_customer_id": customer,
+        "event_id": f"evt_bench_{invoice}",
+    }
+
+
+def _count_http(base: str, calls: Counter[str]) -> Any:
+    """Count the HTTP requests to `base` (the provider) as `provider.<METHOD> <path kind>` until the returned
+    function is called."""
+    import requests
+
+    original = requests.Session.request
+
+    def request(session: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if str(url).startswith(base):
+            kind = str(url)[len(base) :].split("?")[0].split("/")[2]
+            calls.update([f"provider.{method.upper()} {kind}"])
+        return original(session, method, url, *args, **kwargs)
+
+    requests.Session.request = request  # type: ignore[method-assign]
+
+    def restore() -> None:
+        requests.Session.request = original  # type: ignore[method-assign]
+
+    return restore
+
+
 def transitions() -> dict[str, Any]:
     """A declined renewal through the local runtime; the execution's states entered."""
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
@@ -149,7 +204,7 @@ def consumer_requests() -> dict[str, Any]:
     from billing_core.adapters.feature_flags import FeatureFlagSwitches, SwitchesDocument
     from billing_core.adapters.sqs import SqsJsonQueue
     from billing_core.adapters.stepfunctions import StepFunctionsStarter
-    from billing_core.dunning.service import DunningService, Handoff
+    from billing_core.dunning.service import DunningMessage, DunningService, Handoff
     from billing_core.pricing.service import PlanDunningPolicies
     from local_profile import LOCAL_SECRET_SEEDS
     from local_runtime.intrinsics import Resolver
@@ -246,7 +301,41 @@ def consumer_requests() -> dict[str, Any]:
         calls.clear()
         service.start(handoff)
         duplicate = dict(calls)
-        return {"new": new, "duplicate": duplicate}
+        # A provider-billed invoice's hand-over: the provider's invoice is read to open the case
+        gateway = StripePaymentGateway("sk_test_bench", api_base=stripe_base, confirm_off_session=False)
+        provider_handoff = _provider_failure(stripe_base, gateway)
+        service = DunningService(
+            cases=cases,
+            transitions=DynamoDBDunningTransitions(
+                cases, subscriptions, invoices, db, ledger_table=lambda: physical["LedgerTable"].ref
+            ),
+            invoices=invoices,
+            subscriptions=subscriptions,
+            charges=None,
+            policies=PlanDunningPolicies(DynamoDBPriceBookStore(physical["PriceBookTable"].ref, db)),
+            workflows=StepFunctionsStarter(physical["DunningStateMachine"].ref, client("stepfunctions")),
+            notices_queue=SqsJsonQueue(physical["CustomerNotificationsQueue"].ref, sqs=client("sqs")),
+            switches=FeatureFlagSwitches(
+                SwitchesDocument(DynamoDBSwitchStore(physical["SwitchesTable"].ref, db), max_age_seconds=30)
+            ),
+            provider_invoices=lambda: gateway,
+        )
+        counted = _count_http(stripe_base, calls)
+        try:
+            calls.clear()
+            service.receive(DunningMessage.model_validate(provider_handoff))
+            provider_new = dict(calls)
+            calls.clear()
+            service.receive(DunningMessage.model_validate(provider_handoff))
+            provider_duplicate = dict(calls)
+        finally:
+            counted()
+        return {
+            "new": new,
+            "duplicate": duplicate,
+            "provider new": provider_new,
+            "provider duplicate": provider_duplicate,
+        }
     finally:
         stripe_process.terminate()
         stripe_process.wait(timeout=5)
@@ -281,21 +370,28 @@ def render(run: dict[str, Any], requests: dict[str, Any]) -> str:
         "",
         "## 8. Requests per failure message on DunningQueue's consumer (in-process, moto server, botocore hooks)",
         "",
-        "| Delivery | DynamoDB | Step Functions | SQS | Calls |",
-        "|---|---:|---:|---:|---|",
+        "| Delivery | DynamoDB | Step Functions | SQS | Provider (HTTP) | Calls |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    for label, counted in (("new hand-over", requests["new"]), ("duplicate hand-over", requests["duplicate"])):
+    for label, counted in (
+        ("new hand-over", requests["new"]),
+        ("duplicate hand-over", requests["duplicate"]),
+        ("new provider-billed hand-over", requests["provider new"]),
+        ("duplicate provider-billed hand-over", requests["provider duplicate"]),
+    ):
         lines.append(
             f"| {label} | {by_service(counted, 'dynamodb')} | {by_service(counted, 'stepfunctions')} | "
-            f"{by_service(counted, 'sqs')} | {listing(counted)} |"
+            f"{by_service(counted, 'sqs')} | {by_service(counted, 'provider')} | {listing(counted)} |"
         )
     lines += [
         "",
         "A new hand-over reads the case, the invoice, the subscription and the plan's policy, writes the case and the",
         "subscription's move in one transaction, asks the kill switches (one Query per cache age: 30 s), hands the",
         "first notice over and remembers it, and starts the execution; a duplicate reads the case and starts the",
-        "execution by name (Step Functions refuses or returns the existing one). The issue sets no target here; what",
-        "a duplicate costs is the number to watch.",
+        "execution by name (Step Functions refuses or returns the existing one). A provider-billed hand-over reads",
+        "the provider's invoice and its payment instead of ours (two HTTP requests) and moves no subscription (the",
+        "provider does); its paid fence is a ConditionCheck on the ledger in the same transaction. The issue sets no",
+        "target here; what a duplicate costs is the number to watch.",
         "",
     ]
     return "\n".join(lines)

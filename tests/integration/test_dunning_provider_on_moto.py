@@ -19,10 +19,11 @@ from billing_core.adapters.dynamodb.ledger_store import DynamoDBLedgerStore
 from billing_core.adapters.sqs import SqsJsonQueue
 from billing_core.adapters.stripe_gateway import StripePaymentGateway
 from billing_core.dunning.model import BillingMode, CaseStatus, DunningCase, NextKind, RetryStatus, provider_case_id
-from billing_core.dunning.service import DunningMessage, DunningService, StartResult
+from billing_core.dunning.service import DunningMessage, DunningService, ProviderInvoiceChanged, StartResult
 from billing_core.errors import OutcomeUnknownError
 from billing_core.ledger import postings
 from billing_core.payments.model import ProviderInvoice
+from billing_core.pricing.model import FinalAction
 from billing_core.subscriptions.model import subscription_id_for
 from billing_core.webhooks.apply import WebhookApplier
 from tests.integration.test_billing_run_on_moto import DECLINED_CARD, GOOD_CARD
@@ -118,6 +119,22 @@ class ProviderBilled:
             "type": event_type,
             "created": int(time.time()) + self.events,
             "data": {"object": json.loads(json.dumps(obj, default=str))},
+        }
+        self.applier.apply(envelope(event))
+
+    def customer_updated(self, customer: str, previous_method: str | None) -> None:
+        """Stripe's customer.updated after the default payment method changed, applied by the webhook pipeline."""
+        obj = self.stripe.v1.customers.retrieve(customer).to_dict()
+        self.events += 1
+        event = {
+            "id": f"evt_{customer}_{self.events}",
+            "object": "event",
+            "type": "customer.updated",
+            "created": int(time.time()) + self.events,
+            "data": {
+                "object": json.loads(json.dumps(obj, default=str)),
+                "previous_attributes": {"invoice_settings": {"default_payment_method": previous_method}},
+            },
         }
         self.applier.apply(envelope(event))
 
@@ -325,3 +342,152 @@ def test_a_redelivered_claim_that_never_reached_the_provider_is_sent_once_under_
     assert provider_billed.provider.pays == [(invoice, f"dunning:{case_id}:1:1")]
     assert (first.kind, first.sequence) == (second.kind, second.sequence) == (NextKind.CHARGE, 2)
     assert [r.status for r in provider_billed.case(invoice).retries] == [RetryStatus.FAILED]
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [(FinalAction.MARK_UNPAID, "mark_uncollectible"), (FinalAction.PAUSE, "pause_collection")],
+)
+def test_the_other_final_actions_are_asked_of_the_provider_once(
+    provider_billed: ProviderBilled, action: FinalAction, call: str
+) -> None:
+    # Given a provider-billed case whose policy copy ends in `action`, with its schedule spent
+    # (localstripe has neither endpoint: the provider's answer is stood in for, the request is what is checked)
+    _, subscription, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    case = provider_billed.case(invoice)
+    policy = case.policy.model_copy(update={"final_action": action})
+    assert provider_billed.dunning.cases.save(case.model_copy(update={"policy": policy, "version": case.version + 1}))
+    asked: list[tuple[str, str]] = []
+    provider_billed.provider.mark_uncollectible = lambda i: asked.append(("mark_uncollectible", i)) or "uncollectible"  # type: ignore[method-assign,func-returns-value]
+    provider_billed.provider.pause_collection = lambda s: asked.append(("pause_collection", s)) or "active"  # type: ignore[method-assign,func-returns-value]
+    case_id = provider_case_id(PROVIDER, invoice)
+    # When the workflow runs to its end, and the final step is delivered again
+    steps = provider_billed.dunning.drive(service, service.plan(case_id, 1), case_id)
+    again = service.finalize(case_id, 1)
+    # Then the provider was asked once, for the right object, and the case ended with that action
+    assert steps[-1].kind is again.kind is NextKind.EXHAUSTED
+    target = invoice if action is FinalAction.MARK_UNPAID else subscription
+    assert asked == [(call, target)]
+    assert provider_billed.case(invoice).end_reason == f"final_action:{action.value}"
+    assert provider_billed.stripe.v1.subscriptions.retrieve(subscription).status == "active"  # not canceled
+
+
+def test_a_new_default_payment_method_at_the_provider_retries_at_once_and_once(provider_billed: ProviderBilled) -> None:
+    # Given a running dunning of a provider-billed invoice, nothing retried yet
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    declined = provider_billed.provider.default_payment_method(customer)
+    # When the customer makes a good card their default, and Stripe's customer.updated arrives (twice)
+    good = provider_billed.card(customer, GOOD_CARD)
+    provider_billed.customer_updated(customer, declined)
+    [step] = provider_billed.deliver(service)
+    provider_billed.customer_updated(customer, declined)  # another event of the same change, after the end
+    # Then the invoice was collected at once by an immediate retry on the new method, and the case is recovered
+    assert step.kind is NextKind.RECOVERED
+    case = provider_billed.case(invoice)
+    assert case.status is CaseStatus.RECOVERED
+    [retry] = case.retries
+    assert (retry.slot, retry.status, retry.payment_method_id) == (None, RetryStatus.SUCCEEDED, good)
+    assert provider_billed.deliver(service) == []
+    assert len(provider_billed.provider.pays) == 1
+    assert provider_billed.stripe.v1.invoices.retrieve(invoice).status == "paid"
+
+
+def test_a_payment_method_event_redelivered_retries_once(provider_billed: ProviderBilled) -> None:
+    # Given a running case whose immediate retry on a new (still declined) method was made
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    previous = provider_billed.provider.default_payment_method(customer)
+    provider_billed.card(customer, DECLINED_CARD)
+    provider_billed.customer_updated(customer, previous)
+    [message] = provider_billed.billing.dunning_messages()
+    first = service.receive(DunningMessage.model_validate(message))
+    # When the same message is delivered again
+    again = service.receive(DunningMessage.model_validate(message))
+    # Then one immediate retry was made, declined, and the schedule goes on
+    assert [s.kind for s in first] == [NextKind.CHARGE] and again == []
+    assert [(r.slot, r.status) for r in provider_billed.case(invoice).retries] == [(None, RetryStatus.FAILED)]
+    assert len(provider_billed.provider.pays) == 1
+
+
+def test_a_partial_reduction_replans_what_dunning_asks_for_and_nothing_owed_ends_it(
+    provider_billed: ProviderBilled,
+) -> None:
+    # Given a running dunning of a provider-billed invoice
+    _, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    provider_billed.dunning.notices()  # the payment_failed notice, for the full amount
+    case_id = provider_case_id(PROVIDER, invoice)
+    full = provider_billed.case(invoice).amount_due_minor
+    # When a credit note takes 1,000 off what the invoice still asks for (localstripe has no credit notes: the
+    # provider's answer is stood in for) and the provider's invoice.updated is handed to dunning
+    real = provider_billed.provider.gateway.retrieve_invoice
+    remaining = {"minor": full - 1000}
+
+    def reduced(invoice_id: str) -> ProviderInvoice:
+        answer = real(invoice_id)
+        if answer.status != "open":
+            return answer
+        return answer.model_copy(update={"amount_remaining_minor": remaining["minor"]})
+
+    provider_billed.provider.retrieve_invoice = reduced  # type: ignore[method-assign]
+    step = service.provider_invoice_changed(
+        ProviderInvoiceChanged(
+            kind="provider_invoice_changed", provider=PROVIDER, provider_invoice_id=invoice, event_id="e1"
+        )
+    )
+    # Then the case asks for the rest, the schedule carries on, and the next notice says the new amount
+    assert step is None
+    assert provider_billed.case(invoice).amount_due_minor == full - 1000
+    first = service.plan(case_id, 1)
+    provider_billed.billing.clock.now = first.at
+    assert first.sequence is not None
+    service.charge(case_id, 1, first.sequence)
+    [announced] = [n for n in provider_billed.dunning.notices() if n["kind"] == "dunning_retry_scheduled"]
+    assert announced["amount_minor"] == full - 1000
+    # When nothing is owed any more (credited in full), the next step ends the case
+    remaining["minor"] = 0
+    assert service.plan(case_id, 1).kind is NextKind.RECOVERED
+    assert provider_billed.case(invoice).status is CaseStatus.RECOVERED
+
+
+def test_a_customer_paying_while_a_retry_is_in_flight_is_charged_once(provider_billed: ProviderBilled) -> None:
+    # Given a running case, and a customer who pays the invoice themselves just as dunning's retry is sent
+    customer, _, invoice = provider_billed.failed_renewal()
+    provider_billed.webhook("invoice.payment_failed", invoice)
+    service = provider_billed.service()
+    provider_billed.deliver(service)
+    case_id = provider_case_id(PROVIDER, invoice)
+    step = service.plan(case_id, 1)
+    provider_billed.billing.clock.now = step.at
+    real_pay = provider_billed.provider.gateway.pay_invoice
+
+    def customer_first(invoice_id: str, *, idempotency_key: str) -> ProviderInvoice:
+        provider_billed.card(customer, GOOD_CARD)
+        assert real_pay(invoice_id, idempotency_key="the-customer-pays").status == "paid"
+        provider_billed.provider.pays.append((invoice_id, idempotency_key))
+        return real_pay(invoice_id, idempotency_key=idempotency_key)  # refused as paid; the invoice read back
+
+    provider_billed.provider.pay_invoice = customer_first  # type: ignore[method-assign]
+    # When the retry runs
+    assert step.sequence is not None
+    after = service.charge(case_id, 1, step.sequence)
+    # Then the case ends recovered, and the invoice was paid once: at most what was due was captured
+    assert after.kind is NextKind.RECOVERED
+    paid = provider_billed.stripe.v1.invoices.retrieve(invoice)
+    assert paid.status == "paid"
+    captured = [
+        c.amount
+        for c in provider_billed.stripe.v1.charges.list(params={"customer": customer}).data
+        if c.paid and c.amount == paid.amount_due
+    ]
+    assert captured == [paid.amount_due]

@@ -511,3 +511,6 @@ def test_the_dunning_view_of_a_provider_billed_invoice_assumes_it_owed_while_the
     assert dunning_view(ended, None, RUNNING, NOW).next_step is None
     internal = dunning_view(a_case(), an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
     assert (internal.billing_mode, internal.provider_invoice_id) == (BillingMode.INTERNAL, None)
+    # the amount the case was opened for is the amount owed: nothing owed shows recovery next
+    nothing_owed = dunning_view(case.model_copy(update={"amount_due_minor": 0}), None, RUNNING, NOW)
+    assert nothing_owed.next_step is not None and nothing_owed.next_step.kind is NextKind.RECOVERED

@@ -68,6 +68,7 @@ EXPECTED = {
     "charge.dispute.created": (ApplyOutcome.APPLIED, "ledger"),
     "customer.updated": (ApplyOutcome.RECORDED, None),  # not in the table: recorded, acknowledged
     "invoice.voided": (ApplyOutcome.RECORDED, None),
+    "invoice.updated": (ApplyOutcome.RECORDED, None),
     "invoice.marked_uncollectible": (ApplyOutcome.RECORDED, None),
 }
 
@@ -78,6 +79,7 @@ DUNNING_SIGNALS = {
     "invoice.paid": "provider_invoice_changed",
     "invoice.payment_succeeded": "provider_invoice_changed",
     "invoice.voided": "provider_invoice_changed",
+    "invoice.updated": "provider_invoice_changed",
     "invoice.marked_uncollectible": "provider_invoice_changed",
 }
 
@@ -119,6 +121,27 @@ def test_a_failure_dunning_cannot_act_on_is_recorded_only(change: dict[str, Any]
     assert signals == [] and result.outcome is ApplyOutcome.RECORDED and note in (result.note or "")
 
 
+@pytest.mark.parametrize(
+    ("previous", "signalled"),
+    [
+        ({"amount_remaining": 2900}, True),
+        ({"amount_paid": 0}, True),
+        ({"status": "draft"}, True),
+        ({"metadata": {}}, False),  # nothing owed changed
+        (None, False),
+    ],
+)
+def test_an_updated_invoice_is_reread_by_dunning_only_when_what_is_owed_changed(
+    previous: dict[str, Any] | None, signalled: bool
+) -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned("invoice.updated")
+    event["data"]["previous_attributes"] = previous
+    service.apply(envelope(event))
+    assert [signal["kind"] for signal in signals] == (["provider_invoice_changed"] if signalled else [])
+
+
 def test_the_subscription_of_an_invoice_is_read_where_newer_api_versions_put_it() -> None:
     signals: list[dict[str, Any]] = []
     service, _ = applier(signals)
@@ -129,16 +152,61 @@ def test_the_subscription_of_an_invoice_is_read_where_newer_api_versions_put_it(
     assert [signal["provider_subscription_id"] for signal in signals] == ["sub_New0001"]
 
 
+@pytest.mark.parametrize(
+    ("previous", "current", "signalled"),
+    [
+        ({"default_payment_method": "pm_Old0001"}, {"default_payment_method": "pm_New0001"}, "pm_New0001"),
+        ({"default_payment_method": None}, {"default_payment_method": {"id": "pm_New0001"}}, "pm_New0001"),
+        ({"default_payment_method": "pm_Old0001"}, {"default_payment_method": None}, None),  # removed
+        ({"default_payment_method": "pm_Same001"}, {"default_payment_method": "pm_Same001"}, None),
+        ({"footer": "x"}, {"default_payment_method": "pm_New0001"}, None),  # another invoice setting changed
+        (None, {"default_payment_method": "pm_New0001"}, None),  # e.g. only the email changed
+    ],
+)
+def test_a_new_default_payment_method_is_handed_to_dunning(
+    previous: dict[str, Any] | None, current: dict[str, Any], signalled: str | None
+) -> None:
+    signals: list[dict[str, Any]] = []
+    service, _ = applier(signals)
+    event = pinned("customer.updated")
+    event["data"]["object"]["invoice_settings"] = current
+    event["data"]["previous_attributes"] = {"invoice_settings": previous} if previous is not None else {"email": "x"}
+    service.apply(envelope(event))
+    expected = [
+        {
+            "kind": "provider_payment_method_changed",
+            "provider": "stripe",
+            "provider_customer_id": "cus_QAbCdEfGhIjK",
+            "payment_method_id": signalled,
+            "event_id": event["id"],
+        }
+    ]
+    assert signals == (expected if signalled else [])
+
+
 def test_dunning_signals_parse_as_dunning_messages() -> None:
     """The contract between the webhook pipeline and dunning's consumer: what one sends, the other reads."""
-    from billing_core.dunning.service import DunningMessage, ProviderHandoff, ProviderInvoiceChanged
+    from billing_core.dunning.service import (
+        DunningMessage,
+        ProviderHandoff,
+        ProviderInvoiceChanged,
+        ProviderPaymentMethodChanged,
+    )
 
     signals: list[dict[str, Any]] = []
     service, _ = applier(signals)
     for name in ("invoice.payment_failed", "invoice.paid"):
         service.apply(envelope(pinned(name)))
+    updated = pinned("customer.updated")
+    updated["data"]["object"]["invoice_settings"] = {"default_payment_method": "pm_New0001"}
+    updated["data"]["previous_attributes"] = {"invoice_settings": {"default_payment_method": None}}
+    service.apply(envelope(updated))
     parsed = [DunningMessage.model_validate(json.loads(json.dumps(signal))).root for signal in signals]
-    assert [type(message) for message in parsed] == [ProviderHandoff, ProviderInvoiceChanged]
+    assert [type(message) for message in parsed] == [
+        ProviderHandoff,
+        ProviderInvoiceChanged,
+        ProviderPaymentMethodChanged,
+    ]
 
 
 def test_an_applier_without_dunning_refuses_a_signal_rather_than_dropping_it() -> None:

@@ -26,6 +26,10 @@ class DunningStore(Protocol):
         """The subscription's cases, newest first."""
         ...
 
+    def for_provider_customer(self, provider: str, provider_customer_id: str, limit: int = 20) -> list[DunningCase]:
+        """The provider-billed cases of that customer at the provider, newest first."""
+        ...
+
     def save(self, case: DunningCase) -> bool:
         """Write `case` (whose version is the stored one plus one) over the stored version; False if the
         stored case moved meanwhile (optimistic locking) - read it again and re-plan."""

@@ -134,10 +134,24 @@ class ProviderInvoiceChanged(BaseModel):
     event_id: str = Field(min_length=1, max_length=255)
 
 
+class ProviderPaymentMethodChanged(BaseModel):
+    """On DunningQueue, from the webhook pipeline: the default payment method the provider charges for a
+    customer's invoices changed (Stripe's customer.updated): their running provider-billed cases retry at once."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["provider_payment_method_changed"]
+    provider: str = Field(min_length=1, max_length=40)
+    provider_customer_id: str = Field(min_length=1, max_length=255)
+    payment_method_id: str = Field(min_length=1, max_length=255)
+    event_id: str = Field(min_length=1, max_length=255)
+
+
 class DunningMessage(
     RootModel[
         Annotated[
-            Handoff | PaymentMethodChanged | ProviderHandoff | ProviderInvoiceChanged, Field(discriminator="kind")
+            Handoff | PaymentMethodChanged | ProviderHandoff | ProviderInvoiceChanged | ProviderPaymentMethodChanged,
+            Field(discriminator="kind"),
         ]
     ]
 ):
@@ -232,17 +246,27 @@ class DunningService:
         if isinstance(body, ProviderInvoiceChanged):
             step = self.provider_invoice_changed(body)
             return [step] if step is not None else []
+        if isinstance(body, ProviderPaymentMethodChanged):
+            cases = self._cases.for_provider_customer(body.provider, body.provider_customer_id)
+            return self._retry_at_once(cases, BillingMode.PROVIDER, body.event_id, body.payment_method_id)
         return self.payment_method_changed(body)
 
     def payment_method_changed(self, change: PaymentMethodChanged) -> list[NextStep]:
         """Each running case of the subscription retries at once on the new method (once per change), unless
         a charge is in flight (the workflow resolves it first). A hard decline's pause ends with the new method;
         the schedule's remaining retries stay as they were."""
+        cases = self._cases.for_subscription(change.subscription_id)
+        return self._retry_at_once(cases, BillingMode.INTERNAL, change.change_id, change.payment_method_id)
+
+    def _retry_at_once(
+        self, cases: Sequence[DunningCase], mode: BillingMode, change_id: str, payment_method_id: str
+    ) -> list[NextStep]:
+        """An immediate retry of each running case of that billing mode, once per change."""
         answers: list[NextStep] = []
-        for case in self._cases.for_subscription(change.subscription_id):
-            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not BillingMode.INTERNAL:
+        for case in cases:
+            if case.status is not CaseStatus.ACTIVE or case.billing_mode is not mode:
                 continue
-            if any(record.trigger == change.change_id for record in case.retries):
+            if any(record.trigger == change_id for record in case.retries):
                 continue  # this change was acted on (a redelivered message)
             step = self._next(case)
             if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
@@ -259,15 +283,15 @@ class DunningService:
                 sequence=(last.sequence if last else 0) + 1,
                 scheduled_at=now,
                 status=RetryStatus.PENDING,
-                payment_method_id=change.payment_method_id,
-                trigger=change.change_id,
+                payment_method_id=payment_method_id,
+                trigger=change_id,
                 at=now,
             )
-            saved = self._save(case, retries=(*case.retries, record), hard_declined=False, hard_declined_method=None)
+            saved = self._claim(case, record, hard_declined=False, hard_declined_method=None)
             if saved is None:
                 continue  # a step of the workflow moved the case meanwhile; it carries on
             count("DunningImmediateRetry")
-            answers.append(self._drive(saved, record))
+            answers.append(self._drive(saved, saved.retries[-1]))
         return answers
 
     # --- entry: a failed charge -------------------------------------------------------------------
@@ -404,9 +428,10 @@ class DunningService:
         case = self._cases.latest(provider_case_id(change.provider, change.provider_invoice_id))
         if case is None or case.status in TERMINAL:
             return None
+        case = self._owed(case)
         step = self._next(case)
         if step.kind not in (NextKind.RECOVERED, NextKind.CLOSED):
-            return None  # still owed (e.g. a partial payment): the schedule carries on
+            return None  # still owed (e.g. a partial payment, now the case's amount): the schedule carries on
         return self._conclude(case, step)
 
     def _policy(self, subscription: Subscription | None) -> tuple[DunningPolicy, str]:
@@ -421,12 +446,12 @@ class DunningService:
 
     def plan(self, invoice_id: str, cycle: int) -> NextStep:
         """The first step, and every wake-up that is not a charge or the final action."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         return self._conclude(case, self._next(case))
 
     def charge(self, invoice_id: str, cycle: int, sequence: int) -> NextStep:
         """Run dunning's charge number `sequence` if it is what is due; otherwise answer what is."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         step = self._next(case)
         if step.kind is NextKind.RESOLVE and step.sequence is not None:
             record = case.retry(step.sequence)
@@ -461,23 +486,28 @@ class DunningService:
             saved = self._save(case, retries=(*case.retries, record))
             return self._conclude(saved, self._next(saved)) if saved else self.plan(invoice_id, cycle)
         # Recorded before the provider is called: a redelivery finds it and resolves, never charges again.
-        if case.billing_mode is BillingMode.PROVIDER:
-            # The invoice's latest attempt now: a later read that names another one shows this one happened.
-            before = self._provider_api().retrieve_invoice(self._provider_invoice(case))
-            record = record.model_copy(update={"provider_attempt": before.last_attempt_id})
-            claimed = case.model_copy(update={"retries": (*case.retries, record), "version": case.version + 1})
-            if not self._transitions.claim(claimed):
-                return self.plan(invoice_id, cycle)
-            return self._drive(claimed, record)
-        saved = self._save(case, retries=(*case.retries, record))
+        saved = self._claim(case, record)
         if saved is None:
             return self.plan(invoice_id, cycle)
-        return self._drive(saved, record)
+        return self._drive(saved, saved.retries[-1])
+
+    def _claim(self, case: DunningCase, record: RetryRecord, **changes: Any) -> DunningCase | None:
+        """Record a charge as pending before anything is sent. Provider-billed: with the invoice's latest attempt
+        now (a later read naming another one shows this one happened), fenced on its payment not being posted;
+        ours: the charge service claims it on the invoice itself. None if the case moved (or the fence held)."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            before = self._provider_api().retrieve_invoice(self._provider_invoice(case))
+            record = record.model_copy(update={"provider_attempt": before.last_attempt_id})
+            claimed = case.model_copy(
+                update={**changes, "retries": (*case.retries, record), "version": case.version + 1}
+            )
+            return claimed if self._transitions.claim(claimed) else None
+        return self._save(case, retries=(*case.retries, record), **changes)
 
     def finalize(self, invoice_id: str, cycle: int) -> NextStep:
         """The schedule is exhausted and the invoice unpaid: apply the policy's final action to the
         subscription, fenced on the invoice still being open."""
-        case = self._load(invoice_id, cycle)
+        case = self._owed(self._load(invoice_id, cycle))
         step = self._next(case)
         if step.kind is not NextKind.FINAL_ACTION:
             return self._conclude(case, step)
@@ -872,6 +902,25 @@ class DunningService:
             paid=invoice.status is InvoiceStatus.PAID,
             amount_due_minor=invoice.total_minor if invoice.status is InvoiceStatus.OPEN else 0,
         )
+
+    def _owed(self, case: DunningCase) -> DunningCase:
+        """The case with what the invoice still asks for now: a fact that reduced it (a partial payment, a
+        credit note at the provider) re-plans what the next charge and notices ask for; nothing owed ends the
+        case at the next step (the planner). Read at the start of each step, before anything is decided."""
+        if case.status in TERMINAL:
+            return case
+        facts = self._facts(case)
+        if not facts.payable or facts.amount_due_minor in (0, case.amount_due_minor):
+            return case
+        saved = self._save(case, amount_due_minor=facts.amount_due_minor)
+        if saved is None:
+            return self._load(case.invoice_id, case.cycle)  # moved meanwhile: its own read is as fresh
+        count("DunningAmountChanged")
+        logger.info(
+            "dunning amount changed",
+            extra={"invoice": case.invoice_id, "from": case.amount_due_minor, "to": facts.amount_due_minor},
+        )
+        return saved
 
     def _next(self, case: DunningCase) -> NextStep:
         # An ended case answers its end whatever the invoice says: nothing is read for it.

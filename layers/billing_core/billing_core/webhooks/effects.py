@@ -15,18 +15,20 @@ from billing_core.subscriptions.model import SnapshotGuard, Subscription, Subscr
 
 
 class DunningSignal(BaseModel):
-    """What dunning must hear of an invoice the provider bills: its charge failed (open a case), or it was
-    paid, voided or written off (end the case). Sent as is on DunningQueue; dunning's consumer parses it
-    (dunning/service.py: ProviderHandoff, ProviderInvoiceChanged)."""
+    """What dunning must hear of the invoices the provider bills: a charge failed (open a case); an invoice
+    was paid, voided or written off (end its case); a customer's default payment method changed (retry their
+    cases at once). Sent as is on DunningQueue; dunning's consumer parses it (dunning/service.py:
+    ProviderHandoff, ProviderInvoiceChanged, ProviderPaymentMethodChanged)."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["provider_invoice_payment_failed", "provider_invoice_changed"]
+    kind: Literal["provider_invoice_payment_failed", "provider_invoice_changed", "provider_payment_method_changed"]
     provider: str
-    provider_invoice_id: str
     event_id: str
+    provider_invoice_id: str | None = None
     provider_subscription_id: str | None = None
     provider_customer_id: str | None = None
+    payment_method_id: str | None = None
 
 
 class Effect(BaseModel):

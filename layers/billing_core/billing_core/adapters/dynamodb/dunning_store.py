@@ -3,7 +3,9 @@ case as a JSON document plus the attributes its conditions and index read (statu
 the optimistic lock on `version`, and the parts of the transactions that open and end a case together with
 its subscription (fenced on the invoice being open).
 
-Index `by-subscription` (subscription_id, started_at): a subscription's cases, for its access and history."""
+Index `by-subscription` (subscription_id, started_at): a subscription's cases, for its access and history.
+Index `by-provider-customer` (provider_customer, started_at), sparse: the provider-billed cases of a customer at
+the provider, for the provider's payment-method events."""
 
 from __future__ import annotations
 
@@ -38,10 +40,14 @@ def case_from_item(item: Item) -> DunningCase:
     return DunningCase.model_validate_json(item["document"]["S"])
 
 
+def provider_customer_key(provider: str, provider_customer_id: str) -> str:
+    return f"{provider}:{provider_customer_id}"
+
+
 def _case_item(
     case: DunningCase, *, actor: str = ACTOR, source: str = SOURCE, correlation_id: str | None = None
 ) -> Item:
-    return {
+    item = {
         "invoice_id": text(case.invoice_id),
         "sk": text(cycle_sk(case.cycle)),
         "cycle": number(case.cycle),
@@ -56,6 +62,10 @@ def _case_item(
         "last_change_source": text(source),
         "last_correlation_id": text(correlation_id or case.execution_name),
     }
+    if case.provider_customer_id is not None:
+        # the sparse index by-provider-customer: a provider's payment-method event names the customer only
+        item["provider_customer"] = text(provider_customer_key(case.provider, case.provider_customer_id))
+    return item
 
 
 class DynamoDBDunningStore:
@@ -89,6 +99,19 @@ class DynamoDBDunningStore:
             Limit=limit,
         )
         # KEYS_ONLY: the table's key (invoice_id, sk) is what the index gives back
+        found = (self.get(item["invoice_id"]["S"], cycle_of(item["sk"]["S"])) for item in items)
+        return [case for case in found if case is not None]
+
+    def for_provider_customer(self, provider: str, provider_customer_id: str, limit: int = 20) -> list[DunningCase]:
+        """The provider-billed cases of a customer at the provider, newest first (each read back)."""
+        items = self._db.query(
+            TableName=self._table,
+            IndexName="by-provider-customer",
+            KeyConditionExpression="provider_customer = :customer",
+            ExpressionAttributeValues={":customer": text(provider_customer_key(provider, provider_customer_id))},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
         found = (self.get(item["invoice_id"]["S"], cycle_of(item["sk"]["S"])) for item in items)
         return [case for case in found if case is not None]
 

@@ -145,8 +145,43 @@ def _invoice_changed(event: StripeEvent) -> DunningSignal | None:
     )
 
 
+# invoice.updated fires for any change; only these move what dunning asks for.
+_OWED_FIELDS = frozenset({"amount_remaining", "amount_paid", "status"})
+
+
+def _invoice_updated(event: StripeEvent) -> Effect:
+    """What the invoice still asks for changed (a partial payment, a credit note): its dunning re-reads it."""
+    previous = event.data.previous_attributes or {}
+    if not _OWED_FIELDS & set(previous):
+        return Effect(note="invoice updated: nothing owed changed")
+    return Effect(note="invoice amount or status changed", dunning=_invoice_changed(event))
+
+
 def _invoice_closed(event: StripeEvent) -> Effect:
     return Effect(note=f"{event.type}: nothing to post", dunning=_invoice_changed(event))
+
+
+def _customer_updated(event: StripeEvent) -> Effect:
+    """A new default payment method for the customer's invoices: dunning retries their provider-billed cases at
+    once on it (a hard decline's pause ends with it)."""
+    customer = event.data.object
+    previous = (event.data.previous_attributes or {}).get("invoice_settings")
+    if not isinstance(previous, Mapping) or "default_payment_method" not in previous:
+        return Effect(note="customer updated: recorded")
+    settings = customer.get("invoice_settings")
+    method = _id(settings.get("default_payment_method")) if isinstance(settings, Mapping) else None
+    if method is None or method == _id(previous.get("default_payment_method")):
+        return Effect(note="default payment method removed or unchanged: recorded")
+    return Effect(
+        note="new default payment method: handed to dunning",
+        dunning=DunningSignal(
+            kind="provider_payment_method_changed",
+            provider=PROVIDER,
+            provider_customer_id=str(customer["id"]),
+            payment_method_id=method,
+            event_id=event.id,
+        ),
+    )
 
 
 def _invoice_finalized(event: StripeEvent) -> Effect:
@@ -277,12 +312,14 @@ HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
     "customer.subscription.updated": _subscription,
     "customer.subscription.deleted": lambda event: _subscription(event, deleted=True),
     "customer.subscription.trial_will_end": _record_only("trial ends soon (notification only)"),
+    "customer.updated": _customer_updated,
     "invoice.created": _record_only("draft invoice: nothing owed yet"),
     "invoice.finalized": _invoice_finalized,
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
     "invoice.voided": _invoice_closed,
+    "invoice.updated": _invoice_updated,
     "invoice.marked_uncollectible": _invoice_closed,
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _record_only("payment failed: dunning acts on it"),
