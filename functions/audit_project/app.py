@@ -16,6 +16,7 @@ class Settings(BundleSettings):
     orders_table_name: str
     price_book_table_name: str
     switches_table_name: str
+    dunning_table_name: str
 
 
 wiring = Wiring(Settings)

@@ -5,6 +5,7 @@ against localstripe, the final action. What AWS would run, not a replay of it in
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -275,3 +276,106 @@ def test_changing_a_payment_method_refuses_what_it_cannot_do(runtime: LocalRunti
     assert (unknown.status_code, unknown.json()["code"]) == (404, "subscription_not_found")
     malformed = put(runtime, f"/subscriptions/bsub_{'0' * 24}/payment-method", {"payment_method_id": "x"})
     assert (malformed.status_code, malformed.json()["code"]) == (400, "validation_failed")
+
+
+def post(runtime: LocalRuntime, path: str, body: dict[str, Any]) -> requests.Response:
+    """An admin POST, its answer checked against docs/openapi.yaml."""
+    response = requests.post(f"{runtime.api_url}{path}", json=body, headers=ADMIN, timeout=30)
+    assert_http_response_matches(response)
+    return response
+
+
+def test_a_failed_dunning_is_restarted_into_cycle_2_and_recovered(runtime: LocalRuntime) -> None:
+    # Given a declined renewal in dunning: cycle 1's execution waits for its first retry
+    email = f"dunning-{uuid.uuid4().hex[:8]}@example.com"
+    subscription_id, invoice_id = declined_subscription(runtime, email)
+    [fired] = runtime.trigger("BillingRunFunction")
+    assert "error" not in fired, fired
+    first = f"dunning-{invoice_id}-1"
+    assert wait_for(lambda: execution(runtime, first), timeout_seconds=30, interval_seconds=0.2)
+    restart_path = f"/invoices/{invoice_id}/dunning/restart"
+    # When an operator tries to restart it while it runs, it is refused
+    running = post(runtime, restart_path, {"cycle": 1, "reason": "too early"})
+    assert (running.status_code, running.json()["code"]) == (409, "dunning_still_active")
+    # When a step's error outlives its retries: the state machine's Catch hands DunningFailFunction the error (here
+    # handed as the Catch would, on the real function), the case is recorded dunning_failed and the execution fails
+    failure = {"Error": "ConfigurationError", "Cause": '{"code": "configuration_error", "message": "bad key"}'}
+
+    def failed() -> dict[str, Any] | None:
+        answer = runtime.invoke("DunningFailFunction", {"invoice_id": invoice_id, "cycle": 1, "error": failure})
+        assert "error" not in answer, answer
+        shown = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+        return shown if shown["status"] == "dunning_failed" else None
+
+    shown = wait_for(failed, timeout_seconds=30, interval_seconds=0.5)
+    assert shown and shown["end_reason"].startswith("ConfigurationError"), shown
+    ended = wait_for(
+        lambda: (found := execution(runtime, first)) and found["status"] != "RUNNING" and found,
+        timeout_seconds=30,
+        interval_seconds=0.5,
+    )
+    assert ended and ended["status"] == "FAILED", ended
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert subscription["status"] == "past_due", subscription  # the failure left it past due
+    # and the customer's card is replaced with one that works (the cause fixed)
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
+    method = client.v1.payment_methods.create(params={"type": "card", "card": GOOD}).id
+    client.v1.payment_methods.attach(method, params={"customer": subscription["provider_customer_id"]})
+    assert put(runtime, f"/subscriptions/{subscription_id}/payment-method", {"payment_method_id": method}).ok
+    # When the operator restarts the failed dunning
+    restarted = post(runtime, restart_path, {"cycle": 1, "reason": "card replaced; SUP-42"})
+    # Then cycle 2 opened and its execution runs under dunning-<invoice>-2
+    second = f"dunning-{invoice_id}-2"
+    assert restarted.status_code == 202, restarted.text
+    body = restarted.json()
+    assert (body["outcome"], body["cycle"], body["restarted_from_cycle"], body["restarted_by"]) == (
+        "restarted",
+        2,
+        1,
+        "user:admin",
+    )
+    assert body["execution_name"] == second
+    started = execution(runtime, second)
+    assert started is not None and started["status"] == "RUNNING", started
+    assert json.loads(started["input"]) == {"invoice_id": invoice_id, "cycle": 2}
+    # and the same request again opens nothing more and starts nothing more
+    again = post(runtime, restart_path, {"cycle": 1, "reason": "card replaced; SUP-42"})
+    assert (again.status_code, again.json()["outcome"], again.json()["cycle"]) == (200, "already_restarted", 2)
+    assert runtime.resolver is not None
+    machine = runtime.resolver.physical["DunningStateMachine"].ref
+    names = [
+        e["name"]
+        for e in runtime.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+        if e["name"].startswith(f"dunning-{invoice_id}-")
+    ]
+    assert sorted(names) == [first, second]
+    # When cycle 2 runs, it charges the new card and ends recovered: the invoice paid, the subscription active
+    done = wait_for(
+        lambda: (found := execution(runtime, second)) and found["status"] != "RUNNING" and found,
+        timeout_seconds=60,
+        interval_seconds=0.5,
+    )
+    assert done and done["status"] == "SUCCEEDED", done
+    view = get(runtime, f"/invoices/{invoice_id}/dunning").json()
+    assert (view["cycle"], view["status"], view["restarted_from_cycle"]) == (2, "recovered", 1)
+    assert get(runtime, f"/invoices/{invoice_id}").json()["invoice"]["status"] == "paid"
+    subscription = get(runtime, f"/subscriptions/{subscription_id}").json()
+    assert (subscription["status"], subscription["access"]) == ("active", "granted")
+
+    # and the dunning's audit trail (DunningTable's stream, projected by the runtime) tells the failure with its
+    # reason, the operator's restart and the recovery
+    def audited() -> list[dict[str, Any]] | None:
+        events = get(runtime, f"/audit/dunning/{invoice_id}?limit=100").json()["events"]
+        return events if "dunning.recovered" in [e["event_type"] for e in events] else None
+
+    events = wait_for(audited, timeout_seconds=30, interval_seconds=0.5)
+    assert events, "the dunning never reached its audit trail"
+    kinds = [e["event_type"] for e in events]
+    assert kinds[0] == "dunning.opened" and "dunning.failed" in kinds, kinds
+    [restart_event] = [e for e in events if e["event_type"] == "dunning.restarted"]
+    assert (restart_event["actor"], restart_event["source"], restart_event["after"]["restart_reason"]) == (
+        "user:admin",
+        "api",
+        "card replaced; SUP-42",
+    )
+    assert kinds.index("dunning.failed") < kinds.index("dunning.restarted") < kinds.index("dunning.recovered")

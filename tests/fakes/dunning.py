@@ -1,8 +1,12 @@
-"""In-memory dunning: the case store (DynamoDBDunningStore: one case per invoice and cycle, saved only over the
-version it was read at), the transitions that open and end a case with its subscription's move in one all-or-
-nothing write (DynamoDBDunningTransitions: the subscription moved only from the status it was read in, only if we
-bill it, and - where fenced, or when opening - only while the invoice is open), and a workflow stopper with Step
-Functions' by-name semantics (only a running execution is stopped; one that ended or never existed is left)."""
+"""In-memory dunning cases and the transitions that move a case with its subscription (adapters/dynamodb/
+dunning_store.py): the case's version lock, a create refused when the (invoice, cycle) exists, the paid fence (the
+invoice must be open; for a provider-billed case, its payment not posted), a subscription moved only from the
+status it was read in, a restart only over the failed cycle as it was read - each transaction all or nothing,
+refused where the adapter's conditions refuse (the same scenarios on moto: tests/integration/
+test_dunning_restart_on_moto.py and test_dunning_fakes_contract.py). Who wrote each case last is kept as the
+store's item keeps it (`last_actor`, `last_change_source`, `last_correlation_id`), for the audit trail. And a
+workflow stopper with Step Functions' by-name semantics (only a running execution is stopped; one that ended or
+never existed is left)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from billing_core.dunning.model import BillingMode as DunningBillingMode
 from billing_core.dunning.model import DunningCase
 from billing_core.invoices.model import InvoiceStatus
 from billing_core.ledger import postings
@@ -19,11 +24,21 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus, is_lega
 from tests.fakes.billing import InMemoryInvoiceStore, moment
 from tests.fakes.subscriptions import InMemorySubscriptionStore
 
+ACTOR, SOURCE = "system:dunning", "dunning"
+
+
+@dataclass(frozen=True)
+class Writer:
+    actor: str
+    source: str
+    correlation_id: str
+
 
 class InMemoryDunningStore:
     def __init__(self) -> None:
         self.cases: dict[tuple[str, int], DunningCase] = {}
-        self.saves = 0  # writes that went through (save, open, close)
+        self.writers: dict[tuple[str, int], Writer] = {}
+        self.saves = 0  # writes that went through (save, open, close, claim, restart)
 
     def get(self, invoice_id: str, cycle: int) -> DunningCase | None:
         return self.cases.get((invoice_id, cycle))
@@ -44,19 +59,34 @@ class InMemoryDunningStore:
         ]
         return sorted(found, key=lambda case: case.started_at, reverse=True)[:limit]
 
-    def can_save(self, case: DunningCase) -> bool:
-        stored = self.cases.get((case.invoice_id, case.cycle))
-        return stored is not None and stored.version == case.version - 1
-
-    def put(self, case: DunningCase) -> None:
-        self.cases[(case.invoice_id, case.cycle)] = case
-        self.saves += 1
-
     def save(self, case: DunningCase) -> bool:
         if not self.can_save(case):
             return False
         self.put(case)
         return True
+
+    # --- parts of the transactions (each checked before any is applied) -----------------------------------
+
+    def can_save(self, case: DunningCase) -> bool:
+        stored = self.get(case.invoice_id, case.cycle)
+        return stored is not None and stored.version == case.version - 1
+
+    def can_create(self, case: DunningCase) -> bool:
+        if case.version != 1:
+            raise ValueError("a new case starts at version 1")
+        return (case.invoice_id, case.cycle) not in self.cases
+
+    def is_unchanged(self, case: DunningCase) -> bool:
+        stored = self.get(case.invoice_id, case.cycle)
+        return stored is not None and (stored.status, stored.version) == (case.status, case.version)
+
+    def put(
+        self, case: DunningCase, *, actor: str = ACTOR, source: str = SOURCE, correlation_id: str | None = None
+    ) -> None:
+        key = (case.invoice_id, case.cycle)
+        self.cases[key] = DunningCase.model_validate_json(case.model_dump_json())  # the store's codec
+        self.writers[key] = Writer(actor, source, correlation_id or case.execution_name)
+        self.saves += 1
 
 
 class InMemoryDunningTransitions:
@@ -73,43 +103,10 @@ class InMemoryDunningTransitions:
         # the ledger's transaction ids: a provider-billed invoice's paid fence is its payment's posting
         self.posted = posted if posted is not None else set()
 
-    def _invoice_open(self, case: DunningCase) -> bool:
-        if case.billing_mode is BillingMode.PROVIDER:
-            assert case.provider_invoice_id is not None
-            return postings.provider_invoice_paid_id(case.provider, case.provider_invoice_id) not in self.posted
-        listed = self._invoices.invoices.get(case.invoice_id)
-        return listed is not None and listed.value.status is InvoiceStatus.OPEN
-
-    def claim(self, case: DunningCase) -> bool:
-        if not self._cases.can_save(case) or not self._invoice_open(case):
-            return False
-        self._cases.put(case)
-        return True
-
-    def _can_move(self, subscription: Subscription | None, to_status: SubscriptionStatus | None) -> bool:
-        if subscription is None or to_status is None:
-            return True
-        if subscription.billing_mode is not BillingMode.INTERNAL or not is_legal(subscription.status, to_status):
-            raise ValueError(f"{subscription.status.value} -> {to_status.value} is not a move of dunning's")
-        stored = self._subscriptions.get(subscription.subscription_id)
-        return stored is not None and stored.status is subscription.status
-
-    def _move(self, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime) -> None:
-        if subscription is None or to_status is None:
-            return
-        stored = self._subscriptions.subscriptions[subscription.subscription_id]
-        self._subscriptions.subscriptions[subscription.subscription_id] = stored.model_copy(
-            update={"status": to_status, "version": stored.version + 1, "updated_at": moment(now)}
-        )
-
     def open(
         self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
     ) -> bool:
-        if case.version != 1:
-            raise ValueError("a new case starts at version 1")
-        if (case.invoice_id, case.cycle) in self._cases.cases or not self._invoice_open(case):
-            return False
-        if not self._can_move(subscription, to_status):
+        if not (self._cases.can_create(case) and self._fence(case) and self._can_move(subscription, to_status)):
             return False
         self._cases.put(case)
         self._move(subscription, to_status, now)
@@ -124,13 +121,67 @@ class InMemoryDunningTransitions:
         *,
         fenced: bool,
     ) -> bool:
-        if not self._cases.can_save(case) or (fenced and not self._invoice_open(case)):
-            return False
-        if not self._can_move(subscription, to_status):
+        fence = self._fence(case) if fenced else True
+        if not (self._cases.can_save(case) and fence and self._can_move(subscription, to_status)):
             return False
         self._cases.put(case)
         self._move(subscription, to_status, now)
         return True
+
+    def restart(
+        self,
+        failed: DunningCase,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        actor: str,
+        correlation_id: str | None,
+    ) -> bool:
+        if case.invoice_id != failed.invoice_id or case.cycle != failed.cycle + 1:
+            raise ValueError("a restart opens the cycle after the failed one, of the same invoice")
+        if not (
+            self._cases.is_unchanged(failed)
+            and self._cases.can_create(case)
+            and self._fence(case)
+            and self._can_move(subscription, to_status)
+        ):
+            return False
+        self._cases.put(case, actor=actor, source="api", correlation_id=correlation_id)
+        self._move(subscription, to_status, now)
+        return True
+
+    def claim(self, case: DunningCase) -> bool:
+        if not (self._cases.can_save(case) and self._fence(case)):
+            return False
+        self._cases.put(case)
+        return True
+
+    def _fence(self, case: DunningCase) -> bool:
+        """Our invoice still open; a provider-billed one's payment not posted to the ledger."""
+        if case.billing_mode is DunningBillingMode.PROVIDER:
+            if case.provider_invoice_id is None:
+                raise ValueError("a provider-billed case names its provider invoice")
+            return postings.provider_invoice_paid_id(case.provider, case.provider_invoice_id) not in self.posted
+        listed = self._invoices.invoices.get(case.invoice_id)
+        return listed is not None and listed.value.status is InvoiceStatus.OPEN
+
+    def _can_move(self, subscription: Subscription | None, to_status: SubscriptionStatus | None) -> bool:
+        if subscription is None or to_status is None:
+            return True
+        if subscription.billing_mode is not BillingMode.INTERNAL or not is_legal(subscription.status, to_status):
+            raise ValueError("dunning moves only subscriptions we bill, along the state machine")
+        stored = self._subscriptions.get(subscription.subscription_id)
+        return stored is not None and stored.status is subscription.status
+
+    def _move(self, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime) -> None:
+        if subscription is None or to_status is None:
+            return
+        stored = self._subscriptions.subscriptions[subscription.subscription_id]
+        self._subscriptions.subscriptions[subscription.subscription_id] = stored.model_copy(
+            update={"status": to_status, "version": stored.version + 1, "updated_at": moment(now)}
+        )
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The audit trail on moto server: every change to a subscription or invoice - by a provider webhook or
 by the billing run - becomes exactly one entity event with actor, source, correlation id and
 before/after, read back through GET /audit/{entity_type}/{entity_id}; a redelivered stream batch adds
-nothing."""
+nothing. A dunning case's writes (DunningTable's stream) read as what dunning did: a charge suppressed by a kill
+switch, a notice queued or suppressed, the end with its reason and final action."""
 
 from __future__ import annotations
 
 import importlib
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ from billing_core.subscriptions.model import subscription_id_for
 from billing_core.webhooks.apply import WebhookApplier
 from local_runtime.stream_records import to_stream_record
 from tests.integration.conftest import Stack
-from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
+from tests.integration.test_billing_run_on_moto import GOOD_CARD, PERIOD_END, Billing, Clock
+from tests.integration.test_dunning_on_moto import Dunning
 from tests.integration.test_webhook_apply_on_moto import dynamodb_store, envelope, pinned
 from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
@@ -45,6 +48,7 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("DUNNING_TABLE_NAME", stack.ref("DunningTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.clear_clients()
     projector = importlib.import_module("functions.audit_project.app")
@@ -98,8 +102,6 @@ def test_provider_changes_to_a_subscription_are_audited_once_each(
 def test_billing_run_changes_are_audited_with_the_schedule_as_source(
     stack: Stack, localstripe: str, audit: tuple[Any, Any], lambda_context: Any
 ) -> None:
-    from datetime import timedelta
-
     projector, api = audit
     billing = Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5)))
     subscription = billing.subscription()
@@ -119,6 +121,87 @@ def test_billing_run_changes_are_audited_with_the_schedule_as_source(
     assert "charge_attempt.created" in kinds and "charge_attempt.status_changed" in kinds
     paid = next(e for e in invoice_trail["events"] if e["event_type"] == "invoice.status_changed")
     assert paid["changes"]["status"] == ["open", "paid"] and paid["actor"] == "system:billing_run"
+
+
+def project_dunning(stack: Stack, projector: Any, context: Any) -> None:
+    assert projector.lambda_handler(stream_event(stack, "DunningTable"), context) == {"batchItemFailures": []}
+
+
+def test_a_charge_suppressed_by_auto_charge_off_and_the_final_action_are_in_the_dunning_trail(
+    stack: Stack, localstripe: str, audit: tuple[Any, Any], lambda_context: Any
+) -> None:
+    projector, api = audit
+    dunning = Dunning(Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5))))
+    # Given a renewal in dunning for an account with auto_charge_off on (a good card: a charge would succeed)
+    subscription, handoff = dunning.declined_renewal()
+    dunning.replace_card(subscription, GOOD_CARD)
+    service = dunning.service()
+    service.start(handoff)
+    dunning.switch("auto_charge_off", True, account_id=handoff.customer_id)
+    # When the workflow runs to its end and DunningTable's stream is projected (twice: a redelivered batch)
+    dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
+    project_dunning(stack, projector, lambda_context)
+    project_dunning(stack, projector, lambda_context)
+    # Then the invoice's dunning trail tells it once, in order: every retry suppressed, then the final action
+    status, trail = read_audit(api, "dunning", handoff.invoice_id, lambda_context)
+    assert status == 200
+    events = trail["events"]
+    assert [e["event_type"] for e in events] == [
+        "dunning.opened",
+        "dunning.notice_queued",
+        *["dunning.retry_suppressed"] * 4,
+        "dunning.final_action_applied",
+        "dunning.notice_queued",
+    ]
+    assert {(e["actor"], e["source"], e["correlation_id"]) for e in events} == {
+        ("system:dunning", "dunning", f"dunning-{handoff.invoice_id}-1")
+    }
+    suppressed = [e for e in events if e["event_type"] == "dunning.retry_suppressed"]
+    for sequence, event in enumerate(suppressed, start=1):
+        [(name, (old, new))] = event["changes"].items()
+        assert (name, old) == (f"retries.{sequence}", None)
+        assert (new["status"], new["decline_code"], new["attempt_number"]) == ("suppressed", "auto_charge_off", None)
+    ended = events[-2]
+    assert ended["changes"]["status"] == ["active", "exhausted"]
+    assert ended["changes"]["end_reason"] == [None, "final_action:cancel"]
+    assert ended["after"]["policy"]["final_action"] == "cancel" and ended["after"]["cycle"] == 1
+    # and no charge was made
+    assert not [c for c in dunning.billing.charges_for([subscription]) if c.succeeded]
+
+
+def test_suppressed_notices_and_a_held_back_final_action_are_in_the_dunning_trail(
+    stack: Stack, localstripe: str, audit: tuple[Any, Any], lambda_context: Any
+) -> None:
+    projector, api = audit
+    dunning = Dunning(Billing(stack, localstripe, Clock(PERIOD_END + timedelta(minutes=5))))
+    # Given notices paused, and dunning enforcement off for the account
+    subscription, handoff = dunning.declined_renewal()
+    dunning.switch("dunning_notices_paused", True)
+    dunning.switch("dunning_enforcement_off", True, account_id=handoff.customer_id)
+    service = dunning.service()
+    # When the case runs to its end (every retry declined)
+    service.start(handoff)
+    dunning.drive(service, service.plan(handoff.invoice_id, 1), handoff.invoice_id)
+    project_dunning(stack, projector, lambda_context)
+    for table in ("SubscriptionsTable",):
+        assert projector.lambda_handler(stream_event(stack, table), lambda_context) == {"batchItemFailures": []}
+    # Then each notice dunning held back is audited as suppressed, each declined retry as failed, and the end
+    # says the final action was suppressed, with the reason
+    _, trail = read_audit(api, "dunning", handoff.invoice_id, lambda_context)
+    kinds = [e["event_type"] for e in trail["events"]]
+    assert kinds[:3] == ["dunning.opened", "dunning.notice_suppressed", "dunning.retry_started"]
+    assert kinds.count("dunning.retry_failed") == 4 and kinds.count("dunning.notice_queued") == 0
+    assert kinds.count("dunning.notice_suppressed") == 4  # the payment failure, two retry notices, the final warning
+    assert kinds[-1] == "dunning.final_action_suppressed"
+    end = trail["events"][-1]
+    assert end["changes"]["end_reason"] == [None, "final_action_suppressed:cancel"]
+    assert end["changes"]["status"] == ["active", "exhausted"]
+    # and the subscription's move to past_due is audited as dunning's (source dunning, not unknown)
+    _, subscription_trail = read_audit(api, "subscription", subscription.subscription_id, lambda_context)
+    moved = [e for e in subscription_trail["events"] if e["event_type"] == "subscription.status_changed"]
+    assert [(e["changes"]["status"], e["actor"], e["source"]) for e in moved] == [
+        (["active", "past_due"], "system:dunning", "dunning")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -201,6 +201,7 @@ def test_a_change_through_the_route_is_listed_guarded_by_its_version_and_audited
         ("INVOICES_TABLE_NAME", "InvoicesTable"),
         ("ORDERS_TABLE_NAME", "OrdersTable"),
         ("PRICE_BOOK_TABLE_NAME", "PriceBookTable"),
+        ("DUNNING_TABLE_NAME", "DunningTable"),
     ):
         monkeypatch.setenv(variable, stack.ref(table))
     projector = importlib.import_module("functions.audit_project.app")

@@ -3,6 +3,7 @@ from the item itself; records of tables that are not audited are refused, not gu
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,3 +97,128 @@ def test_diff_leaves_out_bookkeeping_attributes() -> None:
     assert diff({"status": "a", "version": 1, "updated_at": "x"}, {"status": "b", "version": 2, "updated_at": "y"}) == {
         "status": ["a", "b"]
     }
+
+
+# --- dunning cases (audit/dunning.py) ----------------------------------------------------------------------------
+
+CASE_KEYS = {"invoice_id": "binv_1", "sk": "CYCLE#001"}
+
+
+def case_item(actor: str = "system:dunning", source: str = "dunning", **document: Any) -> dict[str, Any]:
+    """A DunningTable item as the store writes it: the case as a JSON document beside its key attributes."""
+    case = {"invoice_id": "binv_1", "cycle": 1, "status": "active", "retries": [], "notices": [], "version": 1}
+    case.update(document)
+    return {
+        **CASE_KEYS,
+        "status": case["status"],
+        "version": case["version"],
+        "document": json.dumps(case),
+        "last_actor": actor,
+        "last_change_source": source,
+        "last_correlation_id": "dunning-binv_1-1",
+    }
+
+
+def retry(sequence: int, status: str, **fields: Any) -> dict[str, Any]:
+    return {"sequence": sequence, "slot": sequence, "status": status, **fields}
+
+
+def case_event(event_name: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> EntityEvent:
+    event = entity_event(
+        table_kind="dunning",
+        event_name=event_name,
+        keys=CASE_KEYS,
+        before=before,
+        after=after,
+        occurred_at=datetime(2026, 11, 22, tzinfo=UTC),
+        sequence="7",
+    )
+    assert event is not None
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event_name", "before", "after", "expected"),
+    [
+        ("INSERT", None, {}, "dunning.opened"),
+        ("INSERT", None, {"cycle": 2, "restarted_from_cycle": 1, "restarted_by": "user:admin"}, "dunning.restarted"),
+        ("MODIFY", {}, {"notices": ["dunning:binv_1:1:payment_failed"]}, "dunning.notice_queued"),
+        ("MODIFY", {}, {"suppressed_notices": ["dunning:binv_1:1:payment_failed"]}, "dunning.notice_suppressed"),
+        ("MODIFY", {}, {"retries": [retry(1, "pending")]}, "dunning.retry_started"),
+        ("MODIFY", {"retries": [retry(1, "pending")]}, {"retries": [retry(1, "failed")]}, "dunning.retry_failed"),
+        (
+            "MODIFY",
+            {"retries": [retry(1, "pending")]},
+            {"retries": [retry(1, "unknown")]},
+            "dunning.retry_outcome_unknown",
+        ),
+        (
+            "MODIFY",
+            {},
+            {"retries": [retry(1, "suppressed", decline_code="auto_charge_off")]},
+            "dunning.retry_suppressed",
+        ),
+        ("MODIFY", {}, {"retries": [retry(1, "skipped", decline_code="expired_card")]}, "dunning.retry_skipped"),
+        ("MODIFY", {}, {"status": "recovered", "end_reason": "invoice_paid"}, "dunning.recovered"),
+        ("MODIFY", {}, {"status": "closed", "end_reason": "invoice_not_payable"}, "dunning.closed"),
+        ("MODIFY", {}, {"status": "dunning_failed", "end_reason": "ConfigurationError: x"}, "dunning.failed"),
+        ("MODIFY", {}, {"status": "exhausted", "end_reason": "final_action:cancel"}, "dunning.final_action_applied"),
+        (
+            "MODIFY",
+            {},
+            {"status": "exhausted", "end_reason": "final_action_suppressed:cancel"},
+            "dunning.final_action_suppressed",
+        ),
+        ("MODIFY", {}, {"hard_declined": True}, "dunning.updated"),
+        ("REMOVE", {}, None, "dunning.removed"),
+    ],
+)
+def test_a_dunning_case_change_is_named_by_what_the_write_did(
+    event_name: str, before: dict[str, Any] | None, after: dict[str, Any] | None, expected: str
+) -> None:
+    # Given a stream record of a case (before and after as the store writes them)
+    old = case_item(**before) if before is not None else None
+    new = case_item(**after) if after is not None else None
+    # Then the event names the fact, for the invoice's dunning
+    event = case_event(event_name, old, new)
+    assert (event.entity_type, event.entity_id, event.event_type) == (EntityType.DUNNING, "binv_1", expected)
+
+
+def test_a_dunning_case_is_shown_decoded_with_each_retry_and_the_end_by_field() -> None:
+    # Given a case whose last retry is settled by the write that ends it (the final action applied)
+    before = case_item(retries=[retry(1, "suppressed", decline_code="auto_charge_off"), retry(2, "pending")], version=5)
+    after = case_item(
+        retries=[retry(1, "suppressed", decline_code="auto_charge_off"), retry(2, "failed", decline_code="x")],
+        status="exhausted",
+        end_reason="final_action:cancel",
+        version=6,
+    )
+    event = case_event("MODIFY", before, after)
+    # Then before/after are the case documents, and the changes name the retry and the end (no version noise)
+    assert event.event_type == "dunning.final_action_applied"
+    assert event.after is not None and event.after["end_reason"] == "final_action:cancel"
+    assert "document" not in event.after
+    assert event.changes == {
+        "end_reason": [None, "final_action:cancel"],
+        "retries.2": [retry(2, "pending"), retry(2, "failed", decline_code="x")],
+        "status": ["active", "exhausted"],
+    }
+    # and who and why come from the item: dunning's workflow, its execution
+    assert (event.actor, event.source, event.correlation_id) == (
+        "system:dunning",
+        ChangeSource.DUNNING,
+        "dunning-binv_1-1",
+    )
+
+
+def test_an_operators_restart_is_audited_with_the_operator() -> None:
+    after = case_item(actor="user:admin", source="api", cycle=2, restarted_from_cycle=1, restarted_by="user:admin")
+    event = case_event("INSERT", None, after)
+    assert (event.event_type, event.actor, event.source) == ("dunning.restarted", "user:admin", ChangeSource.API)
+    assert event.before is None and event.after is not None and event.after["restarted_from_cycle"] == 1
+
+
+def test_a_dunning_item_without_a_readable_document_is_shown_as_stored() -> None:
+    item = {**CASE_KEYS, "status": "active", "document": "{not json"}
+    event = case_event("INSERT", None, item)
+    assert event.after == item and event.event_type == "dunning.opened"

@@ -32,6 +32,7 @@ from billing_core.dunning.queries import (
     access_of,
     dunning_view,
 )
+from billing_core.dunning.service import RestartResult
 from billing_core.errors import (
     ConflictError,
     NotFoundError,
@@ -89,6 +90,7 @@ from billing_core.webhooks.model import ReceivedWebhook
 from billing_core.webhooks.providers import PROVIDERS
 from billing_core.webhooks.verification import SignatureRejectedError
 from functions.audit_api.app import AuditQuery
+from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.ledger_api.app import BalanceQuery, LedgerQuery
 from functions.price_book_api.app import PriceBookQuery
@@ -115,6 +117,7 @@ LEDGER = "/customers/{customer_id}/ledger"
 BALANCE = "/customers/{customer_id}/balance"
 INVOICE = "/invoices/{invoice_id}"
 DUNNING = "/invoices/{invoice_id}/dunning"
+RESTART = "/invoices/{invoice_id}/dunning/restart"
 VOID = "/invoices/{invoice_id}/void"
 UNCOLLECTIBLE = "/invoices/{invoice_id}/uncollectible"
 AUDIT = "/audit/{entity_type}/{entity_id}"
@@ -140,6 +143,8 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (Subscription, "serialization"),
     (SubscriptionWithAccess, "serialization"),
     (DunningView, "serialization"),
+    (RestartRequest, "validation"),
+    (RestartResult, "serialization"),
     (CloseRequest, "validation"),
     (PaymentMethodRequest, "validation"),
     (InvoiceView, "serialization"),
@@ -197,7 +202,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 20
+    assert len(template_api_routes()) == 21
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
@@ -337,8 +342,9 @@ def test_path_parameters_are_the_formats_the_code_checks() -> None:
     assert _parameter(COMMIT, "post", "order_id")["schema"]["pattern"] == ORDER_ID.pattern
     for path, method in ((INVOICE, "get"), (VOID, "post"), (UNCOLLECTIBLE, "post")):
         assert _parameter(path, method, "invoice_id")["schema"]["pattern"] == INVOICE_ID.pattern
-    dunning = _parameter(DUNNING, "get", "invoice_id")["schema"]["anyOf"]
-    assert [alternative["pattern"] for alternative in dunning] == [INVOICE_ID.pattern, PROVIDER_INVOICE_ID.pattern]
+    for path, method in ((DUNNING, "get"), (RESTART, "post")):
+        dunning = _parameter(path, method, "invoice_id")["schema"]["anyOf"]
+        assert [alternative["pattern"] for alternative in dunning] == [INVOICE_ID.pattern, PROVIDER_INVOICE_ID.pattern]
     assert _parameter(PROBE, "get", "probe_id")["schema"]["pattern"] == PROBE_ID_PATTERN
     subscription = _parameter(SUBSCRIPTION, "get", "subscription_id")["schema"]["anyOf"]
     assert [alternative["pattern"] for alternative in subscription] == [
@@ -974,3 +980,33 @@ def test_an_undocumented_route_status_or_body_is_reported() -> None:
         assert_request_matches(ORDERS, "POST", None)
     with pytest.raises(AssertionError, match="takes no body"):
         assert_request_matches(ORDER, "GET", {})
+
+
+def test_a_dunning_restarts_answers_built_from_the_models_match() -> None:
+    case = sample_dunning_case(subscription_id_for_order("bord_" + "4" * 32))
+    result = RestartResult(
+        outcome="restarted",
+        invoice_id=case.invoice_id,
+        cycle=2,
+        restarted_from_cycle=1,
+        restarted_by="user:admin",
+        status=case.status,
+        execution_name=f"dunning-{case.invoice_id}-2",
+        started_at=case.started_at,
+        grace_until=case.grace_until,
+        retry_at=case.retry_at,
+        final_action_at=case.final_action_at,
+    )
+    assert_response_matches(RESTART, "post", 202, result.model_dump(mode="json"))
+    assert_response_matches(
+        RESTART, "post", 200, result.model_copy(update={"outcome": "already_restarted"}).model_dump(mode="json")
+    )
+    assert_request_matches(RESTART, "post", RestartRequest(cycle=1, reason="Stripe key rotated").model_dump())
+    details = {"cycle": 1, "status": "active"}
+    for code in ("dunning_still_active", "dunning_not_failed", "dunning_cycle_mismatch"):
+        assert_response_matches(RESTART, "post", 409, ConflictError("no", code=code, details=details).to_dict())
+    unresolved = ConflictError("no", code="charge_attempt_unresolved", details={"attempt_numbers": [3]})
+    assert_response_matches(RESTART, "post", 409, unresolved.to_dict())
+    assert_response_matches(RESTART, "post", 404, NotFoundError("never", code="dunning_not_found").to_dict())
+    with pytest.raises(AssertionError, match="does not match"):
+        assert_response_matches(RESTART, "post", 409, ConflictError("no", code="quote_expired").to_dict())

@@ -25,6 +25,7 @@ from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
+from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.reconciliation_run.app import Request as ReconciliationRequest
 from tests.support import EVENTS, ROOT
@@ -61,6 +62,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/balance_get.json": ("ledger_api", APIGatewayProxyEventModel, None),
     "api/invoice_get.json": ("invoice_api", APIGatewayProxyEventModel, None),
     "api/dunning_get.json": ("dunning_api", APIGatewayProxyEventModel, None),
+    "api/dunning_restart.json": ("dunning_api", APIGatewayProxyEventModel, RestartRequest),
     "api/subscription_payment_method_put.json": (
         "subscription_payment_method",
         APIGatewayProxyEventModel,

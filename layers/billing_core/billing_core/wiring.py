@@ -325,7 +325,8 @@ class Wiring:
         """Dunning's service with only the parts a function's steps use (the builders below): the charge step
         alone reaches the payment provider, the start alone starts executions, the failure recorder notifies
         nobody, the watcher alone stops executions and never reads the price book (it opens no case). Not cached
-        itself: each builder below is."""
+        itself: each builder below is. The provider's invoices are passed by the builders that may need them (built
+        on first use), so a function that never reads them needs no Stripe settings."""
         from datetime import timedelta
 
         from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningTransitions
@@ -440,6 +441,21 @@ class Wiring:
             provider_invoices=None,
             policies=None,
             stopper=StepFunctionsStopper(self._require("dunning_state_machine_arn")),
+        )
+
+    @built_once
+    def dunning_restarter(self) -> DunningService:
+        """POST /invoices/{id}/dunning/restart: opens the next cycle of a failed dunning and starts its execution;
+        no charge, no notice, no switch (the new cycle's steps ask them)."""
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+
+        return self.dunning_service(
+            charges=None,
+            workflows=StepFunctionsStarter(self._require("dunning_state_machine_arn")),
+            notices=None,
+            switches=None,
+            provider_invoices=None,  # a provider-billed restart is fenced on our ledger; its steps read the provider
+            policies=None,  # the new cycle keeps the failed cycle's policy copy
         )
 
     @built_once
@@ -625,5 +641,6 @@ class Wiring:
                 self._require("orders_table_name"): "orders",
                 self._require("price_book_table_name"): "price_books",
                 self._require("switches_table_name"): "switches",
+                self._require("dunning_table_name"): "dunning",
             },
         )

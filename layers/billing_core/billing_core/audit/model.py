@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from billing_core.audit import dunning
+
 # Attributes that change with every write and say nothing on their own.
 NOISE = frozenset({"updated_at", "version", "last_actor", "last_change_source", "last_correlation_id"})
 ACTOR = re.compile(r"^(user|provider|system):")
@@ -23,6 +25,7 @@ class EntityType(StrEnum):
     ORDER = "order"
     PRICE_BOOK = "price_book"
     KILL_SWITCH = "kill_switch"
+    DUNNING = "dunning"  # an invoice's dunning, every cycle (id: the invoice id)
     DLQ_REPLAY = "dlq_replay"
 
 
@@ -32,6 +35,7 @@ class ChangeSource(StrEnum):
     API = "api"
     SCHEDULE = "schedule"
     REPLAY = "replay"
+    DUNNING = "dunning"  # dunning's workflow steps and DunningQueue's consumer
     UNKNOWN = "unknown"
 
 
@@ -103,17 +107,26 @@ def entity_event(
         # One entity per switch: its global setting and every account's are events of the same switch (the
         # account is in before/after), so GET /audit/kill_switch/<name> is who changed the switch, and how.
         entity_type, entity_id, noun = EntityType.KILL_SWITCH, str(keys["sk"]).partition("#")[0], "kill_switch"
+    elif table_kind == "dunning":
+        # One entity per invoice: every cycle's case (the cycle is in before/after), shown decoded (audit/dunning.py)
+        entity_type, entity_id, noun = EntityType.DUNNING, str(keys["invoice_id"]), "dunning"
     else:
         return None
-    changes = diff(before, after)
-    if event_name == "INSERT":
-        verb = "created"
-    elif event_name == "REMOVE":
-        verb = "removed"
-    elif "status" in changes:
-        verb = "status_changed"
+    shown_before, shown_after = before, after
+    if entity_type is EntityType.DUNNING:
+        shown_before, shown_after = dunning.case_image(before), dunning.case_image(after)
+        changes = diff(*dunning.case_fields(shown_before, shown_after))
+        verb = dunning.case_verb(event_name, shown_before, shown_after)
     else:
-        verb = "updated"
+        changes = diff(before, after)
+        if event_name == "INSERT":
+            verb = "created"
+        elif event_name == "REMOVE":
+            verb = "removed"
+        elif "status" in changes:
+            verb = "status_changed"
+        else:
+            verb = "updated"
     if entity_type is EntityType.KILL_SWITCH and event_name != "REMOVE":
         verb = "set_on" if image.get("enabled") else "set_off"  # a write states a value, changed or not
     actor = str(image.get("last_actor") or "system:unknown")
@@ -128,8 +141,8 @@ def entity_event(
         actor=actor if ACTOR.match(actor) else "system:unknown",
         source=source,
         correlation_id=str(image["last_correlation_id"]) if image.get("last_correlation_id") else None,
-        before=plain(before) if before is not None else None,
-        after=plain(after) if after is not None else None,
+        before=plain(shown_before) if shown_before is not None else None,
+        after=plain(shown_after) if shown_after is not None else None,
         changes=plain(changes),
         occurred_at=occurred_at,
         sequence=sequence,

@@ -161,6 +161,11 @@ class DunningCase(BaseModel):
     execution_name: str
     ended_at: datetime | None = None
     end_reason: str | None = None
+    # A cycle an operator opened after the previous one failed (POST /invoices/{id}/dunning/restart): which cycle
+    # it continues, who restarted it (the audit trail's actor) and why.
+    restarted_from_cycle: int | None = Field(default=None, ge=1)
+    restarted_by: str | None = None
+    restart_reason: str | None = None
     version: int = 1
 
     def retry(self, sequence: int) -> RetryRecord | None:

@@ -60,6 +60,22 @@ class DunningTransitions(Protocol):
         fenced: only while the invoice is still open (the final action). False if anything was refused."""
         ...
 
+    def restart(
+        self,
+        failed: DunningCase,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        actor: str,
+        correlation_id: str | None,
+    ) -> bool:
+        """Create `case`, the cycle after `failed`, only while `failed` is stored as it was read (failed, same
+        version), the new cycle does not exist and the invoice is open, with the subscription's move; written as
+        `actor`'s (an operator's) change. False if any of that was refused: a repeated restart opens nothing."""
+        ...
+
     def claim(self, case: DunningCase) -> bool:
         """Save `case` (a provider-billed charge recorded before the provider is asked) only while the
         invoice is payable as far as we know (the paid fence); False if refused."""

@@ -43,17 +43,26 @@ _DAY = timedelta(hours=24)
 PROVIDER_INVOICE_ID = re.compile(r"^in_[A-Za-z0-9]{1,250}$")
 
 
+def dunning_case_id(invoice_id: str) -> str:
+    """The key of an invoice's dunning cases: our invoice id as given, or the id derived from a provider-billed
+    invoice's Stripe id (in_...)."""
+    if PROVIDER_INVOICE_ID.match(invoice_id):
+        return provider_case_id("stripe", invoice_id)
+    if not INVOICE_ID.match(invoice_id):
+        raise ValidationFailedError(
+            "invoice ids look like binv_<24 hex digits> (ours) or in_... (the provider's)", code="invalid_invoice_id"
+        )
+    return invoice_id
+
+
 def dunning_of(
     invoice_id: str, latest: Callable[[str], DunningCase | None], invoices: InvoiceReader
 ) -> tuple[DunningCase | None, InvoiceView | None]:
     """The latest dunning cycle of an invoice, by our id or a provider-billed invoice's Stripe id, and our
     invoice if we bill it. Ours unknown: invoice_not_found; never dunned: a case of None."""
-    if PROVIDER_INVOICE_ID.match(invoice_id):
-        return latest(provider_case_id("stripe", invoice_id)), None
-    if not INVOICE_ID.match(invoice_id):
-        raise ValidationFailedError(
-            "invoice ids look like binv_<24 hex digits> (ours) or in_... (the provider's)", code="invalid_invoice_id"
-        )
+    case_id = dunning_case_id(invoice_id)
+    if case_id != invoice_id:
+        return latest(case_id), None
     case = latest(invoice_id)
     if case is not None and case.billing_mode is BillingMode.PROVIDER:
         return case, None  # the provider's invoice, under the id derived from its own
@@ -158,6 +167,9 @@ class DunningView(BaseModel):
     execution: ExecutionView
     ended_at: datetime | None
     end_reason: str | None
+    restarted_from_cycle: int | None  # an operator restarted the dunning after this cycle failed
+    restarted_by: str | None
+    restart_reason: str | None
 
 
 def dunning_view(
@@ -224,4 +236,7 @@ def dunning_view(
         execution=execution,
         ended_at=case.ended_at,
         end_reason=case.end_reason,
+        restarted_from_cycle=case.restarted_from_cycle,
+        restarted_by=case.restarted_by,
+        restart_reason=case.restart_reason,
     )

@@ -48,7 +48,14 @@ from billing_core.dunning.model import (
 )
 from billing_core.dunning.planner import InvoiceFacts
 from billing_core.dunning.ports import DunningStore, DunningTransitions, PolicySource, ProviderInvoices
-from billing_core.errors import ConfigurationError, NotFoundError, OutcomeUnknownError, PermanentError, RetryableError
+from billing_core.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermanentError,
+    RetryableError,
+)
 from billing_core.invoices.model import AttemptStatus, ChargeAttempt, InvoiceStatus, InvoiceView
 from billing_core.invoices.ports import InvoiceReader
 from billing_core.observability import count, count_at, logger
@@ -166,6 +173,29 @@ class StartResult(BaseModel):
     invoice_id: str
     cycle: int | None = None
     execution_name: str | None = None
+
+
+class RestartResult(BaseModel):
+    """POST /invoices/{invoice_id}/dunning/restart: the cycle the restart opened (or had opened, for a repeated
+    request), its new schedule and its execution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Literal["restarted", "already_restarted"]
+    invoice_id: str
+    cycle: int
+    restarted_from_cycle: int
+    restarted_by: str
+    status: CaseStatus
+    execution_name: str
+    started_at: datetime
+    grace_until: datetime
+    retry_at: tuple[datetime, ...]
+    final_action_at: datetime
+
+
+# Attempts whose outcome is not settled: a restart would only wait on them (the claim needs a FAILED last attempt).
+_UNSETTLED_ATTEMPTS = frozenset({AttemptStatus.PENDING, AttemptStatus.UNKNOWN})
 
 
 def dunning_key(cycle: int, sequence: int) -> str:
@@ -580,6 +610,143 @@ class DunningService:
 
     def case(self, invoice_id: str) -> DunningCase | None:
         return self._cases.latest(invoice_id)
+
+    # --- entry: an operator restarts a failed dunning --------------------------------------------------
+
+    def restart(
+        self, invoice_id: str, actor: str, *, cycle: int, reason: str, correlation_id: str | None = None
+    ) -> RestartResult:
+        """Open cycle `cycle + 1` of a failed dunning and start its workflow (docs/runbooks/dunning.md, "Restart a
+        failed dunning"). `cycle` is the failed cycle the operator saw: a repeated request names the same one and
+        is answered with the cycle its first delivery opened (the execution started by name, once), never a
+        second one. The new cycle keeps the failed one's policy copy and time scale, and its schedule starts
+        again from now (ADR 0023); the subscription is past_due while it runs."""
+        latest = self._cases.latest(invoice_id)
+        if latest is None:
+            raise NotFoundError("this invoice has never been in dunning", code="dunning_not_found")
+        if latest.restarted_from_cycle == cycle:
+            return self._restarted(latest, "already_restarted")
+        state = {"cycle": latest.cycle, "status": latest.status.value}
+        if latest.cycle != cycle:
+            raise ConflictError(
+                f"cycle {cycle} is not the invoice's latest dunning cycle", code="dunning_cycle_mismatch", details=state
+            )
+        if latest.status is CaseStatus.ACTIVE:
+            raise ConflictError("the dunning is still running", code="dunning_still_active", details=state)
+        if latest.status is not CaseStatus.FAILED:
+            raise ConflictError(
+                f"the dunning ended {latest.status.value}, it did not fail", code="dunning_not_failed", details=state
+            )
+        amount_due_minor = self._amount_to_restart(latest)
+        # The provider moves the subscriptions it bills; ours goes back to past_due if someone moved it meanwhile.
+        subscription = (
+            self._subscriptions.get(latest.subscription_id) if latest.billing_mode is BillingMode.INTERNAL else None
+        )
+        now = self._clock()
+        case = planner.open_case(
+            invoice_id=latest.invoice_id,
+            cycle=latest.cycle + 1,
+            subscription_id=latest.subscription_id,
+            customer_id=latest.customer_id,
+            billing_mode=latest.billing_mode,
+            provider=latest.provider,
+            provider_invoice_id=latest.provider_invoice_id,
+            amount_due_minor=amount_due_minor,
+            currency=latest.currency,
+            policy=latest.policy,
+            policy_source=latest.policy_source,
+            time_scale=latest.time_scale,
+            failure_code=latest.failure_code,
+            now=now,
+        ).model_copy(
+            update={
+                "provider_customer_id": latest.provider_customer_id,
+                "provider_subscription_id": latest.provider_subscription_id,
+                # a hard decline still holds until the payment method changes
+                "hard_declined": latest.hard_declined,
+                "hard_declined_method": latest.hard_declined_method,
+                "restarted_from_cycle": latest.cycle,
+                "restarted_by": actor,
+                "restart_reason": reason,
+            }
+        )
+        moving = subscription is not None and subscription.status in INTO_PAST_DUE
+        if self._transitions.restart(
+            latest,
+            case,
+            subscription if moving else None,
+            SubscriptionStatus.PAST_DUE if moving else None,
+            now,
+            actor=actor,
+            correlation_id=correlation_id,
+        ):
+            count("DunningRestarted")
+            logger.info("dunning restarted", extra={"invoice": invoice_id, "cycle": case.cycle, "actor": actor})
+            return self._restarted(case, "restarted")
+        # Refused: a concurrent restart opened the cycle, the paid fence held, or something moved meanwhile.
+        current = self._cases.latest(invoice_id)
+        if current is not None and current.restarted_from_cycle == cycle:
+            return self._restarted(current, "already_restarted")
+        if current == latest and not self._still_payable(latest):
+            raise ConflictError("the invoice is no longer open: nothing to collect", code="invoice_not_payable")
+        raise RetryableError(
+            "the dunning or its subscription changed during the restart", code="dunning_restart_contention"
+        )
+
+    def _amount_to_restart(self, case: DunningCase) -> int:
+        """What the restarted cycle asks for. An invoice we bill must be open with no charge attempt unsettled
+        (the claim of a new retry needs the last attempt FAILED), read here and fenced again in the write. A
+        provider-billed invoice is the provider's: the write's paid fence is its payment posted in our ledger (as
+        for its charges), and the new cycle's first step reads the provider's invoice (and closes if it is no
+        longer open)."""
+        if case.billing_mode is BillingMode.PROVIDER:
+            return case.amount_due_minor
+        view = self._invoices.get(case.invoice_id)
+        if view is None:
+            raise NotFoundError(f"invoice {case.invoice_id} is not ours", code="invoice_not_found")
+        if view.invoice.status is not InvoiceStatus.OPEN:
+            raise ConflictError(
+                f"the invoice is {view.invoice.status.value}: nothing to collect",
+                code="invoice_not_payable",
+                details={"invoice_status": view.invoice.status.value},
+            )
+        unsettled = [attempt.attempt_number for attempt in view.attempts if attempt.status in _UNSETTLED_ATTEMPTS]
+        if unsettled:
+            raise ConflictError(
+                "a charge attempt's outcome is not settled: resolve it first",
+                code="charge_attempt_unresolved",
+                details={"attempt_numbers": unsettled},
+            )
+        return view.total_minor
+
+    def _still_payable(self, case: DunningCase) -> bool:
+        """After a refused restart write that no other restart explains: is the invoice still open? (A
+        provider-billed case's only other condition is its paid fence: refused, it was paid.)"""
+        if case.billing_mode is BillingMode.PROVIDER:
+            return False
+        view = self._invoices.get(case.invoice_id)
+        return view is not None and view.invoice.status is InvoiceStatus.OPEN
+
+    def _restarted(self, case: DunningCase, outcome: Literal["restarted", "already_restarted"]) -> RestartResult:
+        """Start the cycle's workflow under its deterministic name (a repeated start finds the first) while the
+        cycle runs, and describe it."""
+        if case.status is CaseStatus.ACTIVE:
+            self._needs(self._workflows, "workflows").start(
+                case.execution_name, {"invoice_id": case.invoice_id, "cycle": case.cycle}
+            )
+        return RestartResult(
+            outcome=outcome,
+            invoice_id=case.invoice_id,
+            cycle=case.cycle,
+            restarted_from_cycle=case.restarted_from_cycle or case.cycle - 1,
+            restarted_by=case.restarted_by or "system:unknown",
+            status=case.status,
+            execution_name=case.execution_name,
+            started_at=case.started_at,
+            grace_until=case.grace_until,
+            retry_at=case.retry_at,
+            final_action_at=case.final_action_at,
+        )
 
     # --- charging ---------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus
 
 ACTOR = "system:dunning"
 SOURCE = "dunning"
+OPERATOR_SOURCE = "api"  # an operator's write through the admin API (a restart)
 
 
 def cycle_sk(cycle: int) -> str:
@@ -43,7 +44,9 @@ def provider_customer_key(provider: str, provider_customer_id: str) -> str:
     return f"{provider}:{provider_customer_id}"
 
 
-def _case_item(case: DunningCase) -> Item:
+def _case_item(
+    case: DunningCase, *, actor: str = ACTOR, source: str = SOURCE, correlation_id: str | None = None
+) -> Item:
     item = {
         "invoice_id": text(case.invoice_id),
         "sk": text(cycle_sk(case.cycle)),
@@ -55,9 +58,9 @@ def _case_item(case: DunningCase) -> Item:
         "execution_name": text(case.execution_name),
         "version": number(case.version),
         "document": text(case.model_dump_json()),
-        "last_actor": text(ACTOR),
-        "last_change_source": text(SOURCE),
-        "last_correlation_id": text(case.execution_name),
+        "last_actor": text(actor),
+        "last_change_source": text(source),
+        "last_correlation_id": text(correlation_id or case.execution_name),
     }
     if case.provider_customer_id is not None:
         # the sparse index by-provider-customer: a provider's payment-method event names the customer only
@@ -117,15 +120,31 @@ class DynamoDBDunningStore:
 
     # --- parts of other writes' transactions -------------------------------------------------------
 
-    def create_op(self, case: DunningCase) -> TransactItem:
-        """A new case; refused if this (invoice, cycle) has one."""
+    def create_op(
+        self, case: DunningCase, *, actor: str = ACTOR, source: str = SOURCE, correlation_id: str | None = None
+    ) -> TransactItem:
+        """A new case; refused if this (invoice, cycle) has one. Dunning's own unless an actor is given (an
+        operator's restart)."""
         if case.version != 1:
             raise ValueError("a new case starts at version 1")
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": _case_item(case),
+                "Item": _case_item(case, actor=actor, source=source, correlation_id=correlation_id),
                 "ConditionExpression": "attribute_not_exists(invoice_id)",
+            }
+        }
+
+    def unchanged_check_op(self, case: DunningCase) -> TransactItem:
+        """A check, in another write's transaction, that the case is still stored with this status and version
+        (e.g. the failed cycle a restart continues)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"invoice_id": text(case.invoice_id), "sk": text(cycle_sk(case.cycle))},
+                "ConditionExpression": "#status = :status AND version = :version",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":status": text(case.status.value), ":version": number(case.version)},
             }
         }
 
@@ -194,12 +213,41 @@ class DynamoDBDunningTransitions:
         items += self._moves(case, subscription, to_status, now)
         return self._db.transact_or_refuse(items) is None
 
+    def restart(
+        self,
+        failed: DunningCase,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        actor: str,
+        correlation_id: str | None,
+    ) -> bool:
+        if case.invoice_id != failed.invoice_id or case.cycle != failed.cycle + 1:
+            raise ValueError("a restart opens the cycle after the failed one, of the same invoice")
+        correlation = correlation_id or case.execution_name
+        items = [
+            self._cases.unchanged_check_op(failed),
+            self._cases.create_op(case, actor=actor, source=OPERATOR_SOURCE, correlation_id=correlation),
+            self._fence(case),
+        ]
+        items += self._moves(case, subscription, to_status, now, actor=actor, source=OPERATOR_SOURCE)
+        return self._db.transact_or_refuse(items) is None
+
     def _moves(
-        self, case: DunningCase, subscription: Subscription | None, to_status: SubscriptionStatus | None, now: datetime
+        self,
+        case: DunningCase,
+        subscription: Subscription | None,
+        to_status: SubscriptionStatus | None,
+        now: datetime,
+        *,
+        actor: str = ACTOR,
+        source: str = SOURCE,
     ) -> list[TransactItem]:
         if subscription is None or to_status is None:
             return []
         op: dict[str, Any] = self._subscriptions.status_op(
-            subscription, to_status, now=now, actor=ACTOR, source=SOURCE, correlation_id=case.execution_name
+            subscription, to_status, now=now, actor=actor, source=source, correlation_id=case.execution_name
         )
         return [op]
