@@ -368,3 +368,29 @@ def test_a_final_action_held_back_is_never_announced_even_by_a_redelivered_step(
     kinds = [document["kind"] for document in dunned.notices.sent]
     assert "dunning_final_action" not in kinds and "dunning_final_warning" in kinds
     assert dunned.subscription_status() is SubscriptionStatus.PAST_DUE
+
+
+def test_a_failure_is_recorded_over_a_case_that_moved_meanwhile_and_never_claimed_when_it_cannot_be() -> None:
+    # Given a running case whose end is refused once (a step moved it at the same moment)
+    dunned = Dunned()
+    service = dunned.service()
+    real_close = dunned.transitions.close
+    refusals = [True]
+
+    def close_once_refused(*args: Any, **kwargs: Any) -> bool:
+        if refusals:
+            refusals.pop()
+            return False
+        return real_close(*args, **kwargs)
+
+    dunned.transitions.close = close_once_refused  # type: ignore[method-assign]
+    # When the failure is recorded, it is written over the case read again
+    step = service.record_failure(dunned.invoice_id, 1, "PermanentError", "boom")
+    assert step.kind is NextKind.FAILED and dunned.case().status is CaseStatus.FAILED
+    assert dunned.case().end_reason == "PermanentError: boom"
+    # And a case whose end keeps being refused is never answered as failed: the step raises to be retried
+    other = Dunned()
+    other.transitions.close = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    with pytest.raises(RetryableError) as refused:
+        other.service().record_failure(other.invoice_id, 1, "PermanentError", "boom")
+    assert refused.value.code == "dunning_end_contention" and other.case().status is CaseStatus.ACTIVE

@@ -599,14 +599,18 @@ class DunningService:
     def record_failure(self, invoice_id: str, cycle: int, error: str, cause: str) -> NextStep:
         """The workflow failed (a step's error outlived its retries): the case shows `dunning_failed` with
         the cause until an operator restarts it (docs/runbooks/dunning.md)."""
-        case = self._load(invoice_id, cycle)
-        if case.status in TERMINAL:
-            return self._next(case)
         reason = f"{error}: {cause}"[:500]
-        ended = self._end(case, CaseStatus.FAILED, reason, None, fenced=False)
-        count("DunningFailed")
-        logger.error("dunning failed", extra={"invoice": invoice_id, "error": error})
-        return NextStep(kind=NextKind.FAILED, at=self._clock(), reason=(ended or case).end_reason or reason)
+        for _ in range(3):  # a step may move the case at the same moment: read it again and record over that
+            case = self._load(invoice_id, cycle)
+            if case.status in TERMINAL:
+                return self._next(case)
+            ended = self._end(case, CaseStatus.FAILED, reason, None, fenced=False)
+            if ended is not None:
+                count("DunningFailed")
+                logger.error("dunning failed", extra={"invoice": invoice_id, "error": error})
+                return NextStep(kind=NextKind.FAILED, at=self._clock(), reason=ended.end_reason or reason)
+        # Never answer "failed" over a case that still reads active: the state machine retries this step.
+        raise RetryableError("the case kept changing while its failure was recorded", code="dunning_end_contention")
 
     def case(self, invoice_id: str) -> DunningCase | None:
         return self._cases.latest(invoice_id)
