@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import pairwise
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
@@ -15,6 +15,8 @@ from billing_core.periods import Interval
 
 IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+# A usage event's property name (and so a meter's `unique_property`): short, no separator a store key uses.
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 class TrialEndPolicy(StrEnum):
@@ -30,16 +32,59 @@ class CapPolicy(StrEnum):
     HARD_STOP = "hard_stop"  # stop serving at the cap
 
 
-class UsageComponent(BaseModel):
-    """A metered part of a plan (priced and enforced by the Usage issue)."""
+class Aggregation(StrEnum):
+    """How a meter turns its events into one number per window (docs/glossary.md "meter")."""
+
+    SUM = "sum"  # the sum of the events' values
+    COUNT = "count"  # the number of events (values ignored)
+    MAX = "max"  # the greatest value
+    UNIQUE_COUNT = "unique_count"  # the number of distinct values of one property (exact, never a sketch)
+    LATEST = "latest"  # the value of the event with the greatest (timestamp, event_id)
+
+
+class Meter(BaseModel):
+    """A kind of usage a price book declares: what usage events name (`meter`) and how they are aggregated.
+    Declared here, beside the plans that price it, because a plan's usage component names a meter; the usage
+    context (billing_core.usage) counts by it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: str = Field(pattern=IDENTIFIER.pattern)
+    meter_id: str = Field(pattern=IDENTIFIER.pattern)
+    aggregation: Aggregation
+    # unique_count only: the property whose distinct values are counted (absent on any other aggregation)
+    unique_property: str | None = Field(default=None, pattern=PROPERTY_NAME.pattern)
+
+    @model_validator(mode="after")
+    def _unique_property(self) -> Self:
+        if (self.aggregation is Aggregation.UNIQUE_COUNT) != (self.unique_property is not None):
+            raise ValueError("unique_property is required for unique_count and allowed for nothing else")
+        return self
+
+
+MAX_ALERT_THRESHOLD_PERCENT = 1000
+AlertThresholdPercent = Annotated[StrictInt, Field(ge=1, le=MAX_ALERT_THRESHOLD_PERCENT)]
+
+
+class UsageComponent(BaseModel):
+    """A metered part of a plan: its price per unit over the included quantity, its cap and the percentages of
+    the limit at which the customer is told (billing_core.usage.thresholds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(pattern=IDENTIFIER.pattern)  # a meter's meter_id when the price book declares meters
     unit_amount_minor: StrictInt = Field(ge=0)
     included_quantity: StrictInt = Field(default=0, ge=0)
     cap_policy: CapPolicy = CapPolicy.OVERAGE
     cap_quantity: StrictInt | None = Field(default=None, ge=0)
+    # Percentages of the component's limit (billing_core.usage.entitlements.limit_of); empty: no alerts.
+    alert_thresholds_percent: tuple[AlertThresholdPercent, ...] = Field(default=(80, 100), max_length=10)
+
+    @field_validator("alert_thresholds_percent")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(later <= earlier for earlier, later in pairwise(value)):
+            raise ValueError("alert thresholds must be strictly increasing")
+        return value
 
 
 class FinalAction(StrEnum):
@@ -117,6 +162,9 @@ class PriceBook(BaseModel):
     version: str = Field(pattern=IDENTIFIER.pattern)
     effective_from: AwareDatetime
     plans: tuple[Plan, ...] = Field(min_length=1)
+    # The meters usage events may name. Empty (every price book before usage metering): nothing is checked, and
+    # nothing can be metered under this version.
+    meters: tuple[Meter, ...] = ()
 
     @field_validator("effective_from")
     @classmethod
@@ -134,8 +182,24 @@ class PriceBook(BaseModel):
             raise ValueError("plan_id must be unique within a price book")
         return self
 
+    @model_validator(mode="after")
+    def _declared_meters(self) -> Self:
+        meter_ids = [meter.meter_id for meter in self.meters]
+        if len(meter_ids) != len(set(meter_ids)):
+            raise ValueError("meter_id must be unique within a price book")
+        if meter_ids:
+            undeclared = sorted(
+                {component.metric for plan in self.plans for component in plan.usage_components} - set(meter_ids)
+            )
+            if undeclared:
+                raise ValueError(f"usage components name undeclared meters: {', '.join(undeclared)}")
+        return self
+
     def plan(self, plan_id: str) -> Plan | None:
         return next((plan for plan in self.plans if plan.plan_id == plan_id), None)
+
+    def meter(self, meter_id: str) -> Meter | None:
+        return next((meter for meter in self.meters if meter.meter_id == meter_id), None)
 
 
 class PublishedPriceBook(PriceBook):
