@@ -514,3 +514,18 @@ def test_the_dunning_view_of_a_provider_billed_invoice_assumes_it_owed_while_the
     # the amount the case was opened for is the amount owed: nothing owed shows recovery next
     nothing_owed = dunning_view(case.model_copy(update={"amount_due_minor": 0}), None, RUNNING, NOW)
     assert nothing_owed.next_step is not None and nothing_owed.next_step.kind is NextKind.RECOVERED
+
+
+def test_the_dunning_view_shows_who_restarted_a_cycle_and_why() -> None:
+    restarted = a_case().model_copy(
+        update={"cycle": 2, "restarted_from_cycle": 1, "restarted_by": "user:admin", "restart_reason": "INC-1"}
+    )
+    view = dunning_view(restarted, an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
+    assert (view.cycle, view.restarted_from_cycle, view.restarted_by, view.restart_reason) == (
+        2,
+        1,
+        "user:admin",
+        "INC-1",
+    )
+    first = dunning_view(a_case(), an_invoice(InvoiceStatus.OPEN), RUNNING, NOW)
+    assert (first.restarted_from_cycle, first.restarted_by, first.restart_reason) == (None, None, None)
