@@ -58,7 +58,8 @@ class InMemoryUsageStore:
         with self._lock:
             fresh: list[BatchDocument] = []
             already: list[str] = []
-            for document in distinct_documents(documents):
+            delivered = distinct_documents(documents)
+            for document in delivered:
                 stored = self.documents.get(document.batch_id)
                 if stored is None:
                     raise InvariantViolation(f"batch {document.batch_id} is counted but was never written")
@@ -77,7 +78,7 @@ class InMemoryUsageStore:
             return CountOutcome(
                 counted=tuple(document.batch_id for document in fresh),
                 already_counted=tuple(already),
-                windows=frozenset(key.window for key in deltas),
+                windows=frozenset(key.window for key in aggregate(delivered, period_of)),
             )
 
     # --- reads -------------------------------------------------------------------------------------

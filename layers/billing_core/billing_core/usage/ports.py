@@ -37,7 +37,9 @@ class BatchState(StrEnum):
 @dataclass(frozen=True)
 class CountOutcome:
     """What one `count` did: the documents it counted, those it found counted already (a redelivery: dropped),
-    and the windows the counted documents added to (a caller checks thresholds on their period windows)."""
+    and the windows all of them count into. A caller checks thresholds on those period windows - including the
+    windows of documents found counted, since a redelivery may follow a count whose answer was lost before its
+    thresholds were checked (the check is idempotent: markers are put once)."""
 
     counted: tuple[str, ...]
     already_counted: tuple[str, ...]

@@ -238,7 +238,7 @@ class DynamoDBUsageStore:
             committed, dropped = self._commit(group, deltas, now)
             counted += committed
             already += dropped
-        windows = frozenset(key.window for batch_id in counted for key in deltas[batch_id])
+        windows = frozenset(key.window for delta in deltas.values() for key in delta)
         return CountOutcome(counted=tuple(counted), already_counted=tuple(already), windows=windows)
 
     def _raise_candidates(self, deltas: Mapping[CounterKey, Tally], now: datetime) -> None:
