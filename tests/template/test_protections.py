@@ -27,6 +27,7 @@ MONEY_AND_HISTORY = (
     "ReconciliationTable",
     "NoticesTable",
     "SwitchesTable",  # not money or history, but operators' decisions (an account protected from charges)
+    "UsageTable",  # accepted usage is billed
 )
 APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
 MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}

@@ -61,3 +61,58 @@ def test_a_transaction_cancelled_only_by_other_writers_is_retryable() -> None:
     with pytest.raises(RetryableError) as raised:
         db.transact_or_refuse([])
     assert raised.value.code == "transaction_conflict"
+
+
+class Unprocessed:
+    """A client whose batch requests leave `stubborn` keys or items unprocessed `times` times, then take them."""
+
+    def __init__(self, times: int):
+        self.times = times
+        self.requests: list[dict[str, Any]] = []
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(RequestItems)
+        [(table, request)] = RequestItems.items()
+        keys = request["Keys"]
+        if self.times > 0:
+            self.times -= 1
+            return {"Responses": {table: keys[:-1]}, "UnprocessedKeys": {table: {**request, "Keys": keys[-1:]}}}
+        return {"Responses": {table: keys}}
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(RequestItems)
+        [(table, writes)] = RequestItems.items()
+        if self.times > 0:
+            self.times -= 1
+            return {"UnprocessedItems": {table: writes[-1:]}}
+        return {}
+
+
+def keys(count: int) -> list[dict[str, Any]]:
+    return [{"pk": {"S": f"k{index}"}} for index in range(count)]
+
+
+def test_a_batch_read_asks_again_for_what_was_left_unprocessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("billing_core.adapters.dynamodb.table.time.sleep", lambda _: None)
+    client = Unprocessed(times=2)
+    # Given 150 keys (two requests of at most 100), the first request leaving one key unprocessed twice
+    found = DynamoDB(client).batch_get("t", keys(150))
+    # Then every key is read once, strongly consistent, in 2 + 2 requests
+    assert sorted(item["pk"]["S"] for item in found) == sorted(key["pk"]["S"] for key in keys(150))
+    assert [len(r["t"]["Keys"]) for r in client.requests] == [100, 1, 1, 50]
+    assert all(r["t"]["ConsistentRead"] is True for r in client.requests)
+
+
+def test_a_batch_read_left_unprocessed_too_often_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("billing_core.adapters.dynamodb.table.time.sleep", lambda _: None)
+    with pytest.raises(RetryableError):
+        DynamoDB(Unprocessed(times=99)).batch_get("t", keys(3))
+
+
+def test_a_batch_write_sends_25_at_a_time_and_again_what_was_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("billing_core.adapters.dynamodb.table.time.sleep", lambda _: None)
+    client = Unprocessed(times=1)
+    DynamoDB(client).batch_put("t", keys(30))
+    assert [len(r["t"]) for r in client.requests] == [25, 1, 5]
+    with pytest.raises(RetryableError):
+        DynamoDB(Unprocessed(times=99)).batch_put("t", keys(3))

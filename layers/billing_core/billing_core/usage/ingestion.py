@@ -51,6 +51,15 @@ class IngestionPolicy:
 
 
 DEFAULT_POLICY = IngestionPolicy()
+# How long a marker outlives the lateness window: DynamoDB's TTL deletes an item some time after it expires, never
+# before, and this covers clocks that disagree between the writer and the reader.
+MARKER_MARGIN = timedelta(days=2)
+
+
+def marker_expires_at(event: UsageEvent, policy: IngestionPolicy = DEFAULT_POLICY) -> datetime:
+    """When an accepted event's marker may be deleted (ADR 0025): by then a replay of the event is older than the
+    lateness window, refused as `too_late` before any dedupe is needed, so no replay can ever count twice."""
+    return event.timestamp + policy.lateness_window + MARKER_MARGIN
 
 
 class UsageRequest(BaseModel):

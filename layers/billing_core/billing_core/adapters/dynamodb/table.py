@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,11 @@ TransactItem = dict[str, Any]
 CONDITION_FAILED = "ConditionalCheckFailed"
 # Cancellation reasons that say "someone else was writing these items": nothing was decided, try again.
 CONTENTION = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+# BatchGetItem / BatchWriteItem limits, and how often what they leave unprocessed (throttling) is asked again.
+BATCH_GET_KEYS = 100
+BATCH_WRITE_ITEMS = 25
+UNPROCESSED_ATTEMPTS = 5
+UNPROCESSED_BACKOFF_SECONDS = 0.05
 
 
 # --- attribute values ------------------------------------------------------------------------------
@@ -243,6 +249,62 @@ class DynamoDB:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="dynamodb.Query") from exc
         return int(response.get("Count", 0))
+
+    def count_all(self, **request: Any) -> int:
+        """The number of items a query matches, over every page (a page stops at 1 MB read)."""
+        counted = 0
+        while True:
+            try:
+                response = self.client.query(**request, Select="COUNT")
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, operation="dynamodb.Query") from exc
+            counted += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                return counted
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def batch_get(self, table: str, keys: Sequence[Item], *, consistent: bool = True) -> list[Item]:
+        """The items stored under `keys` (absent ones are missing from the answer, in no particular order): one
+        BatchGetItem per 100 keys; keys DynamoDB leaves unprocessed (throttling) are asked again a few times, then
+        the read is retryable."""
+        found: list[Item] = []
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            pending: dict[str, Any] = {table: {"Keys": list(keys[start : start + BATCH_GET_KEYS])}}
+            if consistent:
+                pending[table]["ConsistentRead"] = True
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                try:
+                    response = self.client.batch_get_item(RequestItems=pending)
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc, operation="dynamodb.BatchGetItem") from exc
+                found += response.get("Responses", {}).get(table, [])
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
+            if pending:
+                raise RetryableError("DynamoDB left keys of a BatchGetItem unprocessed; retry", code="aws_transient")
+        return found
+
+    def batch_put(self, table: str, items: Sequence[Item]) -> None:
+        """Unconditional puts (idempotent items only: a put repeated writes the same item), 25 per BatchWriteItem;
+        unprocessed items are sent again a few times, then the write is retryable (what was written stays, and
+        writing it again changes nothing)."""
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            pending: dict[str, Any] = {
+                table: [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_ITEMS]]
+            }
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                try:
+                    response = self.client.batch_write_item(RequestItems=pending)
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc, operation="dynamodb.BatchWriteItem") from exc
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
+            if pending:
+                raise RetryableError("DynamoDB left items of a BatchWriteItem unprocessed; retry", code="aws_transient")
 
     def scan(self, table: str) -> Iterator[Item]:
         request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}

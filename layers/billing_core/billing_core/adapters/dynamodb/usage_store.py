@@ -1,0 +1,534 @@
+"""Usage on DynamoDB (UsageTable, ADR 0025). This module owns the table's items; the domain (billing_core.usage)
+decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contains one), times in
+`canonical_timestamp` form (UTC, microseconds, `Z`: text order is time order):
+
+- `EVENT#<customer>#<event id>`, `EVENT`: an accepted event's marker - its payload hash, batch id, and `expires_at`
+  (TTL: the event's time + the lateness window + 2 days, ingestion.marker_expires_at). Written only with
+  `attribute_not_exists`: this is the dedupe.
+- `BATCH#<batch id>`, `BATCH`: the batch document (its JSON), `state` pending -> counted. Put in one transaction
+  with its events' markers; the stream's new image carries it to the aggregator.
+- `COUNT#<customer>#<meter>#<period start>#<window kind>#<window start>#<shard>`, `COUNT`: a counter shard
+  (`events`, `value_sum` by ADD in the commit; `value_max` and `latest_*` by a conditional SET that only raises).
+  The shard is in the partition key, so one hot customer-meter's writes spread over 16 partitions; the period
+  start is in every counter key because an hour or a day can straddle two billing periods (windows.CounterKey).
+- `UNIQUE#<customer>#<meter>#<period start>#<window kind>#<window start>`, `VALUE#<value>`: a unique_count meter's
+  distinct value in a window (an idempotent Put); the window's number is a COUNT query of its partition.
+- `LIMIT#<customer>#<meter>#<period start>`, `LIMIT`: the period's limit, policy, end and `consumed`.
+- `ALERT#<customer>#<meter>#<period start>`, `PERCENT#<nnnn>`: a threshold announced (put once).
+
+A write that DynamoDB cancels only because of other writers (contention, throttling) decided nothing and is
+raised as RetryableError (table.transact_or_refuse); every transaction here is all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from billing_core.adapters.dynamodb.table import (
+    DynamoDB,
+    Item,
+    TransactItem,
+    number,
+    read_int,
+    read_text,
+    text,
+)
+from billing_core.errors import InvariantViolation
+from billing_core.pricing.model import CapPolicy
+from billing_core.usage.aggregation import Latest, PeriodOf, Tally, aggregate, distinct_documents, merge_deltas
+from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
+from billing_core.usage.ingestion import DEFAULT_POLICY, IngestionPolicy, marker_expires_at
+from billing_core.usage.model import BatchDocument, EventKey, UsageEvent, WindowKind, canonical_timestamp
+from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.thresholds import ThresholdCrossed
+from billing_core.usage.windows import SHARDS, CounterKey, WindowKey
+
+# A TransactWriteItems holds at most 100 items.
+MAX_TRANSACTION_ITEMS = 100
+ALL_OLD = "ALL_OLD"
+TTL_ATTRIBUTE = "expires_at"  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+
+
+def _time(moment: datetime) -> str:
+    return canonical_timestamp(moment)
+
+
+def _read_time(item: Mapping[str, Any], name: str) -> datetime:
+    return datetime.fromisoformat(item[name]["S"])
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def marker_key(key: EventKey) -> Item:
+    customer_id, event_id = key
+    return {"pk": text(f"EVENT#{customer_id}#{event_id}"), "sk": text("EVENT")}
+
+
+def batch_key(batch_id: str) -> Item:
+    return {"pk": text(f"BATCH#{batch_id}"), "sk": text("BATCH")}
+
+
+def _window_id(window: WindowKey) -> str:
+    return f"{window.customer_id}#{window.meter}#{_time(window.period_start)}#{window.kind.value}#{_time(window.start)}"
+
+
+def counter_key(key: CounterKey) -> Item:
+    return {"pk": text(f"COUNT#{_window_id(key.window)}#{key.shard:02d}"), "sk": text("COUNT")}
+
+
+def counter_of(pk: str) -> CounterKey:
+    _, customer_id, meter, period_start, kind, start, shard = pk.split("#")
+    return CounterKey(
+        customer_id,
+        meter,
+        datetime.fromisoformat(period_start),
+        WindowKind(kind),
+        datetime.fromisoformat(start),
+        int(shard),
+    )
+
+
+def unique_partition(window: WindowKey) -> str:
+    return f"UNIQUE#{_window_id(window)}"
+
+
+def limit_key(customer_id: str, meter: str, period_start: datetime) -> Item:
+    return {"pk": text(f"LIMIT#{customer_id}#{meter}#{_time(period_start)}"), "sk": text("LIMIT")}
+
+
+def alert_partition(customer_id: str, meter: str, period_start: datetime) -> str:
+    return f"ALERT#{customer_id}#{meter}#{_time(period_start)}"
+
+
+def alert_sort_key(percent: int) -> str:
+    return f"PERCENT#{percent:04d}"
+
+
+# --- items -----------------------------------------------------------------------------------------
+
+
+def batch_from_item(item: Mapping[str, Any]) -> tuple[BatchDocument, BatchState]:
+    """A batch item as stored, or as a stream's new image carries it."""
+    return BatchDocument.model_validate_json(item["document"]["S"]), BatchState(item["state"]["S"])
+
+
+def shard_from_item(item: Mapping[str, Any]) -> CounterShard:
+    latest = None
+    if "latest_order" in item:
+        latest = Latest(
+            _read_time(item, "latest_timestamp"), item["latest_event_id"]["S"], read_int(item, "latest_value")
+        )
+    tally = Tally(
+        events=read_int(item, "events"),
+        value_sum=read_int(item, "value_sum"),
+        value_max=read_int(item, "value_max") if "value_max" in item else None,
+        latest=latest,
+    )
+    return CounterShard(key=counter_of(item["pk"]["S"]), tally=tally, counted_at=_read_time(item, "updated_at"))
+
+
+def limit_from_item(item: Mapping[str, Any]) -> LimitRecord:
+    return LimitRecord(
+        customer_id=item["customer_id"]["S"],
+        meter=item["meter"]["S"],
+        period_start=_read_time(item, "period_start"),
+        period_end=_read_time(item, "period_end"),
+        limit=read_int(item, "limit") if "limit" in item else None,
+        policy=CapPolicy(item["policy"]["S"]),
+        consumed=read_int(item, "consumed"),
+        updated_at=_read_time(item, "updated_at"),
+    )
+
+
+def _latest_order(latest: Latest) -> str:
+    """(timestamp, event_id) as one text whose order is the tuple's: the time is fixed-width, `#` sorts below every
+    character an event id may hold, and event ids are ASCII (DynamoDB compares UTF-8 bytes, Python code points)."""
+    return f"{_time(latest.timestamp)}#{latest.event_id}"
+
+
+class DynamoDBUsageStore:
+    def __init__(self, table: str, dynamodb: DynamoDB | None = None, *, policy: IngestionPolicy = DEFAULT_POLICY):
+        self._table = table
+        self._db = dynamodb or DynamoDB()
+        self._policy = policy
+
+    # --- ingestion ---------------------------------------------------------------------------------
+
+    def _marker_op(self, event: UsageEvent, batch_id: str, accepted_at: datetime) -> TransactItem:
+        item = {
+            **marker_key(event.key),
+            "kind": text("event"),
+            "customer_id": text(event.customer_id),
+            "event_id": text(event.event_id),
+            "meter": text(event.meter),
+            "value": number(event.value),
+            "timestamp": text(_time(event.timestamp)),
+            "payload_hash": text(event.payload_hash),
+            "batch_id": text(batch_id),
+            "accepted_at": text(_time(accepted_at)),
+            TTL_ATTRIBUTE: number(int(marker_expires_at(event, self._policy).timestamp())),
+        }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)",
+                # the stored marker comes back in the cancellation: duplicate or conflict without another read
+                "ReturnValuesOnConditionCheckFailure": ALL_OLD,
+            }
+        }
+
+    def _document_op(self, document: BatchDocument) -> TransactItem:
+        item = {
+            **batch_key(document.batch_id),
+            "kind": text("batch"),
+            "batch_id": text(document.batch_id),
+            "state": text(BatchState.PENDING.value),
+            "event_count": number(len(document.events)),
+            "accepted_at": text(_time(document.accepted_at)),
+            "document": text(document.model_dump_json()),
+        }
+        return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def write_batch(self, document: BatchDocument) -> dict[EventKey, str]:
+        items = [self._marker_op(event, document.batch_id, document.accepted_at) for event in document.events]
+        items.append(self._document_op(document))
+        cancelled = self._db.transact_or_refuse(items)
+        if cancelled is None:
+            return {}
+        found: dict[EventKey, str] = {}
+        unread: list[EventKey] = []
+        for index, event in enumerate(document.events):
+            if not cancelled.failed(index):
+                continue
+            stored = cancelled.stored[index]
+            if stored and "payload_hash" in stored:
+                found[event.key] = stored["payload_hash"]["S"]
+            else:
+                unread.append(event.key)
+        if unread:  # a DynamoDB that did not return the stored marker: read those back
+            for item in self._db.batch_get(self._table, [marker_key(key) for key in unread]):
+                found[(item["customer_id"]["S"], item["event_id"]["S"])] = item["payload_hash"]["S"]
+        if not found:
+            # Only the document's own condition failed: its markers would exist (same transaction) unless they
+            # expired, and an event that old is refused as too_late before it gets here.
+            raise InvariantViolation(f"batch {document.batch_id} exists without its events' markers")
+        return found
+
+    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+        item = self._db.get(self._table, batch_key(batch_id))
+        return batch_from_item(item) if item else None
+
+    # --- counting ----------------------------------------------------------------------------------
+
+    def count(self, documents: Sequence[BatchDocument], period_of: PeriodOf, now: datetime) -> CountOutcome:
+        documents = distinct_documents(documents)
+        deltas = {document.batch_id: aggregate([document], period_of) for document in documents}
+        # Idempotent first: repeating them (a redelivery, a crash before the commit) changes nothing.
+        self._raise_candidates(merge_deltas(*deltas.values()), now)
+        counted: list[str] = []
+        already: list[str] = []
+        for group in self._groups(documents, deltas):
+            if len(deltas[group[0].batch_id]) >= MAX_TRANSACTION_ITEMS:
+                done = self._commit_in_parts(group[0], deltas[group[0].batch_id], now)
+                (counted if done else already).append(group[0].batch_id)
+                continue
+            committed, dropped = self._commit(group, deltas, now)
+            counted += committed
+            already += dropped
+        windows = frozenset(key.window for delta in deltas.values() for key in delta)
+        return CountOutcome(counted=tuple(counted), already_counted=tuple(already), windows=windows)
+
+    def _raise_candidates(self, deltas: Mapping[CounterKey, Tally], now: datetime) -> None:
+        """max and latest by a SET that only raises (a failed condition: a greater one is stored), unique values by
+        idempotent puts, one marker per (window, value) however many shards saw it."""
+        for key, tally in sorted(deltas.items()):
+            if tally.value_max is not None:
+                self._db.update(
+                    TableName=self._table,
+                    Key=counter_key(key),
+                    UpdateExpression="SET value_max = :max, #kind = :kind, updated_at = :now",
+                    ConditionExpression="attribute_not_exists(value_max) OR value_max < :max",
+                    ExpressionAttributeNames={"#kind": "kind"},
+                    ExpressionAttributeValues={
+                        ":max": number(tally.value_max),
+                        ":kind": text("counter"),
+                        ":now": text(_time(now)),
+                    },
+                )
+            if tally.latest is not None:
+                self._db.update(
+                    TableName=self._table,
+                    Key=counter_key(key),
+                    UpdateExpression="SET latest_order = :order, latest_timestamp = :timestamp, "
+                    "latest_event_id = :event_id, latest_value = :value, #kind = :kind, updated_at = :now",
+                    ConditionExpression="attribute_not_exists(latest_order) OR latest_order < :order",
+                    ExpressionAttributeNames={"#kind": "kind"},
+                    ExpressionAttributeValues={
+                        ":order": text(_latest_order(tally.latest)),
+                        ":timestamp": text(_time(tally.latest.timestamp)),
+                        ":event_id": text(tally.latest.event_id),
+                        ":value": number(tally.latest.value),
+                        ":kind": text("counter"),
+                        ":now": text(_time(now)),
+                    },
+                )
+        values = sorted(
+            {(unique_partition(key.window), value) for key, tally in deltas.items() for value in tally.unique_values}
+        )
+        self._db.batch_put(
+            self._table,
+            [
+                {"pk": text(partition), "sk": text(f"VALUE#{value}"), "kind": text("unique"), "value": text(value)}
+                for partition, value in values
+            ],
+        )
+
+    @staticmethod
+    def _groups(
+        documents: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]]
+    ) -> list[list[BatchDocument]]:
+        """Documents in order, as many per transaction as fit in 100 items (a document's update and the union of
+        its group's counters); a document is never split from its counters. One whose counters alone fill a
+        transaction is a group of its own, counted in parts."""
+        groups: list[list[BatchDocument]] = []
+        current: list[BatchDocument] = []
+        keys: set[CounterKey] = set()
+        for document in documents:
+            own = set(deltas[document.batch_id])
+            if len(own) + 1 > MAX_TRANSACTION_ITEMS:
+                groups.append([document])
+                continue
+            if current and len(current) + 1 + len(keys | own) > MAX_TRANSACTION_ITEMS:
+                groups.append(current)
+                current, keys = [], set()
+            current.append(document)
+            keys |= own
+        if current:
+            groups.append(current)
+        return groups
+
+    def _counted_op(self, batch_id: str, now: datetime) -> TransactItem:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": batch_key(batch_id),
+                "UpdateExpression": "SET #state = :counted, counted_at = :now",
+                "ConditionExpression": "#state = :pending",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {
+                    ":counted": text(BatchState.COUNTED.value),
+                    ":pending": text(BatchState.PENDING.value),
+                    ":now": text(_time(now)),
+                },
+                "ReturnValuesOnConditionCheckFailure": ALL_OLD,
+            }
+        }
+
+    def _add_op(self, key: CounterKey, tally: Tally, now: datetime) -> TransactItem:
+        expression = "ADD events :events"
+        values = {":events": number(tally.events), ":kind": text("counter"), ":now": text(_time(now))}
+        if tally.value_sum:
+            expression += ", value_sum :sum"
+            values[":sum"] = number(tally.value_sum)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": counter_key(key),
+                "UpdateExpression": f"{expression} SET #kind = :kind, updated_at = :now",
+                "ExpressionAttributeNames": {"#kind": "kind"},
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _commit(
+        self, group: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]], now: datetime
+    ) -> tuple[list[str], list[str]]:
+        """One transaction: every document pending -> counted with the ADDs they justify. A document counted
+        already fails its condition; it is dropped and the rest written again. (counted, dropped)"""
+        remaining = [document.batch_id for document in group]
+        dropped: list[str] = []
+        while remaining:
+            delta = merge_deltas(*(deltas[batch_id] for batch_id in remaining))
+            items = [self._counted_op(batch_id, now) for batch_id in remaining]
+            items += [self._add_op(key, tally, now) for key, tally in sorted(delta.items())]
+            cancelled = self._db.transact_or_refuse(items)
+            if cancelled is None:
+                return remaining, dropped
+            kept = []
+            for index, batch_id in enumerate(remaining):
+                if not cancelled.failed(index):
+                    kept.append(batch_id)
+                    continue
+                self._counted_already(batch_id, cancelled.stored[index])
+                dropped.append(batch_id)
+            if len(kept) == len(remaining):
+                raise InvariantViolation("a count was refused by a condition on none of its documents")
+            remaining = kept
+        return [], dropped
+
+    @staticmethod
+    def _counted_already(batch_id: str, stored: Item | None) -> None:
+        if not stored:
+            raise InvariantViolation(f"batch {batch_id} is counted but was never written")
+        if read_text(stored, "state") != BatchState.COUNTED.value:
+            raise InvariantViolation(f"batch {batch_id} refused its count while {read_text(stored, 'state')}")
+
+    def _commit_in_parts(self, document: BatchDocument, delta: Mapping[CounterKey, Tally], now: datetime) -> bool:
+        """A document whose counters do not fit one transaction (e.g. 99 events of 99 customer-meters: 297
+        counters): its counters in parts of 99, sorted by key, each part in one transaction with the document's
+        `parts_counted` moved from k to k + 1 (the last part also sets it counted). A part is added once: its
+        condition names the part before it; a crash between parts resumes at the stored `parts_counted`.
+        True if this call counted any part, False if the document was counted already."""
+        keys = sorted(delta)
+        size = MAX_TRANSACTION_ITEMS - 1
+        parts = [keys[start : start + size] for start in range(0, len(keys), size)]
+        part, wrote = 0, False
+        while part < len(parts):
+            last = part == len(parts) - 1
+            values = {":pending": text(BatchState.PENDING.value), ":next": number(part + 1), ":now": text(_time(now))}
+            if part == 0:
+                condition = "#state = :pending AND attribute_not_exists(parts_counted)"
+            else:
+                condition = "#state = :pending AND parts_counted = :part"
+                values[":part"] = number(part)
+            expression = "SET parts_counted = :next, updated_at = :now"
+            if last:
+                expression += ", #state = :counted, counted_at = :now"
+                values[":counted"] = text(BatchState.COUNTED.value)
+            document_op: TransactItem = {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": batch_key(document.batch_id),
+                    "UpdateExpression": expression,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": ALL_OLD,
+                }
+            }
+            items = [document_op] + [self._add_op(key, delta[key], now) for key in parts[part]]
+            cancelled = self._db.transact_or_refuse(items)
+            if cancelled is None:
+                part, wrote = part + 1, True
+                continue
+            stored = cancelled.stored[0]
+            if not stored:
+                raise InvariantViolation(f"batch {document.batch_id} is counted but was never written")
+            if read_text(stored, "state") == BatchState.COUNTED.value:
+                return wrote
+            resumed = read_int(stored, "parts_counted")
+            if not part < resumed < len(parts):  # parts_counted only grows, and its last step sets counted
+                raise InvariantViolation(f"batch {document.batch_id} is at part {resumed} of {len(parts)}")
+            part = resumed  # another delivery got further: continue after it
+        return True
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def _shards(self, items: Iterable[Item]) -> tuple[CounterShard, ...]:
+        return tuple(sorted((shard_from_item(item) for item in items), key=lambda shard: shard.key.shard))
+
+    def window_shards(self, window: WindowKey) -> tuple[CounterShard, ...]:
+        keys = [counter_key(CounterKey(*_fields(window), shard)) for shard in range(SHARDS)]
+        return self._shards(self._db.batch_get(self._table, keys))
+
+    def unique_count(self, window: WindowKey) -> int:
+        return self._db.count_all(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": text(unique_partition(window))},
+            ConsistentRead=True,
+        )
+
+    def period(self, customer_id: str, meter: str, period_start: datetime) -> PeriodRead:
+        window = WindowKey(customer_id, meter, period_start, WindowKind.PERIOD, period_start)
+        keys = [counter_key(CounterKey(*_fields(window), shard)) for shard in range(SHARDS)]
+        keys.append(limit_key(customer_id, meter, period_start))
+        items = self._db.batch_get(self._table, keys)
+        limits = [item for item in items if item["sk"]["S"] == "LIMIT"]
+        return PeriodRead(
+            limit=limit_from_item(limits[0]) if limits else None,
+            shards=self._shards(item for item in items if item["sk"]["S"] == "COUNT"),
+        )
+
+    # --- limits and the hard stop ------------------------------------------------------------------
+
+    def put_limit(self, record: LimitRecord) -> None:
+        values = {
+            ":customer": text(record.customer_id),
+            ":meter": text(record.meter),
+            ":start": text(_time(record.period_start)),
+            ":end": text(_time(record.period_end)),
+            ":policy": text(record.policy.value),
+            ":kind": text("limit"),
+            ":now": text(_time(record.updated_at)),
+            ":zero": number(0),
+        }
+        expression = (
+            "SET customer_id = :customer, meter = :meter, period_start = :start, period_end = :end, "
+            "#policy = :policy, #kind = :kind, updated_at = :now, #consumed = if_not_exists(#consumed, :zero)"
+        )
+        if record.limit is None:
+            expression += " REMOVE #limit"
+        else:
+            expression = expression.replace("SET ", "SET #limit = :limit, ", 1)
+            values[":limit"] = number(record.limit)
+        self._db.update(
+            TableName=self._table,
+            Key=limit_key(record.customer_id, record.meter, record.period_start),
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#policy": "policy", "#kind": "kind", "#limit": "limit", "#consumed": "consumed"},
+            ExpressionAttributeValues=values,
+        )
+
+    def consume(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> bool:
+        """One conditional UpdateItem (entitlements.consume_write): fenced on the record's limit and policy as they
+        were read, so a limit lowered meanwhile is not passed either."""
+        values = {":quantity": number(write.quantity), ":now": text(_time(now)), ":policy": text(record.policy.value)}
+        conditions = ["attribute_exists(pk)", "#policy = :policy"]
+        if record.limit is None:
+            conditions.append("attribute_not_exists(#limit)")
+        else:
+            conditions.append("#limit = :limit")
+            values[":limit"] = number(record.limit)
+        if write.consumed_at_most is not None:
+            conditions.append("#consumed <= :ceiling")
+            values[":ceiling"] = number(write.consumed_at_most)
+        return self._db.update(
+            TableName=self._table,
+            Key=limit_key(record.customer_id, record.meter, record.period_start),
+            UpdateExpression="ADD #consumed :quantity SET updated_at = :now",
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames={"#policy": "policy", "#limit": "limit", "#consumed": "consumed"},
+            ExpressionAttributeValues=values,
+        )
+
+    # --- thresholds --------------------------------------------------------------------------------
+
+    def announced(self, customer_id: str, meter: str, period_start: datetime) -> frozenset[int]:
+        items = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": text(alert_partition(customer_id, meter, period_start))},
+            ConsistentRead=True,
+        )
+        return frozenset(read_int(item, "percent") for item in items)
+
+    def mark_announced(self, threshold: ThresholdCrossed, now: datetime) -> bool:
+        item = {
+            "pk": text(alert_partition(threshold.customer_id, threshold.meter, threshold.period_start)),
+            "sk": text(alert_sort_key(threshold.percent)),
+            "kind": text("alert"),
+            "notice_id": text(threshold.notice_id),
+            "percent": number(threshold.percent),
+            "limit": number(threshold.limit),
+            "total": number(threshold.total),
+            "announced_at": text(_time(now)),
+        }
+        return self._db.put_new(self._table, item, key="pk")
+
+
+def _fields(window: WindowKey) -> tuple[str, str, datetime, WindowKind, datetime]:
+    return (window.customer_id, window.meter, window.period_start, window.kind, window.start)

@@ -1,0 +1,117 @@
+"""What usage metering needs from its store (ADR 0025). The domain decides - which events a request writes, how a
+group of documents adds up, whether a consumption fits - and the store writes what was decided, each write all or
+nothing:
+
+- a batch document is written in one write with its events' markers, or not at all; a marker that exists says
+  so with its stored payload hash (the caller answers duplicate or conflict and writes the rest again);
+- a group of documents is counted in one write per group: each document `pending -> counted` together with the
+  additive counter updates it justifies, so a document delivered again is never added twice; the idempotent
+  parts (`max`, `latest`, unique values) are written before, and repeating them changes nothing;
+- a threshold is marked once per (customer, meter, period, percent), and a consumption is one conditional write.
+
+The DynamoDB store is billing_core/adapters/dynamodb/usage_store.py; the in-memory one, with the same contract,
+tests/fakes/usage.py (tests/integration/test_usage_store_contract.py runs one scenario on both)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # annotations only
+    from datetime import datetime
+
+    from billing_core.usage.aggregation import PeriodOf
+    from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
+    from billing_core.usage.model import BatchDocument, EventKey
+    from billing_core.usage.thresholds import ThresholdCrossed
+    from billing_core.usage.windows import WindowKey
+
+
+class BatchState(StrEnum):
+    PENDING = "pending"  # accepted, durable, not counted yet
+    COUNTED = "counted"  # its events are in the counters, exactly once
+
+
+@dataclass(frozen=True)
+class CountOutcome:
+    """What one `count` did: the documents it counted, those it found counted already (a redelivery: dropped),
+    and the windows all of them count into. A caller checks thresholds on those period windows - including the
+    windows of documents found counted, since a redelivery may follow a count whose answer was lost before its
+    thresholds were checked (the check is idempotent: markers are put once)."""
+
+    counted: tuple[str, ...]
+    already_counted: tuple[str, ...]
+    windows: frozenset[WindowKey]
+
+
+@dataclass(frozen=True)
+class PeriodRead:
+    """One read of a customer-meter's period: its limit record (None if none was written) and the period window's
+    counter shards that exist."""
+
+    limit: LimitRecord | None
+    shards: tuple[CounterShard, ...]
+
+
+class UsageStore(Protocol):
+    # --- ingestion ---------------------------------------------------------------------------------
+
+    def write_batch(self, document: BatchDocument) -> Mapping[EventKey, str]:
+        """Write `document` (state pending) with one marker per event, all or nothing. Empty when written; else
+        nothing was written and the answer holds every key of the document whose marker exists, with the
+        payload hash stored on it (never empty). Contention alone raises RetryableError."""
+        ...
+
+    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+        """A stored batch document and its state."""
+        ...
+
+    # --- counting ----------------------------------------------------------------------------------
+
+    def count(self, documents: Sequence[BatchDocument], period_of: PeriodOf, now: datetime) -> CountOutcome:
+        """Count the documents not counted yet into their windows' counters (aggregation.aggregate), each exactly
+        once however often it is delivered. Every document must have been written (write_batch); a redelivered
+        one is dropped. Raises RetryableError when other writers got in the way: nothing was half-counted, and
+        delivering the same documents again is safe."""
+        ...
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def window_shards(self, window: WindowKey) -> tuple[CounterShard, ...]:
+        """The window's counter shards that exist (one read of every shard's key). Their tallies carry no unique
+        values: a unique_count meter's window is counted by `unique_count`."""
+        ...
+
+    def unique_count(self, window: WindowKey) -> int:
+        """The number of distinct values of a unique_count meter counted in the window (exact)."""
+        ...
+
+    def period(self, customer_id: str, meter: str, period_start: datetime) -> PeriodRead:
+        """The period's limit record and its period window's shards, in one read."""
+        ...
+
+    # --- limits and the hard stop ------------------------------------------------------------------
+
+    def put_limit(self, record: LimitRecord) -> None:
+        """Write the period's limit, policy and end; the units already consumed are kept (never reset by a plan
+        change or a raised limit)."""
+        ...
+
+    def consume(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> bool:
+        """Add `write.quantity` to the record's consumed units in one conditional write: only if the record exists
+        with the limit it was read with and, when `write.consumed_at_most` is set, its consumed units are at most
+        that. False (nothing written) otherwise: with the counted total the write was computed from, the units do
+        not fit."""
+        ...
+
+    # --- thresholds --------------------------------------------------------------------------------
+
+    def announced(self, customer_id: str, meter: str, period_start: datetime) -> frozenset[int]:
+        """The percentages already marked as announced for the period."""
+        ...
+
+    def mark_announced(self, threshold: ThresholdCrossed, now: datetime) -> bool:
+        """Mark the threshold announced; True for exactly one caller per (customer, meter, period, percent)."""
+        ...

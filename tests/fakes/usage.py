@@ -1,0 +1,141 @@
+"""An in-memory usage store (billing_core.usage.ports.UsageStore) with the contract of DynamoDBUsageStore
+(adapters/dynamodb/usage_store.py): a batch is written with its markers or not at all, and a refused one names the
+markers that exist with their payload hashes; a document is counted once however often it is delivered; counter
+tallies carry no unique values (they are counted per window); a limit keeps its consumed units when it is written
+again; a consumption is refused unless the record is stored with the limit and policy it was read with and its
+consumed units are within the ceiling; a threshold is marked once. tests/integration/test_usage_store_contract.py
+runs the same scenario on both. One lock makes each call atomic, as each of DynamoDB's writes is."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from billing_core.errors import InvariantViolation
+from billing_core.usage.aggregation import EMPTY, PeriodOf, Tally, aggregate, apply, distinct_documents
+from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
+from billing_core.usage.model import BatchDocument, EventKey, WindowKind
+from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.thresholds import ThresholdCrossed
+from billing_core.usage.windows import CounterKey, WindowKey
+
+type PeriodKey = tuple[str, str, datetime]
+
+
+class InMemoryUsageStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.markers: dict[EventKey, tuple[str, str]] = {}  # key -> (payload hash, batch id)
+        self.documents: dict[str, tuple[BatchDocument, BatchState]] = {}
+        self.counters: dict[CounterKey, tuple[Tally, datetime]] = {}
+        self.unique: dict[WindowKey, set[str]] = {}
+        self.limits: dict[PeriodKey, LimitRecord] = {}
+        self.alerts: dict[PeriodKey, dict[int, ThresholdCrossed]] = {}
+
+    # --- ingestion ---------------------------------------------------------------------------------
+
+    def write_batch(self, document: BatchDocument) -> dict[EventKey, str]:
+        with self._lock:
+            found = {event.key: self.markers[event.key][0] for event in document.events if event.key in self.markers}
+            if found:
+                return found
+            if document.batch_id in self.documents:
+                raise InvariantViolation(f"batch {document.batch_id} exists without its events' markers")
+            for event in document.events:
+                self.markers[event.key] = (event.payload_hash, document.batch_id)
+            self.documents[document.batch_id] = (document, BatchState.PENDING)
+            return {}
+
+    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+        with self._lock:
+            return self.documents.get(batch_id)
+
+    # --- counting ----------------------------------------------------------------------------------
+
+    def count(self, documents: Sequence[BatchDocument], period_of: PeriodOf, now: datetime) -> CountOutcome:
+        with self._lock:
+            fresh: list[BatchDocument] = []
+            already: list[str] = []
+            delivered = distinct_documents(documents)
+            for document in delivered:
+                stored = self.documents.get(document.batch_id)
+                if stored is None:
+                    raise InvariantViolation(f"batch {document.batch_id} is counted but was never written")
+                if stored[1] is BatchState.COUNTED:
+                    already.append(document.batch_id)
+                else:
+                    fresh.append(document)
+            deltas = aggregate(fresh, period_of)
+            for key, delta in deltas.items():
+                tally, _ = self.counters.get(key, (EMPTY, now))
+                self.counters[key] = (apply(tally, replace(delta, unique_values=frozenset())), now)
+                if delta.unique_values:
+                    self.unique.setdefault(key.window, set()).update(delta.unique_values)
+            for document in fresh:
+                self.documents[document.batch_id] = (document, BatchState.COUNTED)
+            return CountOutcome(
+                counted=tuple(document.batch_id for document in fresh),
+                already_counted=tuple(already),
+                windows=frozenset(key.window for key in aggregate(delivered, period_of)),
+            )
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def _shards(self, window: WindowKey) -> tuple[CounterShard, ...]:
+        found = [
+            CounterShard(key=key, tally=tally, counted_at=at)
+            for key, (tally, at) in self.counters.items()
+            if key.window == window
+        ]
+        return tuple(sorted(found, key=lambda shard: shard.key.shard))
+
+    def window_shards(self, window: WindowKey) -> tuple[CounterShard, ...]:
+        with self._lock:
+            return self._shards(window)
+
+    def unique_count(self, window: WindowKey) -> int:
+        with self._lock:
+            return len(self.unique.get(window, ()))
+
+    def period(self, customer_id: str, meter: str, period_start: datetime) -> PeriodRead:
+        with self._lock:
+            window = WindowKey(customer_id, meter, period_start, WindowKind.PERIOD, period_start)
+            return PeriodRead(limit=self.limits.get((customer_id, meter, period_start)), shards=self._shards(window))
+
+    # --- limits and the hard stop ------------------------------------------------------------------
+
+    def put_limit(self, record: LimitRecord) -> None:
+        with self._lock:
+            key = (record.customer_id, record.meter, record.period_start)
+            stored = self.limits.get(key)
+            consumed = stored.consumed if stored is not None else 0
+            self.limits[key] = record.model_copy(update={"consumed": consumed})
+
+    def consume(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> bool:
+        with self._lock:
+            key = (record.customer_id, record.meter, record.period_start)
+            stored = self.limits.get(key)
+            if stored is None or (stored.limit, stored.policy) != (record.limit, record.policy):
+                return False
+            if write.consumed_at_most is not None and stored.consumed > write.consumed_at_most:
+                return False
+            self.limits[key] = stored.model_copy(
+                update={"consumed": stored.consumed + write.quantity, "updated_at": now}
+            )
+            return True
+
+    # --- thresholds --------------------------------------------------------------------------------
+
+    def announced(self, customer_id: str, meter: str, period_start: datetime) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self.alerts.get((customer_id, meter, period_start), {}))
+
+    def mark_announced(self, threshold: ThresholdCrossed, now: datetime) -> bool:
+        with self._lock:
+            marks = self.alerts.setdefault((threshold.customer_id, threshold.meter, threshold.period_start), {})
+            if threshold.percent in marks:
+                return False
+            marks[threshold.percent] = threshold
+            return True

@@ -1,0 +1,240 @@
+"""The in-memory usage store of tests/fakes/usage.py against DynamoDBUsageStore on moto server, one scenario on
+both (#12, ADR 0025): a batch is written with its markers or not at all, and a refused one names the existing
+markers with their payload hashes, so a request answers accepted, duplicate and conflict and keeps the original;
+a document is counted once however often and in whatever group it is delivered, and every window then reads a
+serial count's number; a document with more counters than one transaction holds is counted in parts, once;
+a limit keeps its consumed units when written again and a consumption is one conditional write; a threshold is
+marked once. The reads agree item for item."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from billing_core.adapters.dynamodb.table import DynamoDB
+from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+from billing_core.pricing.model import CapPolicy
+from billing_core.usage import service
+from billing_core.usage.entitlements import ConsumeWrite, LimitRecord, entitlement_view
+from billing_core.usage.ingestion import plan_request
+from billing_core.usage.model import BatchDocument, UsageEvent, Verdict, WindowKind
+from billing_core.usage.ports import BatchState
+from billing_core.usage.thresholds import crossed
+from billing_core.usage.windows import WindowKey
+from tests.fakes.usage import InMemoryUsageStore
+from tests.integration.conftest import Stack
+from tests.unit.test_usage_aggregation import serial_totals
+from tests.unit.usage_samples import (
+    ALL_METERS,
+    CUSTOMER,
+    METERS,
+    NOW,
+    OTHER_CUSTOMER,
+    PERIOD,
+    event,
+    period_of,
+    submission,
+)
+
+KINDS = ["dynamodb", "in-memory"]
+KNOWN = frozenset({CUSTOMER, OTHER_CUSTOMER})
+
+
+def usage_store(kind: str, request: pytest.FixtureRequest) -> Any:
+    if kind == "in-memory":
+        return InMemoryUsageStore()
+    stack: Stack = request.getfixturevalue("stack")
+    return DynamoDBUsageStore(stack.ref("UsageTable"), DynamoDB(stack.client("dynamodb")))
+
+
+def some_events() -> list[UsageEvent]:
+    """Every aggregation, two customers, over hours and days on both sides of the period's end."""
+    events = []
+    for index in range(40):
+        meter = ALL_METERS[index % len(ALL_METERS)]
+        events.append(
+            event(
+                f"e{index}",
+                customer_id=CUSTOMER if index % 3 else OTHER_CUSTOMER,
+                meter=meter.meter_id,
+                value=index * 7 % 23,
+                timestamp=PERIOD.end - timedelta(hours=20) + timedelta(minutes=53 * index),
+                properties={"user_id": f"u{index % 6}"},
+            )
+        )
+    return events
+
+
+def totals_read(store: Any, windows: Any) -> dict[WindowKey, int]:
+    return {window: service.window_total(store, window, METERS[window.meter].aggregation) for window in windows}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_original(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store = usage_store(kind, request)
+    # Given a request of three events, accepted
+    first = [submission("a", value=1), submission("b", value=2), submission("c", value=3)]
+    plan = plan_request(first, now=NOW, meters=METERS, known_customers=KNOWN)
+    assert [r.verdict for r in service.accept(plan, store)] == [Verdict.ACCEPTED] * 3
+    [document] = plan.documents()
+    assert store.batch(document.batch_id) == (document, BatchState.PENDING)
+    # When a second request repeats one, changes another and adds a new one
+    second = [submission("a", value=1), submission("b", value=99), submission("d", value=4)]
+    plan = plan_request(second, now=NOW, meters=METERS, known_customers=KNOWN)
+    answers = service.accept(plan, store)
+    # Then: duplicate, conflict, accepted - and the write of its first document was refused whole
+    assert [r.verdict for r in answers] == [Verdict.DUPLICATE, Verdict.CONFLICT, Verdict.ACCEPTED]
+    [refused] = plan.documents()
+    assert store.batch(refused.batch_id) is None
+    [written] = plan.documents(exclude={(CUSTOMER, "a"), (CUSTOMER, "b")})
+    assert [e.event_id for e in written.events] == ["d"]
+    assert store.batch(written.batch_id) == (written, BatchState.PENDING)
+    # And a batch refused by its markers names every one that exists, with the hash stored (the original's for b)
+    found = store.write_batch(refused)
+    assert found == {
+        (CUSTOMER, "a"): event("a", value=1).payload_hash,
+        (CUSTOMER, "b"): event("b", value=2).payload_hash,
+        (CUSTOMER, "d"): event("d", value=4).payload_hash,
+    }
+    assert store.batch(refused.batch_id) is None
+    # And the same request sent again answers the same, writing nothing
+    assert service.accept(plan, store) == (
+        answers[0],
+        answers[1],
+        answers[2].model_copy(update={"verdict": Verdict.DUPLICATE}),
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_documents_are_counted_once_and_every_window_reads_a_serial_count(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store = usage_store(kind, request)
+    # Given 40 events of every aggregation written as three documents
+    events = some_events()
+    documents = [BatchDocument.of(events[a:b], ALL_METERS, NOW) for a, b in ((0, 15), (15, 30), (30, 40))]
+    for document in documents:
+        assert store.write_batch(document) == {}
+    # When they are counted in groups with redeliveries (inside a group and across groups)
+    one = store.count([documents[0], documents[0], documents[1]], period_of, NOW)
+    two = store.count([documents[1], documents[2]], period_of, NOW + timedelta(seconds=1))
+    three = store.count(documents, period_of, NOW + timedelta(seconds=2))
+    # Then each document was counted once, the rest dropped
+    assert (one.counted, one.already_counted) == ((documents[0].batch_id, documents[1].batch_id), ())
+    assert (two.counted, two.already_counted) == ((documents[2].batch_id,), (documents[1].batch_id,))
+    assert (three.counted, len(three.already_counted)) == ((), 3)
+    assert all(store.batch(d.batch_id) == (d, BatchState.COUNTED) for d in documents)
+    # And every window reads what a serial count of the events gives
+    expected = serial_totals(events)
+    assert one.windows | two.windows == set(expected)
+    assert three.windows == set(expected)  # a redelivery still names its windows (for the threshold check)
+    assert totals_read(store, expected) == expected
+    # And a window's shards are the counters of its documents' shards, read in one request
+    window = WindowKey(CUSTOMER, "api_calls", PERIOD.start, WindowKind.PERIOD, PERIOD.start)
+    shards = store.window_shards(window)
+    assert sum(s.tally.value_sum for s in shards) == expected[window] and all(s.key.window == window for s in shards)
+    assert {s.counted_at for s in shards} <= {NOW, NOW + timedelta(seconds=1)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_document_with_more_counters_than_a_transaction_holds_is_counted_once(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store = usage_store(kind, request)
+    # Given one document of 99 events in 99 different hours (99 hour, 5 day and 2 period counters)
+    events = [
+        event(f"h{index}", value=index, timestamp=PERIOD.end - timedelta(hours=50) + timedelta(hours=index))
+        for index in range(99)
+    ]
+    document = BatchDocument.of(events, ALL_METERS, NOW)
+    assert store.write_batch(document) == {}
+    # When it is counted, then delivered again
+    first = store.count([document], period_of, NOW)
+    again = store.count([document], period_of, NOW)
+    # Then it was counted once, and every window reads the serial count
+    assert (first.counted, again.already_counted) == ((document.batch_id,), (document.batch_id,))
+    expected = serial_totals(events)
+    assert len(expected) > 100 and totals_read(store, expected) == expected
+
+
+def take(store: Any, quantity: int) -> bool:
+    return service.consume_units(
+        store,
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        aggregation=METERS["api_calls"].aggregation,
+        quantity=quantity,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_limits_keep_consumed_units_and_a_consumption_is_one_conditional_write(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store = usage_store(kind, request)
+    record = LimitRecord(
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        period_end=PERIOD.end,
+        limit=10,
+        policy=CapPolicy.HARD_STOP,
+        updated_at=NOW,
+    )
+    # Given a hard limit of 10 and 3 units counted from events
+    store.put_limit(record)
+    document = BatchDocument.of([event("a", value=3)], ALL_METERS, NOW)
+    assert store.write_batch(document) == {}
+    store.count([document], period_of, NOW)
+    read = store.period(CUSTOMER, "api_calls", PERIOD.start)
+    assert read.limit == record and sum(s.tally.value_sum for s in read.shards) == 3
+    # When units are consumed
+    assert take(store, 5) and not take(store, 3) and take(store, 2)
+    # Then the record holds what fit: 3 counted + 7 consumed = the limit, and the entitlement says so
+    read = store.period(CUSTOMER, "api_calls", PERIOD.start)
+    assert read.limit is not None and read.limit.consumed == 7
+    view = entitlement_view(read.limit, METERS["api_calls"].aggregation, read.shards)
+    assert (view.allowed, view.used, view.limit, view.resets_at) == (False, 10, 10, PERIOD.end)
+    # And a write whose condition no longer holds writes nothing: a ceiling passed, a limit changed meanwhile
+    stale = read.limit
+    assert not store.consume(stale, ConsumeWrite(1, 6), NOW)
+    store.put_limit(record.model_copy(update={"limit": 20, "updated_at": NOW + timedelta(minutes=1)}))
+    assert not store.consume(stale, ConsumeWrite(1, None), NOW)
+    # And a raised limit keeps the consumed units
+    raised = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert raised is not None and (raised.limit, raised.consumed) == (20, 7)
+    assert (
+        store.consume(raised, ConsumeWrite(1, 20 - 3 - 1), NOW)
+        and store.period(CUSTOMER, "api_calls", PERIOD.start).limit.consumed == 8
+    )  # type: ignore[union-attr]
+    # And a limit removed is stored as none, and a period without a record reads none
+    store.put_limit(record.model_copy(update={"limit": None, "policy": CapPolicy.SOFT_CAP}))
+    assert store.period(CUSTOMER, "api_calls", PERIOD.start).limit.limit is None  # type: ignore[union-attr]
+    assert store.period(OTHER_CUSTOMER, "api_calls", PERIOD.start).limit is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_threshold_is_marked_once(kind: str, request: pytest.FixtureRequest) -> None:
+    store = usage_store(kind, request)
+    # Given a total past 80 % and 100 % of a limit
+    reached = crossed(
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        limit=10,
+        total=12,
+        thresholds_percent=(80, 100, 150),
+        announced=store.announced(CUSTOMER, "api_calls", PERIOD.start),
+    )
+    assert [one.percent for one in reached] == [80, 100]
+    # When each is marked twice, Then only the first mark counts, and the period's marks are read back
+    assert [store.mark_announced(one, NOW) for one in reached] == [True, True]
+    assert [store.mark_announced(one, NOW) for one in reached] == [False, False]
+    assert store.announced(CUSTOMER, "api_calls", PERIOD.start) == {80, 100}
+    assert store.announced(CUSTOMER, "api_calls", PERIOD.end) == frozenset()
