@@ -75,6 +75,8 @@ class World:
         self.time_scale = time_scale
 
     def service(self, **parts: Any) -> DunningService:
+        """The service over this world's parts; `parts` replaces some (None: built without it; ...: left to the
+        service's own default)."""
         built: dict[str, Any] = {
             "cases": self.cases,
             "transitions": self.transitions,
@@ -92,7 +94,8 @@ class World:
             "unknown_wait": UNKNOWN_WAIT,
             "unknown_limit": UNKNOWN_LIMIT,
         }
-        return DunningService(**{**built, **parts})
+        chosen = {name: part for name, part in {**built, **parts}.items() if part is not ...}
+        return DunningService(**chosen)
 
     def handoff(self, *, attempt_number: int = 1, failure_code: str = "card_declined") -> Handoff:
         invoice = self.charging.invoice
@@ -200,15 +203,20 @@ class World:
         raise AssertionError(f"no end after {limit} steps: {steps[-3:]}")
 
 
-def refuse(target: Any, method: str, times: int = 1, *, before: Callable[[], None] | None = None) -> list[int]:
-    """`target.method` refuses (answers False) its next `times` calls, after running `before` (what another writer
-    did just then); then it works again. Returns the list of refused calls' numbers (to count them)."""
+def refuse(
+    target: Any, method: str, times: int = 1, *, at_call: int = 1, before: Callable[[], None] | None = None
+) -> list[int]:
+    """`target.method` refuses (answers False) `times` calls from its `at_call`-th call on, each after running
+    `before` (what another writer did just then); the other calls work as usual. Returns the refused calls'
+    numbers."""
     real = getattr(target, method)
+    calls: list[int] = []
     refused: list[int] = []
 
     def maybe(*args: Any, **kwargs: Any) -> Any:
-        if len(refused) < times:
-            refused.append(len(refused) + 1)
+        calls.append(len(calls) + 1)
+        if at_call <= calls[-1] < at_call + times:
+            refused.append(calls[-1])
             if before is not None:
                 before()
             return False
@@ -218,14 +226,15 @@ def refuse(target: Any, method: str, times: int = 1, *, before: Callable[[], Non
     return refused
 
 
-def interleave(target: Any, method: str, before: Callable[[], None], times: int = 1) -> None:
-    """Another writer acts just before the next `times` calls of `target.method`, which then run as usual."""
+def interleave(target: Any, method: str, before: Callable[[], None], *, at_call: int = 1) -> None:
+    """Another writer acts just before the `at_call`-th call of `target.method` (from now), which then runs as
+    usual; so do the others (including the other writer's own calls of it)."""
     real = getattr(target, method)
-    remaining = [times]
+    calls = [0]
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if remaining[0]:
-            remaining[0] -= 1
+        calls[0] += 1
+        if calls[0] == at_call:
             before()
         return real(*args, **kwargs)
 

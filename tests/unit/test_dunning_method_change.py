@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from billing_core.dunning.model import CaseStatus, NextKind, NextStep, RetryRecord, RetryStatus
 from billing_core.dunning.service import DunningMessage, PaymentMethodChanged
+from billing_core.invoices.model import AttemptStatus
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.fakes.payments import DECLINED_CARD, EXPIRED_CARD, GOOD_CARD, SLOW_CARD
 from tests.unit.dunning_world import UNKNOWN_WAIT, World, refuse
@@ -163,3 +164,89 @@ def test_an_immediate_retry_that_loses_to_a_step_leaves_the_case_to_it() -> None
     refuse(world.cases, "save")
     assert changed(world, GOOD_CARD) == []
     assert world.case().retries == () and len(world.attempts()) == 1
+
+
+# --- a subscription with more than one invoice in dunning -----------------------------------------------------------
+
+SECOND = "binv_" + "2" * 24
+
+
+def with_a_second_invoice(world: World) -> None:
+    """A second renewal of the same subscription, declined too and handed to dunning after the first: the
+    subscription's cases are then listed newest (the second) first."""
+    world.started()
+    second = world.charging.invoice.model_copy(update={"invoice_id": SECOND})
+    assert world.charging.invoices.add(second, world.clock())
+    view = world.charging.invoices.get(SECOND)
+    assert view is not None and world.charging.service.start_attempt(view) is AttemptStatus.FAILED
+    world.clock.now += timedelta(milliseconds=100)
+    handoff = world.handoff().model_copy(update={"invoice_id": SECOND, "handoff_id": f"{SECOND}:attempt:1"})
+    assert world.service().start(handoff).outcome == "started"
+    assert [case.invoice_id for case in world.cases.for_subscription(world.subscription_id)] == [
+        SECOND,
+        world.invoice_id,
+    ]
+
+
+def retried(world: World, invoice_id: str) -> bool:
+    return any(record.trigger == "pmc_1" for record in world.case(invoice_id).retries)
+
+
+def test_a_change_skips_a_case_that_ended_and_retries_the_next_one() -> None:
+    world = World()
+    with_a_second_invoice(world)
+    world.service().record_failure(SECOND, 1, "PermanentError", "boom")
+    assert len(changed(world, GOOD_CARD)) == 1
+    assert retried(world, world.invoice_id) and not retried(world, SECOND)
+
+
+def test_a_redelivered_change_retries_the_case_its_first_delivery_did_not_reach() -> None:
+    # Given the change's first delivery retried the second invoice's case and died before the first one's
+    world = World()
+    with_a_second_invoice(world)
+    reached = world.case(SECOND)
+    world.cases.put(
+        reached.model_copy(
+            update={
+                "retries": (
+                    RetryRecord(
+                        sequence=1,
+                        scheduled_at=world.clock.now,
+                        status=RetryStatus.FAILED,
+                        trigger="pmc_1",
+                        at=world.clock.now,
+                    ),
+                ),
+                "version": reached.version + 1,
+            }
+        )
+    )
+    # When it is delivered again, the case it did not reach is retried, once
+    assert len(changed(world, GOOD_CARD)) == 1
+    assert retried(world, world.invoice_id) and len(world.case(SECOND).retries) == 1
+
+
+def test_a_change_answers_a_case_paid_meanwhile_and_retries_the_next_one() -> None:
+    world = World()
+    with_a_second_invoice(world)
+    world.charging.invoices.pay(SECOND, "pi_paid_elsewhere", world.clock())
+    answers = changed(world, GOOD_CARD)
+    assert [answer.kind for answer in answers if isinstance(answer, NextStep)] == [NextKind.RECOVERED] * 2
+    assert world.case(SECOND).retries == () and retried(world, world.invoice_id)
+
+
+def test_a_change_while_charges_are_off_for_the_account_suppresses_each_case(counted: list[tuple[str, int]]) -> None:
+    world = World()
+    with_a_second_invoice(world)
+    world.switches.on.add(("auto_charge_off", world.customer_id))
+    counted.clear()
+    assert changed(world, GOOD_CARD) == []
+    assert counted == [("DunningChargeSuppressed", 1)] * 2
+
+
+def test_a_change_whose_first_claim_loses_to_a_step_still_retries_the_next_case() -> None:
+    world = World()
+    with_a_second_invoice(world)
+    refuse(world.cases, "save")  # the second invoice's claim
+    assert len(changed(world, GOOD_CARD)) == 1
+    assert retried(world, world.invoice_id) and world.case(SECOND).retries == ()

@@ -9,10 +9,15 @@ and test_dunning_faults_on_moto.py."""
 
 from __future__ import annotations
 
+import contextlib
+import types
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from billing_core import observability
 from billing_core.dunning.declines import DeclineClass
 from billing_core.dunning.model import CaseStatus, NextKind, NextStep, RetryStatus
 from billing_core.errors import RetryableError
@@ -20,7 +25,16 @@ from billing_core.invoices.model import AttemptStatus, InvoiceStatus
 from billing_core.payments.model import PaymentStatus
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from tests.fakes.payments import DECLINED_CARD, EXPIRED_CARD, GOOD_CARD, SLOW_CARD
-from tests.unit.dunning_world import UNKNOWN_LIMIT, UNKNOWN_WAIT, Crash, World, crash_after, interleave, policy, refuse
+from tests.unit.dunning_world import (
+    UNKNOWN_LIMIT,
+    UNKNOWN_WAIT,
+    Crash,
+    World,
+    crash_after,
+    interleave,
+    policy,
+    refuse,
+)
 
 LEASE, NEVER_CONFIRMED_GRACE = timedelta(minutes=5), timedelta(minutes=15)  # ChargeService's defaults
 
@@ -249,18 +263,26 @@ def test_a_retry_paid_by_a_step_that_died_is_shown_paid_when_the_case_ends() -> 
 
 
 def test_a_retry_declined_by_a_step_that_died_is_shown_declined_when_the_workflow_fails() -> None:
+    # Given two retries declined, and a third declined hard by a step that died before recording it
     world = World()
     service = world.started()
+    for sequence in (1, 2):
+        world.clock.now = world.case().retry_at[sequence - 1]
+        service.charge(world.invoice_id, 1, sequence)
+    before = world.case().retries
     world.card(EXPIRED_CARD)
-    world.clock.now = world.case().retry_at[0]
+    world.clock.now = world.case().retry_at[2]
     crash_after(world.charging.invoices, "settle_failed")
     with pytest.raises(Crash):
-        service.charge(world.invoice_id, 1, 1)
+        service.charge(world.invoice_id, 1, 3)
+    # When the workflow's failure is recorded
     service.record_failure(world.invoice_id, 1, "States.Timeout", "the step timed out")
-    record = world.case().retries[-1]
+    # Then the last retry shows what its attempt became, and the ones before it are as they were
+    *earlier, record = world.case().retries
+    assert tuple(earlier) == before
     assert (record.status, record.attempt_number, record.decline_code, record.decline_class) == (
         RetryStatus.FAILED,
-        2,
+        4,
         "expired_card",
         DeclineClass.HARD,
     )
@@ -354,3 +376,97 @@ def test_a_final_action_notice_that_could_not_be_sent_is_sent_by_the_redelivered
     assert service.finalize(world.invoice_id, 1).kind is NextKind.EXHAUSTED
     assert world.kinds()[-1] == "dunning_final_action" and world.kinds().count("dunning_final_action") == 1
     assert world.invoice().status is InvoiceStatus.OPEN
+
+
+# --- steps racing each other ----------------------------------------------------------------------------------------
+
+
+def test_a_delivery_that_loses_the_claim_to_another_of_the_same_step_records_the_winners_attempt() -> None:
+    # Given two deliveries of the first retry; the other claims the attempt (a debit still processing) first
+    world = World()
+    service = world.started()
+    world.card(SLOW_CARD)
+    world.clock.now = world.case().retry_at[0]
+
+    def the_other_delivery_claims() -> None:
+        view = world.charging.invoices.get(world.invoice_id)
+        assert view is not None
+        assert world.charging.service.start_retry(view, dunning_key="1:1", rank=1_001) is AttemptStatus.UNKNOWN
+
+    interleave(world.charging.invoices, "claim_retry", the_other_delivery_claims)
+    # When this one's claim is refused
+    step = service.charge(world.invoice_id, 1, 1)
+    # Then it records what the other's attempt came to, and waits to resolve it; one payment only
+    assert step == NextStep(kind=NextKind.RESOLVE, at=world.clock.now + UNKNOWN_WAIT, sequence=1)
+    [record] = world.case().retries
+    assert (record.status, record.attempt_number) == (RetryStatus.UNKNOWN, 2)
+    assert world.charges() == ["pi_000001", "pi_000002"]
+
+
+def test_a_retrys_outcome_that_loses_to_another_write_is_resolved_from_its_attempt_not_charged_again() -> None:
+    # Given a declined retry whose outcome could not be saved (another write moved the case just then)
+    world = World()
+    service = world.started()
+    world.clock.now = world.case().retry_at[0]
+    refuse(world.cases, "save", at_call=2)  # the claim is saved; the outcome is not
+    step = service.charge(world.invoice_id, 1, 1)
+    # Then the step re-plans: the retry is still pending, to be resolved
+    assert step == NextStep(kind=NextKind.RESOLVE, at=world.clock.now + UNKNOWN_WAIT, sequence=1)
+    assert world.case().retries[0].status is RetryStatus.PENDING
+    # When the resolve step comes, the declined attempt is recorded; nothing is charged again
+    world.clock.now = step.at
+    assert service.charge(world.invoice_id, 1, 1).sequence == 2
+    assert world.case().retries[0].status is RetryStatus.FAILED
+    assert world.charges() == ["pi_000001", "pi_000002"]
+
+
+def test_a_step_that_finds_the_case_ended_by_another_finishes_its_notice() -> None:
+    # Given a declined retry, and the invoice paid and the case ended recovered by the watcher just as the step
+    # remembers its announcement (the watcher died before its own notice)
+    world = World()
+    service = world.started()
+    world.clock.now = world.case().retry_at[0]
+
+    def the_watcher_ends_it() -> None:
+        world.pay()
+        stored = world.case()
+        ended = stored.model_copy(
+            update={
+                "status": CaseStatus.RECOVERED,
+                "end_reason": "invoice_paid",
+                "ended_at": world.clock.now,
+                "version": stored.version + 1,
+            }
+        )
+        assert world.transitions.close(
+            ended, world.subscription(), SubscriptionStatus.ACTIVE, world.clock.now, fenced=False
+        )
+
+    refuse(world.cases, "save", at_call=3, before=the_watcher_ends_it)  # claim, outcome, then the announcement
+    service.charge(world.invoice_id, 1, 1)
+    # Then the step, reading the case again, sends the end's notice once
+    assert world.kinds() == ["dunning_payment_failed", "dunning_retry_scheduled", "dunning_recovered"]
+    assert world.case().notices[-1] == f"dunning:{world.invoice_id}:1:recovered"
+
+
+def test_a_stop_is_counted_at_the_moment_step_functions_aborted_the_execution(
+    monkeypatch: pytest.MonkeyPatch, counted: list[tuple[str, int]]
+) -> None:
+    # (the metric's own timestamp: DunningExecutionFailedAlarm subtracts these stops from ExecutionsAborted)
+    stamped: list[object] = []
+    counting = observability.single_metric  # the `counted` fixture's: it records the name
+
+    @contextlib.contextmanager
+    def recording(**metric: Any) -> Iterator[Any]:
+        with counting(**metric):
+            yield types.SimpleNamespace(set_timestamp=stamped.append)
+
+    monkeypatch.setattr(observability, "single_metric", recording)
+    world = World()
+    world.started()
+    world.stopper.running.add(world.case().execution_name)
+    aborted_at = world.clock.now + timedelta(seconds=3)
+    world.stopper.clock = lambda: aborted_at
+    world.pay()
+    assert world.service().invoice_changed(world.invoice_id) is not None
+    assert stamped == [aborted_at] and ("DunningExecutionStopped", 1) in counted

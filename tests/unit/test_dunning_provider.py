@@ -571,10 +571,13 @@ def test_a_partial_credit_replans_what_dunning_asks_for_and_nothing_owed_ends_it
     billed.clock.now = billed.billed_case().retry_at[0]
     service.charge(CASE, 1, 1)
     assert billed.notices.sent[-1]["amount_minor"] == 4800
-    # When nothing is owed any more (credited in full), the next step ends the case
+    # When nothing is owed any more (credited in full), the next step ends the case (what it asked for stays)
     billed.provider.credit(INVOICE, 4800)
+    counted.clear()
     assert service.plan(CASE, 1).kind is NextKind.RECOVERED
-    assert billed.billed_case().status is CaseStatus.RECOVERED
+    case = billed.billed_case()
+    assert (case.status, case.amount_due_minor) == (CaseStatus.RECOVERED, 4800)
+    assert ("DunningAmountChanged", 1) not in counted
 
 
 def test_a_new_default_method_at_the_provider_retries_at_once_and_once(counted: list[tuple[str, int]]) -> None:
@@ -641,6 +644,7 @@ def test_a_failed_provider_billed_dunning_restarts_with_its_amount_and_no_subscr
     assert (result.outcome, result.cycle) == ("restarted", 2)
     case = billed.case(CASE, 2)
     assert (case.amount_due_minor, case.billing_mode, case.provider_invoice_id) == (5800, BillingMode.PROVIDER, INVOICE)
+    assert (case.provider_customer_id, case.provider_subscription_id) == (CUSTOMER, SUBSCRIPTION)
     copy = billed.charging.subscriptions.get(billed.copy_id)
     assert copy is not None and copy.version == 3
     # and a restart refused by the paid fence says the invoice is no longer payable
@@ -666,3 +670,48 @@ def test_a_case_that_names_no_provider_invoice_is_a_permanent_error() -> None:
     with pytest.raises(PermanentError) as refused:
         service.plan(CASE, 1)
     assert refused.value.code == "dunning_case_invalid"
+
+
+def test_an_invoice_paid_between_the_claim_and_the_request_is_not_asked_for_again() -> None:
+    # Given the customer pays the invoice just after dunning recorded its retry, before the request is sent
+    billed = Billed()
+    service = billed.opened()
+    billed.clock.now = billed.billed_case().retry_at[0]
+    real_claim = billed.transitions.claim
+
+    def claim_then_customer_pays(case: DunningCase) -> bool:
+        claimed = real_claim(case)
+        billed.provider.customer_pays(INVOICE)
+        return claimed
+
+    billed.transitions.claim = claim_then_customer_pays  # type: ignore[method-assign]
+    # When the retry goes on, the invoice read back settles it: nothing is asked of the provider
+    assert service.charge(CASE, 1, 1).kind is NextKind.RECOVERED
+    assert billed.pays() == []
+    [record] = billed.billed_case().retries
+    assert (record.status, record.attempt_number) == (RetryStatus.SUCCEEDED, 2)
+
+
+def test_an_immediate_retry_records_the_method_it_was_made_for_even_before_its_outcome() -> None:
+    billed = Billed()
+    billed.opened()
+    billed.provider.fail("pay_invoice", LOST)
+    [step] = billed.new_default(GOOD_METHOD)
+    assert step.kind is NextKind.RESOLVE
+    [record] = billed.billed_case().retries
+    assert (record.status, record.payment_method_id, record.trigger) == (
+        RetryStatus.UNKNOWN,
+        GOOD_METHOD,
+        "evt_customer_1",
+    )
+
+
+def test_a_handover_delivered_after_the_case_ended_answers_its_end() -> None:
+    billed = Billed()
+    billed.opened()
+    billed.provider.customer_pays(INVOICE)
+    [ended] = billed.changed()
+    assert ended.kind is NextKind.RECOVERED
+    reads = len(billed.provider.called("retrieve_invoice"))
+    assert billed.deliver(billed.provider_handoff()) == [StartResult(outcome="ended", invoice_id=CASE, cycle=1)]
+    assert len(billed.provider.called("retrieve_invoice")) == reads  # the case answered; the provider not asked

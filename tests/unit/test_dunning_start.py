@@ -232,10 +232,22 @@ def test_the_plans_policy_in_the_price_book_is_copied_into_the_case() -> None:
 
 
 def test_a_subscription_we_cannot_read_gets_the_default_policy_without_asking_the_price_book() -> None:
-    world = World()
+    # Given a hand-over (a hard decline) of an invoice whose subscription cannot be read
+    world = World(charged=False)
     del world.charging.subscriptions.subscriptions[world.subscription_id]
-    assert world.service(policies=None).start(world.handoff()).outcome == "started"
-    assert (world.case().policy, world.case().policy_source) == (DEFAULT_DUNNING_POLICY, "default")
+    assert world.service(policies=None).start(world.handoff(failure_code="stolen_card")).outcome == "started"
+    # Then the default policy runs, and the pause waits for a method that is not the (unknown) one declined
+    case = world.case()
+    assert (case.policy, case.policy_source) == (DEFAULT_DUNNING_POLICY, "default")
+    assert (case.hard_declined, case.hard_declined_method) == (True, None)
+
+
+def test_a_service_built_without_a_time_scale_runs_the_policy_in_real_time() -> None:
+    world = World()
+    assert world.service(time_scale=...).start(world.handoff()).outcome == "started"
+    case = world.case()
+    assert case.time_scale == 1
+    assert case.retry_at == tuple(NOW + timedelta(days=d) for d in (1, 3, 5, 7))
 
 
 def test_the_decline_that_opens_the_case_is_the_invoices_latest_attempts() -> None:
