@@ -20,11 +20,13 @@ from billing_core.payments.model import PaymentOutcome, PaymentStatus, ProviderC
 GOOD_CARD = "pm_card_visa"
 DECLINED_CARD = "pm_card_declined"  # declines with card_declined
 INSUFFICIENT_FUNDS_CARD = "pm_card_insufficient_funds"  # declines with insufficient_funds
+EXPIRED_CARD = "pm_card_expired"  # declines with expired_card (a hard decline: dunning waits for another method)
 SLOW_CARD = "pm_card_processing"  # the payment stays processing (e.g. a bank debit)
 CARDS: dict[str, str | None] = {
     GOOD_CARD: None,
     DECLINED_CARD: "card_declined",
     INSUFFICIENT_FUNDS_CARD: "insufficient_funds",
+    EXPIRED_CARD: "expired_card",
     SLOW_CARD: "processing",
 }
 

@@ -354,3 +354,105 @@ def test_a_hard_decline_still_holds_in_the_restarted_cycle(dunning: Dunning) -> 
     dunning.clock.now = case.retry_at[0]
     dunning.service.charge(dunning.invoice_id, 2, 1)
     assert [r.status for r in dunning.case(2).retries] == [RetryStatus.SKIPPED]
+
+
+def test_a_restart_refused_because_the_subscription_moved_is_retried_not_answered(dunning: Dunning) -> None:
+    # Given a failed cycle whose subscription someone set active, then moved again while the restart wrote
+    dunning.failed()
+    stored = dunning.subscription()
+    dunning.charging.subscriptions.subscriptions[stored.subscription_id] = stored.model_copy(
+        update={"status": SubscriptionStatus.ACTIVE, "version": stored.version + 1}
+    )
+    real_restart = dunning.transitions.restart
+
+    def moved_first(*args: Any, **kwargs: Any) -> bool:
+        active = dunning.subscription()
+        dunning.charging.subscriptions.subscriptions[active.subscription_id] = active.model_copy(
+            update={"status": SubscriptionStatus.PAUSED, "version": active.version + 1}
+        )
+        return real_restart(*args, **kwargs)
+
+    dunning.transitions.restart = moved_first  # type: ignore[method-assign]
+    # When the restart writes, it is refused as contention (the invoice is still open): the client retries
+    error = refusal(dunning.restart)
+    assert isinstance(error, RetryableError) and error.code == "dunning_restart_contention"
+    assert dunning.cases.get(dunning.invoice_id, 2) is None
+
+
+def test_a_restart_refused_while_the_case_moved_is_retried_even_if_the_invoice_was_paid(dunning: Dunning) -> None:
+    # Given a restart whose failed cycle was written again (another change) and whose invoice was paid meanwhile
+    failed = dunning.failed()
+    real_restart = dunning.transitions.restart
+
+    def both_moved(*args: Any, **kwargs: Any) -> bool:
+        dunning.cases.put(failed.model_copy(update={"version": failed.version + 1}))
+        dunning.charging.invoices.pay(dunning.invoice_id, "pi_manual", NOW)
+        return real_restart(*args, **kwargs)
+
+    dunning.transitions.restart = both_moved  # type: ignore[method-assign]
+    # Then it is retried (the next request reads both again), not answered from a stale read
+    error = refusal(dunning.restart)
+    assert isinstance(error, RetryableError) and error.code == "dunning_restart_contention"
+
+
+def test_a_restart_of_an_invoice_that_is_gone_is_not_found(dunning: Dunning) -> None:
+    dunning.failed()
+    del dunning.charging.invoices.invoices[dunning.invoice_id]
+    error = refusal(dunning.restart)
+    assert isinstance(error, NotFoundError) and error.code == "invoice_not_found"
+
+
+def test_every_restart_refusal_body_has_its_code_and_a_message() -> None:
+    # Each refusal the route answers with the error's own body (4xx): its code, details, and a message for people
+    refusals: list[BillingError] = []
+    never = Dunning()
+    refusals.append(refusal(never.restart))  # never in dunning
+    running = Dunning()
+    running.started()
+    refusals.append(refusal(running.restart))  # still running
+    mismatch = Dunning()
+    mismatch.failed()
+    refusals.append(refusal(lambda: mismatch.restart(cycle=2)))  # not the latest cycle
+    ended = Dunning()
+    case = ended.started()
+    ended.cases.save(case.model_copy(update={"status": CaseStatus.CLOSED, "version": case.version + 1}))
+    refusals.append(refusal(ended.restart))  # ended without failing
+    gone = Dunning()
+    gone.failed()
+    del gone.charging.invoices.invoices[gone.invoice_id]
+    refusals.append(refusal(gone.restart))  # the invoice is gone
+    voided = Dunning()
+    voided.failed()
+    charging = voided.charging
+    assert charging.transactions.close(
+        charging.invoice_now(), InvoiceStatus.VOID, None, actor=OPERATOR, reason="x", now=NOW
+    )
+    refusals.append(refusal(voided.restart))  # the invoice is no longer open
+    unsettled = Dunning()
+    unsettled.failed()
+    listed = unsettled.charging.invoices.attempts[(unsettled.invoice_id, 2)]
+    listed.value = listed.value.model_copy(update={"status": AttemptStatus.UNKNOWN})
+    refusals.append(refusal(unsettled.restart))  # a charge unsettled
+    fenced = Dunning()
+    fenced.failed()
+    real_restart = fenced.transitions.restart
+
+    def paid_first(*args: Any, **kwargs: Any) -> bool:
+        fenced.charging.invoices.pay(fenced.invoice_id, "pi_manual", NOW)
+        return real_restart(*args, **kwargs)
+
+    fenced.transitions.restart = paid_first  # type: ignore[method-assign]
+    refusals.append(refusal(fenced.restart))  # paid while the restart wrote
+    assert [error.code for error in refusals] == [
+        "dunning_not_found",
+        "dunning_still_active",
+        "dunning_cycle_mismatch",
+        "dunning_not_failed",
+        "invoice_not_found",
+        "invoice_not_payable",
+        "charge_attempt_unresolved",
+        "invoice_not_payable",
+    ]
+    for error in refusals:
+        body = error.to_dict()
+        assert isinstance(body["message"], str) and body["message"], body
