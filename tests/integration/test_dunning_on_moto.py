@@ -1,3 +1,4 @@
+# Past 500 lines: one scenario per dunning guarantee on moto, sharing the Dunning fixture defined here.
 """Dunning against moto server and localstripe (real stripe SDK), step by step as the state machine drives it
 (the state machine itself runs in tests/e2e through the local runtime): a declined renewal goes through the whole
 schedule to the final action with each notice once; a customer who fixes their card mid-schedule is recovered with

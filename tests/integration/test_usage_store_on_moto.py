@@ -1,3 +1,4 @@
+# Past 500 lines: the issue's storage proofs (storm, faults, concurrency, request counts) share one stack harness.
 """The usage store against moto server (#12, ADR 0025), the issue's proofs for storage and counting:
 
 - the local provisioner creates UsageTable as the template says (keys, TTL on markers, new-image stream);

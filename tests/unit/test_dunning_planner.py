@@ -1,3 +1,4 @@
+# Past 500 lines: the planner, declines and the dunning views are tested over the same case factories.
 """Dunning's schedule and next step, as pure functions: the schedule is fixed from the policy's copy when a
 case opens, paid always ends it first, an unresolved charge is resolved before anything else, and the final
 action comes after the last retry and never inside the grace period."""

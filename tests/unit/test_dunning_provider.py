@@ -1,3 +1,4 @@
+# Past 500 lines: every step of provider-billed dunning over one fake world, mirroring the moto scenarios.
 """Dunning of invoices the provider bills (DunningService: start_provider, the steps, provider_invoice_changed and
 the provider's payment-method change), over the in-memory fakes of tests/unit/dunning_world.py and the provider's
 own invoices of tests/fakes/provider_invoices.py: the provider's invoice, read afresh at every step, is the truth;

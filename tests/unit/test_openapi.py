@@ -1,3 +1,4 @@
+# Past 500 lines: one contract (docs/openapi.yaml) checked from every side; its helpers are shared by all checks.
 """docs/openapi.yaml: a valid OpenAPI 3.1 document whose operations are exactly template.yaml's Api events,
 whose security is what each handler enforces, faithful to the pydantic models (bodies, queries, path
 parameters), and strict enough that a wrong body - or a broken variant of the document - fails

@@ -1,3 +1,5 @@
+# Past 500 lines: the one composition root (a builder per adapter and service); splitting it would make a
+# second place where things are constructed.
 """The composition root: every adapter and service of the bundle is built here, once per execution
 environment, from the function's own settings model. A handler creates one `Wiring(Settings)` and asks it
 for what its path needs; nothing else in the product constructs a store, a gateway or a service.
