@@ -9,11 +9,12 @@ runs the same scenario on both. One lock makes each call atomic, as each of Dyna
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from billing_core.errors import InvariantViolation
+from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import EMPTY, PeriodOf, Tally, aggregate, apply, distinct_documents
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.model import BatchDocument, EventKey, WindowKind
@@ -33,6 +34,7 @@ class InMemoryUsageStore:
         self.unique: dict[WindowKey, set[str]] = {}
         self.limits: dict[PeriodKey, LimitRecord] = {}
         self.alerts: dict[PeriodKey, dict[int, ThresholdCrossed]] = {}
+        self.usage_accounts: dict[str, UsageAccount] = {}
 
     # --- ingestion ---------------------------------------------------------------------------------
 
@@ -127,6 +129,18 @@ class InMemoryUsageStore:
             return True
 
     # --- thresholds --------------------------------------------------------------------------------
+
+    def accounts(self, customer_ids: Iterable[str]) -> dict[str, UsageAccount]:
+        with self._lock:
+            return {each: self.usage_accounts[each] for each in customer_ids if each in self.usage_accounts}
+
+    def put_account(self, account: UsageAccount) -> bool:
+        with self._lock:
+            stored = self.usage_accounts.get(account.customer_id)
+            if (stored.version if stored else 0) != account.version - 1:
+                return False
+            self.usage_accounts[account.customer_id] = account
+            return True
 
     def announced(self, customer_id: str, meter: str, period_start: datetime) -> frozenset[int]:
         with self._lock:

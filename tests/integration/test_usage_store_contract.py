@@ -238,3 +238,64 @@ def test_a_threshold_is_marked_once(kind: str, request: pytest.FixtureRequest) -
     assert [store.mark_announced(one, NOW) for one in reached] == [False, False]
     assert store.announced(CUSTOMER, "api_calls", PERIOD.start) == {80, 100}
     assert store.announced(CUSTOMER, "api_calls", PERIOD.end) == frozenset()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_account_is_written_once_per_version_and_read_in_one_request(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    from billing_core.usage.accounts import AccountPeriod, account_after
+
+    store = usage_store(kind, request)
+    first = AccountPeriod(start=PERIOD.start, end=PERIOD.end, subscription_id="bsub_1")
+    opened = account_after(
+        None,
+        customer_id=CUSTOMER,
+        billing_mode="provider",
+        provider="stripe",
+        provider_customer_id=None,
+        currency=None,
+        period=first,
+        now=NOW,
+    ).account
+    assert opened is not None
+    # Given the account written at version 1, a second writer of version 1 loses
+    assert store.put_account(opened) is True
+    assert store.put_account(opened) is False
+    assert store.accounts([CUSTOMER, OTHER_CUSTOMER, CUSTOMER]) == {CUSTOMER: opened}
+    assert store.accounts([]) == {}
+    # When the next period is added from the stored version, it is written; a stale version is refused
+    later = AccountPeriod(start=PERIOD.end, end=PERIOD.end + timedelta(days=30), subscription_id="bsub_1")
+    grown = account_after(
+        opened,
+        customer_id=CUSTOMER,
+        billing_mode="provider",
+        provider="stripe",
+        provider_customer_id=None,
+        currency=None,
+        period=later,
+        now=NOW,
+    ).account
+    assert grown is not None
+    assert store.put_account(grown) is True
+    assert store.put_account(grown) is False
+    assert store.accounts([CUSTOMER])[CUSTOMER].periods == (first, later)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_limit_keeps_its_thresholds(kind: str, request: pytest.FixtureRequest) -> None:
+    store = usage_store(kind, request)
+    record = LimitRecord(
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        period_end=PERIOD.end,
+        limit=10,
+        policy=CapPolicy.SOFT_CAP,
+        updated_at=NOW,
+        thresholds_percent=(25, 50),
+    )
+    store.put_limit(record)
+    stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert stored is not None
+    assert stored.thresholds_percent == (25, 50)

@@ -125,6 +125,21 @@ def aggregate(documents: Iterable[BatchDocument], period_of: PeriodOf, shards: i
     return deltas
 
 
+def periods_named_by(documents: Iterable[BatchDocument]) -> PeriodOf:
+    """The period lookup the documents themselves carry (BatchDocument.periods): what the aggregator counts by,
+    so an event is counted into the period ingestion accepted it for. Raises ValueError for an event no
+    document names a period for."""
+    named = [period for document in documents for period in document.periods]
+
+    def period_of(customer_id: str, moment: datetime) -> BillingPeriod:
+        for period in named:
+            if period.customer_id == customer_id and period.contains(moment):
+                return BillingPeriod(period.start, period.end)
+        raise ValueError(f"no document names a period of {customer_id} at {moment.isoformat()}")
+
+    return period_of
+
+
 def merge_deltas(*groups: Mapping[CounterKey, Tally]) -> dict[CounterKey, Tally]:
     """Deltas of several groups, key by key."""
     merged: dict[CounterKey, Tally] = {}

@@ -25,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, mod
 from billing_core.pricing.model import CapPolicy, UsageComponent
 from billing_core.usage.aggregation import EMPTY, Tally, merge, total
 from billing_core.usage.model import Aggregation, UsageEvent, WindowKind
+from billing_core.usage.thresholds import DEFAULT_THRESHOLDS_PERCENT
 from billing_core.usage.windows import BillingPeriod, CounterKey
 
 
@@ -49,6 +50,9 @@ class LimitRecord(BaseModel):
     policy: CapPolicy
     consumed: StrictInt = Field(default=0, ge=0)
     updated_at: AwareDatetime
+    # Percentages of `limit` announced once each per period (usage/thresholds.py); the component's, copied here so
+    # the aggregator decides from the one read of the period it already makes.
+    thresholds_percent: tuple[int, ...] = DEFAULT_THRESHOLDS_PERCENT
 
     @model_validator(mode="after")
     def _period(self) -> Self:
@@ -75,6 +79,7 @@ class LimitRecord(BaseModel):
             limit=limit_of(component),
             policy=component.cap_policy,
             updated_at=now,
+            thresholds_percent=component.alert_thresholds_percent,
         )
 
 

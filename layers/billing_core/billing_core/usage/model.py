@@ -44,6 +44,7 @@ __all__ = [
     "MAX_PROPERTY_VALUE_LENGTH",
     "Aggregation",
     "BatchDocument",
+    "DocumentPeriod",
     "EventKey",
     "EventResult",
     "Meter",
@@ -214,6 +215,27 @@ def batch_id_for(keys: Iterable[EventKey]) -> str:
     return f"ubat_{digest.hexdigest()[:32]}"
 
 
+class DocumentPeriod(BaseModel):
+    """A billing period [start, end) of one customer, as ingestion found it in the customer's usage account when
+    it accepted the events (usage/accounts.py): the aggregator counts each event into the period its document
+    names, so a later change of the account never moves accepted usage between periods."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str = Field(pattern=CUSTOMER_ID.pattern)
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("a billing period ends after it starts")
+        return self
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
 class BatchDocument(BaseModel):
     """The events one request accepted, written in the same transaction as their markers (ADR 0025) and counted
     once, as a whole, by the aggregator. It carries the definitions of the meters its events name as they were
@@ -225,6 +247,9 @@ class BatchDocument(BaseModel):
     events: tuple[UsageEvent, ...] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
     meters: tuple[Meter, ...] = Field(min_length=1)
     accepted_at: AwareDatetime
+    # The billing period of each event's customer it falls in (one per customer and period). Empty only for
+    # documents built without accounts (the store's own tests); the aggregator then needs a period lookup.
+    periods: tuple[DocumentPeriod, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -242,19 +267,46 @@ class BatchDocument(BaseModel):
                 raise ValueError(f"meter {event.meter} of event {event.event_id} is not described")
             if meter.unique_property is not None and meter.unique_property not in event.properties:
                 raise ValueError(f"event {event.event_id} lacks {meter.meter_id}'s {meter.unique_property}")
+        if self.periods:
+            if len(set(self.periods)) != len(self.periods):
+                raise ValueError("each period is named once")
+            for event in self.events:
+                holding = [period for period in self.periods if period.customer_id == event.customer_id]
+                if sum(period.contains(event.timestamp) for period in holding) != 1:
+                    raise ValueError(f"event {event.event_id} falls in exactly one named period of its customer")
         return self
+
+    def period_of(self, customer_id: str, moment: datetime) -> DocumentPeriod:
+        """The named period of `customer_id` that `moment` falls in (ValueError if none: the document has no
+        periods, or the moment is not one of its events')."""
+        for period in self.periods:
+            if period.customer_id == customer_id and period.contains(moment):
+                return period
+        raise ValueError(f"batch {self.batch_id} names no period of {customer_id} at {moment.isoformat()}")
 
     def meter(self, meter_id: str) -> Meter:
         return next(meter for meter in self.meters if meter.meter_id == meter_id)
 
     @classmethod
-    def of(cls, events: Iterable[UsageEvent], meters: Iterable[Meter], accepted_at: datetime) -> BatchDocument:
-        """The document for `events`, describing those of `meters` they name."""
+    def of(
+        cls,
+        events: Iterable[UsageEvent],
+        meters: Iterable[Meter],
+        accepted_at: datetime,
+        periods: Iterable[DocumentPeriod] = (),
+    ) -> BatchDocument:
+        """The document for `events`, describing those of `meters` they name and those of `periods` they fall in."""
         events = tuple(events)
         named = {event.meter for event in events}
+        used = [
+            period
+            for period in dict.fromkeys(periods)
+            if any(event.customer_id == period.customer_id and period.contains(event.timestamp) for event in events)
+        ]
         return cls(
             batch_id=batch_id_for(event.key for event in events),
             events=events,
             meters=tuple(meter for meter in meters if meter.meter_id in named),
             accepted_at=accepted_at,
+            periods=tuple(used),
         )

@@ -14,7 +14,7 @@ tests/fakes/usage.py (tests/integration/test_usage_store_contract.py runs one sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # annotations only
     from datetime import datetime
 
+    from billing_core.usage.accounts import UsageAccount
     from billing_core.usage.aggregation import PeriodOf
     from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
     from billing_core.usage.model import BatchDocument, EventKey
@@ -104,6 +105,17 @@ class UsageStore(Protocol):
         with the limit it was read with and, when `write.consumed_at_most` is set, its consumed units are at most
         that. False (nothing written) otherwise: with the counted total the write was computed from, the units do
         not fit."""
+        ...
+
+    # --- accounts ----------------------------------------------------------------------------------
+
+    def accounts(self, customer_ids: Iterable[str]) -> Mapping[str, UsageAccount]:
+        """The usage accounts of those customers that have one, in one read."""
+        ...
+
+    def put_account(self, account: UsageAccount) -> bool:
+        """Write the account if the stored one is `account.version - 1` (none stored for version 1). False when
+        another writer got there first: nothing written, read again and decide again."""
         ...
 
     # --- thresholds --------------------------------------------------------------------------------

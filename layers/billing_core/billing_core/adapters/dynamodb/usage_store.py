@@ -17,6 +17,8 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
   distinct value in a window (an idempotent Put); the window's number is a COUNT query of its partition.
 - `LIMIT#<customer>#<meter>#<period start>`, `LIMIT`: the period's limit, policy, end and `consumed`.
 - `ALERT#<customer>#<meter>#<period start>`, `PERCENT#<nnnn>`: a threshold announced (put once).
+- `ACCOUNT#<customer>`, `ACCOUNT`: the customer's usage account (usage/accounts.py, its JSON) and `version`,
+  written with a condition on the version read (put_account).
 
 A write that DynamoDB cancels only because of other writers (contention, throttling) decided nothing and is
 raised as RetryableError (table.transact_or_refuse); every transaction here is all or nothing."""
@@ -38,6 +40,7 @@ from billing_core.adapters.dynamodb.table import (
 )
 from billing_core.errors import InvariantViolation
 from billing_core.pricing.model import CapPolicy
+from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import Latest, PeriodOf, Tally, aggregate, distinct_documents, merge_deltas
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.ingestion import DEFAULT_POLICY, IngestionPolicy, marker_expires_at
@@ -141,7 +144,14 @@ def limit_from_item(item: Mapping[str, Any]) -> LimitRecord:
         policy=CapPolicy(item["policy"]["S"]),
         consumed=read_int(item, "consumed"),
         updated_at=_read_time(item, "updated_at"),
+        thresholds_percent=tuple(
+            int(each["N"]) for each in item.get("thresholds_percent", {"L": [{"N": "80"}, {"N": "100"}]})["L"]
+        ),
     )
+
+
+def account_key(customer_id: str) -> Item:
+    return {"pk": text(f"ACCOUNT#{customer_id}"), "sk": text("ACCOUNT")}
 
 
 def _latest_order(latest: Latest) -> str:
@@ -467,10 +477,12 @@ class DynamoDBUsageStore:
             ":kind": text("limit"),
             ":now": text(_time(record.updated_at)),
             ":zero": number(0),
+            ":thresholds": {"L": [number(percent) for percent in record.thresholds_percent]},
         }
         expression = (
             "SET customer_id = :customer, meter = :meter, period_start = :start, period_end = :end, "
-            "#policy = :policy, #kind = :kind, updated_at = :now, #consumed = if_not_exists(#consumed, :zero)"
+            "#policy = :policy, #kind = :kind, updated_at = :now, #consumed = if_not_exists(#consumed, :zero), "
+            "thresholds_percent = :thresholds"
         )
         if record.limit is None:
             expression += " REMOVE #limit"
@@ -505,6 +517,44 @@ class DynamoDBUsageStore:
             ConditionExpression=" AND ".join(conditions),
             ExpressionAttributeNames={"#policy": "policy", "#limit": "limit", "#consumed": "consumed"},
             ExpressionAttributeValues=values,
+        )
+
+    # --- accounts ----------------------------------------------------------------------------------
+
+    def accounts(self, customer_ids: Iterable[str]) -> dict[str, UsageAccount]:
+        """The accounts of the customers that have one: one BatchGetItem (a request names at most 100)."""
+        keys = [account_key(customer_id) for customer_id in dict.fromkeys(customer_ids)]
+        if not keys:
+            return {}
+        found = (
+            UsageAccount.model_validate_json(item["account"]["S"]) for item in self._db.batch_get(self._table, keys)
+        )
+        return {account.customer_id: account for account in found}
+
+    def put_account(self, account: UsageAccount) -> bool:
+        """Write the account if the stored one is version - 1 (absent for version 1); False if another writer
+        got there first (nothing written: read again and decide again)."""
+        if account.version == 1:
+            item = {
+                **account_key(account.customer_id),
+                "kind": text("account"),
+                "account": text(account.model_dump_json()),
+                "version": number(1),
+                "updated_at": text(_time(account.updated_at)),
+            }
+            return self._db.put_new(self._table, item, key="pk")
+        return self._db.update(
+            TableName=self._table,
+            Key=account_key(account.customer_id),
+            UpdateExpression="SET account = :account, #version = :version, updated_at = :now",
+            ConditionExpression="#version = :previous",
+            ExpressionAttributeNames={"#version": "version"},
+            ExpressionAttributeValues={
+                ":account": text(account.model_dump_json()),
+                ":version": number(account.version),
+                ":previous": number(account.version - 1),
+                ":now": text(_time(account.updated_at)),
+            },
         )
 
     # --- thresholds --------------------------------------------------------------------------------
