@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
@@ -175,6 +176,12 @@ class Wiring:
         )
 
     @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+
+    @built_once
     def price_books(self) -> DynamoDBPriceBookStore:
         from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
 
@@ -301,8 +308,10 @@ class Wiring:
     def billing_run(self) -> BillingRun:
         from billing_core.billing.run import BillingRun
         from billing_core.ledger.queries import available_credit
+        from billing_core.usage.billing import StoredUsage
 
         ledger = self.ledger()
+        usage = StoredUsage(usage=self.usage_store(), price_books=self.price_books(), invoices=self.invoices())
         return BillingRun(
             subscriptions=self.subscriptions(),
             invoices=self.invoices(),
@@ -311,6 +320,7 @@ class Wiring:
             dunning=self.document_queue("dunning_queue_url"),
             notices=self.document_queue("notifications_queue_url"),
             credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
+            usage=usage,
         )
 
     def dunning_service(
