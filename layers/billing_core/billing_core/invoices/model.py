@@ -94,7 +94,8 @@ class InvoiceLine(BaseModel):
 
     @model_validator(mode="after")
     def _usage_named(self) -> Self:
-        if (self.kind is LineKind.USAGE) != (self.meter is not None and self.usage_part is not None):
+        named = (self.meter is not None, self.usage_part is not None)
+        if named != ((True, True) if self.kind is LineKind.USAGE else (False, False)):
             raise ValueError("a usage line names its meter and usage part, and no other line does")
         return self
 
