@@ -79,6 +79,27 @@ def test_a_failed_send_stays_in_the_outbox_and_is_sent_later_under_its_identifie
     assert provider.total(CUSTOMER, "api_calls") == 50
 
 
+def test_a_report_unsent_past_the_providers_dedupe_horizon_is_held_for_reconciliation() -> None:
+    store, provider = InMemoryUsageReportStore(), DedupingProvider()
+    store.fail_mark_once = RetryableError("crash", code="test")
+    with pytest.raises(RetryableError):
+        report(store, provider, 40)
+    late = report_window(
+        store,
+        provider,
+        total=60,
+        provider="stripe",
+        provider_customer_id=CUSTOMER,
+        meter="api_calls",
+        window_start=WINDOW,
+        window_end=WINDOW + timedelta(hours=1),
+        now=NOW + timedelta(hours=24),
+    )
+    # Then nothing is resent (Stripe may no longer dedupe it) and no new delta is written on top of it
+    assert late == () and len(provider.sent) == 1
+    assert len(store.window_reports(CUSTOMER, "api_calls", WINDOW)) == 1
+
+
 def test_a_decrease_is_held_not_sent() -> None:
     store, provider = InMemoryUsageReportStore(), DedupingProvider()
     report(store, provider, 40)
@@ -101,7 +122,7 @@ def test_a_reporter_that_loses_the_race_for_a_sequence_reads_again() -> None:
             return False
         return real_add(candidate)
 
-    store.add = add_after_the_other  # type: ignore[method-assign]
+    store.add = add_after_the_other  # type: ignore[method-assign,assignment]
     sent = report(store, provider, 45)
     assert [(r.sequence, r.value) for r in sent] == [(1, 40), (2, 5)]
 

@@ -7,7 +7,8 @@ marked sent after the provider answered. A crash between the send and the mark l
 next pass sends the **same** identifier again - never a new one for the same delta. A late event raising the
 window's total later writes report sequence + 1 for the difference only. The provider's meters add events up
 (`sum`, `count`), so only increases are reported; a decrease (a correction) is held and counted, not sent
-(Stripe cancels meter events through meter event adjustments, by identifier: not built).
+(Stripe cancels meter events through meter event adjustments, by identifier: not built). Stripe deduplicates an
+identifier for at least 24 hours only: a report left unsent for longer is held for reconciliation, not resent.
 
 Pure rules here; `report_window` is the one service call (a store for reports, a sender for the provider)."""
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
@@ -24,6 +25,10 @@ from billing_core.observability import count
 from billing_core.usage.ports import MeterEventSender, UsageReportStore
 
 REPORT_ID_PREFIX = "ureport_"
+# Stripe enforces an identifier's uniqueness for "a rolling period of at least 24 hours": a report written longer
+# ago than that and never marked sent may have reached Stripe, and sending it again may count it twice. It is held
+# for reconciliation against Stripe's meter event summaries (not built), never resent blindly.
+DEDUPE_HORIZON = timedelta(hours=24)
 MAX_ROUNDS = 3  # a writer that loses the race reads again; more than this is contention, retried by the caller
 
 
@@ -97,7 +102,11 @@ def report_window(
     sent: list[UsageReport] = []
     for _ in range(MAX_ROUNDS):
         held = reports.window_reports(provider_customer_id, meter, window_start)
-        for report in sorted((report for report in held if report.sent_at is None), key=lambda r: r.sequence):
+        unsent = sorted((report for report in held if report.sent_at is None), key=lambda r: r.sequence)
+        if any(now - report.created_at >= DEDUPE_HORIZON for report in unsent):
+            count("UsageReportNeedsReconciliation")
+            return tuple(sent)
+        for report in unsent:
             sender.send(report)
             reports.mark_sent(report, now)
             sent.append(report)
