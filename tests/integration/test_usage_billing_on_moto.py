@@ -6,6 +6,7 @@ the usage store directly (ingestion and aggregation routes are built elsewhere).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ from billing_core.usage.aggregation import periods_named_by
 from billing_core.usage.billing import StoredUsage
 from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent
 from tests.integration.conftest import Stack
-from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
+from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock, get_invoice, invoice_api
+
+__all__ = ["invoice_api"]  # a fixture of this module's tests
 
 OCTOBER_START = datetime(2026, 10, 1, tzinfo=UTC)
 NOVEMBER_END = add_interval(PERIOD_END, Interval.MONTH, 1)
@@ -142,7 +145,9 @@ def test_overage_is_priced_at_period_close_charged_and_balanced_in_the_ledger(bi
     assert [c.amount_minor for c in billing.charges_for([subscription]) if c.succeeded] == [3250]
 
 
-def test_a_late_event_after_the_invoice_becomes_an_adjustment_on_the_next_invoice(billing: UsageBilling) -> None:
+def test_a_late_event_after_the_invoice_becomes_an_adjustment_on_the_next_invoice(
+    billing: UsageBilling, invoice_api: Any, lambda_context: Any
+) -> None:
     # Given October billed with 150 calls (50 over) on the invoice of November 1st
     subscription = billing.subscription()
     billing.open_period(subscription, OCTOBER_START, PERIOD_END)
@@ -168,3 +173,11 @@ def test_a_late_event_after_the_invoice_becomes_an_adjustment_on_the_next_invoic
     # and the ledger is balanced with 2,900 + 350 + 2,900 + 140 billed and paid
     assert sorted(c.amount_minor for c in billing.charges_for([subscription]) if c.succeeded) == [3040, 3250]
     assert integrity.check(billing.ledger.all_entries(), billing.ledger.all_balances()).clean
+    # and the invoice route shows the usage lines as the OpenAPI document describes them (get_invoice checks)
+    status, body = get_invoice(invoice_api, invoice_id_for(subscription.subscription_id, NOVEMBER_END), lambda_context)
+    assert status == 200, body
+    assert [(line["kind"], line["meter"], line["usage_part"]) for line in body["invoice"]["lines"]] == [
+        ("subscription", None, None),
+        ("usage", "api_calls", "adjustment"),
+        ("usage", "api_calls", "included"),
+    ]
