@@ -31,7 +31,9 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.aggregation import periods_named_by
 from billing_core.usage.billing import StoredUsage
+from billing_core.usage.entitlements import ConsumeWrite, LimitRecord
 from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent
+from billing_core.usage.windows import BillingPeriod
 from tests.fakes.usage import InMemoryUsageStore
 
 CUSTOMER = "bcus_0123456789abcdef01234567"
@@ -345,3 +347,69 @@ def test_a_late_event_lands_on_the_next_invoice_as_an_adjustment() -> None:
         (UsagePart.INCLUDED, 100, 0),
         (UsagePart.OVERAGE, 50, 350),
     ]
+
+
+# --- what a period's total is ------------------------------------------------------------------------
+
+USERS = UsageComponent(metric="active_users", unit_amount_minor=50, included_quantity=1)
+
+
+def test_a_periods_total_is_the_entitlements_used_distinct_values_and_consumed_units_included() -> None:
+    # Given a unique_count meter with 3 events of 2 distinct users, and a hard-stop meter with 4 units consumed
+    store = InMemoryUsageStore()
+    start, end = month(0)
+    store.usage_accounts[CUSTOMER] = account(1).model_copy(
+        update={
+            "periods": (
+                AccountPeriod(
+                    start=start,
+                    end=end,
+                    subscription_id=SUBSCRIPTION,
+                    price_version="v1",
+                    components=(USERS, SEATS),
+                ),
+            )
+        }
+    )
+    users = Meter(meter_id="active_users", aggregation=Aggregation.UNIQUE_COUNT, unique_property="user_id")
+    events = [
+        UsageEvent(
+            event_id=f"u{n}",
+            customer_id=CUSTOMER,
+            meter="active_users",
+            value=1,
+            timestamp=start + timedelta(days=n),
+            properties={"user_id": user},
+        )
+        for n, user in enumerate(["ann", "bob", "ann"])
+    ]
+    document = BatchDocument.of(events, [users], start, [DocumentPeriod(customer_id=CUSTOMER, start=start, end=end)])
+    store.write_batch(document)
+    store.count([document], periods_named_by([document]), start)
+    record = LimitRecord.for_component(CUSTOMER, SEATS, BillingPeriod(start, end), start)
+    store.put_limit(record)
+    assert store.consume(record, ConsumeWrite(4, None), start)
+
+    class UniqueBooks(Books):
+        @dataclass(frozen=True)
+        class Book:
+            def meter(self, meter_id: str) -> Meter | None:
+                return users if meter_id == "active_users" else METERS.get(meter_id)
+
+        def version(self, version: str) -> UniqueBooks.Book | None:  # type: ignore[override]
+            return UniqueBooks.Book()
+
+    source = StoredUsage(usage=store, price_books=UniqueBooks(), invoices=Invoices())  # type: ignore[arg-type]
+    # When the period closes
+    closed = source.usage_to_bill(subscription(start), end).closed
+    # Then the totals are 2 distinct users (exact) and 4 consumed seats
+    assert {(usage.meter, usage.total) for usage in closed} == {("active_users", 2), ("peak_seats", 4)}
+
+
+def test_nothing_is_billed_without_a_usage_account_or_for_another_subscriptions_period() -> None:
+    store = InMemoryUsageStore()
+    source = StoredUsage(usage=store, price_books=Books(), invoices=Invoices())  # type: ignore[arg-type]
+    assert source.usage_to_bill(subscription(START), SEPTEMBER[1]) == UsageToBill()
+    store.usage_accounts[CUSTOMER] = account(1)
+    other = subscription(START).model_copy(update={"subscription_id": "bsub_other0123456789abcdef012"})
+    assert source.usage_to_bill(other, SEPTEMBER[1]) == UsageToBill()
