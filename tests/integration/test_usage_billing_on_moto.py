@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
 from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
+from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
 from billing_core.billing.run import BillingRun, RunReport
 from billing_core.invoices.model import InvoiceStatus, LineKind, UsagePart, invoice_id_for
@@ -39,10 +41,17 @@ class UsageBilling(Billing):
     def __init__(self, stack: Stack, localstripe: str, clock: Clock):
         super().__init__(stack, localstripe, clock)
         self.usage = DynamoDBUsageStore(stack.ref("UsageTable"), self.db)
+        # The usage source on its own client, so its DynamoDB requests can be counted.
+        self.source_requests: list[str] = []
+        client = stack.client("dynamodb")
+        client.meta.events.register(
+            "before-call.dynamodb.*", lambda model, **_: self.source_requests.append(model.name)
+        )
+        counted = DynamoDB(client)
         self.source = StoredUsage(
-            usage=self.usage,
-            price_books=DynamoDBPriceBookStore(stack.ref("PriceBookTable"), self.db),
-            invoices=self.invoices,
+            usage=DynamoDBUsageStore(stack.ref("UsageTable"), counted),
+            price_books=DynamoDBPriceBookStore(stack.ref("PriceBookTable"), counted),
+            invoices=DynamoDBInvoiceStore(stack.ref("InvoicesTable"), counted),
         )
 
     def run_with_usage(self) -> RunReport:
@@ -125,6 +134,8 @@ def test_overage_is_priced_at_period_close_charged_and_balanced_in_the_ledger(bi
     report = billing.run_with_usage()
     # Then that invoice carries October's usage: 100 included, 50 over at 350, and it was charged in full
     assert report.issued == 1 and report.succeeded == 1
+    # reading it took 3 DynamoDB requests: the usage account, the price version, the period (limit + 16 shards)
+    assert billing.source_requests == ["BatchGetItem", "GetItem", "BatchGetItem"]
     assert usage_parts(billing, subscription, PERIOD_END) == [
         (UsagePart.INCLUDED, OCTOBER_START, 100, 0),
         (UsagePart.OVERAGE, OCTOBER_START, 50, 350),
@@ -161,9 +172,13 @@ def test_a_late_event_after_the_invoice_becomes_an_adjustment_on_the_next_invoic
     billing.use(subscription, "late-1", 20, PERIOD_END - timedelta(hours=2), PERIOD_END + timedelta(days=9))
     # and the run issues the invoice that opens December
     billing.clock.now = NOVEMBER_END + timedelta(minutes=5)
+    billing.source_requests.clear()
     report = billing.run_with_usage()
     # Then the December invoice adjusts October by +20 calls (140) and closes November (40 included)
     assert report.issued == 1
+    # read in 4 requests: the account, October's closing invoice, November's period, October's recount (the
+    # price version was read once, by the first run)
+    assert billing.source_requests == ["BatchGetItem", "Query", "BatchGetItem", "BatchGetItem"]
     assert usage_parts(billing, subscription, NOVEMBER_END) == [
         (UsagePart.ADJUSTMENT, OCTOBER_START, 20, 140),
         (UsagePart.INCLUDED, PERIOD_END, 40, 0),

@@ -9,7 +9,9 @@ billing/usage_lines.py's.
   was issued) and once its closing invoice (the one whose period starts at its end) exists. So every late event
   accepted in the lateness window lands on some invoice: closed total + Σ adjustments = the recount.
 - A meter's total is what its entitlement calls `used`: the period window's count (exact distinct values for
-  unique_count) plus the units taken through `consume`, in one read of the period when a limit record exists."""
+  unique_count, one more `COUNT` query) plus the units taken through `consume`, in one read of the period (its
+  limit record and shards). A published price version never changes: its meters' aggregations are read once.
+  Measured on moto: 3 requests for an invoice closing one period of one meter, 4 with one period recounted."""
 
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from billing_core.pricing.model import Aggregation, UsageComponent
 from billing_core.pricing.ports import PriceBookStore
 from billing_core.subscriptions.model import Subscription
 from billing_core.usage.accounts import KEEP_FOR, AccountPeriod
+from billing_core.usage.aggregation import EMPTY, merge, total
 from billing_core.usage.model import WindowKind
 from billing_core.usage.ports import UsageStore
-from billing_core.usage.service import counted_total, window_total
 from billing_core.usage.windows import WindowKey
 
 
@@ -33,6 +35,8 @@ class StoredUsage:
         self._usage = usage
         self._price_books = price_books
         self._invoices = invoices
+        # Published price versions never change: each is read once per execution environment.
+        self._aggregations: dict[tuple[str | None, str], Aggregation] = {}
 
     def usage_to_bill(self, subscription: Subscription, now: datetime) -> UsageToBill:
         terms = subscription.terms
@@ -93,16 +97,24 @@ class StoredUsage:
         )
 
     def _aggregation(self, period: AccountPeriod, meter: str) -> Aggregation:
-        book = self._price_books.version(period.price_version) if period.price_version else None
-        declared = book.meter(meter) if book else None
-        # A price book without meters predates usage metering: its events (if any) were summed.
-        return declared.aggregation if declared else Aggregation.SUM
+        key = (period.price_version, meter)
+        if key not in self._aggregations:
+            book = self._price_books.version(period.price_version) if period.price_version else None
+            declared = book.meter(meter) if book else None
+            # A price book without meters predates usage metering: its events (if any) were summed.
+            self._aggregations[key] = declared.aggregation if declared else Aggregation.SUM
+        return self._aggregations[key]
 
     def _total(self, customer_id: str, period: AccountPeriod, component: UsageComponent) -> int:
         meter = component.metric
         aggregation = self._aggregation(period, meter)
-        read = self._usage.period(customer_id, meter, period.start)
-        if read.limit is not None:
-            return counted_total(self._usage, read, aggregation) + read.limit.consumed
-        window = WindowKey(customer_id, meter, period.start, WindowKind.PERIOD, period.start)
-        return window_total(self._usage, window, aggregation)
+        read = self._usage.period(customer_id, meter, period.start)  # one read: the limit record and the shards
+        consumed = read.limit.consumed if read.limit else 0
+        if aggregation is Aggregation.UNIQUE_COUNT:
+            window = WindowKey(customer_id, meter, period.start, WindowKind.PERIOD, period.start)
+            return self._usage.unique_count(window) + consumed
+        tally = EMPTY
+        for shard in read.shards:
+            if shard.key.kind is WindowKind.PERIOD:
+                tally = merge(tally, shard.tally)
+        return total(tally, aggregation) + consumed
