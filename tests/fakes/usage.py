@@ -50,9 +50,10 @@ class InMemoryUsageStore:
             self.documents[document.batch_id] = (document, BatchState.PENDING)
             return {}
 
-    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+    def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
+        """This document as stored, with its state; None if it was not written."""
         with self._lock:
-            return self.documents.get(batch_id)
+            return self.documents.get(document.batch_id)
 
     # --- counting ----------------------------------------------------------------------------------
 
