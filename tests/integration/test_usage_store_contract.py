@@ -299,3 +299,33 @@ def test_a_limit_keeps_its_thresholds(kind: str, request: pytest.FixtureRequest)
     stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
     assert stored is not None
     assert stored.thresholds_percent == (25, 50)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_documents_of_a_customer_are_every_stored_document_holding_its_events(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    from billing_core.usage.aggregation import periods_named_by
+    from billing_core.usage.model import DocumentPeriod
+
+    store = usage_store(kind, request)
+    periods = [
+        DocumentPeriod(customer_id=customer, start=PERIOD.start, end=PERIOD.end)
+        for customer in (CUSTOMER, OTHER_CUSTOMER, "cus_Third")
+    ]
+    moment = PERIOD.start + timedelta(days=1)
+    mixed = BatchDocument.of(
+        [event("m1", timestamp=moment), event("m2", customer_id=OTHER_CUSTOMER, timestamp=moment)],
+        METERS.values(),
+        NOW,
+        periods,
+    )
+    mine = BatchDocument.of([event("o1", timestamp=moment)], METERS.values(), NOW, periods)
+    theirs = BatchDocument.of([event("t1", customer_id="cus_Third", timestamp=moment)], METERS.values(), NOW, periods)
+    for document in (mixed, mine, theirs):
+        assert store.write_batch(document) == {}
+    store.count([mine], periods_named_by([mine]), NOW)
+    found = sorted(store.documents_of(CUSTOMER), key=lambda pair: pair[0].batch_id)
+    assert found == sorted([(mixed, BatchState.PENDING), (mine, BatchState.COUNTED)], key=lambda p: p[0].batch_id)
+    assert [document for document, _ in store.documents_of(OTHER_CUSTOMER)] == [mixed]
+    assert list(store.documents_of("cus_Nobody")) == []

@@ -15,7 +15,7 @@ tests/fakes/usage.py (tests/integration/test_usage_store_contract.py runs one sc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -69,6 +69,11 @@ class UsageStore(Protocol):
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
         """This batch document as stored (on its host marker, the marker of its first event by key) and its
         state; None when it was not written (its host marker is absent, or belongs to another batch)."""
+        ...
+
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+        """Every stored batch document holding events of the customer, with its state. A scan: for an operator's
+        recount (usage/recount.py), never on a request path."""
         ...
 
     # --- counting ----------------------------------------------------------------------------------

@@ -29,10 +29,13 @@ raised as RetryableError (table.transact_or_refuse); every transaction here is a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from billing_core.adapters.aws import translate
 from billing_core.adapters.dynamodb.table import (
     DynamoDB,
     Item,
@@ -199,6 +202,8 @@ class DynamoDBUsageStore:
                 "state": text(BatchState.PENDING.value),
                 "event_count": number(len(document.events)),
                 "document": text(document.model_dump_json()),
+                # the customers it holds events of: what a recount's scan filters on (documents_of)
+                "customers": {"SS": sorted({one.customer_id for one in document.events})},
             }
         )
         return item
@@ -459,6 +464,27 @@ class DynamoDBUsageStore:
                 raise InvariantViolation(f"batch {document.batch_id} is at part {resumed} of {len(parts)}")
             part = resumed  # another delivery got further: continue after it
         return True
+
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+        """Every stored batch document holding events of the customer: a Scan of the table filtered on the hosts'
+        `customers` (an operator's recount, docs/runbooks/usage.md: it reads the whole table, paged, and costs
+        its read capacity; never on a request path)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "contains(customers, :customer)",
+            "ExpressionAttributeValues": {":customer": text(customer_id)},
+            "ConsistentRead": True,
+        }
+        while True:
+            try:
+                page = self._db.client.scan(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, operation="dynamodb.Scan") from exc
+            for item in page.get("Items", []):
+                yield batch_from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- reads -------------------------------------------------------------------------------------
 
