@@ -238,6 +238,7 @@ def test_a_record_that_cannot_be_synced_is_reported_alone(world: Any, lambda_con
     handler, subscriptions, usage, _, stream = world
     # Given two signups in one batch, one of them on a price version never published
     good = signup()
+    assert good.terms is not None
     bad = good.model_copy(
         update={
             "subscription_id": "bsub_usage2",

@@ -73,7 +73,7 @@ def test_the_sync_filter_lets_through_only_a_subscription_with_a_current_period(
     filters = compile_filter_criteria(SYNC_EVENT["Properties"]["FilterCriteria"])
 
     def variant(event_name: str = "MODIFY", drop: str | None = None) -> dict[str, Any]:
-        record = copy.deepcopy(sample)
+        record: dict[str, Any] = copy.deepcopy(sample)
         record["eventName"] = event_name
         if drop:
             del record["dynamodb"]["NewImage"][drop]
