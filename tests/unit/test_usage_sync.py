@@ -188,10 +188,8 @@ def test_an_end_of_term_change_takes_effect_with_the_new_period_in_the_new_versi
 
 
 def test_an_overlapping_period_of_another_subscription_is_refused_counted_and_not_an_error(
-    sync: UsageSync, usage: InMemoryUsageStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    sync: UsageSync, usage: InMemoryUsageStore, counted: list[tuple[str, int]]
 ) -> None:
-    counted: list[str] = []
-    monkeypatch.setattr("billing_core.usage.sync.count", lambda name, value=1: counted.append(name))
     sync.subscription_changed(internal(), NOW)
     before = (account(usage), dict(usage.limits))
     shifted = type(PERIOD)(PERIOD.start.replace(day=20), PERIOD.end.replace(day=20))
@@ -199,19 +197,17 @@ def test_an_overlapping_period_of_another_subscription_is_refused_counted_and_no
     outcome = sync.subscription_changed(internal(shifted, plan_id="basic", sub="bsub_2"), NOW)
     # Then it is refused: a metric, the account and the limits untouched
     assert outcome is SyncOutcome.REFUSED
-    assert counted == ["UsageAccountPeriodAdded", "UsageAccountPeriodRefused"]
+    assert counted == [("UsageAccountPeriodAdded", 1), ("UsageAccountPeriodRefused", 1)]
     assert (account(usage), usage.limits) == before
 
 
 def test_terms_changed_inside_the_period_are_deferred_to_the_next_period(
-    sync: UsageSync, usage: InMemoryUsageStore, monkeypatch: pytest.MonkeyPatch
+    sync: UsageSync, usage: InMemoryUsageStore, counted: list[tuple[str, int]]
 ) -> None:
-    counted: list[str] = []
-    monkeypatch.setattr("billing_core.usage.sync.count", lambda name, value=1: counted.append(name))
     sync.subscription_changed(internal(), NOW)
     # An immediate plan change: same subscription, same period, another price version
     assert sync.subscription_changed(internal(version="v2"), NOW) is SyncOutcome.TERMS_DEFERRED
-    assert counted[-1] == "UsageAccountTermsDeferred"
+    assert counted[-1] == ("UsageAccountTermsDeferred", 1)
     assert account(usage).periods[0].price_version == "v1"
     assert usage.limits[(CUSTOMER, "api_calls", PERIOD.start)].limit == 1500
 
@@ -345,3 +341,41 @@ def test_a_crash_between_the_limits_and_the_account_is_healed_by_the_redelivery(
     assert UsageSync(store, books).subscription_changed(internal(), NOW) is SyncOutcome.ADDED
     assert store.usage_accounts[CUSTOMER].periods[0].components == (CALLS, SEATS)
     assert set(store.limits) == {(CUSTOMER, "api_calls", PERIOD.start), (CUSTOMER, "seats", PERIOD.start)}
+
+
+def test_the_handler_parses_the_sample_record_and_hands_the_image_to_the_sync(
+    monkeypatch: pytest.MonkeyPatch, lambda_context: Any, books: InMemoryPriceBookStore
+) -> None:
+    # Given the function's sample event (a period advanced) and the sync over the fakes, with the sample's version
+    import json
+
+    from functions.usage_sync import app
+    from tests.support import ROOT
+
+    event = json.loads((ROOT / "events/dynamodb/subscription_period_started.json").read_text())
+    books.publish(
+        PriceBook(
+            version="2026-11",
+            effective_from=datetime(2026, 12, 5, tzinfo=UTC),
+            plans=(plan("pro", CALLS),),
+            meters=METERS,
+        ),
+        actor="test",
+        now=NOW,
+    )
+    usage = InMemoryUsageStore()
+    monkeypatch.setattr(app.wiring, "usage_sync", lambda: UsageSync(usage, books))
+    # When the handler runs, Then no record fails and the customer's account holds the new period
+    assert app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    [period] = usage.usage_accounts[CUSTOMER].periods
+    assert (period.start, period.end, period.price_version) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+        "2026-11",
+    )
+    # And in a batch, a record whose image lacks a subscription we bill's terms is reported alone
+    broken = json.loads(json.dumps(event["Records"][0]))
+    del broken["dynamodb"]["NewImage"]["price_version"]
+    broken["dynamodb"]["SequenceNumber"] = "4421584500000000017450439092"
+    answer = app.lambda_handler({"Records": [event["Records"][0], broken]}, lambda_context)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439092"}]}
