@@ -6,7 +6,7 @@ UsageTable; a redelivered batch changes nothing; changes without a current perio
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -258,3 +258,54 @@ def test_a_record_that_cannot_be_synced_is_reported_alone(world: Any, lambda_con
     assert answer == {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
     assert CUSTOMER in usage.accounts([CUSTOMER, "bcus_other"])
     assert "bcus_other" not in usage.accounts([CUSTOMER, "bcus_other"])
+
+
+def test_concurrent_syncs_of_one_customers_subscriptions_lose_no_period(world: Any, stack: Stack) -> None:
+    # Given 8 provider-billed subscriptions of one customer with consecutive one-day periods, synced at once from
+    # 8 threads against moto server (each sync a separate service, as separate shards' invocations would be)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from billing_core.errors import RetryableError
+    from billing_core.usage.sync import MAX_ROUNDS, SubscriptionImage, SyncOutcome, UsageSync
+
+    _, _, usage, db, _ = world
+    books = DynamoDBPriceBookStore(stack.ref("PriceBookTable"), db)  # never read: provider-billed
+    first = datetime(2026, 11, 20, tzinfo=UTC)
+    images = [
+        SubscriptionImage(
+            subscription_id=f"bsub_race{day}",
+            provider="stripe",
+            billing_mode="provider",
+            provider_customer_id="cus_QRace",
+            current_period_start=first + timedelta(days=day),
+            current_period_end=first + timedelta(days=day + 1),
+        )
+        for day in range(8)
+    ]
+    retried: list[str] = []
+    lost: list[int] = []
+    put_account = usage.put_account
+
+    def counting_put(account: Any) -> bool:
+        written = bool(put_account(account))
+        if not written:
+            lost.append(account.version)
+        return written
+
+    usage.put_account = counting_put
+
+    def deliver(image: SubscriptionImage) -> SyncOutcome:
+        while True:  # the stream redelivers a record that failed as retryable
+            try:
+                return UsageSync(usage, books).subscription_changed(image, NOW)
+            except RetryableError:
+                retried.append(image.subscription_id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(deliver, images))
+    # Then every period was added exactly once, in order, one version per write
+    assert outcomes == [SyncOutcome.ADDED] * 8
+    account = usage.accounts(["cus_QRace"])["cus_QRace"]
+    assert [period.subscription_id for period in account.periods] == [image.subscription_id for image in images]
+    assert account.version == 8
+    print(f"lost version races: {len(lost)}, records redelivered after {MAX_ROUNDS} rounds: {len(retried)}")
