@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -134,6 +135,12 @@ class Wiring:
         return DynamoDBSubscriptionStore(self._require("subscriptions_table_name"), self.dynamodb())
 
     @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+
+    @built_once
     def invoices(self) -> DynamoDBInvoiceStore:
         from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
 
@@ -174,12 +181,6 @@ class Wiring:
         return DynamoDBOrderCommits(
             self.orders(), self.subscriptions(), self.invoices(), self.ledger(), self.dynamodb()
         )
-
-    @built_once
-    def usage_store(self) -> DynamoDBUsageStore:
-        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
-
-        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
 
     @built_once
     def price_books(self) -> DynamoDBPriceBookStore:
@@ -656,3 +657,10 @@ class Wiring:
                 self._require("dunning_table_name"): "dunning",
             },
         )
+
+    @built_once
+    def usage_sync(self) -> UsageSync:
+        """SubscriptionsTable's stream -> usage accounts and their periods' limit records (usage/sync.py)."""
+        from billing_core.usage.sync import UsageSync
+
+        return UsageSync(self.usage_store(), self.price_books())
