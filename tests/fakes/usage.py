@@ -97,6 +97,11 @@ class InMemoryUsageStore:
         with self._lock:
             return self._shards(window)
 
+    def windows_shards(self, windows: Sequence[WindowKey]) -> dict[WindowKey, tuple[CounterShard, ...]]:
+        with self._lock:
+            found = {window: self._shards(window) for window in dict.fromkeys(windows)}
+            return {window: shards for window, shards in found.items() if shards}
+
     def unique_count(self, window: WindowKey) -> int:
         with self._lock:
             return len(self.unique.get(window, ()))

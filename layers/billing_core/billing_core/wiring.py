@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.queries import Consumed, EntitlementReader
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -80,6 +82,8 @@ def built_once[WiringT: "Wiring", BuiltT](method: Callable[[WiringT], BuiltT]) -
 WEBHOOK_IDEMPOTENCY_SECONDS = 4 * 24 * 3600
 # Clients retry a commit for minutes to hours; a day keeps every realistic retry on the saved response.
 COMMIT_IDEMPOTENCY_SECONDS = 24 * 3600
+# A consume's client retries within seconds to minutes; a day matches the commit route's horizon.
+CONSUME_IDEMPOTENCY_SECONDS = 24 * 3600
 
 
 class Wiring:
@@ -645,4 +649,53 @@ class Wiring:
                 self._require("switches_table_name"): "switches",
                 self._require("dunning_table_name"): "dunning",
             },
+        )
+
+    # --- usage (issue #12) -------------------------------------------------------------------------
+
+    @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+
+    @built_once
+    def usage_reads(self) -> EntitlementReader:
+        """The usage routes' reads and consumption; meters from the price book in force (held per meter id)."""
+        from datetime import UTC, datetime
+
+        from billing_core.usage.queries import EntitlementReader
+
+        def meter(meter_id: str) -> Any:
+            book = self.price_books().effective_at(datetime.now(UTC))
+            return book.meter(meter_id) if book is not None else None
+
+        return EntitlementReader(self.usage_store(), meter)
+
+    @built_once
+    def consume_units_once(self) -> IdempotentEntry[Consumed]:
+        """POST .../entitlements/{meter}/consume behind Powertools idempotency keyed by the client's
+        Idempotency-Key: a retry answers the saved response and consumes nothing more; a refusal
+        (limit_exceeded) raises, so nothing is saved and a retry is judged again."""
+        from datetime import UTC, datetime
+
+        from billing_core.adapters.idempotency import IdempotentEntry
+        from billing_core.usage.queries import Consumed
+
+        def consume(request: dict[str, Any]) -> Consumed:
+            return self.usage_reads().consume(
+                request["customer_id"], request["meter"], request["quantity"], datetime.now(UTC)
+            )
+
+        return IdempotentEntry(
+            consume,
+            name="usage_consume",
+            table=self._require("idempotency_table_name"),
+            # scoped per customer-meter: one client's key never answers another customer's request
+            key_jmespath="[customer_id, meter, idempotency_key]",
+            payload_validation_jmespath="[quantity]",
+            expires_after_seconds=CONSUME_IDEMPOTENCY_SECONDS,
+            output_model=Consumed,
+            reused=("idempotency_key_reused", "this Idempotency-Key was used with a different request"),
+            in_progress=("consume_in_progress", "a consume with this Idempotency-Key is in progress; retry shortly"),
         )

@@ -85,6 +85,12 @@ class UsageStore(Protocol):
         values: a unique_count meter's window is counted by `unique_count`."""
         ...
 
+    def windows_shards(self, windows: Sequence[WindowKey]) -> Mapping[WindowKey, tuple[CounterShard, ...]]:
+        """Many windows' counter shards at once (a range of hours, days or periods): every shard key of every
+        window, read in as few requests as the store allows (DynamoDB: one BatchGetItem per 100 keys). Windows
+        without any shard are absent from the answer."""
+        ...
+
     def unique_count(self, window: WindowKey) -> int:
         """The number of distinct values of a unique_count meter counted in the window (exact)."""
         ...
