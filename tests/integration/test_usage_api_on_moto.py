@@ -190,3 +190,24 @@ def test_consume_retried_with_its_key_takes_once_and_eight_threads_never_pass_th
     assert read.limit is not None and read.limit.consumed == 63
     status, body = call(module, entitlement_event("api_calls"), lambda_context)
     assert (body["used"], body["allowed"]) == (LIMIT, False)
+
+
+def test_a_consume_whose_saved_answer_was_lost_is_not_taken_again(usage_api: Any, lambda_context: Any) -> None:
+    module, store, calls = usage_api
+    count(store, events("api_calls", 10))
+    sample = load_event("api/entitlement_consume.json")
+    sample["body"] = json.dumps({"quantity": 5})
+    key = sample["headers"]["Idempotency-Key"]
+    # Given a consumption that took effect, then crashed before Powertools saved its answer (the domain call
+    # alone: the same write the handler makes, without the idempotency record)
+    module.wiring.usage_reads().consume(CUSTOMER, "api_calls", 5, datetime.now(UTC), key=key)
+    calls.clear()
+    # When the client retries with its key
+    status, body = call(module, sample, lambda_context)
+    # Then it is answered as taken, and nothing more was taken
+    assert (status, body) == (200, {"consumed": True, "used": 15, "limit": LIMIT})
+    read = store.period(CUSTOMER, "api_calls", CURRENT.start)
+    assert read.limit is not None and read.limit.consumed == 5
+    # Cost of a consume: Powertools' PutItem, the period read, the marked write (a GetItem of the marker when
+    # the units do not fit, here: the retry's transaction found the marker), Powertools' UpdateItem
+    assert calls == ["PutItem", "BatchGetItem", "TransactWriteItems", "UpdateItem"]

@@ -322,3 +322,34 @@ def test_a_range_of_windows_reads_what_each_window_reads(kind: str, request: pyt
     assert set(read) == set(windows)
     for window in windows:
         assert read[window] == store.window_shards(window)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_keyed_consumption_takes_once_and_replays_its_quantity(kind: str, request: pytest.FixtureRequest) -> None:
+    store = usage_store(kind, request)
+    record = LimitRecord(
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        period_end=PERIOD.end,
+        limit=10,
+        policy=CapPolicy.HARD_STOP,
+        updated_at=NOW,
+    )
+    store.put_limit(record)
+    # Given 4 units taken under key k1
+    assert store.consume_keyed(record, ConsumeWrite(4, 6), NOW, key="k1", quantity=4).taken
+    # When the same key comes again - fitting or not - nothing more is taken and its quantity is told
+    again = store.consume_keyed(record, ConsumeWrite(4, 6), NOW, key="k1", quantity=4)
+    assert (again.taken, again.replayed, again.quantity) == (False, True, 4)
+    assert store.consume_keyed(record, None, NOW, key="k1", quantity=4).replayed
+    stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert stored is not None and stored.consumed == 4
+    # A new key whose condition fails takes nothing and marks nothing
+    refused = store.consume_keyed(record, ConsumeWrite(7, 3), NOW, key="k#2", quantity=7)
+    assert (refused.taken, refused.replayed) == (False, False)
+    assert store.consume_keyed(record, None, NOW, key="k#2", quantity=7) == refused
+    # and a new key that fits takes, once
+    assert store.consume_keyed(record, ConsumeWrite(6, 4), NOW, key="k#2", quantity=6).taken
+    final = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert final is not None and final.consumed == 10

@@ -21,20 +21,18 @@ from tests.unit.usage_samples import CUSTOMER, METERS, NOW, event
 
 
 class Once:
-    """consume_units_once without Powertools: the call through, and the keys it saw."""
+    """consume_units_once without Powertools: straight to the keyed consumption (its marker is the store's)."""
 
     def __init__(self, reads: EntitlementReader) -> None:
         self.reads = reads
-        self.saved: dict[tuple[str, str, str], Consumed] = {}
 
     def register(self, context: Any) -> None:
         pass
 
     def __call__(self, request: dict[str, Any]) -> Consumed:
-        key = (request["customer_id"], request["meter"], request["idempotency_key"])
-        if key not in self.saved:
-            self.saved[key] = self.reads.consume(request["customer_id"], request["meter"], request["quantity"], NOW)
-        return self.saved[key]
+        return self.reads.consume(
+            request["customer_id"], request["meter"], request["quantity"], NOW, key=request["idempotency_key"]
+        )
 
 
 @pytest.fixture

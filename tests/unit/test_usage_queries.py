@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
+from billing_core.errors import ConflictError, NotFoundError, PermanentError, ValidationFailedError
 from billing_core.usage.model import Aggregation, Meter, UsageEvent, WindowKind
 from billing_core.usage.queries import EntitlementReader, UsageQuery
 from tests.fakes.usage import InMemoryUsageStore
@@ -305,3 +305,19 @@ def test_a_week_of_hours_is_the_longest_hourly_range() -> None:
         ).window
         is WindowKind.HOUR
     )
+
+
+def test_a_keyed_consume_retried_takes_nothing_more_even_past_the_limit() -> None:
+    store = InMemoryUsageStore()
+    open_account(store)
+    read = reader(store)
+    counted(store, [event(f"c{i}", value=10, timestamp=NOW - timedelta(minutes=i)) for i in range(9)], NOW)
+    first = read.consume(CUSTOMER, "api_calls", 10, NOW, key="k")
+    # The retry (the limit is now reached) answers as the first did, and takes nothing
+    assert read.consume(CUSTOMER, "api_calls", 10, NOW, key="k") == first
+    assert read.entitlement(CUSTOMER, "api_calls", NOW).used == LIMIT
+    with pytest.raises(PermanentError) as reused:
+        read.consume(CUSTOMER, "api_calls", 3, NOW, key="k")
+    assert reused.value.code == "idempotency_key_reused"
+    with pytest.raises(ConflictError):
+        read.consume(CUSTOMER, "api_calls", 1, NOW, key="other")

@@ -676,7 +676,8 @@ class Wiring:
     def consume_units_once(self) -> IdempotentEntry[Consumed]:
         """POST .../entitlements/{meter}/consume behind Powertools idempotency keyed by the client's
         Idempotency-Key: a retry answers the saved response and consumes nothing more; a refusal
-        (limit_exceeded) raises, so nothing is saved and a retry is judged again."""
+        (limit_exceeded) raises, so nothing is saved and a retry is judged again. Under it the consumption marks
+        the key in its own transaction, so a crash between the write and Powertools' record never takes twice."""
         from datetime import UTC, datetime
 
         from billing_core.adapters.idempotency import IdempotentEntry
@@ -684,7 +685,11 @@ class Wiring:
 
         def consume(request: dict[str, Any]) -> Consumed:
             return self.usage_reads().consume(
-                request["customer_id"], request["meter"], request["quantity"], datetime.now(UTC)
+                request["customer_id"],
+                request["meter"],
+                request["quantity"],
+                datetime.now(UTC),
+                key=request["idempotency_key"],  # marked in the consumption's own transaction too
             )
 
         return IdempotentEntry(

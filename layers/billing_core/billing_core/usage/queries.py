@@ -27,7 +27,7 @@ from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from billing_core.errors import ConflictError, NotFoundError, ValidationFailedError
+from billing_core.errors import ConflictError, NotFoundError, PermanentError, ValidationFailedError
 from billing_core.pricing.model import CapPolicy
 from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.aggregation import EMPTY, Tally, merge, total
@@ -296,9 +296,13 @@ class EntitlementReader:
             }
         )
 
-    def consume(self, customer_id: str, meter_id: str, quantity: int, now: datetime) -> Consumed:
+    def consume(
+        self, customer_id: str, meter_id: str, quantity: int, now: datetime, *, key: str | None = None
+    ) -> Consumed:
         """Take `quantity` units of the current period's hard limit: one read, one conditional write. Refused
-        (`limit_exceeded`, ConflictError) when they do not fit; nothing is written then."""
+        (`limit_exceeded`, ConflictError) when they do not fit; nothing is written then. With a client's `key`
+        the write also marks the key, in the same transaction: a retry under it takes nothing more and answers
+        as the first did (`idempotency_key_reused` if it asks for another quantity)."""
         meter = self._declared(meter_id)
         period = self.current_period(customer_id, now)
         read = self._store.period(customer_id, meter_id, period.start)
@@ -309,7 +313,18 @@ class EntitlementReader:
         record = read.limit
         counted = counted_total(self._store, read, meter.aggregation)
         write = consume_write(record, counted, quantity)
-        if write is not None and self._store.consume(record, write, now):
+        if key is None:
+            taken = write is not None and self._store.consume(record, write, now)
+        else:
+            outcome = self._store.consume_keyed(record, write, now, key=key, quantity=quantity)
+            if outcome.replayed:
+                if outcome.quantity != quantity:
+                    raise PermanentError(
+                        "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
+                    )
+                return Consumed(consumed=True, used=counted + record.consumed, limit=record.limit)
+            taken = outcome.taken
+        if taken:
             return Consumed(consumed=True, used=counted + record.consumed + quantity, limit=record.limit)
         raise ConflictError(
             f"{quantity} more units of {meter_id} do not fit the limit",
