@@ -17,6 +17,8 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
   distinct value in a window (an idempotent Put); the window's number is a COUNT query of its partition.
 - `LIMIT#<customer>#<meter>#<period start>`, `LIMIT`: the period's limit, policy, end and `consumed`.
 - `ALERT#<customer>#<meter>#<period start>`, `PERCENT#<nnnn>`: a threshold announced (put once).
+- `CONSUME#<customer>#<meter>#<SHA-256 of the client's key>`, `CONSUME`: a keyed consumption's marker (its
+  quantity), put in one transaction with the consumption (consume_keyed); TTL 7 days.
 - `ACCOUNT#<customer>`, `ACCOUNT`: the customer's usage account (usage/accounts.py, its JSON) and `version`,
   written with a condition on the version read (put_account).
 
