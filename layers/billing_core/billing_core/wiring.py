@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.usage.queries import Consumed, EntitlementReader
+    from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -135,6 +136,12 @@ class Wiring:
         from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
 
         return DynamoDBSubscriptionStore(self._require("subscriptions_table_name"), self.dynamodb())
+
+    @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
 
     @built_once
     def invoices(self) -> DynamoDBInvoiceStore:
@@ -654,12 +661,6 @@ class Wiring:
     # --- usage (issue #12) -------------------------------------------------------------------------
 
     @built_once
-    def usage_store(self) -> DynamoDBUsageStore:
-        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
-
-        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
-
-    @built_once
     def usage_reads(self) -> EntitlementReader:
         """The usage routes' reads and consumption; meters from the price book in force (held per meter id)."""
         from datetime import UTC, datetime
@@ -704,3 +705,10 @@ class Wiring:
             reused=("idempotency_key_reused", "this Idempotency-Key was used with a different request"),
             in_progress=("consume_in_progress", "a consume with this Idempotency-Key is in progress; retry shortly"),
         )
+
+    @built_once
+    def usage_sync(self) -> UsageSync:
+        """SubscriptionsTable's stream -> usage accounts and their periods' limit records (usage/sync.py)."""
+        from billing_core.usage.sync import UsageSync
+
+        return UsageSync(self.usage_store(), self.price_books())
