@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.counting import UsageCounter
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -645,4 +647,23 @@ class Wiring:
                 self._require("switches_table_name"): "switches",
                 self._require("dunning_table_name"): "dunning",
             },
+        )
+
+    # --- usage (#12) ---------------------------------------------------------------------------------
+
+    @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+
+    @built_once
+    def usage_counter(self) -> UsageCounter:
+        """UsageTable's stream aggregator: counts batch documents, announces thresholds (usage/counting.py)."""
+        from billing_core.usage.counting import UsageCounter
+
+        return UsageCounter(
+            store=self.usage_store(),
+            notices=self.document_queue("notifications_queue_url"),
+            audit=self.audit_log(),
         )
