@@ -1,7 +1,8 @@
 """UsageTable's stream -> accepted batch documents counted once, then the thresholds they reach announced.
 
 The event source mapping's filter (template.yaml) lets through only the insert of a batch document (`BATCH#`,
-state `pending`): counters, markers, limits and alerts written by this function never invoke it. The records of
+state `pending`; a correction of an accepted event is one too, `kind` correction, counted with negative deltas):
+counters, markers, limits and alerts written by this function never invoke it. The records of
 one invocation are counted as **one group** (`billing_core.usage.counting.UsageCounter.count`: one transaction
 per up to 100 items), not one by one: counting per record would cost a transaction per document, the whole of
 ADR 0025's arithmetic. A record that is not a pending batch document, or one that names no billing period (a
@@ -16,7 +17,8 @@ from billing_core.changes import ItemChange
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
 from billing_core.triggers.streams import group_stream_handler
-from billing_core.usage.counting import pending_document
+from billing_core.usage.corrections import Correction
+from billing_core.usage.counting import pending_item
 from billing_core.usage.model import BatchDocument
 from billing_core.wiring import Wiring
 
@@ -30,13 +32,13 @@ class Settings(BundleSettings):
 wiring = Wiring(Settings)
 
 
-def parse(change: ItemChange) -> BatchDocument:
+def parse(change: ItemChange) -> BatchDocument | Correction:
     if change.after is None:
         raise ValidationFailedError("a batch document's insert carries its new image", code="malformed_record")
-    return pending_document(change.after)
+    return pending_item(change.after)
 
 
-def count(documents: list[BatchDocument]) -> None:
+def count(documents: list[BatchDocument | Correction]) -> None:
     wiring.usage_counter().count(documents)
 
 

@@ -16,9 +16,10 @@ from datetime import datetime
 from billing_core.errors import InvariantViolation
 from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import EMPTY, PeriodOf, Tally, aggregate, apply, distinct_documents
+from billing_core.usage.corrections import Correction, CorrectionKind
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.model import BatchDocument, EventKey, WindowKind
-from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, EventMarker, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import CounterKey, WindowKey
 
@@ -35,6 +36,8 @@ class InMemoryUsageStore:
         self.limits: dict[PeriodKey, LimitRecord] = {}
         self.alerts: dict[PeriodKey, dict[int, ThresholdCrossed]] = {}
         self.usage_accounts: dict[str, UsageAccount] = {}
+        self.corrected: dict[EventKey, EventMarker] = {}  # markers as corrections left them
+        self.corrections: dict[str, tuple[Correction, BatchState]] = {}
 
     # --- ingestion ---------------------------------------------------------------------------------
 
@@ -82,6 +85,65 @@ class InMemoryUsageStore:
                 already_counted=tuple(already),
                 windows=frozenset(key.window for key in aggregate(delivered, period_of)),
             )
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        with self._lock:
+            distinct = list({correction.batch_id: correction for correction in corrections}.values())
+            fresh: list[Correction] = []
+            already: list[str] = []
+            for correction in distinct:
+                stored = self.corrections.get(correction.batch_id)
+                if stored is None:
+                    raise InvariantViolation(f"correction {correction.batch_id} is counted but was never written")
+                if stored[1] is BatchState.COUNTED:
+                    already.append(correction.batch_id)
+                else:
+                    fresh.append(correction)
+            for correction in fresh:
+                for key, delta in correction.deltas().items():
+                    tally, _ = self.counters.get(key, (EMPTY, now))
+                    self.counters[key] = (apply(tally, delta), now)
+                self.corrections[correction.batch_id] = (correction, BatchState.COUNTED)
+            return CountOutcome(
+                counted=tuple(correction.batch_id for correction in fresh),
+                already_counted=tuple(already),
+                windows=frozenset(key.window for correction in distinct for key in correction.deltas()),
+            )
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def _marker(self, key: EventKey) -> EventMarker | None:
+        if key in self.corrected:
+            return self.corrected[key]
+        if key not in self.markers:
+            return None
+        batch_id = self.markers[key][1]
+        event = next(event for event in self.documents[batch_id][0].events if event.key == key)
+        return EventMarker(event.customer_id, event.event_id, event.meter, event.value, event.timestamp, batch_id)
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        with self._lock:
+            return self._marker(key)
+
+    def correction(self, batch_id: str) -> Correction | None:
+        with self._lock:
+            stored = self.corrections.get(batch_id)
+            return stored[0] if stored else None
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        with self._lock:
+            if self._marker(marker.key) != marker or marker.cancelled_at is not None:
+                return False
+            if correction.batch_id in self.corrections:
+                raise InvariantViolation(f"correction {correction.batch_id} exists while its event's marker does not")
+            if correction.kind is CorrectionKind.CANCEL:
+                after = replace(marker, cancelled_at=correction.corrected_at, corrections=marker.corrections + 1)
+            else:
+                new_value = marker.value if correction.new_value is None else correction.new_value
+                after = replace(marker, value=new_value, corrections=marker.corrections + 1)
+            self.corrected[marker.key] = after
+            self.corrections[correction.batch_id] = (correction, BatchState.PENDING)
+            return True
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class EntityType(StrEnum):
     # A usage threshold announced (id: <customer>:<meter>); appended by the aggregator itself, not projected
     # from a stream (usage/counting.py): the announcement is the event, its marker item only its dedupe.
     USAGE_THRESHOLD = "usage_threshold"
+    USAGE_EVENT = "usage_event"  # an accepted usage event cancelled or amended (id: <customer>:<event id>)
 
 
 class ChangeSource(StrEnum):

@@ -40,8 +40,9 @@ from billing_core.errors import InvariantViolation, ValidationFailedError
 from billing_core.observability import count, logger
 from billing_core.ports import DocumentQueue
 from billing_core.usage.aggregation import periods_named_by
+from billing_core.usage.corrections import Correction
 from billing_core.usage.model import Aggregation, BatchDocument, WindowKind, canonical_timestamp
-from billing_core.usage.ports import BatchState, UsageStore
+from billing_core.usage.ports import BatchState, CountOutcome, UsageStore
 from billing_core.usage.service import counted_total
 from billing_core.usage.thresholds import ThresholdCrossed, crossed, due_thresholds
 from billing_core.usage.windows import WindowKey
@@ -74,6 +75,26 @@ def pending_document(image: Mapping[str, Any]) -> BatchDocument:
     return document
 
 
+def pending_item(image: Mapping[str, Any]) -> BatchDocument | Correction:
+    """A pending batch document or correction document (both `BATCH#` items, told apart by `kind`)."""
+    if image.get("kind") != "correction":
+        return pending_document(image)
+    pk = image.get("pk")
+    if not isinstance(pk, str) or not pk.startswith(BATCH_PREFIX) or image.get("sk") != "BATCH":
+        raise ValidationFailedError("not a correction document's item", code="not_a_batch_document")
+    if image.get("state") != BatchState.PENDING.value:
+        raise ValidationFailedError(f"correction {pk} is not pending", code="batch_not_pending")
+    try:
+        correction = Correction.model_validate_json(str(image.get("document")))
+    except ValidationError as exc:
+        raise ValidationFailedError(
+            f"correction {pk} holds no valid document ({exc.error_count()} problems)", code="malformed_batch_document"
+        ) from None
+    if pk != f"{BATCH_PREFIX}{correction.batch_id}":
+        raise ValidationFailedError(f"{pk} holds correction {correction.batch_id}", code="malformed_batch_document")
+    return correction
+
+
 @dataclass(frozen=True)
 class CountReport:
     counted: tuple[str, ...]  # batch ids counted now
@@ -101,24 +122,35 @@ class UsageCounter:
         self._audit = audit
         self._clock = clock
 
-    def count(self, documents: Sequence[BatchDocument]) -> CountReport:
-        """Count the documents (all or nothing per transaction group; safe to deliver again), then announce the
-        thresholds due in every period they count into. Raises what the store or the queue raise; delivering the
-        same documents again then counts nothing twice and finishes the announcements."""
-        if not documents:
-            return CountReport((), (), ())
-        for document in documents:
-            if not document.periods:
-                raise InvariantViolation(f"batch {document.batch_id} names no period", code="batch_without_periods")
-        outcome = self._store.count(documents, periods_named_by(documents), self._clock())
-        count("UsageBatchCounted", len(outcome.counted))
-        if outcome.already_counted:
-            count("UsageBatchRedelivered", len(outcome.already_counted))
-        aggregations = {meter.meter_id: meter.aggregation for document in documents for meter in document.meters}
+    def count(self, documents: Sequence[BatchDocument | Correction]) -> CountReport:
+        """Count the documents - batches, and corrections of accepted events - (all or nothing per transaction
+        group; safe to deliver again), then announce the thresholds due in every period they count into. Raises
+        what the store or the queue raise; delivering the same documents again then counts nothing twice and
+        finishes the announcements."""
+        batches = [document for document in documents if isinstance(document, BatchDocument)]
+        corrections = [document for document in documents if isinstance(document, Correction)]
+        for batch in batches:
+            if not batch.periods:
+                raise InvariantViolation(f"batch {batch.batch_id} names no period", code="batch_without_periods")
+        now = self._clock()
+        outcomes: list[CountOutcome] = []
+        if batches:
+            outcomes.append(self._store.count(batches, periods_named_by(batches), now))
+        if corrections:
+            outcomes.append(self._store.count_corrections(corrections, now))
+        counted = tuple(batch_id for outcome in outcomes for batch_id in outcome.counted)
+        already = tuple(batch_id for outcome in outcomes for batch_id in outcome.already_counted)
+        if counted:
+            count("UsageBatchCounted", len(counted))
+        if already:
+            count("UsageBatchRedelivered", len(already))
+        aggregations = {meter.meter_id: meter.aggregation for batch in batches for meter in batch.meters}
+        aggregations |= {correction.meter.meter_id: correction.meter.aggregation for correction in corrections}
+        windows = {window for outcome in outcomes for window in outcome.windows if window.kind is WindowKind.PERIOD}
         announced: list[ThresholdCrossed] = []
-        for window in sorted(window for window in outcome.windows if window.kind is WindowKind.PERIOD):
+        for window in sorted(windows):
             announced += self._check(window, aggregations[window.meter])
-        return CountReport(outcome.counted, outcome.already_counted, tuple(announced))
+        return CountReport(counted, already, tuple(announced))
 
     def _check(self, window: WindowKey, aggregation: Aggregation) -> list[ThresholdCrossed]:
         read = self._store.period(window.customer_id, window.meter, window.period_start)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # annotations only
 
     from billing_core.usage.accounts import UsageAccount
     from billing_core.usage.aggregation import PeriodOf
+    from billing_core.usage.corrections import Correction
     from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
     from billing_core.usage.model import BatchDocument, EventKey
     from billing_core.usage.thresholds import ThresholdCrossed
@@ -45,6 +46,25 @@ class CountOutcome:
     counted: tuple[str, ...]
     already_counted: tuple[str, ...]
     windows: frozenset[WindowKey]
+
+
+@dataclass(frozen=True)
+class EventMarker:
+    """An accepted event's marker as stored: its value now (an amend changes it), its batch, whether it was
+    cancelled, and how many corrections it has had (the next one's sequence)."""
+
+    customer_id: str
+    event_id: str
+    meter: str
+    value: int
+    timestamp: datetime
+    batch_id: str
+    cancelled_at: datetime | None = None
+    corrections: int = 0
+
+    @property
+    def key(self) -> EventKey:
+        return (self.customer_id, self.event_id)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,28 @@ class UsageStore(Protocol):
         once however often it is delivered. Every document must have been written (write_batch); a redelivered
         one is dropped. Raises RetryableError when other writers got in the way: nothing was half-counted, and
         delivering the same documents again is safe."""
+        ...
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        """Count correction documents like batch documents (`pending -> counted` with their negative or
+        difference ADDs, `Correction.deltas`, in one transaction per group): each exactly once however often it is
+        delivered. Every correction must have been written (write_correction)."""
+        ...
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        """The event's marker, read consistently."""
+        ...
+
+    def correction(self, batch_id: str) -> Correction | None:
+        """A stored correction document."""
+        ...
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        """One write: the marker - if it is still `marker` as read (not cancelled, same value, same number of
+        corrections) - cancelled or given the new value, its corrections counted, and the correction document put
+        pending. False (nothing written) when the marker changed meanwhile."""
         ...
 
     # --- reads -------------------------------------------------------------------------------------

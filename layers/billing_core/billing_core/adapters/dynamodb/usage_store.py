@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from billing_core.adapters.dynamodb.table import (
     DynamoDB,
@@ -42,10 +42,11 @@ from billing_core.errors import InvariantViolation
 from billing_core.pricing.model import CapPolicy
 from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import Latest, PeriodOf, Tally, aggregate, distinct_documents, merge_deltas
+from billing_core.usage.corrections import Correction, CorrectionKind
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.ingestion import DEFAULT_POLICY, IngestionPolicy, marker_expires_at
 from billing_core.usage.model import BatchDocument, EventKey, UsageEvent, WindowKind, canonical_timestamp
-from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, EventMarker, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import SHARDS, CounterKey, WindowKey
 
@@ -53,6 +54,13 @@ from billing_core.usage.windows import SHARDS, CounterKey, WindowKey
 MAX_TRANSACTION_ITEMS = 100
 ALL_OLD = "ALL_OLD"
 TTL_ATTRIBUTE = "expires_at"  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+
+
+class _Counted(Protocol):
+    """What counting needs of a document (a batch or a correction): its id, the key of its item."""
+
+    @property
+    def batch_id(self) -> str: ...
 
 
 def _time(moment: datetime) -> str:
@@ -299,14 +307,14 @@ class DynamoDBUsageStore:
         )
 
     @staticmethod
-    def _groups(
-        documents: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]]
-    ) -> list[list[BatchDocument]]:
+    def _groups[DocumentT: _Counted](
+        documents: Sequence[DocumentT], deltas: Mapping[str, Mapping[CounterKey, Tally]]
+    ) -> list[list[DocumentT]]:
         """Documents in order, as many per transaction as fit in 100 items (a document's update and the union of
         its group's counters); a document is never split from its counters. One whose counters alone fill a
         transaction is a group of its own, counted in parts."""
-        groups: list[list[BatchDocument]] = []
-        current: list[BatchDocument] = []
+        groups: list[list[DocumentT]] = []
+        current: list[DocumentT] = []
         keys: set[CounterKey] = set()
         for document in documents:
             own = set(deltas[document.batch_id])
@@ -356,7 +364,7 @@ class DynamoDBUsageStore:
         }
 
     def _commit(
-        self, group: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]], now: datetime
+        self, group: Sequence[_Counted], deltas: Mapping[str, Mapping[CounterKey, Tally]], now: datetime
     ) -> tuple[list[str], list[str]]:
         """One transaction: every document pending -> counted with the ADDs they justify. A document counted
         already fails its condition; it is dropped and the rest written again. (counted, dropped)"""
@@ -436,6 +444,98 @@ class DynamoDBUsageStore:
                 raise InvariantViolation(f"batch {document.batch_id} is at part {resumed} of {len(parts)}")
             part = resumed  # another delivery got further: continue after it
         return True
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        """Correction documents counted as batches are (`_groups`, `_commit`): `pending -> counted` with their
+        ADDs - negative for a cancel, the difference for an amend - in one transaction per group. Only sum and count
+        meters are corrected, so there is nothing idempotent to write first."""
+        distinct = list({correction.batch_id: correction for correction in corrections}.values())
+        deltas = {correction.batch_id: correction.deltas() for correction in distinct}
+        counted: list[str] = []
+        already: list[str] = []
+        for group in self._groups(distinct, deltas):
+            committed, dropped = self._commit(group, deltas, now)
+            counted += committed
+            already += dropped
+        windows = frozenset(key.window for delta in deltas.values() for key in delta)
+        return CountOutcome(counted=tuple(counted), already_counted=tuple(already), windows=windows)
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        item = self._db.get(self._table, marker_key(key))
+        if item is None:
+            return None
+        return EventMarker(
+            customer_id=item["customer_id"]["S"],
+            event_id=item["event_id"]["S"],
+            meter=item["meter"]["S"],
+            value=read_int(item, "value"),
+            timestamp=_read_time(item, "timestamp"),
+            batch_id=item["batch_id"]["S"],
+            cancelled_at=_read_time(item, "cancelled_at") if "cancelled_at" in item else None,
+            corrections=read_int(item, "corrections") if "corrections" in item else 0,
+        )
+
+    def correction(self, batch_id: str) -> Correction | None:
+        item = self._db.get(self._table, batch_key(batch_id))
+        if item is None or read_text(item, "kind") != "correction":
+            return None
+        return Correction.model_validate_json(item["document"]["S"])
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        """One transaction: the marker, fenced on what was read (exists, not cancelled, the same value and number
+        of corrections), cancelled or amended; the correction document put pending (its id is named by the
+        event's key and that number, so it is new whenever the marker's condition holds)."""
+        values = {
+            ":old": number(marker.value),
+            ":next": number(marker.corrections + 1),
+            ":id": text(correction.batch_id),
+            ":now": text(_time(correction.corrected_at)),
+        }
+        condition = "attribute_exists(pk) AND attribute_not_exists(cancelled_at) AND #value = :old AND "
+        if marker.corrections == 0:
+            condition += "attribute_not_exists(corrections)"
+        else:
+            condition += "corrections = :count"
+            values[":count"] = number(marker.corrections)
+        expression = "SET corrections = :next, last_correction_id = :id, corrected_at = :now"
+        if correction.kind is CorrectionKind.CANCEL:
+            expression += ", cancelled_at = :now"
+        else:
+            expression += ", #value = :new"
+            values[":new"] = number(correction.new_value if correction.new_value is not None else marker.value)
+        marker_op: TransactItem = {
+            "Update": {
+                "TableName": self._table,
+                "Key": marker_key(marker.key),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#value": "value"},
+                "ExpressionAttributeValues": values,
+            }
+        }
+        document_op: TransactItem = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **batch_key(correction.batch_id),
+                    "kind": text("correction"),
+                    "batch_id": text(correction.batch_id),
+                    "state": text(BatchState.PENDING.value),
+                    "event_count": number(1),
+                    "accepted_at": text(_time(correction.corrected_at)),
+                    "document": text(correction.model_dump_json()),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        cancelled = self._db.transact_or_refuse([marker_op, document_op])
+        if cancelled is None:
+            return True
+        if not cancelled.failed(0):
+            raise InvariantViolation(f"correction {correction.batch_id} exists while its event's marker does not")
+        return False
 
     # --- reads -------------------------------------------------------------------------------------
 
