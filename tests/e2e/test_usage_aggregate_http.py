@@ -1,7 +1,8 @@
 """Through the local runtime (UsageTable's stream source with the template's filter, worker processes, the SQS
 poller, localstripe, moto's SES): batch documents written the way ingestion writes them are counted by
 UsageAggregateFunction, and a jump past two thresholds at once becomes two usage-threshold emails, one per
-threshold; the same documents delivered again (a stream retry) count nothing and send nothing more.
+threshold; the same documents delivered again (a stream retry) count nothing and send nothing more; a cancel over
+HTTP (POST /usage/events/{customer_id}/{event_id}/cancel) is counted from the stream once.
 
 The batches are written through the store (`DynamoDBUsageStore.write_batch`, what POST /usage/events does once it
 exists), and the usage account and limit are written directly (what the subscriptions sync does)."""
@@ -12,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 import stripe
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -28,13 +30,15 @@ from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.entitlements import LimitRecord
 from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent, WindowKind
 from billing_core.usage.windows import WindowKey
-from local_profile import running_stripe
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.e2e.test_notices_http import emails_to
+from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
 CALLS = Meter(meter_id="api_calls", aggregation=Aggregation.SUM)
+ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
 
 
 def test_accepted_usage_is_counted_and_each_threshold_crossed_is_emailed_once(runtime: LocalRuntime) -> None:
@@ -168,4 +172,19 @@ def test_accepted_usage_is_counted_and_each_threshold_crossed_is_emailed_once(ru
     assert answer["payload"] == {"batchItemFailures": []}, answer
     assert total() == 850
     assert usage.announced(customer, "api_calls", start) == {50, 80}
+    assert len(emails_to(runtime, address)) == 2
+    # When an operator cancels the 300-call event over HTTP (a customer's dispute), and repeats the request
+    path = f"/usage/events/{customer}/b-1/cancel"
+    first_answer = requests.post(f"{runtime.api_url}{path}", json={"reason": "e2e dispute"}, headers=ADMIN, timeout=30)
+    assert first_answer.status_code == 202, first_answer.text
+    assert assert_http_response_matches(first_answer)["outcome"] == "corrected"
+    repeated = requests.post(f"{runtime.api_url}{path}", json={"reason": "e2e dispute"}, headers=ADMIN, timeout=30)
+    assert assert_http_response_matches(repeated)["outcome"] == "already_corrected"
+    # Then the aggregator counts the correction from the stream: 550, once; nothing is announced again
+    assert wait_for(lambda: total() == 550, timeout_seconds=60, interval_seconds=0.25)
+    missing = requests.post(
+        f"{runtime.api_url}/usage/events/{customer}/never-sent/cancel", json={"reason": "x"}, headers=ADMIN, timeout=30
+    )
+    assert assert_http_response_matches(missing)["code"] == "usage_event_not_found"
+    assert total() == 550 and usage.announced(customer, "api_calls", start) == {50, 80}
     assert len(emails_to(runtime, address)) == 2

@@ -92,7 +92,6 @@ def test_it_writes_only_the_usage_table_its_audit_entries_and_the_two_queues() -
         *(
             (f"dynamodb:{action}", usage)
             for action in (
-                "TransactWriteItems",
                 "UpdateItem",
                 "PutItem",
                 "BatchWriteItem",

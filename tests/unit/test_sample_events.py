@@ -28,6 +28,7 @@ from functions.canary_verify.app import VerifyInput
 from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.reconciliation_run.app import Request as ReconciliationRequest
+from functions.usage_correct.app import AmendRequest, CancelRequest
 from tests.support import EVENTS, ROOT
 
 
@@ -86,6 +87,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),
+    "api/usage_event_amend.json": ("usage_correct", APIGatewayProxyEventModel, AmendRequest),
 }
 
 

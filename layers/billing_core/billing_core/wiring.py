@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
@@ -667,3 +668,10 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             audit=self.audit_log(),
         )
+
+    @built_once
+    def usage_corrections(self) -> UsageCorrections:
+        """POST /usage/events/{customer_id}/{event_id}/cancel|amend (usage/corrections.py)."""
+        from billing_core.usage.corrections import UsageCorrections
+
+        return UsageCorrections(self.usage_store(), self.audit_log())

@@ -20,10 +20,11 @@ at period close is not built yet)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -116,6 +117,66 @@ class CorrectionResult:
     @property
     def value_after(self) -> int | None:
         return None if self.correction.kind is CorrectionKind.CANCEL else self.correction.new_value
+
+
+class CorrectionView(BaseModel):
+    """The answer of `POST /usage/events/{customer_id}/{event_id}/cancel|amend` (202: the correction is durable;
+    the aggregator counts it asynchronously, as it counts accepted batches)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    event_id: str
+    correction: CorrectionKind
+    correction_id: str
+    outcome: Literal["corrected", "already_corrected"]
+    meter: str
+    value_before: int
+    value_after: int | None  # None for a cancel
+    period_start: datetime
+    period_end: datetime
+    corrected_at: datetime
+
+    @classmethod
+    def of(cls, result: CorrectionResult) -> CorrectionView:
+        correction = result.correction
+        return cls(
+            customer_id=correction.event.customer_id,
+            event_id=correction.event.event_id,
+            correction=correction.kind,
+            correction_id=correction.batch_id,
+            outcome="corrected" if result.applied_now else "already_corrected",
+            meter=correction.meter.meter_id,
+            value_before=correction.event.value,
+            value_after=result.value_after,
+            period_start=correction.period.start,
+            period_end=correction.period.end,
+            corrected_at=correction.corrected_at,
+        )
+
+
+class UsageCorrections:
+    """`correct` with its ports and clock, as the composition root builds it for the corrections route."""
+
+    def __init__(self, store: UsageStore, audit: AuditLog, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+
+    def correct(
+        self, key: EventKey, kind: CorrectionKind, *, new_value: int | None, actor: str, reason: str
+    ) -> CorrectionView:
+        result = correct(
+            self._store,
+            self._audit,
+            key=key,
+            kind=kind,
+            new_value=new_value,
+            actor=actor,
+            reason=reason,
+            now=self._clock(),
+        )
+        return CorrectionView.of(result)
 
 
 def _refuse_unless_correctable(marker: EventMarker, meter: Meter, kind: CorrectionKind, now: datetime) -> None:

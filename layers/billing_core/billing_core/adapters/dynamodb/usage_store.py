@@ -239,7 +239,9 @@ class DynamoDBUsageStore:
 
     def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
         item = self._db.get(self._table, batch_key(batch_id))
-        return batch_from_item(item) if item else None
+        if item is None or item.get("kind", {}).get("S") == "correction":  # a correction shares the key space
+            return None
+        return batch_from_item(item)
 
     # --- counting ----------------------------------------------------------------------------------
 
