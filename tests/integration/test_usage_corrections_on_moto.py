@@ -5,7 +5,10 @@ UsageAggregateFunction fed from UsageTable's real stream (through the template's
   (the event leaves its hour, day and period), a redelivery changes nothing, a repeated cancel answers the same
   correction; an amend moves the sum by the difference; refusals (404, 400, 409) are as documented;
 - the marker's condition guards: a correction written against a stale read writes nothing;
-- eight concurrent cancels of one event write one correction, and the counters take it out once."""
+- eight concurrent cancels of one event write one correction, and the counters take it out once;
+- crash points: each AWS call of the request (marker read, batch read, the transaction, the audit put) and of
+  counting the correction (its transaction, the period read) fails once before or after taking effect; the request
+  or the stream batch is repeated; the event is then out of the counters once, with one audit entry."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod,
 from local_runtime.event_filters import passes
 from tests.integration.conftest import Stack
 from tests.integration.test_audit_on_moto import stream_event as table_stream
-from tests.integration.test_usage_aggregate_on_moto import FILTERS, Aggregator, Context
+from tests.integration.test_usage_aggregate_on_moto import FILTERS, Aggregator, Context, Faults
 from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 from tests.unit.usage_samples import CALLS, NOW, PERIOD
@@ -182,3 +185,68 @@ def test_concurrent_cancels_of_one_event_write_one_correction_counted_once(world
     assert set(outcomes) <= {"corrected", "already_corrected", "usage_event_changed"}
     deliver_stream(aggregator, seen)
     assert aggregator.total(customer) == 5
+
+
+@pytest.mark.slow
+def test_a_crash_before_or_after_any_call_of_a_correction_then_a_retry_is_exact(world: tuple[Aggregator, Any]) -> None:
+    aggregator, module = world
+    faults = Faults({"dynamodb": aws_adapter.client("dynamodb"), "sqs": aws_adapter.client("sqs")})
+
+    def cancelled_and_counted(customer: str, at: int | None, when: str, stage: str) -> list[str]:
+        """Cancel e-0 (300 of 300 + 50) then count the correction from the stream; the call numbered `at` of
+        `stage` ("request" or "count") fails once, and the failed step is repeated, as a client or Lambda would."""
+        seen: set[str] = set()
+        aggregator.accept(customer, "e", [300, 50])
+        deliver_stream(aggregator, seen)
+        faults.arm(at if stage == "request" else None, when)
+        status, _ = request(module, "cancel", customer, "e-0", {"reason": "crash"})
+        path = list(faults.calls)
+        if stage == "request" and at is not None:
+            assert faults.fired is not None and status >= 500  # the function failed: the caller sees 5xx
+            faults.arm(None)
+            assert request(module, "cancel", customer, "e-0", {"reason": "crash"})[0] == 202
+        records = [
+            record
+            for record in table_stream(aggregator.stack, "UsageTable")["Records"]
+            if record["dynamodb"]["SequenceNumber"] not in seen and passes(FILTERS, record)
+        ]
+        faults.arm(at if stage == "count" else None, when)
+        answer = aggregator.invoke({"Records": records})
+        path += faults.calls
+        if stage == "count" and at is not None:
+            assert faults.fired is not None and answer["batchItemFailures"]
+            faults.arm(None)
+            assert aggregator.invoke({"Records": records}) == {"batchItemFailures": []}
+        return path
+
+    try:
+        faults.arm(None)
+        request_path = cancelled_and_counted(aggregator.customer("CrashProbe"), None, "before", "none")
+        assert request_path == [
+            "GetItem",
+            "GetItem",
+            "TransactWriteItems",
+            "PutItem",
+            "TransactWriteItems",
+            "BatchGetItem",
+        ]
+        cases = 0
+        for stage, calls in (("request", 4), ("count", 2)):
+            for at in range(calls):
+                for when in ("before", "after"):
+                    customer = aggregator.customer(f"Crash{stage}{at}{when}")
+                    cancelled_and_counted(customer, at, when, stage)
+                    # Then the event is out once, the marker cancelled once, one audit entry
+                    assert aggregator.total(customer) == 50, (stage, at, when)
+                    marker = aggregator.store.marker((customer, "e-0"))
+                    assert marker is not None and marker.corrections == 1, (stage, at, when)
+                    audit = aggregator.dynamodb.query(
+                        TableName=aggregator.stack.ref("AuditTable"),
+                        KeyConditionExpression="entity = :entity",
+                        ExpressionAttributeValues={":entity": {"S": f"usage_event#{customer}:e-0"}},
+                    )["Items"]
+                    assert len(audit) == 1, (stage, at, when)
+                    cases += 1
+        assert cases == 12
+    finally:
+        faults.close()
