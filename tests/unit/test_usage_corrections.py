@@ -198,3 +198,14 @@ def test_a_cancel_never_re_arms_a_threshold() -> None:
     # Then nothing is announced again (90 of 100 reaches 50 and 80, both announced already)
     assert totals(world.store)[WindowKind.PERIOD] == (1, 90)
     assert world.marked() == {50, 80} and len(world.notice_ids()) == 2
+
+
+def test_an_amend_to_the_value_it_was_accepted_with_is_a_correction_of_nothing() -> None:
+    # Given an event never corrected, amended to the value it already has (no earlier correction to answer)
+    world = World()
+    accepted(world, event("a", value=30))
+    result = run(world, CorrectionKind.AMEND, "a", 30)
+    deliver(world)
+    # Then it is written and counted as a zero difference, and a repeat answers it
+    assert result.applied_now and totals(world.store) == dict.fromkeys(WindowKind, (1, 30))
+    assert not run(world, CorrectionKind.AMEND, "a", 30).applied_now

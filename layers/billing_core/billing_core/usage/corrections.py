@@ -223,7 +223,8 @@ def correct(
         raise InvariantViolation(f"batch {marker.batch_id} does not hold event {key[1]}")
     meter = document.meter(original.meter)
     _refuse_unless_correctable(marker, meter, kind, now)
-    if marker.cancelled_at is not None or (kind is CorrectionKind.AMEND and marker.value == new_value):
+    repeated_amend = kind is CorrectionKind.AMEND and marker.value == new_value and marker.corrections > 0
+    if marker.cancelled_at is not None or repeated_amend:
         return _repeated(store, audit, marker, kind, new_value)
     correction = Correction(
         batch_id=correction_id_for(key, marker.corrections),
