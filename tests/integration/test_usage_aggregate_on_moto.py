@@ -317,3 +317,33 @@ def test_a_crash_before_or_after_any_call_of_aggregation_then_redelivery_is_exac
     for customer, ids in by_customer.items():
         assert set(ids) == {notice_id(customer, 50), notice_id(customer, 80)}
         assert len(ids) <= 3  # a re-announcement after a crash between sending and marking
+
+
+def test_requests_to_aggregate_a_thousand_events_through_the_handler(
+    aggregator: Aggregator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 1,000 events of one customer-meter accepted as documents of 99 (11 documents), under its limit
+    customer = aggregator.customer("Requests1")
+    limit = aggregator.store.period(customer, "api_calls", PERIOD.start).limit
+    assert limit is not None
+    aggregator.store.put_limit(limit.model_copy(update={"limit": 1_000_000}))
+    values = [1] * 1000
+    documents = [aggregator.accept(customer, f"r{start}", values[start : start + 99]) for start in range(0, 1000, 99)]
+    assert len(documents) == 11
+    records = [aggregator.record_of(document) for document in documents]
+    faults = Faults({"dynamodb": aws_adapter.client("dynamodb"), "sqs": aws_adapter.client("sqs")})
+    try:
+        # When the stream delivers them in batches of the mapping's BatchSize (10)
+        size = BATCH_ACCEPTED["Properties"]["BatchSize"]
+        calls: list[str] = []
+        for start in range(0, len(records), size):
+            faults.arm(None)
+            assert aggregator.invoke(stream_event(*records[start : start + size])) == {"batchItemFailures": []}
+            calls += faults.calls
+    finally:
+        faults.close()
+    # Then each invocation is one counting transaction and one period read: 4 requests for 1,000 events
+    assert aggregator.total(customer) == 1000
+    assert calls == ["TransactWriteItems", "BatchGetItem"] * 2
+    with capsys.disabled():
+        print(f"\naggregating 1,000 events (11 documents, 2 invocations): {len(calls)} requests {calls}")
