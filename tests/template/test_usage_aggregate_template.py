@@ -95,7 +95,6 @@ def test_it_writes_only_the_usage_table_its_audit_entries_and_the_two_queues() -
                 "UpdateItem",
                 "PutItem",
                 "BatchWriteItem",
-                "GetItem",
                 "BatchGetItem",
                 "Query",
             )
