@@ -16,9 +16,10 @@ from datetime import datetime
 from billing_core.errors import InvariantViolation
 from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import EMPTY, PeriodOf, Tally, aggregate, apply, distinct_documents
+from billing_core.usage.corrections import Correction, CorrectionKind
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.model import BatchDocument, EventKey, WindowKind
-from billing_core.usage.ports import BatchState, CountOutcome, KeyedConsume, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, EventMarker, KeyedConsume, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import CounterKey, WindowKey
 
@@ -36,6 +37,8 @@ class InMemoryUsageStore:
         self.alerts: dict[PeriodKey, dict[int, ThresholdCrossed]] = {}
         self.usage_accounts: dict[str, UsageAccount] = {}
         self.consume_keys: dict[tuple[str, str, str], int] = {}  # (customer, meter, key) -> quantity taken
+        self.corrected: dict[EventKey, EventMarker] = {}  # markers as corrections left them
+        self.corrections: dict[str, tuple[Correction, BatchState]] = {}
 
     # --- ingestion ---------------------------------------------------------------------------------
 
@@ -56,12 +59,16 @@ class InMemoryUsageStore:
         with self._lock:
             return self.documents.get(document.batch_id)
 
-    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument | Correction, BatchState]]:
         with self._lock:
             stored = list(self.documents.values())
+            corrections = list(self.corrections.values())
         for document, state in stored:
             if any(one.customer_id == customer_id for one in document.events):
                 yield document, state
+        for correction, state in corrections:
+            if correction.event.customer_id == customer_id:
+                yield correction, state
 
     # --- counting ----------------------------------------------------------------------------------
 
@@ -91,6 +98,71 @@ class InMemoryUsageStore:
                 already_counted=tuple(already),
                 windows=frozenset(key.window for key in aggregate(delivered, period_of)),
             )
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        with self._lock:
+            distinct = list({correction.batch_id: correction for correction in corrections}.values())
+            fresh: list[Correction] = []
+            already: list[str] = []
+            for correction in distinct:
+                stored = self.corrections.get(correction.batch_id)
+                if stored is None:
+                    raise InvariantViolation(f"correction {correction.batch_id} is counted but was never written")
+                if stored[1] is BatchState.COUNTED:
+                    already.append(correction.batch_id)
+                else:
+                    fresh.append(correction)
+            for correction in fresh:
+                for key, delta in correction.deltas().items():
+                    tally, _ = self.counters.get(key, (EMPTY, now))
+                    self.counters[key] = (apply(tally, delta), now)
+                self.corrections[correction.batch_id] = (correction, BatchState.COUNTED)
+            return CountOutcome(
+                counted=tuple(correction.batch_id for correction in fresh),
+                already_counted=tuple(already),
+                windows=frozenset(key.window for correction in distinct for key in correction.deltas()),
+            )
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def _marker(self, key: EventKey) -> EventMarker | None:
+        if key in self.corrected:
+            return self.corrected[key]
+        if key not in self.markers:
+            return None
+        batch_id = self.markers[key][1]
+        document = self.documents[batch_id][0]
+        event = next(event for event in document.events if event.key == key)
+        host = min(one.key for one in document.events)
+        return EventMarker(event.customer_id, event.event_id, event.meter, event.value, event.timestamp, batch_id, host)
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        with self._lock:
+            return self._marker(key)
+
+    def batch_of(self, marker: EventMarker) -> tuple[BatchDocument, BatchState] | None:
+        with self._lock:
+            return self.documents.get(marker.batch_id)
+
+    def correction(self, batch_id: str) -> Correction | None:
+        with self._lock:
+            stored = self.corrections.get(batch_id)
+            return stored[0] if stored else None
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        with self._lock:
+            if self._marker(marker.key) != marker or marker.cancelled_at is not None:
+                return False
+            if correction.batch_id in self.corrections:
+                raise InvariantViolation(f"correction {correction.batch_id} exists while its event's marker does not")
+            if correction.kind is CorrectionKind.CANCEL:
+                after = replace(marker, cancelled_at=correction.corrected_at, corrections=marker.corrections + 1)
+            else:
+                new_value = marker.value if correction.new_value is None else correction.new_value
+                after = replace(marker, value=new_value, corrections=marker.corrections + 1)
+            self.corrected[marker.key] = after
+            self.corrections[correction.batch_id] = (correction, BatchState.PENDING)
+            return True
 
     # --- reads -------------------------------------------------------------------------------------
 

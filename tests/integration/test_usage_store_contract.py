@@ -4,7 +4,8 @@ markers with their payload hashes, so a request answers accepted, duplicate and 
 a document is counted once however often and in whatever group it is delivered, and every window then reads a
 serial count's number; a document with more counters than one transaction holds is counted in parts, once;
 a limit keeps its consumed units when written again and a consumption is one conditional write; a threshold is
-marked once. The reads agree item for item."""
+marked once; a correction is written only against the marker as read, and counted once. The reads agree item for
+item."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
 from billing_core.pricing.model import CapPolicy
 from billing_core.usage import service
 from billing_core.usage.aggregation import aggregate
+from billing_core.usage.corrections import Correction, CorrectionKind, correction_id_for
 from billing_core.usage.entitlements import ConsumeWrite, LimitRecord, entitlement_view
 from billing_core.usage.ingestion import plan_request
-from billing_core.usage.model import BatchDocument, UsageEvent, Verdict, WindowKind
+from billing_core.usage.model import BatchDocument, DocumentPeriod, UsageEvent, Verdict, WindowKind
 from billing_core.usage.ports import BatchState
 from billing_core.usage.thresholds import crossed
 from billing_core.usage.windows import WindowKey
@@ -383,3 +385,48 @@ def test_documents_of_a_customer_are_every_stored_document_holding_its_events(
     assert found == sorted([(mixed, BatchState.PENDING), (mine, BatchState.COUNTED)], key=lambda p: p[0].batch_id)
     assert [document for document, _ in store.documents_of(OTHER_CUSTOMER)] == [mixed]
     assert list(store.documents_of("cus_Nobody")) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_correction_is_written_with_its_fenced_marker_and_counted_once(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store = usage_store(kind, request)
+    # Given two counted events of a sum meter (3 and 8)
+    period = DocumentPeriod(customer_id=CUSTOMER, start=PERIOD.start, end=PERIOD.end)
+    document = BatchDocument.of([event("k1"), event("k2", value=8)], ALL_METERS, NOW, [period])
+    assert store.write_batch(document) == {}
+    store.count([document], period_of, NOW)
+    read = store.marker((CUSTOMER, "k1"))
+    assert read is not None and (read.value, read.batch_id, read.cancelled_at, read.corrections) == (
+        3,
+        document.batch_id,
+        None,
+        0,
+    )
+    assert store.marker((CUSTOMER, "never")) is None
+    cancel = Correction(
+        batch_id=correction_id_for(read.key, 0),
+        kind=CorrectionKind.CANCEL,
+        sequence=0,
+        event=document.events[0],
+        meter=METERS["api_calls"],
+        period=period,
+        corrected_at=NOW,
+        actor="user:admin",
+        reason="contract",
+    )
+    # When it is cancelled against that read, and again against the same (now stale) read
+    assert store.write_correction(cancel, read) is True
+    assert store.write_correction(cancel, read) is False
+    # Then the marker says so, the correction reads back (and is no batch), and it is counted once
+    after = store.marker(read.key)
+    assert after is not None and (after.cancelled_at, after.corrections, after.value) == (NOW, 1, 3)
+    assert store.correction(cancel.batch_id) == cancel
+    first = store.count_corrections([cancel, cancel], NOW)
+    again = store.count_corrections([cancel], NOW)
+    assert (first.counted, first.already_counted) == ((cancel.batch_id,), ())
+    assert (again.counted, again.already_counted) == ((), (cancel.batch_id,))
+    window = WindowKey(CUSTOMER, "api_calls", PERIOD.start, WindowKind.PERIOD, PERIOD.start)
+    assert window in first.windows
+    assert service.window_total(store, window, METERS["api_calls"].aggregation) == 8

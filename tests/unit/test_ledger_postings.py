@@ -52,6 +52,14 @@ CASES: list[tuple[Callable[..., LedgerTransaction], dict[str, Any], str, str, st
         CUSTOMER,
     ),
     (
+        postings.usage_credit,
+        {"invoice_id": "inv_3", "customer": CUSTOMER},
+        "usage_credit:inv_3",
+        Account.REVENUE,
+        Account.credit(CUSTOMER),
+        CUSTOMER,
+    ),
+    (
         postings.provider_invoice_finalized,
         {"provider": "dodo", "provider_invoice_id": "in_1", "customer": CUSTOMER},
         "dodo:invoice_finalized:in_1",

@@ -81,6 +81,15 @@ FULL: dict[str, NoticeDocument] = {
         for action in FinalAction
     },
     "dunning_recovered.txt": document("dunning_recovered", attempt_number=3),
+    "usage_threshold.txt": document(
+        "usage_threshold",
+        meter="api_calls",
+        percent=80,
+        limit=1000,
+        total=812,
+        period_start="2026-12-01T00:00:00+00:00",
+        period_end="2027-01-01T00:00:00+00:00",
+    ),
 }
 TEMPLATE_FILES = sorted(
     path.name

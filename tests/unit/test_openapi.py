@@ -87,6 +87,7 @@ from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscri
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.triggers.http import refuse_card_numbers, validation_failed
+from billing_core.usage.corrections import CorrectionView
 from billing_core.usage.entitlements import Entitlement
 from billing_core.usage.queries import Consumed, ConsumeRequest, UsageQuery, UsageReport
 from billing_core.webhooks.model import ReceivedWebhook
@@ -97,6 +98,7 @@ from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.ledger_api.app import BalanceQuery, LedgerQuery
 from functions.price_book_api.app import PriceBookQuery
+from functions.usage_correct.app import AmendRequest, CancelRequest
 from local_runtime.template import load_template
 from tests.openapi_contract import (
     Contract,
@@ -126,6 +128,8 @@ UNCOLLECTIBLE = "/invoices/{invoice_id}/uncollectible"
 AUDIT = "/audit/{entity_type}/{entity_id}"
 SWITCHES_PATH = "/ops/switches"
 SWITCH = "/ops/switches/{name}"
+CANCEL_USAGE = "/usage/events/{customer_id}/{event_id}/cancel"
+AMEND_USAGE = "/usage/events/{customer_id}/{event_id}/amend"
 BILLING_API = "BillingApi"
 # Routes anyone may call: health is public, webhooks are authenticated by the provider's signature.
 PUBLIC = {(HEALTH, "get"), (WEBHOOK, "post")}
@@ -160,6 +164,9 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (Entitlement, "serialization"),
     (ConsumeRequest, "validation"),
     (Consumed, "serialization"),
+    (CancelRequest, "validation"),
+    (AmendRequest, "validation"),
+    (CorrectionView, "serialization"),
 )
 # What the document states beyond pydantic's JSON schema: (component, property) -> keywords. Plan.currency
 # is checked by a field validator, which pydantic cannot express in the schema.
@@ -210,7 +217,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 24
+    assert len(template_api_routes()) == 26
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
@@ -798,7 +805,7 @@ ERRORS_OF_THE_OTHER_ROUTES: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
 )
 
 
-@pytest.mark.parametrize("path", [PROBES, ORDERS, COMMIT, PRICE_BOOK, VOID, UNCOLLECTIBLE])
+@pytest.mark.parametrize("path", [PROBES, ORDERS, COMMIT, PRICE_BOOK, VOID, UNCOLLECTIBLE, CANCEL_USAGE, AMEND_USAGE])
 def test_a_refused_card_number_is_documented_on_every_route_that_takes_a_body(path: str) -> None:
     with pytest.raises(ValidationFailedError) as refused:
         refuse_card_numbers({"plan_id": "pro", "note": "card 4242 4242 4242 4242"})

@@ -29,6 +29,7 @@ from functions.canary_verify.app import VerifyInput
 from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.reconciliation_run.app import Request as ReconciliationRequest
+from functions.usage_correct.app import AmendRequest, CancelRequest
 from tests.support import EVENTS, ROOT
 
 
@@ -89,6 +90,10 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/usage_get.json": ("usage_api", APIGatewayProxyEventModel, None),
     "api/entitlement_get.json": ("usage_api", APIGatewayProxyEventModel, None),
     "api/entitlement_consume.json": ("usage_api", APIGatewayProxyEventModel, ConsumeRequest),
+    "dynamodb/usage_batch_accepted.json": ("usage_aggregate", DynamoDBStreamModel, None),
+    "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),
+    "api/usage_event_amend.json": ("usage_correct", APIGatewayProxyEventModel, AmendRequest),
 }
 
 

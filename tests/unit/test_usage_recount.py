@@ -84,3 +84,32 @@ def test_since_keeps_the_windows_starting_from_it() -> None:
     rows = service.recount_meter(store, CUSTOMER, "requests", Aggregation.COUNT, since=PERIOD.end)
     assert rows
     assert all(row.window.start >= PERIOD.end for row in rows)
+
+
+def test_corrections_are_recounted_with_their_documents() -> None:
+    from billing_core.usage.corrections import CorrectionKind, correct
+    from tests.fakes.audit import InMemoryAuditLog
+
+    store = InMemoryUsageStore()
+    written = documents()
+    for document in written:
+        store.write_batch(document)
+    store.count(written, periods_named_by(written), NOW)
+    before = {row.window: row.counted for row in service.recount_meter(store, CUSTOMER, "api_calls", Aggregation.SUM)}
+    # Given one api_calls event of the customer cancelled and another amended, both counted
+    calls = [one for one in written[0].events if (one.customer_id, one.meter) == (CUSTOMER, "api_calls")]
+    cancelled, amended = calls[0], calls[1]
+    audit = InMemoryAuditLog()
+    for key, kind, value in ((cancelled.key, CorrectionKind.CANCEL, None), (amended.key, CorrectionKind.AMEND, 40)):
+        correct(store, audit, key=key, kind=kind, new_value=value, actor="user:admin", reason="test", now=NOW)
+    corrections = [correction for correction, _ in store.corrections.values()]
+    # While they are pending, the recount's counted figures are as before and `pending` shows them
+    rows = service.recount_meter(store, CUSTOMER, "api_calls", Aggregation.SUM)
+    assert all(row.agrees for row in rows)
+    period = next(row for row in rows if row.window.kind is WindowKind.PERIOD)
+    assert period.pending == before[period.window] - cancelled.value + (40 - amended.value)
+    # Once counted, every window agrees with the recount, which takes them into account
+    store.count_corrections(corrections, NOW)
+    after = service.recount_meter(store, CUSTOMER, "api_calls", Aggregation.SUM)
+    assert all(row.agrees for row in after)
+    assert next(row for row in after if row.window == period.window).counted == period.pending

@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.corrections import UsageCorrections
+    from billing_core.usage.counting import UsageCounter
     from billing_core.usage.queries import Consumed, EntitlementReader
     from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
@@ -715,3 +717,23 @@ class Wiring:
         from billing_core.usage.sync import UsageSync
 
         return UsageSync(self.usage_store(), self.price_books())
+
+    # --- usage (#12) ---------------------------------------------------------------------------------
+
+    @built_once
+    def usage_counter(self) -> UsageCounter:
+        """UsageTable's stream aggregator: counts batch documents, announces thresholds (usage/counting.py)."""
+        from billing_core.usage.counting import UsageCounter
+
+        return UsageCounter(
+            store=self.usage_store(),
+            notices=self.document_queue("notifications_queue_url"),
+            audit=self.audit_log(),
+        )
+
+    @built_once
+    def usage_corrections(self) -> UsageCorrections:
+        """POST /usage/events/{customer_id}/{event_id}/cancel|amend (usage/corrections.py)."""
+        from billing_core.usage.corrections import UsageCorrections
+
+        return UsageCorrections(self.usage_store(), self.audit_log())

@@ -27,6 +27,10 @@ class EntityType(StrEnum):
     KILL_SWITCH = "kill_switch"
     DUNNING = "dunning"  # an invoice's dunning, every cycle (id: the invoice id)
     DLQ_REPLAY = "dlq_replay"
+    # A usage threshold announced (id: <customer>:<meter>); appended by the aggregator itself, not projected
+    # from a stream (usage/counting.py): the announcement is the event, its marker item only its dedupe.
+    USAGE_THRESHOLD = "usage_threshold"
+    USAGE_EVENT = "usage_event"  # an accepted usage event cancelled or amended (id: <customer>:<event id>)
 
 
 class ChangeSource(StrEnum):
@@ -36,6 +40,7 @@ class ChangeSource(StrEnum):
     SCHEDULE = "schedule"
     REPLAY = "replay"
     DUNNING = "dunning"  # dunning's workflow steps and DunningQueue's consumer
+    USAGE = "usage"  # the usage aggregator (UsageTable's stream)
     UNKNOWN = "unknown"
 
 

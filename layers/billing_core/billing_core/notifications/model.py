@@ -44,6 +44,7 @@ class NoticeKind(StrEnum):
     DUNNING_FINAL_WARNING = "dunning_final_warning"
     DUNNING_FINAL_ACTION = "dunning_final_action"
     DUNNING_RECOVERED = "dunning_recovered"
+    USAGE_THRESHOLD = "usage_threshold"
 
 
 class FinalAction(StrEnum):
@@ -130,6 +131,19 @@ class DunningRecovered(InvoiceNotice):
     attempt_number: StrictInt | None = Field(default=None, ge=1)
 
 
+class UsageThreshold(NoticeDocument):
+    """A customer's usage of a meter reached `percent` of its limit in the billing period [period_start,
+    period_end) (usage/counting.py; notice_id `usage_threshold:<customer>:<meter>:<period start>:<percent>`)."""
+
+    kind: Literal["usage_threshold"]
+    meter: str = Field(min_length=1, max_length=100)
+    percent: StrictInt = Field(ge=1, le=1000)
+    limit: StrictInt = Field(ge=0)
+    total: StrictInt = Field(ge=0)
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+
+
 Notice = (
     TrialWillEnd
     | DunningPaymentFailed
@@ -137,6 +151,7 @@ Notice = (
     | DunningFinalWarning
     | DunningFinalAction
     | DunningRecovered
+    | UsageThreshold
 )
 
 
@@ -151,6 +166,7 @@ KIND_MODELS: dict[NoticeKind, type[Notice]] = {
     NoticeKind.DUNNING_FINAL_WARNING: DunningFinalWarning,
     NoticeKind.DUNNING_FINAL_ACTION: DunningFinalAction,
     NoticeKind.DUNNING_RECOVERED: DunningRecovered,
+    NoticeKind.USAGE_THRESHOLD: UsageThreshold,
 }
 
 

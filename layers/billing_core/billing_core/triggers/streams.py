@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.changes import ChangeKind, ItemChange
@@ -86,5 +86,65 @@ def stream_handler(handle: Callable[[ItemChange], Any]) -> Callable[[dict[str, A
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return process_stream_batch(event, context, handle)
+
+    return lambda_handler
+
+
+def process_stream_group[ItemT](
+    event: dict[str, Any], parse: Callable[[ItemChange], ItemT], handle: Callable[[list[ItemT]], Any]
+) -> dict[str, Any]:
+    """A consumer whose work is cheaper per group than per record (the usage aggregator: one transaction counts
+    up to 10 documents). Each record is parsed alone: one that cannot be is reported alone. The records parsed
+    are then handled in **one** call, which must be safe to repeat for any of them (it is all or nothing per
+    group, and a record already handled is recognised); if it raises, every parsed record is reported. Lambda
+    retries from the lowest reported sequence number, so records after a failed one come again and must be
+    recognised as handled - which is why the group is handled even when a record before it failed."""
+    failed: list[str] = []
+    parsed: list[tuple[str, ItemT]] = []
+    for record in DynamoDBStreamEvent(event).records:
+        sequence = record.dynamodb.sequence_number if record.dynamodb else None
+        try:
+            item = parse(change_of(record))
+        except Exception as exc:
+            _log_failure("stream record refused", sequence, exc)
+            if sequence is None:
+                raise  # nothing to report it by: the whole batch fails
+            failed.append(sequence)
+            continue
+        if sequence is None:
+            raise ValidationFailedError("stream record without a sequence number", code="malformed_record")
+        parsed.append((sequence, item))
+    if parsed:
+        try:
+            handle([item for _, item in parsed])
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the answer is the same: these records again
+            _log_failure("stream group failed", parsed[0][0], exc)
+            failed += [sequence for sequence, _ in parsed]
+    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+
+
+def _log_failure(message: str, sequence: str | None, exc: Exception) -> None:
+    logger.warning(
+        message,
+        extra={
+            "sequence_number": sequence,
+            "error_class": type(exc).__name__,
+            "error_code": exc.code if isinstance(exc, BillingError) else None,
+            "error_message": exc.message if isinstance(exc, BillingError) else None,
+        },
+    )
+
+
+def group_stream_handler[ItemT](
+    parse: Callable[[ItemChange], ItemT], handle: Callable[[list[ItemT]], Any]
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of a DynamoDB stream consumer that handles its records as one group
+    (`process_stream_group`); the event source mapping reports batch item failures."""
+
+    @logger.inject_lambda_context
+    @traced
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return process_stream_group(event, parse, handle)
 
     return lambda_handler

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # annotations only
 
     from billing_core.usage.accounts import UsageAccount
     from billing_core.usage.aggregation import PeriodOf
+    from billing_core.usage.corrections import Correction
     from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
     from billing_core.usage.model import BatchDocument, EventKey
     from billing_core.usage.reporting import UsageReport
@@ -60,6 +61,26 @@ class KeyedConsume:
 
 
 @dataclass(frozen=True)
+class EventMarker:
+    """An accepted event's marker as stored: its value now (an amend changes it), its batch, whether it was
+    cancelled, and how many corrections it has had (the next one's sequence)."""
+
+    customer_id: str
+    event_id: str
+    meter: str
+    value: int
+    timestamp: datetime
+    batch_id: str
+    host: EventKey  # the marker that carries its batch document (usage_store.host_key): the batch is read there
+    cancelled_at: datetime | None = None
+    corrections: int = 0
+
+    @property
+    def key(self) -> EventKey:
+        return (self.customer_id, self.event_id)
+
+
+@dataclass(frozen=True)
 class PeriodRead:
     """One read of a customer-meter's period: its limit record (None if none was written) and the period window's
     counter shards that exist."""
@@ -82,9 +103,9 @@ class UsageStore(Protocol):
         state; None when it was not written (its host marker is absent, or belongs to another batch)."""
         ...
 
-    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
-        """Every stored batch document holding events of the customer, with its state. A scan: for an operator's
-        recount (usage/recount.py), never on a request path."""
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument | Correction, BatchState]]:
+        """Every stored batch document holding events of the customer and every correction of its events, with
+        their states. A scan: for an operator's recount (usage/recount.py), never on a request path."""
         ...
 
     # --- counting ----------------------------------------------------------------------------------
@@ -94,6 +115,32 @@ class UsageStore(Protocol):
         once however often it is delivered. Every document must have been written (write_batch); a redelivered
         one is dropped. Raises RetryableError when other writers got in the way: nothing was half-counted, and
         delivering the same documents again is safe."""
+        ...
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        """Count correction documents like batch documents (`pending -> counted` with their negative or
+        difference ADDs, `Correction.deltas`, in one transaction per group): each exactly once however often it is
+        delivered. Every correction must have been written (write_correction)."""
+        ...
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        """The event's marker, read consistently."""
+        ...
+
+    def batch_of(self, marker: EventMarker) -> tuple[BatchDocument, BatchState] | None:
+        """The batch document that accepted the marker's event (read on its host marker), and its state."""
+        ...
+
+    def correction(self, batch_id: str) -> Correction | None:
+        """A stored correction document."""
+        ...
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        """One write: the marker - if it is still `marker` as read (not cancelled, same value, same number of
+        corrections) - cancelled or given the new value, its corrections counted, and the correction document put
+        pending. False (nothing written) when the marker changed meanwhile."""
         ...
 
     # --- reads -------------------------------------------------------------------------------------

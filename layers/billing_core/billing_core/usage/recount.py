@@ -1,5 +1,5 @@
 """A recount: every window of one customer-meter counted again, serially and in memory, from the stored batch
-documents, and set beside what the counters hold (docs/runbooks/usage.md, "Recount a window").
+documents and corrections, and set beside what the counters hold (docs/runbooks/usage.md, "Recount a window").
 
 The counters are the sum of what each document's one commit added (ADR 0025), so a recount of the counted
 documents must equal them window by window; a pending document is accepted but not counted yet (the aggregator
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from billing_core.usage.aggregation import EMPTY, Tally, aggregate, merge, periods_named_by, total
+from billing_core.usage.corrections import Correction
 from billing_core.usage.model import Aggregation, BatchDocument
 from billing_core.usage.ports import BatchState
-from billing_core.usage.windows import WindowKey
+from billing_core.usage.windows import CounterKey, WindowKey
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,24 @@ def _only(document: BatchDocument, customer_id: str, meter: str) -> BatchDocumen
     return document.model_copy(update={"events": events})
 
 
+def _deltas(document: BatchDocument | Correction, customer_id: str, meter: str) -> dict[CounterKey, Tally]:
+    if isinstance(document, Correction):
+        if (document.event.customer_id, document.event.meter) != (customer_id, meter):
+            return {}
+        return document.deltas()
+    own = _only(document, customer_id, meter)
+    return {} if own is None else aggregate([own], periods_named_by([own]))
+
+
 def recount_tallies(
-    documents: Iterable[tuple[BatchDocument, BatchState]], customer_id: str, meter: str
+    documents: Iterable[tuple[BatchDocument | Correction, BatchState]], customer_id: str, meter: str
 ) -> tuple[dict[WindowKey, Tally], dict[WindowKey, Tally]]:
-    """(counted, counted + pending) tallies per window of the customer-meter, from the documents' own periods."""
+    """(counted, counted + pending) tallies per window of the customer-meter, from the documents' own periods and
+    the corrections' deltas (a cancel takes its event's contribution out, an amend moves its value)."""
     counted: dict[WindowKey, Tally] = {}
     everything: dict[WindowKey, Tally] = {}
     for document, state in documents:
-        own = _only(document, customer_id, meter)
-        if own is None:
-            continue
-        for key, tally in aggregate([own], periods_named_by([own])).items():
+        for key, tally in _deltas(document, customer_id, meter).items():
             everything[key.window] = merge(everything.get(key.window, EMPTY), tally)
             if state is BatchState.COUNTED:
                 counted[key.window] = merge(counted.get(key.window, EMPTY), tally)
@@ -55,7 +63,7 @@ def recount_tallies(
 
 
 def recount(
-    documents: Iterable[tuple[BatchDocument, BatchState]],
+    documents: Iterable[tuple[BatchDocument | Correction, BatchState]],
     customer_id: str,
     meter: str,
     aggregation: Aggregation,

@@ -12,7 +12,9 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
   100 items, one full transaction, and a request of 100 events is one write (ADR 0025, "The host marker"). The
   host carries no TTL while pending (a document waiting for an aggregator outage is never expired); the commit
   that counts it sets its TTL. The stream's new image of a host (an INSERT with `state` pending) carries the
-  document to the aggregator.
+  document to the aggregator. Every marker names its host (`host`), where a correction reads the original.
+- `BATCH#<ucor_...>`, `BATCH`: a correction document (usage/corrections.py: a cancel or an amend of one event),
+  its own item, put pending in one transaction with the corrected marker and counted like a batch; kept (no TTL).
 - `COUNT#<customer>#<meter>#<period start>#<window kind>#<window start>#<shard>`, `COUNT`: a counter shard
   (`events`, `value_sum` by ADD in the commit; `value_max` and `latest_*` by a conditional SET that only raises).
   The shard is in the partition key, so one hot customer-meter's writes spread over 16 partitions; the period
@@ -34,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -52,10 +54,11 @@ from billing_core.errors import InvariantViolation
 from billing_core.pricing.model import CapPolicy
 from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import Latest, PeriodOf, Tally, aggregate, distinct_documents, merge_deltas
+from billing_core.usage.corrections import Correction, CorrectionKind
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.ingestion import DEFAULT_POLICY, IngestionPolicy, marker_expires_at
 from billing_core.usage.model import BatchDocument, EventKey, UsageEvent, WindowKind, canonical_timestamp
-from billing_core.usage.ports import BatchState, CountOutcome, KeyedConsume, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, EventMarker, KeyedConsume, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import SHARDS, CounterKey, WindowKey
 
@@ -65,6 +68,13 @@ ALL_OLD = "ALL_OLD"
 TTL_ATTRIBUTE = "expires_at"
 # A consume key's marker outlives every retry worth answering (Powertools' record: 24 hours).
 CONSUME_MARKER_TTL = timedelta(days=7)  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+
+
+class _Counted(Protocol):
+    """What counting needs of a document (a batch or a correction): its id, the key of its item."""
+
+    @property
+    def batch_id(self) -> str: ...
 
 
 def _time(moment: datetime) -> str:
@@ -83,9 +93,23 @@ def marker_key(key: EventKey) -> Item:
     return {"pk": text(f"EVENT#{customer_id}#{event_id}"), "sk": text("EVENT")}
 
 
+def host_of(document: BatchDocument) -> EventKey:
+    """The event whose marker carries the document: its first, by key (documents name their events by key)."""
+    return min(event.key for event in document.events)
+
+
 def host_key(document: BatchDocument) -> Item:
-    """The marker that carries the document: its first event's, by key (documents name their events by key)."""
-    return marker_key(min(event.key for event in document.events))
+    return marker_key(host_of(document))
+
+
+def _host(item: Mapping[str, Any]) -> EventKey:
+    customer_id, _, event_id = item["host"]["S"].partition("#")
+    return (customer_id, event_id)
+
+
+def correction_key(batch_id: str) -> Item:
+    """A correction document's own item (`BATCH#ucor_...`): one item, not riding on a marker."""
+    return {"pk": text(f"BATCH#{batch_id}"), "sk": text("BATCH")}
 
 
 def _window_id(window: WindowKey) -> str:
@@ -187,7 +211,8 @@ class DynamoDBUsageStore:
 
     # --- ingestion ---------------------------------------------------------------------------------
 
-    def _marker_item(self, event: UsageEvent, batch_id: str, accepted_at: datetime) -> Item:
+    def _marker_item(self, event: UsageEvent, document: BatchDocument) -> Item:
+        host_customer, host_event = host_of(document)
         return {
             **marker_key(event.key),
             "kind": text("event"),
@@ -197,8 +222,10 @@ class DynamoDBUsageStore:
             "value": number(event.value),
             "timestamp": text(_time(event.timestamp)),
             "payload_hash": text(event.payload_hash),
-            "batch_id": text(batch_id),
-            "accepted_at": text(_time(accepted_at)),
+            "batch_id": text(document.batch_id),
+            # the marker carrying its batch document: a correction reads the original there (batch_of)
+            "host": text(f"{host_customer}#{host_event}"),
+            "accepted_at": text(_time(document.accepted_at)),
             TTL_ATTRIBUTE: number(self._expires_at(event)),
         }
 
@@ -206,7 +233,7 @@ class DynamoDBUsageStore:
         return int(marker_expires_at(event, self._policy).timestamp())
 
     def _host_item(self, document: BatchDocument, event: UsageEvent) -> Item:
-        item = self._marker_item(event, document.batch_id, document.accepted_at)
+        item = self._marker_item(event, document)
         del item[TTL_ATTRIBUTE]  # set when the document is counted: a pending document never expires
         item.update(
             {
@@ -233,11 +260,7 @@ class DynamoDBUsageStore:
     def write_batch(self, document: BatchDocument) -> dict[EventKey, str]:
         host = min(document.events, key=lambda event: event.key)
         items = [
-            self._marker_op(
-                self._host_item(document, event)
-                if event is host
-                else self._marker_item(event, document.batch_id, document.accepted_at)
-            )
+            self._marker_op(self._host_item(document, event) if event is host else self._marker_item(event, document))
             for event in document.events
         ]
         cancelled = self._db.transact_or_refuse(items)
@@ -261,8 +284,14 @@ class DynamoDBUsageStore:
         return found
 
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
-        item = self._db.get(self._table, host_key(document))
-        if not item or read_text(item, "batch_id") != document.batch_id or "document" not in item:
+        return self._hosted(host_key(document), document.batch_id)
+
+    def batch_of(self, marker: EventMarker) -> tuple[BatchDocument, BatchState] | None:
+        return self._hosted(marker_key(marker.host), marker.batch_id)
+
+    def _hosted(self, key: Item, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+        item = self._db.get(self._table, key)
+        if not item or read_text(item, "batch_id") != batch_id or "document" not in item:
             return None
         return batch_from_item(item)
 
@@ -332,14 +361,14 @@ class DynamoDBUsageStore:
         )
 
     @staticmethod
-    def _groups(
-        documents: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]]
-    ) -> list[list[BatchDocument]]:
+    def _groups[DocumentT: _Counted](
+        documents: Sequence[DocumentT], deltas: Mapping[str, Mapping[CounterKey, Tally]]
+    ) -> list[list[DocumentT]]:
         """Documents in order, as many per transaction as fit in 100 items (a document's update and the union of
         its group's counters); a document is never split from its counters. One whose counters alone fill a
         transaction is a group of its own, counted in parts."""
-        groups: list[list[BatchDocument]] = []
-        current: list[BatchDocument] = []
+        groups: list[list[DocumentT]] = []
+        current: list[DocumentT] = []
         keys: set[CounterKey] = set()
         for document in documents:
             own = set(deltas[document.batch_id])
@@ -355,20 +384,29 @@ class DynamoDBUsageStore:
             groups.append(current)
         return groups
 
-    def _counted_op(self, document: BatchDocument, now: datetime) -> TransactItem:
+    def _counted_op(self, document: BatchDocument | Correction, now: datetime) -> TransactItem:
+        """`pending -> counted` on the document's item: a batch's host marker (which gets its TTL now), or a
+        correction's own item (kept: no TTL)."""
+        values = {
+            ":counted": text(BatchState.COUNTED.value),
+            ":pending": text(BatchState.PENDING.value),
+            ":now": text(_time(now)),
+        }
+        expression = "SET #state = :counted, counted_at = :now"
+        if isinstance(document, BatchDocument):
+            key = host_key(document)
+            expression += f", {TTL_ATTRIBUTE} = :expires"
+            values[":expires"] = number(self._host_expires_at(document))
+        else:
+            key = correction_key(document.batch_id)
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": host_key(document),
-                "UpdateExpression": f"SET #state = :counted, counted_at = :now, {TTL_ATTRIBUTE} = :expires",
+                "Key": key,
+                "UpdateExpression": expression,
                 "ConditionExpression": "#state = :pending",
                 "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {
-                    ":counted": text(BatchState.COUNTED.value),
-                    ":pending": text(BatchState.PENDING.value),
-                    ":now": text(_time(now)),
-                    ":expires": number(self._host_expires_at(document)),
-                },
+                "ExpressionAttributeValues": values,
                 "ReturnValuesOnConditionCheckFailure": ALL_OLD,
             }
         }
@@ -393,7 +431,10 @@ class DynamoDBUsageStore:
         }
 
     def _commit(
-        self, group: Sequence[BatchDocument], deltas: Mapping[str, Mapping[CounterKey, Tally]], now: datetime
+        self,
+        group: Sequence[BatchDocument] | Sequence[Correction],
+        deltas: Mapping[str, Mapping[CounterKey, Tally]],
+        now: datetime,
     ) -> tuple[list[str], list[str]]:
         """One transaction: every document pending -> counted with the ADDs they justify. A document counted
         already fails its condition; it is dropped and the rest written again. (counted, dropped)"""
@@ -476,10 +517,11 @@ class DynamoDBUsageStore:
             part = resumed  # another delivery got further: continue after it
         return True
 
-    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
-        """Every stored batch document holding events of the customer: a Scan of the table filtered on the hosts'
-        `customers` (an operator's recount, docs/runbooks/usage.md: it reads the whole table, paged, and costs
-        its read capacity; never on a request path)."""
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument | Correction, BatchState]]:
+        """Every stored batch document holding events of the customer, and every correction of its events: a Scan
+        of the table filtered on the hosts' and corrections' `customers` (an operator's recount,
+        docs/runbooks/usage.md: it reads the whole table, paged, and costs its read capacity; never on a request
+        path)."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": "contains(customers, :customer)",
@@ -492,10 +534,107 @@ class DynamoDBUsageStore:
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, operation="dynamodb.Scan") from exc
             for item in page.get("Items", []):
-                yield batch_from_item(item)
+                if read_text(item, "kind") == "correction":
+                    yield Correction.model_validate_json(item["document"]["S"]), BatchState(item["state"]["S"])
+                else:
+                    yield batch_from_item(item)
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_corrections(self, corrections: Sequence[Correction], now: datetime) -> CountOutcome:
+        """Correction documents counted as batches are (`_groups`, `_commit`): `pending -> counted` with their
+        ADDs - negative for a cancel, the difference for an amend - in one transaction per group. Only sum and count
+        meters are corrected, so there is nothing idempotent to write first."""
+        distinct = list({correction.batch_id: correction for correction in corrections}.values())
+        deltas = {correction.batch_id: correction.deltas() for correction in distinct}
+        counted: list[str] = []
+        already: list[str] = []
+        for group in self._groups(distinct, deltas):
+            committed, dropped = self._commit(group, deltas, now)
+            counted += committed
+            already += dropped
+        windows = frozenset(key.window for delta in deltas.values() for key in delta)
+        return CountOutcome(counted=tuple(counted), already_counted=tuple(already), windows=windows)
+
+    # --- corrections -------------------------------------------------------------------------------
+
+    def marker(self, key: EventKey) -> EventMarker | None:
+        item = self._db.get(self._table, marker_key(key))
+        if item is None:
+            return None
+        return EventMarker(
+            customer_id=item["customer_id"]["S"],
+            event_id=item["event_id"]["S"],
+            meter=item["meter"]["S"],
+            value=read_int(item, "value"),
+            timestamp=_read_time(item, "timestamp"),
+            batch_id=item["batch_id"]["S"],
+            host=_host(item),
+            cancelled_at=_read_time(item, "cancelled_at") if "cancelled_at" in item else None,
+            corrections=read_int(item, "corrections") if "corrections" in item else 0,
+        )
+
+    def correction(self, batch_id: str) -> Correction | None:
+        item = self._db.get(self._table, correction_key(batch_id))
+        if item is None or read_text(item, "kind") != "correction":
+            return None
+        return Correction.model_validate_json(item["document"]["S"])
+
+    def write_correction(self, correction: Correction, marker: EventMarker) -> bool:
+        """One transaction: the marker, fenced on what was read (exists, not cancelled, the same value and number
+        of corrections), cancelled or amended; the correction document put pending (its id is named by the
+        event's key and that number, so it is new whenever the marker's condition holds)."""
+        values = {
+            ":old": number(marker.value),
+            ":next": number(marker.corrections + 1),
+            ":id": text(correction.batch_id),
+            ":now": text(_time(correction.corrected_at)),
+        }
+        condition = "attribute_exists(pk) AND attribute_not_exists(cancelled_at) AND #value = :old AND "
+        if marker.corrections == 0:
+            condition += "attribute_not_exists(corrections)"
+        else:
+            condition += "corrections = :count"
+            values[":count"] = number(marker.corrections)
+        expression = "SET corrections = :next, last_correction_id = :id, corrected_at = :now"
+        if correction.kind is CorrectionKind.CANCEL:
+            expression += ", cancelled_at = :now"
+        else:
+            expression += ", #value = :new"
+            values[":new"] = number(correction.new_value if correction.new_value is not None else marker.value)
+        marker_op: TransactItem = {
+            "Update": {
+                "TableName": self._table,
+                "Key": marker_key(marker.key),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#value": "value"},
+                "ExpressionAttributeValues": values,
+            }
+        }
+        document_op: TransactItem = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **correction_key(correction.batch_id),
+                    "kind": text("correction"),
+                    "batch_id": text(correction.batch_id),
+                    "state": text(BatchState.PENDING.value),
+                    "event_count": number(1),
+                    "accepted_at": text(_time(correction.corrected_at)),
+                    "document": text(correction.model_dump_json()),
+                    "customers": {"SS": [correction.event.customer_id]},  # found by a recount (documents_of)
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        cancelled = self._db.transact_or_refuse([marker_op, document_op])
+        if cancelled is None:
+            return True
+        if not cancelled.failed(0):
+            raise InvariantViolation(f"correction {correction.batch_id} exists while its event's marker does not")
+        return False
 
     # --- reads -------------------------------------------------------------------------------------
 
