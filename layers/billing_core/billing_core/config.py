@@ -76,6 +76,7 @@ class BundleSettings(FunctionSettings):
     dunning_table_name: str | None = None
     notices_table_name: str | None = None
     switches_table_name: str | None = None
+    usage_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None

@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.ports import DocumentQueue, SecretReader
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.ingest import UsageIngestion
+    from billing_core.usage.ports import UsageStore
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -593,6 +595,8 @@ class Wiring:
     def reconciler(self) -> Reconciler:
         from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
         from billing_core.reconciliation.service import Reconciler
+    from billing_core.usage.ingest import UsageIngestion
+    from billing_core.usage.ports import UsageStore
 
         return Reconciler(
             gateway=self.gateway(),
@@ -646,3 +650,17 @@ class Wiring:
                 self._require("dunning_table_name"): "dunning",
             },
         )
+
+    # --- usage metering (#12) ----------------------------------------------------------------------
+
+    @built_once
+    def usage_store(self) -> UsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+
+    @built_once
+    def usage_ingestion(self) -> UsageIngestion:
+        from billing_core.usage.ingest import UsageIngestion
+
+        return UsageIngestion(self.usage_store(), self.price_books())
