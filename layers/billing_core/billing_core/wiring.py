@@ -595,8 +595,6 @@ class Wiring:
     def reconciler(self) -> Reconciler:
         from billing_core.adapters.dynamodb.reconciliation_store import DynamoDBReportStore
         from billing_core.reconciliation.service import Reconciler
-    from billing_core.usage.ingest import UsageIngestion
-    from billing_core.usage.ports import UsageStore
 
         return Reconciler(
             gateway=self.gateway(),
