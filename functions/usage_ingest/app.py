@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from billing_core.config import BundleSettings
 from billing_core.triggers.http import http_handler, json_response, parse_json_body, public_resolver
-from billing_core.usage.ingestion import USAGE_MAX_BODY_BYTES, UsageRequest
+from billing_core.usage.ingestion import USAGE_MAX_BODY_BYTES, UsageAnswer, UsageRequest
 from billing_core.wiring import Wiring
 
 
@@ -29,9 +29,7 @@ app = public_resolver()
 def post_usage_events() -> Response[str]:
     request = parse_json_body(app, UsageRequest, max_bytes=USAGE_MAX_BODY_BYTES)
     results = wiring.usage_ingestion().ingest(request, datetime.now(UTC))
-    return json_response(
-        HTTPStatus.ACCEPTED, {"results": [result.model_dump(mode="json", exclude_none=True) for result in results]}
-    )
+    return json_response(HTTPStatus.ACCEPTED, UsageAnswer(results=results).model_dump(mode="json", exclude_none=True))
 
 
 lambda_handler = http_handler(app)

@@ -81,6 +81,14 @@ class UsageRequest(BaseModel):
     events: tuple[UsageEventSubmission, ...] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
 
 
+class UsageAnswer(BaseModel):
+    """`202` of `POST /usage/events`: one result per event, in the request's order (sent without null reasons)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    results: tuple[EventResult, ...]
+
+
 def event_value(value: JsonValue) -> int | None:
     """The value as a count, or None: a JSON integer (not a boolean, not 3.0) in 0..MAX_EVENT_VALUE."""
     if isinstance(value, bool) or not isinstance(value, int):
