@@ -136,6 +136,8 @@ def api_key_checks(
         methods = keyed_methods(body)
         if not methods:
             continue
-        values = frozenset(key_value(key, resources[key].get("Properties") or {}) for key in api_keys_of(resources, logical_id))
+        values = frozenset(
+            key_value(key, resources[key].get("Properties") or {}) for key in api_keys_of(resources, logical_id)
+        )
         checks[logical_id] = (methods, ApiKeyCheck(values, invalid_api_key_response(body)))
     return checks

@@ -7,7 +7,7 @@ describe, so a template problem is reported before anything runs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +134,15 @@ def reserved_concurrency(template: Template, resolver: Resolver, logical_id: str
 
 
 def api_routes(
-    template: Template, resolver: Resolver, key_value: Callable[[str, dict[str, Any]], str] | None = None
+    template: Template, resolver: Resolver, key_value: Callable[[str, Mapping[str, Any]], str] | None = None
 ) -> list[Route]:
     """The template's `Api` events. A method that requires an API key (read from the template as SAM transforms
     it) gets its API's key check; `key_value(logical id, properties)` gives an API key resource's local value."""
     checks = {}
     if key_value is not None and any(
-        (event.properties.get("Auth") or {}) for definition in template.functions.values() for event in definition.events
+        (event.properties.get("Auth") or {})
+        for definition in template.functions.values()
+        for event in definition.events
     ):
         try:
             checks = api_key_checks(template.sam_transformed(), key_value)

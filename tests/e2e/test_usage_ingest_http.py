@@ -97,9 +97,7 @@ def test_the_ingestion_key_is_checked_before_the_function(runtime: LocalRuntime,
     assert requests.get(f"{runtime.api_url}/health", timeout=60).status_code in (200, 503)
 
 
-def test_verdicts_in_order_a_retry_is_duplicate_and_the_hard_stop_refuses(
-    runtime: LocalRuntime, customer: str
-) -> None:
+def test_verdicts_in_order_a_retry_is_duplicate_and_the_hard_stop_refuses(runtime: LocalRuntime, customer: str) -> None:
     first = event(customer, "a", 6)
     request = {
         "events": [
@@ -153,11 +151,15 @@ def test_whole_request_errors_accept_nothing(
     runtime: LocalRuntime, customer: str, body: Any, status: int, code: str
 ) -> None:
     good = [event(customer, f"w-{index}") for index in range(3)]
-    built = {
-        "too_many": {"events": good + [event(customer, f"x-{index}") for index in range(98)]},
-        "bad_shape": {"events": [*good, event(customer, "has#hash")]},
-        "too_large": {"events": good, "padding": "p" * USAGE_MAX_BODY_BYTES},
-    }.get(body, body) if isinstance(body, str) else body
+    built = (
+        {
+            "too_many": {"events": good + [event(customer, f"x-{index}") for index in range(98)]},
+            "bad_shape": {"events": [*good, event(customer, "has#hash")]},
+            "too_large": {"events": good, "padding": "p" * USAGE_MAX_BODY_BYTES},
+        }.get(body, body)
+        if isinstance(body, str)
+        else body
+    )
     answer_status, answer = send(runtime, built)
     assert (answer_status, answer["code"]) == (status, code)
     # Nothing of it was accepted: the good events are new now

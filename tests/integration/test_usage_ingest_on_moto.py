@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -32,7 +31,7 @@ HARD = UsageComponent(
 
 
 @pytest.fixture
-def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Stack, DynamoDBUsageStore, datetime]]:
+def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Stack, DynamoDBUsageStore, datetime]:
     monkeypatch.setenv("USAGE_TABLE_NAME", stack.ref("UsageTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     now = datetime.now(UTC)
@@ -56,7 +55,7 @@ def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     )
     assert store.put_account(account)
     store.put_limit(LimitRecord.for_component(CUSTOMER, HARD, current.period, now))
-    yield stack, store, now
+    return stack, store, now
 
 
 def handler() -> ModuleType:
@@ -107,7 +106,9 @@ def test_a_hundred_events_two_documents_with_their_periods_and_the_reads_counted
     assert [result["verdict"] for result in body["results"]] == ["accepted"] * 100
     # And the request read the accounts once, the price book once, the hard-stopped period once, and wrote two
     # transactions (99 + 1 events, each with its document)
-    assert sorted(calls) == sorted(["BatchGetItem", "Query", "BatchGetItem", "TransactWriteItems", "TransactWriteItems"])
+    assert sorted(calls) == sorted(
+        ["BatchGetItem", "Query", "BatchGetItem", "TransactWriteItems", "TransactWriteItems"]
+    )
     # And the stored documents name each event's period
     batch_ids = {
         item["batch_id"]["S"]

@@ -87,6 +87,7 @@ from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscri
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.triggers.http import refuse_card_numbers, validation_failed
+from billing_core.usage.ingestion import UsageAnswer, UsageRequest
 from billing_core.webhooks.model import ReceivedWebhook
 from billing_core.webhooks.providers import PROVIDERS
 from billing_core.webhooks.verification import SignatureRejectedError
@@ -95,7 +96,6 @@ from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
 from functions.ledger_api.app import BalanceQuery, LedgerQuery
 from functions.price_book_api.app import PriceBookQuery
-from billing_core.usage.ingestion import UsageAnswer, UsageRequest
 from local_runtime.template import load_template
 from tests.openapi_contract import (
     Contract,

@@ -114,7 +114,9 @@ def raw(event_id: str, **changes: Any) -> dict[str, Any]:
 
 def send(store: CountingStore, *events: dict[str, Any], now: datetime = NOW) -> list[tuple[str, str, str | None]]:
     results = UsageIngestion(store, Books()).ingest(UsageRequest.model_validate({"events": list(events)}), now)
-    return [(result.event_id, result.verdict.value, result.reason.value if result.reason else None) for result in results]
+    return [
+        (result.event_id, result.verdict.value, result.reason.value if result.reason else None) for result in results
+    ]
 
 
 def test_every_reason_answered_in_request_order_and_only_accepted_events_written(
@@ -274,7 +276,7 @@ def test_without_a_price_book_every_meter_is_unknown(store: CountingStore) -> No
 
 def test_documents_are_what_the_aggregator_counts_by(store: CountingStore) -> None:
     send(store, raw("a"), raw("b", timestamp=(PERIOD.start - timedelta(minutes=1)).isoformat()))
-    (document, _), = store.documents.values()
+    ((document, _),) = store.documents.values()
     events: dict[str, UsageEvent] = {event.event_id: event for event in document.events}
     assert document.period_of(CUSTOMER, events["a"].timestamp).start == PERIOD.start
     assert document.period_of(CUSTOMER, events["b"].timestamp).start == PREVIOUS.start

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,10 +38,10 @@ def store() -> InMemoryUsageStore:
 
 
 @pytest.fixture
-def handler(monkeypatch: pytest.MonkeyPatch, store: InMemoryUsageStore) -> Iterator[Any]:
+def handler(monkeypatch: pytest.MonkeyPatch, store: InMemoryUsageStore) -> Any:
     module = importlib.import_module("functions.usage_ingest.app")
     monkeypatch.setattr(module.wiring, "usage_ingestion", lambda: UsageIngestion(store, Books()))
-    yield module.lambda_handler
+    return module.lambda_handler
 
 
 def post(handler: Any, lambda_context: Any, body: str | dict[str, Any]) -> tuple[int, dict[str, Any]]:

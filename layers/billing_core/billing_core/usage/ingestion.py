@@ -10,8 +10,9 @@ Per event, in this order: `bad_value`, `unknown_meter`, `missing_property`, `unk
 `in_the_future`, `too_late`, `outside_billing_period` (when planned with the customers' usage accounts: the
 timestamp falls in none of the account's periods), then the repeat check, then `limit_exceeded`. A rejected
 event claims nothing: a later event of the request with its key is judged as if the rejected one were absent,
-as a later request would be. The first event of a key that passes is the one written; the request's later events with that key answer
-`duplicate` (same payload) or `conflict` against whatever the key ends up holding."""
+as a later request would be. The first event of a key that passes is the one written; the request's later
+events with that key answer `duplicate` (same payload) or `conflict` against whatever the key ends up
+holding."""
 
 from __future__ import annotations
 
@@ -179,8 +180,7 @@ class IngestionPlan:
         transaction names them; the rest are written again as new documents)."""
         events = [event for event in self.new_events if event.key not in exclude]
         return tuple(
-            BatchDocument.of(batch, self.meters, self.accepted_at, self.periods)
-            for batch in split_into_batches(events)
+            BatchDocument.of(batch, self.meters, self.accepted_at, self.periods) for batch in split_into_batches(events)
         )
 
 
