@@ -163,3 +163,36 @@ def test_a_whole_request_error_writes_nothing(
     assert body["code"] == "validation_failed"
     items = stack.client("dynamodb").scan(TableName=stack.ref("UsageTable"))["Items"]
     assert {item["sk"]["S"] for item in items} <= {"ACCOUNT", "LIMIT"}
+
+
+def test_without_a_hard_stop_a_request_reads_no_period(
+    configured: tuple[Stack, DynamoDBUsageStore, datetime], lambda_context: Any
+) -> None:
+    _, store, now = configured
+    customer = "bcus_fedcba9876543210fedcba98"
+    period = AccountPeriod(start=now - timedelta(days=5), end=now + timedelta(days=5), subscription_id="bsub_2")
+    account = UsageAccount(
+        customer_id=customer,
+        billing_mode="provider",
+        provider="stripe",
+        periods=(period,),
+        version=1,
+        updated_at=now,
+    )
+    assert store.put_account(account)
+    module = handler()
+    module.wiring.usage_ingestion()
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    dynamodb = aws_adapter.client("dynamodb")
+    dynamodb.meta.events.register("before-call.dynamodb", record)
+    events = [
+        {**usage(f"n{index:03}", now - timedelta(seconds=index)), "customer_id": customer} for index in range(100)
+    ]
+    _, body = post(module, lambda_context, {"events": events})
+    dynamodb.meta.events.unregister("before-call.dynamodb", record)
+    assert [result["verdict"] for result in body["results"]] == ["accepted"] * 100
+    assert sorted(calls) == ["BatchGetItem", "Query", "TransactWriteItems", "TransactWriteItems"]
