@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "sc
 
 import bench_cold_start  # noqa: E402
 import bench_dunning  # noqa: E402
+import bench_usage  # noqa: E402
 import bench_webhooks  # noqa: E402
 import requests  # noqa: E402
 from bench_output import logs_to  # noqa: E402
@@ -200,6 +201,8 @@ def main() -> int:
         report += "\n" + bench_webhooks.main(requests_count=args.requests)
         say("dunning: transitions per cycle, requests per failure message ...")
         report += "\n" + bench_dunning.main()
+        say("usage: requests per 1,000 events ...")
+        report += "\n" + bench_usage.main()
     print(report)
     print(f"handler logs and metrics: {log_path}; the local runtime's function output: {output}")
     if args.output:

@@ -182,3 +182,6 @@ class InMemoryPriceBookStore:
         high = f"{at.isoformat()}#\uffff"
         candidates = sorted((b for b in self.books.values() if "0" <= _sort_key(b) <= high), key=_sort_key)
         return candidates[-1] if candidates else None
+
+    def version(self, version: str) -> PublishedPriceBook | None:
+        return self.books.get(version)

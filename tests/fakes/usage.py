@@ -9,7 +9,7 @@ runs the same scenario on both. One lock makes each call atomic, as each of Dyna
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -50,9 +50,17 @@ class InMemoryUsageStore:
             self.documents[document.batch_id] = (document, BatchState.PENDING)
             return {}
 
-    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
+    def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
+        """This document as stored, with its state; None if it was not written."""
         with self._lock:
-            return self.documents.get(batch_id)
+            return self.documents.get(document.batch_id)
+
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+        with self._lock:
+            stored = list(self.documents.values())
+        for document, state in stored:
+            if any(one.customer_id == customer_id for one in document.events):
+                yield document, state
 
     # --- counting ----------------------------------------------------------------------------------
 

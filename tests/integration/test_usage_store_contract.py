@@ -81,7 +81,7 @@ def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_origina
     plan = plan_request(first, now=NOW, meters=METERS, known_customers=KNOWN)
     assert [r.verdict for r in service.accept(plan, store)] == [Verdict.ACCEPTED] * 3
     [document] = plan.documents()
-    assert store.batch(document.batch_id) == (document, BatchState.PENDING)
+    assert store.batch(document) == (document, BatchState.PENDING)
     # When a second request repeats one, changes another and adds a new one
     second = [submission("a", value=1), submission("b", value=99), submission("d", value=4)]
     plan = plan_request(second, now=NOW, meters=METERS, known_customers=KNOWN)
@@ -89,10 +89,10 @@ def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_origina
     # Then: duplicate, conflict, accepted - and the write of its first document was refused whole
     assert [r.verdict for r in answers] == [Verdict.DUPLICATE, Verdict.CONFLICT, Verdict.ACCEPTED]
     [refused] = plan.documents()
-    assert store.batch(refused.batch_id) is None
+    assert store.batch(refused) is None
     [written] = plan.documents(exclude={(CUSTOMER, "a"), (CUSTOMER, "b")})
     assert [e.event_id for e in written.events] == ["d"]
-    assert store.batch(written.batch_id) == (written, BatchState.PENDING)
+    assert store.batch(written) == (written, BatchState.PENDING)
     # And a batch refused by its markers names every one that exists, with the hash stored (the original's for b)
     found = store.write_batch(refused)
     assert found == {
@@ -100,7 +100,7 @@ def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_origina
         (CUSTOMER, "b"): event("b", value=2).payload_hash,
         (CUSTOMER, "d"): event("d", value=4).payload_hash,
     }
-    assert store.batch(refused.batch_id) is None
+    assert store.batch(refused) is None
     # And the same request sent again answers the same, writing nothing
     assert service.accept(plan, store) == (
         answers[0],
@@ -127,7 +127,7 @@ def test_documents_are_counted_once_and_every_window_reads_a_serial_count(
     assert (one.counted, one.already_counted) == ((documents[0].batch_id, documents[1].batch_id), ())
     assert (two.counted, two.already_counted) == ((documents[2].batch_id,), (documents[1].batch_id,))
     assert (three.counted, len(three.already_counted)) == ((), 3)
-    assert all(store.batch(d.batch_id) == (d, BatchState.COUNTED) for d in documents)
+    assert all(store.batch(d) == (d, BatchState.COUNTED) for d in documents)
     # And every window reads what a serial count of the events gives
     expected = serial_totals(events)
     assert one.windows | two.windows == set(expected)
@@ -299,3 +299,33 @@ def test_a_limit_keeps_its_thresholds(kind: str, request: pytest.FixtureRequest)
     stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
     assert stored is not None
     assert stored.thresholds_percent == (25, 50)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_documents_of_a_customer_are_every_stored_document_holding_its_events(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    from billing_core.usage.aggregation import periods_named_by
+    from billing_core.usage.model import DocumentPeriod
+
+    store = usage_store(kind, request)
+    periods = [
+        DocumentPeriod(customer_id=customer, start=PERIOD.start, end=PERIOD.end)
+        for customer in (CUSTOMER, OTHER_CUSTOMER, "cus_Third")
+    ]
+    moment = PERIOD.start + timedelta(days=1)
+    mixed = BatchDocument.of(
+        [event("m1", timestamp=moment), event("m2", customer_id=OTHER_CUSTOMER, timestamp=moment)],
+        METERS.values(),
+        NOW,
+        periods,
+    )
+    mine = BatchDocument.of([event("o1", timestamp=moment)], METERS.values(), NOW, periods)
+    theirs = BatchDocument.of([event("t1", customer_id="cus_Third", timestamp=moment)], METERS.values(), NOW, periods)
+    for document in (mixed, mine, theirs):
+        assert store.write_batch(document) == {}
+    store.count([mine], periods_named_by([mine]), NOW)
+    found = sorted(store.documents_of(CUSTOMER), key=lambda pair: pair[0].batch_id)
+    assert found == sorted([(mixed, BatchState.PENDING), (mine, BatchState.COUNTED)], key=lambda p: p[0].batch_id)
+    assert [document for document, _ in store.documents_of(OTHER_CUSTOMER)] == [mixed]
+    assert list(store.documents_of("cus_Nobody")) == []

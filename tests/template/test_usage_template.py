@@ -4,7 +4,12 @@ aggregator reads batch documents from it, and an old image would double what it 
 
 from __future__ import annotations
 
+import copy
+import json
+from typing import Any
+
 from billing_core.adapters.dynamodb.usage_store import TTL_ATTRIBUTE
+from local_runtime.event_filters import compile_filter_criteria, passes
 from local_runtime.template import load_template
 from tests.support import ROOT
 
@@ -36,3 +41,55 @@ def test_usage_is_kept_protected_and_restorable() -> None:
     assert properties["DeletionProtectionEnabled"] is True
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+SYNC = TEMPLATE.resources["UsageSyncFunction"]
+[SYNC_EVENT] = SYNC["Properties"]["Events"].values()
+
+
+def test_the_usage_sync_is_the_subscriptions_streams_second_consumer_with_a_failure_destination() -> None:
+    # Two consumers per stream is DynamoDB's recommended maximum: the audit projector and the usage sync
+    consumers = [
+        (lid, name)
+        for lid, resource in TEMPLATE.resources.items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+        for name, event in (resource["Properties"].get("Events") or {}).items()
+        if event["Type"] == "DynamoDB"
+        and event["Properties"]["Stream"] == {"Fn::GetAtt": ["SubscriptionsTable", "StreamArn"]}
+    ]
+    assert sorted(lid for lid, _ in consumers) == ["AuditProjectFunction", "UsageSyncFunction"]
+    properties = SYNC_EVENT["Properties"]
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["BisectBatchOnFunctionError"] is True
+    assert 0 < properties["MaximumRetryAttempts"] <= 10
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["UsageSyncDeadLetterQueue", "Arn"]
+    }
+
+
+def test_the_sync_filter_lets_through_only_a_subscription_with_a_current_period() -> None:
+    # Given the sample (a period advanced) and variations of it
+    sample = json.loads((ROOT / "events/dynamodb/subscription_period_started.json").read_text())["Records"][0]
+    filters = compile_filter_criteria(SYNC_EVENT["Properties"]["FilterCriteria"])
+
+    def variant(event_name: str = "MODIFY", drop: str | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = copy.deepcopy(sample)
+        record["eventName"] = event_name
+        if drop:
+            del record["dynamodb"]["NewImage"][drop]
+        return record
+
+    assert passes(filters, variant())
+    assert passes(filters, variant("INSERT"))
+    assert not passes(filters, variant("REMOVE"))
+    assert not passes(filters, variant(drop="current_period_start"))
+    assert not passes(filters, variant(drop="current_period_end"))
+
+
+def test_the_usage_sync_may_read_and_write_usage_items_only_and_read_the_price_book() -> None:
+    statements = SYNC["Properties"]["Policies"][0]["Statement"]
+    grants = {json.dumps(statement["Resource"], sort_keys=True): statement["Action"] for statement in statements}
+    usage = grants[json.dumps({"Fn::GetAtt": ["UsageTable", "Arn"]})]
+    assert sorted(usage) == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert grants[json.dumps({"Fn::GetAtt": ["PriceBookTable", "Arn"]}, sort_keys=True)] == "dynamodb:GetItem"
+    assert set(SYNC["Properties"]["Environment"]["Variables"]) == {"USAGE_TABLE_NAME", "PRICE_BOOK_TABLE_NAME"}

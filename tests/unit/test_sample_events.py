@@ -84,6 +84,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),
     "dynamodb/invoice_left_open.json": ("dunning_watch", DynamoDBStreamModel, None),
+    "dynamodb/subscription_period_started.json": ("usage_sync", DynamoDBStreamModel, None),
     "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
 }

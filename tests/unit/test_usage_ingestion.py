@@ -227,18 +227,18 @@ def test_each_aggregation_is_limited_by_what_it_would_become(meter: str, used: i
     assert (verdict is Verdict.ACCEPTED) is accepted
 
 
-def test_new_events_are_written_in_batches_of_at_most_99() -> None:
+def test_a_request_of_100_new_events_is_one_batch() -> None:
     # Given a request of 100 new events
     request = UsageRequest(events=tuple(submission(f"e{index:03d}") for index in range(100)))
     # When it is planned
     plan = plan_request(request.events, now=NOW, meters=METERS, known_customers=KNOWN)
     documents = plan.documents()
-    # Then it is a batch of 99 and a batch of 1, in order, each describing the meter it uses
-    assert MAX_EVENTS_PER_BATCH == 99
-    assert [len(document.events) for document in documents] == [99, 1]
-    assert documents[1].events[0].event_id == "e099"
+    # Then it is one batch of 100 (one transaction of 100 markers), in order, describing the meter it uses
+    assert MAX_EVENTS_PER_BATCH == 100
+    assert [len(document.events) for document in documents] == [100]
+    assert documents[0].events[99].event_id == "e099"
     assert {document.meters for document in documents} == {(METERS["api_calls"],)}
-    # And when the write finds one marker already there, the batches are rebuilt without it
+    # And when the write finds one marker already there, the batch is rebuilt without it
     rebuilt = plan.documents(exclude={(CUSTOMER, "e000")})
     assert [len(document.events) for document in rebuilt] == [99]
     assert rebuilt[0].batch_id != documents[0].batch_id

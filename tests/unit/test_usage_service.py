@@ -57,15 +57,15 @@ def plan(submissions: list[Any]) -> Any:
     return plan_request(submissions, now=NOW, meters=METERS, known_customers=KNOWN)
 
 
-def test_a_request_of_100_new_events_is_two_documents_of_99_and_1() -> None:
+def test_a_request_of_100_new_events_is_one_document() -> None:
     store = Recording()
     # Given 100 new events
     request = plan([submission(f"e{index}", value=index) for index in range(100)])
     # When they are accepted
     answers = service.accept(request, store)
-    # Then every one is accepted, written in two documents (each one write with its markers)
+    # Then every one is accepted, written in one document (one write with its markers)
     assert [answer.verdict for answer in answers] == [Verdict.ACCEPTED] * 100
-    assert [(len(document.events), written) for document, written in store.asked] == [(99, True), (1, True)]
+    assert [(len(document.events), written) for document, written in store.asked] == [(100, True)]
 
 
 def test_a_document_refused_by_existing_markers_is_written_again_without_them() -> None:
@@ -75,11 +75,11 @@ def test_a_document_refused_by_existing_markers_is_written_again_without_them() 
     store.asked.clear()
     # When a request of 100 events holding both is accepted
     answers = service.accept(plan([submission(f"e{i}", value=i if i != 50 else 0) for i in range(100)]), store)
-    # Then its first document was refused whole, and the other 98 new events were written as new documents
+    # Then its document was refused whole, and the other 98 new events were written as a new document
     verdicts = {answer.event_id: answer.verdict for answer in answers}
     assert (verdicts.pop("e3"), verdicts.pop("e50")) == (Verdict.DUPLICATE, Verdict.CONFLICT)
     assert set(verdicts.values()) == {Verdict.ACCEPTED}
-    assert [(len(document.events), written) for document, written in store.asked] == [(99, False), (98, True)]
+    assert [(len(document.events), written) for document, written in store.asked] == [(100, False), (98, True)]
     # And the original of the changed event is the one kept
     assert store.markers[(CUSTOMER, "e50")][0] == event("e50", value=50).payload_hash
 

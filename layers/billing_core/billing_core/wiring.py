@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
     from billing_core.adapters.idempotency import IdempotentEntry
     from billing_core.adapters.stripe_gateway import StripePaymentGateway
     from billing_core.audit.project import AuditProjector
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.usage.ingest import UsageIngestion
-    from billing_core.usage.ports import UsageStore
+    from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
     from billing_core.webhooks.receive import WebhookReceiver
@@ -133,6 +134,12 @@ class Wiring:
         from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
 
         return DynamoDBSubscriptionStore(self._require("subscriptions_table_name"), self.dynamodb())
+
+    @built_once
+    def usage_store(self) -> DynamoDBUsageStore:
+        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+
+        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
 
     @built_once
     def invoices(self) -> DynamoDBInvoiceStore:
@@ -649,16 +656,16 @@ class Wiring:
             },
         )
 
-    # --- usage metering (#12) ----------------------------------------------------------------------
-
     @built_once
-    def usage_store(self) -> UsageStore:
-        from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
+    def usage_sync(self) -> UsageSync:
+        """SubscriptionsTable's stream -> usage accounts and their periods' limit records (usage/sync.py)."""
+        from billing_core.usage.sync import UsageSync
 
-        return DynamoDBUsageStore(self._require("usage_table_name"), self.dynamodb())
+        return UsageSync(self.usage_store(), self.price_books())
 
     @built_once
     def usage_ingestion(self) -> UsageIngestion:
+        """POST /usage/events: judge a request against accounts, meters and hard stops, then accept it."""
         from billing_core.usage.ingest import UsageIngestion
 
         return UsageIngestion(self.usage_store(), self.price_books())

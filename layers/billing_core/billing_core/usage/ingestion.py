@@ -1,6 +1,7 @@
 """Ingestion, decided before anything is written: each event of a request is judged against the meters, the
 known customers, the time and hard-stop limits; repeats of one key inside the request are told apart; the new
-events are split into batch documents of at most 99 (each with its markers fills one 100-item transaction).
+events are split into batch documents of at most 100 (their markers fill one 100-item transaction; the document
+rides on its first event's marker).
 
 The store then writes each batch with its markers (`attribute_not_exists`). An event whose marker already
 exists was accepted before: `resolve` turns the stored payload hashes into `duplicate` or `conflict`, and every
@@ -133,7 +134,7 @@ def validate_event(
 def split_into_batches(
     events: Sequence[UsageEvent], size: int = MAX_EVENTS_PER_BATCH
 ) -> tuple[tuple[UsageEvent, ...], ...]:
-    """In order, `size` at a time: 100 events are a batch of 99 and a batch of 1 (ADR 0025)."""
+    """In order, `size` at a time: a request of 100 events is one batch (ADR 0025)."""
     if size < 1:
         raise ValueError("a batch holds at least one event")
     return tuple(tuple(events[start : start + size]) for start in range(0, len(events), size))

@@ -65,8 +65,8 @@ MAX_EVENT_VALUE = 2**53 - 1  # the largest integer every JSON client (JavaScript
 MAX_PROPERTIES = 10
 MAX_PROPERTY_VALUE_LENGTH = 100
 MAX_EVENTS_PER_REQUEST = 100
-# A TransactWriteItems holds 100 items: the batch document and one marker per event (ADR 0025).
-MAX_EVENTS_PER_BATCH = 99
+# A TransactWriteItems holds 100 items: one marker per event, the document riding on its first event's (ADR 0025).
+MAX_EVENTS_PER_BATCH = 100
 BATCH_ID = re.compile(r"^ubat_[0-9a-f]{32}$")
 
 # (customer_id, event_id): dedupe is scoped per customer.

@@ -2,8 +2,9 @@
 group of documents adds up, whether a consumption fits - and the store writes what was decided, each write all or
 nothing:
 
-- a batch document is written in one write with its events' markers, or not at all; a marker that exists says
-  so with its stored payload hash (the caller answers duplicate or conflict and writes the rest again);
+- a batch document is written in one write with its events' markers (it rides on the first one's), or not at
+  all; a marker that exists says so with its stored payload hash (the caller answers duplicate or conflict and
+  writes the rest again);
 - a group of documents is counted in one write per group: each document `pending -> counted` together with the
   additive counter updates it justifies, so a document delivered again is never added twice; the idempotent
   parts (`max`, `latest`, unique values) are written before, and repeating them changes nothing;
@@ -14,7 +15,7 @@ tests/fakes/usage.py (tests/integration/test_usage_store_contract.py runs one sc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -65,8 +66,14 @@ class UsageStore(Protocol):
         payload hash stored on it (never empty). Contention alone raises RetryableError."""
         ...
 
-    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
-        """A stored batch document and its state."""
+    def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
+        """This batch document as stored (on its host marker, the marker of its first event by key) and its
+        state; None when it was not written (its host marker is absent, or belongs to another batch)."""
+        ...
+
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+        """Every stored batch document holding events of the customer, with its state. A scan: for an operator's
+        recount (usage/recount.py), never on a request path."""
         ...
 
     # --- counting ----------------------------------------------------------------------------------

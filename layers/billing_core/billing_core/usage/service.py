@@ -1,5 +1,5 @@
 """Usage's calls into its store (ports.UsageStore), decided here and written there: accepting a planned request
-batch by batch, reading a window's number, and consuming units under a hard stop. No handler calls these yet."""
+batch by batch, reading a window's number, consuming units under a hard stop, and an operator's recount."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from billing_core.usage.entitlements import consume_write, counted_in_period
 from billing_core.usage.ingestion import IngestionPlan, resolve
 from billing_core.usage.model import Aggregation, EventKey, EventResult, WindowKind
 from billing_core.usage.ports import PeriodRead, UsageStore
+from billing_core.usage.recount import WindowRecount, recount, recount_tallies
 from billing_core.usage.windows import WindowKey
 
 
@@ -79,3 +80,15 @@ def consume_units(
     if write is None:
         return False
     return store.consume(read.limit, write, now)
+
+
+def recount_meter(
+    store: UsageStore, customer_id: str, meter: str, aggregation: Aggregation, since: datetime | None = None
+) -> list[WindowRecount]:
+    """Recount every window of the customer-meter from its stored documents and read each window's counters
+    (docs/runbooks/usage.md, "Recount a window"): a scan of the table, then one read per window."""
+    documents = list(store.documents_of(customer_id))
+    counted, everything = recount_tallies(documents, customer_id, meter)
+    windows = {window for window in {*counted, *everything} if since is None or window.start >= since}
+    stored = {window: window_total(store, window, aggregation) for window in windows}
+    return recount(documents, customer_id, meter, aggregation, stored, since)

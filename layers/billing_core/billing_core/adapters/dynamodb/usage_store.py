@@ -7,8 +7,12 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
 - `EVENT#<customer>#<event id>`, `EVENT`: an accepted event's marker - its payload hash, batch id, and `expires_at`
   (TTL: the event's time + the lateness window + 2 days, ingestion.marker_expires_at). Written only with
   `attribute_not_exists`: this is the dedupe.
-- `BATCH#<batch id>`, `BATCH`: the batch document (its JSON), `state` pending -> counted. Put in one transaction
-  with its events' markers; the stream's new image carries it to the aggregator.
+- The batch document rides on its **host marker**, the marker of its first event (by key, `host_key`): the host
+  also holds the document (its JSON), `state` pending -> counted and `batch_id`. So a document of 100 events is
+  100 items, one full transaction, and a request of 100 events is one write (ADR 0025, "The host marker"). The
+  host carries no TTL while pending (a document waiting for an aggregator outage is never expired); the commit
+  that counts it sets its TTL. The stream's new image of a host (an INSERT with `state` pending) carries the
+  document to the aggregator.
 - `COUNT#<customer>#<meter>#<period start>#<window kind>#<window start>#<shard>`, `COUNT`: a counter shard
   (`events`, `value_sum` by ADD in the commit; `value_max` and `latest_*` by a conditional SET that only raises).
   The shard is in the partition key, so one hot customer-meter's writes spread over 16 partitions; the period
@@ -25,10 +29,13 @@ raised as RetryableError (table.transact_or_refuse); every transaction here is a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from billing_core.adapters.aws import translate
 from billing_core.adapters.dynamodb.table import (
     DynamoDB,
     Item,
@@ -71,8 +78,9 @@ def marker_key(key: EventKey) -> Item:
     return {"pk": text(f"EVENT#{customer_id}#{event_id}"), "sk": text("EVENT")}
 
 
-def batch_key(batch_id: str) -> Item:
-    return {"pk": text(f"BATCH#{batch_id}"), "sk": text("BATCH")}
+def host_key(document: BatchDocument) -> Item:
+    """The marker that carries the document: its first event's, by key (documents name their events by key)."""
+    return marker_key(min(event.key for event in document.events))
 
 
 def _window_id(window: WindowKey) -> str:
@@ -168,8 +176,8 @@ class DynamoDBUsageStore:
 
     # --- ingestion ---------------------------------------------------------------------------------
 
-    def _marker_op(self, event: UsageEvent, batch_id: str, accepted_at: datetime) -> TransactItem:
-        item = {
+    def _marker_item(self, event: UsageEvent, batch_id: str, accepted_at: datetime) -> Item:
+        return {
             **marker_key(event.key),
             "kind": text("event"),
             "customer_id": text(event.customer_id),
@@ -180,8 +188,27 @@ class DynamoDBUsageStore:
             "payload_hash": text(event.payload_hash),
             "batch_id": text(batch_id),
             "accepted_at": text(_time(accepted_at)),
-            TTL_ATTRIBUTE: number(int(marker_expires_at(event, self._policy).timestamp())),
+            TTL_ATTRIBUTE: number(self._expires_at(event)),
         }
+
+    def _expires_at(self, event: UsageEvent) -> int:
+        return int(marker_expires_at(event, self._policy).timestamp())
+
+    def _host_item(self, document: BatchDocument, event: UsageEvent) -> Item:
+        item = self._marker_item(event, document.batch_id, document.accepted_at)
+        del item[TTL_ATTRIBUTE]  # set when the document is counted: a pending document never expires
+        item.update(
+            {
+                "state": text(BatchState.PENDING.value),
+                "event_count": number(len(document.events)),
+                "document": text(document.model_dump_json()),
+                # the customers it holds events of: what a recount's scan filters on (documents_of)
+                "customers": {"SS": sorted({one.customer_id for one in document.events})},
+            }
+        )
+        return item
+
+    def _marker_op(self, item: Item) -> TransactItem:
         return {
             "Put": {
                 "TableName": self._table,
@@ -192,21 +219,16 @@ class DynamoDBUsageStore:
             }
         }
 
-    def _document_op(self, document: BatchDocument) -> TransactItem:
-        item = {
-            **batch_key(document.batch_id),
-            "kind": text("batch"),
-            "batch_id": text(document.batch_id),
-            "state": text(BatchState.PENDING.value),
-            "event_count": number(len(document.events)),
-            "accepted_at": text(_time(document.accepted_at)),
-            "document": text(document.model_dump_json()),
-        }
-        return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
-
     def write_batch(self, document: BatchDocument) -> dict[EventKey, str]:
-        items = [self._marker_op(event, document.batch_id, document.accepted_at) for event in document.events]
-        items.append(self._document_op(document))
+        host = min(document.events, key=lambda event: event.key)
+        items = [
+            self._marker_op(
+                self._host_item(document, event)
+                if event is host
+                else self._marker_item(event, document.batch_id, document.accepted_at)
+            )
+            for event in document.events
+        ]
         cancelled = self._db.transact_or_refuse(items)
         if cancelled is None:
             return {}
@@ -224,14 +246,14 @@ class DynamoDBUsageStore:
             for item in self._db.batch_get(self._table, [marker_key(key) for key in unread]):
                 found[(item["customer_id"]["S"], item["event_id"]["S"])] = item["payload_hash"]["S"]
         if not found:
-            # Only the document's own condition failed: its markers would exist (same transaction) unless they
-            # expired, and an event that old is refused as too_late before it gets here.
-            raise InvariantViolation(f"batch {document.batch_id} exists without its events' markers")
+            raise InvariantViolation(f"batch {document.batch_id} was refused by no marker's condition")
         return found
 
-    def batch(self, batch_id: str) -> tuple[BatchDocument, BatchState] | None:
-        item = self._db.get(self._table, batch_key(batch_id))
-        return batch_from_item(item) if item else None
+    def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
+        item = self._db.get(self._table, host_key(document))
+        if not item or read_text(item, "batch_id") != document.batch_id or "document" not in item:
+            return None
+        return batch_from_item(item)
 
     # --- counting ----------------------------------------------------------------------------------
 
@@ -322,22 +344,26 @@ class DynamoDBUsageStore:
             groups.append(current)
         return groups
 
-    def _counted_op(self, batch_id: str, now: datetime) -> TransactItem:
+    def _counted_op(self, document: BatchDocument, now: datetime) -> TransactItem:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": batch_key(batch_id),
-                "UpdateExpression": "SET #state = :counted, counted_at = :now",
+                "Key": host_key(document),
+                "UpdateExpression": f"SET #state = :counted, counted_at = :now, {TTL_ATTRIBUTE} = :expires",
                 "ConditionExpression": "#state = :pending",
                 "ExpressionAttributeNames": {"#state": "state"},
                 "ExpressionAttributeValues": {
                     ":counted": text(BatchState.COUNTED.value),
                     ":pending": text(BatchState.PENDING.value),
                     ":now": text(_time(now)),
+                    ":expires": number(self._host_expires_at(document)),
                 },
                 "ReturnValuesOnConditionCheckFailure": ALL_OLD,
             }
         }
+
+    def _host_expires_at(self, document: BatchDocument) -> int:
+        return self._expires_at(min(document.events, key=lambda event: event.key))
 
     def _add_op(self, key: CounterKey, tally: Tally, now: datetime) -> TransactItem:
         expression = "ADD events :events"
@@ -360,11 +386,12 @@ class DynamoDBUsageStore:
     ) -> tuple[list[str], list[str]]:
         """One transaction: every document pending -> counted with the ADDs they justify. A document counted
         already fails its condition; it is dropped and the rest written again. (counted, dropped)"""
-        remaining = [document.batch_id for document in group]
+        documents = {document.batch_id: document for document in group}
+        remaining = list(documents)
         dropped: list[str] = []
         while remaining:
             delta = merge_deltas(*(deltas[batch_id] for batch_id in remaining))
-            items = [self._counted_op(batch_id, now) for batch_id in remaining]
+            items = [self._counted_op(documents[batch_id], now) for batch_id in remaining]
             items += [self._add_op(key, tally, now) for key, tally in sorted(delta.items())]
             cancelled = self._db.transact_or_refuse(items)
             if cancelled is None:
@@ -389,7 +416,7 @@ class DynamoDBUsageStore:
             raise InvariantViolation(f"batch {batch_id} refused its count while {read_text(stored, 'state')}")
 
     def _commit_in_parts(self, document: BatchDocument, delta: Mapping[CounterKey, Tally], now: datetime) -> bool:
-        """A document whose counters do not fit one transaction (e.g. 99 events of 99 customer-meters: 297
+        """A document whose counters do not fit one transaction (e.g. 100 events of 100 customer-meters: 300
         counters): its counters in parts of 99, sorted by key, each part in one transaction with the document's
         `parts_counted` moved from k to k + 1 (the last part also sets it counted). A part is added once: its
         condition names the part before it; a crash between parts resumes at the stored `parts_counted`.
@@ -408,12 +435,13 @@ class DynamoDBUsageStore:
                 values[":part"] = number(part)
             expression = "SET parts_counted = :next, updated_at = :now"
             if last:
-                expression += ", #state = :counted, counted_at = :now"
+                expression += f", #state = :counted, counted_at = :now, {TTL_ATTRIBUTE} = :expires"
                 values[":counted"] = text(BatchState.COUNTED.value)
+                values[":expires"] = number(self._host_expires_at(document))
             document_op: TransactItem = {
                 "Update": {
                     "TableName": self._table,
-                    "Key": batch_key(document.batch_id),
+                    "Key": host_key(document),
                     "UpdateExpression": expression,
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {"#state": "state"},
@@ -436,6 +464,27 @@ class DynamoDBUsageStore:
                 raise InvariantViolation(f"batch {document.batch_id} is at part {resumed} of {len(parts)}")
             part = resumed  # another delivery got further: continue after it
         return True
+
+    def documents_of(self, customer_id: str) -> Iterator[tuple[BatchDocument, BatchState]]:
+        """Every stored batch document holding events of the customer: a Scan of the table filtered on the hosts'
+        `customers` (an operator's recount, docs/runbooks/usage.md: it reads the whole table, paged, and costs
+        its read capacity; never on a request path)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "contains(customers, :customer)",
+            "ExpressionAttributeValues": {":customer": text(customer_id)},
+            "ConsistentRead": True,
+        }
+        while True:
+            try:
+                page = self._db.client.scan(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, operation="dynamodb.Scan") from exc
+            for item in page.get("Items", []):
+                yield batch_from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -1,0 +1,35 @@
+"""SubscriptionsTable's stream -> each customer's usage account (its billing periods and their usage components)
+and the limit records of each period it adds (billing_core/usage/sync.py decides; ADR 0025).
+
+The event source mapping's filter (template.yaml) lets through only inserts and modifications whose new image has
+a current period. The image is parsed into the sync's model; the same period again writes nothing, so a
+redelivery or any change inside a period costs one read of the account. A period refused as overlapping is
+counted (UsageAccountPeriodRefused) and done; a record that keeps failing (an unknown price version, an account
+contended past its rounds) ends in UsageSyncDeadLetterQueue after the mapping's retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from billing_core.changes import ItemChange
+from billing_core.config import BundleSettings
+from billing_core.triggers.streams import stream_handler
+from billing_core.usage.sync import SubscriptionImage
+from billing_core.wiring import Wiring
+
+
+class Settings(BundleSettings):
+    usage_table_name: str
+    price_book_table_name: str  # the plan's usage components in the subscription's price version
+
+
+wiring = Wiring(Settings)
+
+
+def sync(change: ItemChange) -> None:
+    if change.after is None:  # a removal (the filter lets none through)
+        return
+    wiring.usage_sync().subscription_changed(SubscriptionImage.model_validate(change.after), datetime.now(UTC))
+
+
+lambda_handler = stream_handler(sync)
