@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import stripe
 
 from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
@@ -22,9 +23,10 @@ from billing_core.pricing.model import CapPolicy, UsageComponent
 from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.entitlements import LimitRecord
 from billing_core.usage.ingestion import USAGE_MAX_BODY_BYTES
-from local_profile import LOCAL_SECRET_SEEDS
+from local_profile import LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
+from tests.support import wait_for
 
 KEY = {"x-api-key": LOCAL_SECRET_SEEDS["BillingApiApiKey"]}
 HARD = UsageComponent(
@@ -165,3 +167,41 @@ def test_whole_request_errors_accept_nothing(
     # Nothing of it was accepted: the good events are new now
     answer_status, answer = send(runtime, {"events": good})
     assert [verdict for _, verdict, _ in verdicts(answer)] == ["accepted"] * 3
+
+
+def test_a_customer_signed_up_through_an_order_can_send_usage(runtime: LocalRuntime) -> None:
+    """The whole path: an order committed over HTTP, the usage sync opening the customer's account from
+    SubscriptionsTable's stream, then usage accepted for that customer under the ingestion key."""
+    admin = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+    api = runtime.api_url
+    client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
+    stripe_customer = client.v1.customers.create()
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
+    client.v1.payment_methods.attach(method.id, params={"customer": stripe_customer.id})
+    order = {"customer_id": stripe_customer.id, "plan_id": "pro-monthly", "payment_method_id": method.id}
+    created = requests.post(f"{api}/orders", json=order, headers=admin, timeout=30)
+    assert created.status_code == 201, created.text
+    committed = requests.post(
+        f"{api}/orders/{created.json()['order_id']}/commit",
+        headers={**admin, "Idempotency-Key": str(uuid.uuid4())},
+        timeout=60,
+    )
+    assert committed.status_code == 200, committed.text
+    subscription_id = committed.json()["subscription_id"]
+    customer_id = requests.get(f"{api}/subscriptions/{subscription_id}", headers=admin, timeout=30).json()["terms"][
+        "customer_id"
+    ]
+
+    # Until the sync has opened the account the customer is unknown (nothing written); then the event is accepted.
+    # The event is stamped when sent: one stamped before the subscription's first period began would be
+    # outside_billing_period.
+    def answered() -> list[tuple[str, str, str | None]] | None:
+        now = datetime.now(UTC).isoformat()
+        status, body = send(runtime, {"events": [event(customer_id, "signed-up-1", 7, timestamp=now)]})
+        assert status == 202
+        found = verdicts(body)
+        return found if found[0][2] != "unknown_customer" else None
+
+    assert wait_for(answered, timeout_seconds=30, interval_seconds=0.5) == [("signed-up-1", "accepted", None)]
