@@ -3,8 +3,9 @@ checks it (no key or a wrong one: 401 invalid_api_key, the function never runs),
 order, a retried request answers duplicate, a hard stop refuses past the limit, and whole-request errors
 (400, 413) accept nothing. Every answer is checked against docs/openapi.yaml.
 
-The customer's usage account and limit record are written through the store, as the usage sync would; each
-test makes up its own customer (the stack is shared with the other e2e tests)."""
+The customer's usage account and limit record are written through the store, as the usage sync would, except in
+the last test, where an order committed over HTTP and the usage sync open them; each test makes up its own
+customer (the stack is shared with the other e2e tests)."""
 
 from __future__ import annotations
 
