@@ -18,7 +18,7 @@ from billing_core.usage.accounts import UsageAccount
 from billing_core.usage.aggregation import EMPTY, PeriodOf, Tally, aggregate, apply, distinct_documents
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.model import BatchDocument, EventKey, WindowKind
-from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, KeyedConsume, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import CounterKey, WindowKey
 
@@ -35,6 +35,7 @@ class InMemoryUsageStore:
         self.limits: dict[PeriodKey, LimitRecord] = {}
         self.alerts: dict[PeriodKey, dict[int, ThresholdCrossed]] = {}
         self.usage_accounts: dict[str, UsageAccount] = {}
+        self.consume_keys: dict[tuple[str, str, str], int] = {}  # (customer, meter, key) -> quantity taken
 
     # --- ingestion ---------------------------------------------------------------------------------
 
@@ -105,6 +106,11 @@ class InMemoryUsageStore:
         with self._lock:
             return self._shards(window)
 
+    def windows_shards(self, windows: Sequence[WindowKey]) -> dict[WindowKey, tuple[CounterShard, ...]]:
+        with self._lock:
+            found = {window: self._shards(window) for window in dict.fromkeys(windows)}
+            return {window: shards for window, shards in found.items() if shards}
+
     def unique_count(self, window: WindowKey) -> int:
         with self._lock:
             return len(self.unique.get(window, ()))
@@ -135,6 +141,25 @@ class InMemoryUsageStore:
                 update={"consumed": stored.consumed + write.quantity, "updated_at": now}
             )
             return True
+
+    def consume_keyed(
+        self, record: LimitRecord, write: ConsumeWrite | None, now: datetime, *, key: str, quantity: int
+    ) -> KeyedConsume:
+        marker = (record.customer_id, record.meter, key)
+        with self._lock:  # the consumption and its key's marker together, or neither
+            if marker in self.consume_keys:
+                return KeyedConsume(taken=False, replayed=True, quantity=self.consume_keys[marker])
+            period = (record.customer_id, record.meter, record.period_start)
+            stored = self.limits.get(period)
+            if write is None or stored is None or (stored.limit, stored.policy) != (record.limit, record.policy):
+                return KeyedConsume(taken=False)
+            if write.consumed_at_most is not None and stored.consumed > write.consumed_at_most:
+                return KeyedConsume(taken=False)
+            self.limits[period] = stored.model_copy(
+                update={"consumed": stored.consumed + write.quantity, "updated_at": now}
+            )
+            self.consume_keys[marker] = quantity
+            return KeyedConsume(taken=True)
 
     # --- thresholds --------------------------------------------------------------------------------
 

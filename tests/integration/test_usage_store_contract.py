@@ -17,6 +17,7 @@ from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
 from billing_core.pricing.model import CapPolicy
 from billing_core.usage import service
+from billing_core.usage.aggregation import aggregate
 from billing_core.usage.entitlements import ConsumeWrite, LimitRecord, entitlement_view
 from billing_core.usage.ingestion import plan_request
 from billing_core.usage.model import BatchDocument, UsageEvent, Verdict, WindowKind
@@ -26,6 +27,7 @@ from billing_core.usage.windows import WindowKey
 from tests.fakes.usage import InMemoryUsageStore
 from tests.integration.conftest import Stack
 from tests.unit.test_usage_aggregation import serial_totals
+from tests.unit.usage_api_samples import submission_of
 from tests.unit.usage_samples import (
     ALL_METERS,
     CUSTOMER,
@@ -299,6 +301,58 @@ def test_a_limit_keeps_its_thresholds(kind: str, request: pytest.FixtureRequest)
     stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
     assert stored is not None
     assert stored.thresholds_percent == (25, 50)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_range_of_windows_reads_what_each_window_reads(kind: str, request: pytest.FixtureRequest) -> None:
+    store = usage_store(kind, request)
+    # Given events counted over hours on both sides of the period's end
+    events = some_events()
+    plan = plan_request(
+        [submission_of(one) for one in events], now=PERIOD.end + timedelta(days=1), meters=METERS, known_customers=KNOWN
+    )
+    service.accept(plan, store)
+    store.count(plan.documents(), period_of, NOW)
+    windows = sorted({key.window for key in aggregate(plan.documents(), period_of)})
+    # When every window is read at once, with a window that has nothing and a repeat
+    empty = WindowKey(CUSTOMER, "api_calls", PERIOD.start, WindowKind.HOUR, PERIOD.start - timedelta(days=3))
+    read = store.windows_shards([*windows, empty, windows[0]])
+    # Then each window holds exactly its own shards, the empty one is absent, and the 16 shards per window
+    # were asked in one request per 100 keys on DynamoDB
+    assert set(read) == set(windows)
+    for window in windows:
+        assert read[window] == store.window_shards(window)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_keyed_consumption_takes_once_and_replays_its_quantity(kind: str, request: pytest.FixtureRequest) -> None:
+    store = usage_store(kind, request)
+    record = LimitRecord(
+        customer_id=CUSTOMER,
+        meter="api_calls",
+        period_start=PERIOD.start,
+        period_end=PERIOD.end,
+        limit=10,
+        policy=CapPolicy.HARD_STOP,
+        updated_at=NOW,
+    )
+    store.put_limit(record)
+    # Given 4 units taken under key k1
+    assert store.consume_keyed(record, ConsumeWrite(4, 6), NOW, key="k1", quantity=4).taken
+    # When the same key comes again - fitting or not - nothing more is taken and its quantity is told
+    again = store.consume_keyed(record, ConsumeWrite(4, 6), NOW, key="k1", quantity=4)
+    assert (again.taken, again.replayed, again.quantity) == (False, True, 4)
+    assert store.consume_keyed(record, None, NOW, key="k1", quantity=4).replayed
+    stored = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert stored is not None and stored.consumed == 4
+    # A new key whose condition fails takes nothing and marks nothing
+    refused = store.consume_keyed(record, ConsumeWrite(7, 3), NOW, key="k#2", quantity=7)
+    assert (refused.taken, refused.replayed) == (False, False)
+    assert store.consume_keyed(record, None, NOW, key="k#2", quantity=7) == refused
+    # and a new key that fits takes, once
+    assert store.consume_keyed(record, ConsumeWrite(6, 4), NOW, key="k#2", quantity=6).taken
+    final = store.period(CUSTOMER, "api_calls", PERIOD.start).limit
+    assert final is not None and final.consumed == 10
 
 
 @pytest.mark.parametrize("kind", KINDS)

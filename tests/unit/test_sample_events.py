@@ -23,6 +23,7 @@ from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.usage.ingestion import UsageRequest
+from billing_core.usage.queries import ConsumeRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
@@ -87,6 +88,9 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "dynamodb/subscription_period_started.json": ("usage_sync", DynamoDBStreamModel, None),
     "sqs/notice_trial_will_end_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/notice_dunning_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "api/usage_get.json": ("usage_api", APIGatewayProxyEventModel, None),
+    "api/entitlement_get.json": ("usage_api", APIGatewayProxyEventModel, None),
+    "api/entitlement_consume.json": ("usage_api", APIGatewayProxyEventModel, ConsumeRequest),
 }
 
 

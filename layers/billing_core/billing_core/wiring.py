@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.usage.ingest import UsageIngestion
+    from billing_core.usage.queries import Consumed, EntitlementReader
     from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
@@ -83,6 +84,8 @@ def built_once[WiringT: "Wiring", BuiltT](method: Callable[[WiringT], BuiltT]) -
 WEBHOOK_IDEMPOTENCY_SECONDS = 4 * 24 * 3600
 # Clients retry a commit for minutes to hours; a day keeps every realistic retry on the saved response.
 COMMIT_IDEMPOTENCY_SECONDS = 24 * 3600
+# A consume's client retries within seconds to minutes; a day matches the commit route's horizon.
+CONSUME_IDEMPOTENCY_SECONDS = 24 * 3600
 
 
 class Wiring:
@@ -654,6 +657,54 @@ class Wiring:
                 self._require("switches_table_name"): "switches",
                 self._require("dunning_table_name"): "dunning",
             },
+        )
+
+    # --- usage (issue #12) -------------------------------------------------------------------------
+
+    @built_once
+    def usage_reads(self) -> EntitlementReader:
+        """The usage routes' reads and consumption; meters from the price book in force (held per meter id)."""
+        from datetime import UTC, datetime
+
+        from billing_core.usage.queries import EntitlementReader
+
+        def meter(meter_id: str) -> Any:
+            book = self.price_books().effective_at(datetime.now(UTC))
+            return book.meter(meter_id) if book is not None else None
+
+        return EntitlementReader(self.usage_store(), meter)
+
+    @built_once
+    def consume_units_once(self) -> IdempotentEntry[Consumed]:
+        """POST .../entitlements/{meter}/consume behind Powertools idempotency keyed by the client's
+        Idempotency-Key: a retry answers the saved response and consumes nothing more; a refusal
+        (limit_exceeded) raises, so nothing is saved and a retry is judged again. Under it the consumption marks
+        the key in its own transaction, so a crash between the write and Powertools' record never takes twice."""
+        from datetime import UTC, datetime
+
+        from billing_core.adapters.idempotency import IdempotentEntry
+        from billing_core.usage.queries import Consumed
+
+        def consume(request: dict[str, Any]) -> Consumed:
+            return self.usage_reads().consume(
+                request["customer_id"],
+                request["meter"],
+                request["quantity"],
+                datetime.now(UTC),
+                key=request["idempotency_key"],  # marked in the consumption's own transaction too
+            )
+
+        return IdempotentEntry(
+            consume,
+            name="usage_consume",
+            table=self._require("idempotency_table_name"),
+            # scoped per customer-meter: one client's key never answers another customer's request
+            key_jmespath="[customer_id, meter, idempotency_key]",
+            payload_validation_jmespath="[quantity]",
+            expires_after_seconds=CONSUME_IDEMPOTENCY_SECONDS,
+            output_model=Consumed,
+            reused=("idempotency_key_reused", "this Idempotency-Key was used with a different request"),
+            in_progress=("consume_in_progress", "a consume with this Idempotency-Key is in progress; retry shortly"),
         )
 
     @built_once

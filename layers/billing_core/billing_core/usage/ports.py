@@ -49,6 +49,16 @@ class CountOutcome:
 
 
 @dataclass(frozen=True)
+class KeyedConsume:
+    """What one `consume_keyed` did: `taken` (this call took the units), or `replayed` (a consumption under the same
+    key was taken before: nothing taken now; `quantity` is the one it took), or neither (refused: they do not fit)."""
+
+    taken: bool
+    replayed: bool = False
+    quantity: int | None = None
+
+
+@dataclass(frozen=True)
 class PeriodRead:
     """One read of a customer-meter's period: its limit record (None if none was written) and the period window's
     counter shards that exist."""
@@ -92,6 +102,12 @@ class UsageStore(Protocol):
         values: a unique_count meter's window is counted by `unique_count`."""
         ...
 
+    def windows_shards(self, windows: Sequence[WindowKey]) -> Mapping[WindowKey, tuple[CounterShard, ...]]:
+        """Many windows' counter shards at once (a range of hours, days or periods): every shard key of every
+        window, read in as few requests as the store allows (DynamoDB: one BatchGetItem per 100 keys). Windows
+        without any shard are absent from the answer."""
+        ...
+
     def unique_count(self, window: WindowKey) -> int:
         """The number of distinct values of a unique_count meter counted in the window (exact)."""
         ...
@@ -112,6 +128,14 @@ class UsageStore(Protocol):
         with the limit it was read with and, when `write.consumed_at_most` is set, its consumed units are at most
         that. False (nothing written) otherwise: with the counted total the write was computed from, the units do
         not fit."""
+        ...
+
+    def consume_keyed(
+        self, record: LimitRecord, write: ConsumeWrite | None, now: datetime, *, key: str, quantity: int
+    ) -> KeyedConsume:
+        """`consume` under a client's idempotency key, in one write: the consumption and a marker of the key
+        (customer, meter, key) together, or neither. A key already marked replays (nothing taken; its quantity
+        told) whatever the limit says now. `write` None: the units do not fit; only the key is looked up."""
         ...
 
     # --- accounts ----------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
   distinct value in a window (an idempotent Put); the window's number is a COUNT query of its partition.
 - `LIMIT#<customer>#<meter>#<period start>`, `LIMIT`: the period's limit, policy, end and `consumed`.
 - `ALERT#<customer>#<meter>#<period start>`, `PERCENT#<nnnn>`: a threshold announced (put once).
+- `CONSUME#<customer>#<meter>#<SHA-256 of the client's key>`, `CONSUME`: a keyed consumption's marker (its
+  quantity), put in one transaction with the consumption (consume_keyed); TTL 7 days.
 - `ACCOUNT#<customer>`, `ACCOUNT`: the customer's usage account (usage/accounts.py, its JSON) and `version`,
   written with a condition on the version read (put_account).
 
@@ -29,8 +31,9 @@ raised as RetryableError (table.transact_or_refuse); every transaction here is a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,14 +55,16 @@ from billing_core.usage.aggregation import Latest, PeriodOf, Tally, aggregate, d
 from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
 from billing_core.usage.ingestion import DEFAULT_POLICY, IngestionPolicy, marker_expires_at
 from billing_core.usage.model import BatchDocument, EventKey, UsageEvent, WindowKind, canonical_timestamp
-from billing_core.usage.ports import BatchState, CountOutcome, PeriodRead
+from billing_core.usage.ports import BatchState, CountOutcome, KeyedConsume, PeriodRead
 from billing_core.usage.thresholds import ThresholdCrossed
 from billing_core.usage.windows import SHARDS, CounterKey, WindowKey
 
 # A TransactWriteItems holds at most 100 items.
 MAX_TRANSACTION_ITEMS = 100
 ALL_OLD = "ALL_OLD"
-TTL_ATTRIBUTE = "expires_at"  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+TTL_ATTRIBUTE = "expires_at"
+# A consume key's marker outlives every retry worth answering (Powertools' record: 24 hours).
+CONSUME_MARKER_TTL = timedelta(days=7)  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
 
 
 def _time(moment: datetime) -> str:
@@ -109,6 +114,12 @@ def unique_partition(window: WindowKey) -> str:
 
 def limit_key(customer_id: str, meter: str, period_start: datetime) -> Item:
     return {"pk": text(f"LIMIT#{customer_id}#{meter}#{_time(period_start)}"), "sk": text("LIMIT")}
+
+
+def consume_marker_key(customer_id: str, meter: str, key: str) -> Item:
+    """A client's key is any text (up to 255 characters, `#` included): its SHA-256 names the marker."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return {"pk": text(f"CONSUME#{customer_id}#{meter}#{digest}"), "sk": text("CONSUME")}
 
 
 def alert_partition(customer_id: str, meter: str, period_start: datetime) -> str:
@@ -495,6 +506,18 @@ class DynamoDBUsageStore:
         keys = [counter_key(CounterKey(*_fields(window), shard)) for shard in range(SHARDS)]
         return self._shards(self._db.batch_get(self._table, keys))
 
+    def windows_shards(self, windows: Sequence[WindowKey]) -> dict[WindowKey, tuple[CounterShard, ...]]:
+        """16 keys per window, one BatchGetItem per 100 keys (7 days of hours: 2,688 keys, 27 requests)."""
+        keys = [
+            counter_key(CounterKey(*_fields(window), shard))
+            for window in dict.fromkeys(windows)
+            for shard in range(SHARDS)
+        ]
+        found: dict[WindowKey, list[CounterShard]] = {}
+        for shard in self._shards(self._db.batch_get(self._table, keys)):
+            found.setdefault(shard.key.window, []).append(shard)
+        return {window: tuple(shards) for window, shards in found.items()}
+
     def unique_count(self, window: WindowKey) -> int:
         return self._db.count_all(
             TableName=self._table,
@@ -546,9 +569,9 @@ class DynamoDBUsageStore:
             ExpressionAttributeValues=values,
         )
 
-    def consume(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> bool:
-        """One conditional UpdateItem (entitlements.consume_write): fenced on the record's limit and policy as they
-        were read, so a limit lowered meanwhile is not passed either."""
+    def _consume_update(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> dict[str, Any]:
+        """entitlements.consume_write's UpdateItem: fenced on the record's limit and policy as they were read, so
+        a limit lowered meanwhile is not passed either."""
         values = {":quantity": number(write.quantity), ":now": text(_time(now)), ":policy": text(record.policy.value)}
         conditions = ["attribute_exists(pk)", "#policy = :policy"]
         if record.limit is None:
@@ -559,14 +582,61 @@ class DynamoDBUsageStore:
         if write.consumed_at_most is not None:
             conditions.append("#consumed <= :ceiling")
             values[":ceiling"] = number(write.consumed_at_most)
-        return self._db.update(
-            TableName=self._table,
-            Key=limit_key(record.customer_id, record.meter, record.period_start),
-            UpdateExpression="ADD #consumed :quantity SET updated_at = :now",
-            ConditionExpression=" AND ".join(conditions),
-            ExpressionAttributeNames={"#policy": "policy", "#limit": "limit", "#consumed": "consumed"},
-            ExpressionAttributeValues=values,
+        return {
+            "TableName": self._table,
+            "Key": limit_key(record.customer_id, record.meter, record.period_start),
+            "UpdateExpression": "ADD #consumed :quantity SET updated_at = :now",
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": {"#policy": "policy", "#limit": "limit", "#consumed": "consumed"},
+            "ExpressionAttributeValues": values,
+        }
+
+    def consume(self, record: LimitRecord, write: ConsumeWrite, now: datetime) -> bool:
+        """One conditional UpdateItem."""
+        return self._db.update(**self._consume_update(record, write, now))
+
+    def consume_keyed(
+        self, record: LimitRecord, write: ConsumeWrite | None, now: datetime, *, key: str, quantity: int
+    ) -> KeyedConsume:
+        """One TransactWriteItems: the conditional UpdateItem and the key's marker (`attribute_not_exists`, its
+        stored quantity back on failure). When the units do not fit (`write` None), one GetItem of the marker."""
+        marker = consume_marker_key(record.customer_id, record.meter, key)
+        if write is None:
+            stored = self._db.get(self._table, marker)
+            return self._replayed(stored) if stored else KeyedConsume(taken=False)
+        item = {
+            **marker,
+            "kind": text("consume"),
+            "quantity": number(quantity),
+            "period_start": text(_time(record.period_start)),
+            "consumed_at": text(_time(now)),
+            TTL_ATTRIBUTE: number(int((now + CONSUME_MARKER_TTL).timestamp())),
+        }
+        cancelled = self._db.transact_or_refuse(
+            [
+                {"Update": self._consume_update(record, write, now)},
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                        "ReturnValuesOnConditionCheckFailure": ALL_OLD,
+                    }
+                },
+            ]
         )
+        if cancelled is None:
+            return KeyedConsume(taken=True)
+        if cancelled.failed(1):
+            stored = cancelled.stored[1] or self._db.get(self._table, marker)
+            if not stored:
+                raise InvariantViolation("a consume marker refused its put but cannot be read")
+            return self._replayed(stored)
+        return KeyedConsume(taken=False)
+
+    @staticmethod
+    def _replayed(stored: Item) -> KeyedConsume:
+        return KeyedConsume(taken=False, replayed=True, quantity=read_int(stored, "quantity"))
 
     # --- accounts ----------------------------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""functions/usage_api over the fake store: each route maps its event to one call into billing_core.usage.queries
+and its result or error to the answer docs/openapi.yaml promises."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from billing_core.usage.queries import Consumed, EntitlementReader
+from tests.fakes.usage import InMemoryUsageStore
+from tests.openapi_contract import assert_answer_matches
+from tests.support import load_event
+from tests.unit.test_handlers import ADMIN_TOKEN, FixedSecret
+from tests.unit.usage_api_samples import LIMIT, counted, open_account
+from tests.unit.usage_samples import CUSTOMER, METERS, NOW, event
+
+
+class Once:
+    """consume_units_once without Powertools: straight to the keyed consumption (its marker is the store's)."""
+
+    def __init__(self, reads: EntitlementReader) -> None:
+        self.reads = reads
+
+    def register(self, context: Any) -> None:
+        pass
+
+    def __call__(self, request: dict[str, Any]) -> Consumed:
+        return self.reads.consume(
+            request["customer_id"], request["meter"], request["quantity"], NOW, key=request["idempotency_key"]
+        )
+
+
+@pytest.fixture
+def usage_api(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, InMemoryUsageStore]:
+    module = importlib.import_module("functions.usage_api.app")
+    store = InMemoryUsageStore()
+    reads = EntitlementReader(store, METERS.get)
+    monkeypatch.setattr(module.wiring, "usage_reads", lambda: reads)
+    once = Once(reads)
+    monkeypatch.setattr(module.wiring, "consume_units_once", lambda: once)
+    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
+    monkeypatch.setitem(
+        module.wiring.__dict__,
+        "settings",
+        module.Settings(
+            usage_table_name="u", price_book_table_name="p", idempotency_table_name="i", admin_token_secret_name="s"
+        ),
+    )
+    # the entitlement asks "now": the samples' periods are around NOW
+    monkeypatch.setattr(module, "datetime", type("Frozen", (), {"now": staticmethod(lambda tz=None: NOW)}))
+    return module, store
+
+
+def call(module: ModuleType, event: dict[str, Any], context: Any) -> Any:
+    response = module.lambda_handler(event, context)
+    return response["statusCode"], assert_answer_matches(event, response)
+
+
+def test_usage_windows_and_total(usage_api: Any, lambda_context: Any) -> None:
+    module, store = usage_api
+    open_account(store)
+    counted(store, [event(f"e{i}", value=i + 1, timestamp=NOW - timedelta(hours=i)) for i in range(5)], NOW)
+    sample = load_event("api/usage_get.json")
+    sample["queryStringParameters"] = {
+        "meter": "api_calls",
+        "from": (NOW - timedelta(hours=6, minutes=30)).isoformat(),
+        "to": (NOW + timedelta(minutes=30)).isoformat(),
+        "window": "hour",
+    }
+    status, body = call(module, sample, lambda_context)
+    assert status == 200
+    assert body["total"] == 15 and body["aggregation"] == "sum" and body["from"].startswith("2026-12-10T09:00")
+    assert [w["value"] for w in body["windows"]] == [0, 0, 5, 4, 3, 2, 1]
+
+
+def test_usage_refusals(usage_api: Any, lambda_context: Any) -> None:
+    module, store = usage_api
+    sample = load_event("api/usage_get.json")
+    status, body = call(module, sample, lambda_context)
+    assert (status, body["code"]) == (404, "customer_not_found")
+    open_account(store)
+    for query, code in (
+        ({**sample["queryStringParameters"], "meter": "nope"}, "unknown_meter"),
+        ({**sample["queryStringParameters"], "to": sample["queryStringParameters"]["from"]}, "validation_failed"),
+        ({"from": "2026-12-10T00:00:00Z", "to": "2026-12-11T00:00:00Z"}, "validation_failed"),
+        ({**sample["queryStringParameters"], "extra": "1"}, "validation_failed"),
+    ):
+        status, body = call(module, {**sample, "queryStringParameters": query}, lambda_context)
+        assert (status, body["code"]) == (400, code)
+    bad = {**sample, "pathParameters": {"customer_id": "no#pe"}, "path": "/customers/no%23pe/usage"}
+    status, body = call(module, bad, lambda_context)
+    assert (status, body["code"]) == (400, "invalid_customer_id")
+
+
+def test_entitlement_and_consume_across_the_hard_stop(usage_api: Any, lambda_context: Any) -> None:
+    module, store = usage_api
+    open_account(store)
+    counted(store, [event(f"e{i}", value=10, timestamp=NOW - timedelta(minutes=i)) for i in range(9)], NOW)
+    status, body = call(module, load_event("api/entitlement_get.json"), lambda_context)
+    assert status == 200
+    assert (body["used"], body["limit"], body["allowed"], body["policy"]) == (90, LIMIT, True, "hard_stop")
+    consume = load_event("api/entitlement_consume.json")
+    consume["body"] = json.dumps({"quantity": 10})
+    status, body = call(module, consume, lambda_context)
+    assert (status, body) == (200, {"consumed": True, "used": LIMIT, "limit": LIMIT})
+    # the same key again: the saved answer, nothing more taken
+    assert call(module, consume, lambda_context) == (200, body)
+    status, body = call(module, load_event("api/entitlement_get.json"), lambda_context)
+    assert (body["used"], body["allowed"]) == (LIMIT, False)
+    another = {**consume, "headers": {**consume["headers"], "Idempotency-Key": "second"}}
+    status, body = call(module, another, lambda_context)
+    assert (status, body["code"]) == (409, "limit_exceeded")
+    assert body["details"] == {"used": LIMIT, "limit": LIMIT, "quantity": 10}
+
+
+def test_consume_refusals(usage_api: Any, lambda_context: Any) -> None:
+    module, store = usage_api
+    consume = load_event("api/entitlement_consume.json")
+    status, body = call(module, consume, lambda_context)
+    assert (status, body["code"]) == (404, "customer_not_found")
+    open_account(store)
+    no_key = {**consume, "headers": {k: v for k, v in consume["headers"].items() if k != "Idempotency-Key"}}
+    assert call(module, no_key, lambda_context)[1]["code"] == "missing_idempotency_key"
+    for payload, code in (
+        ('{"quantity": 0}', "validation_failed"),
+        ('{"quantity": "1"}', "validation_failed"),
+        ("", "missing_body"),
+        ("{", "malformed_json"),
+    ):
+        status, body = call(module, {**consume, "body": payload}, lambda_context)
+        assert (status, body["code"]) == (400, code)
+    unknown = {
+        **consume,
+        "pathParameters": {"customer_id": CUSTOMER, "meter": "nope"},
+        "path": f"/customers/{CUSTOMER}/entitlements/nope/consume",
+    }
+    status, body = call(module, unknown, lambda_context)
+    assert (status, body["code"]) == (404, "unknown_meter")
+
+
+def test_the_routes_refuse_a_missing_admin_token(usage_api: Any, lambda_context: Any) -> None:
+    module, _ = usage_api
+    for name in ("usage_get", "entitlement_get", "entitlement_consume"):
+        sample = load_event(f"api/{name}.json")
+        sample["headers"] = {k: v for k, v in sample["headers"].items() if k != "Authorization"}
+        sample["multiValueHeaders"] = {k: v for k, v in sample["multiValueHeaders"].items() if k != "Authorization"}
+        status, body = call(module, sample, lambda_context)
+        assert (status, body["code"]) == (401, "missing_credentials")
