@@ -87,8 +87,8 @@ from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscri
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.triggers.http import refuse_card_numbers, validation_failed
-from billing_core.usage.ingestion import UsageAnswer, UsageRequest
 from billing_core.usage.entitlements import Entitlement
+from billing_core.usage.ingestion import UsageAnswer, UsageRequest
 from billing_core.usage.queries import Consumed, ConsumeRequest, UsageQuery, UsageReport
 from billing_core.webhooks.model import ReceivedWebhook
 from billing_core.webhooks.providers import PROVIDERS
