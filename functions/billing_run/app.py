@@ -21,6 +21,8 @@ class Settings(BundleSettings):
     invoices_table_name: str
     ledger_table_name: str
     account_balances_table_name: str
+    usage_table_name: str  # usage billed in arrears: accounts, counters (reads only)
+    price_book_table_name: str  # a meter's aggregation, by the price version of the period billed
     dunning_queue_url: str
     notifications_queue_url: str
     stripe_api_key_secret_name: str

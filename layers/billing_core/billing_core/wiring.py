@@ -313,8 +313,10 @@ class Wiring:
     def billing_run(self) -> BillingRun:
         from billing_core.billing.run import BillingRun
         from billing_core.ledger.queries import available_credit
+        from billing_core.usage.billing import StoredUsage
 
         ledger = self.ledger()
+        usage = StoredUsage(usage=self.usage_store(), price_books=self.price_books(), invoices=self.invoices())
         return BillingRun(
             subscriptions=self.subscriptions(),
             invoices=self.invoices(),
@@ -323,6 +325,7 @@ class Wiring:
             dunning=self.document_queue("dunning_queue_url"),
             notices=self.document_queue("notifications_queue_url"),
             credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
+            usage=usage,
         )
 
     def dunning_service(

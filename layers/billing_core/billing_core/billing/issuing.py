@@ -1,7 +1,8 @@
 """What a subscription's next invoice holds: one line for the period at the subscription's terms (or an
-end-of-term order's new terms, which take effect with this period), the customer's credit balance applied
+end-of-term order's new terms, which take effect with this period), the usage lines of the period just closed
+and adjustments of earlier ones (billed in arrears: billing/usage_lines.py), the customer's credit balance applied
 first, and the postings that go with it - the revenue for the whole amount and the credit spent. Pure: the
-billing run decides when, the issuer writes it."""
+billing run decides when and gathers the usage, the issuer writes it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,14 @@ class InvoiceDraft:
     balance_limits: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-def next_invoice(subscription: Subscription, *, available_credit: int, now: datetime, actor: str) -> InvoiceDraft:
+def next_invoice(
+    subscription: Subscription,
+    *,
+    available_credit: int,
+    now: datetime,
+    actor: str,
+    usage: tuple[InvoiceLine, ...] = (),
+) -> InvoiceDraft:
     terms = subscription.terms
     start = subscription.current_period_end
     if terms is None or start is None:
@@ -43,9 +51,13 @@ def next_invoice(subscription: Subscription, *, available_credit: int, now: date
         period_end=end,
         price_version=price_version,
     )
+    if any(line.kind is not LineKind.USAGE for line in usage):
+        raise InvariantViolation("only usage lines are added to a period's invoice")
+    # What the invoice bills before credit: the period, plus usage (adjustments may be credits, even past it).
+    amount_due = amount + sum(line.amount_minor for line in usage)
     # The customer's credit balance (a downgrade's unused time, ...) pays the invoice first.
-    applied = max(0, min(available_credit, amount))
-    lines: tuple[InvoiceLine, ...] = (charge,)
+    applied = max(0, min(available_credit, amount_due))
+    lines: tuple[InvoiceLine, ...] = (charge, *usage)
     if applied:
         lines += (
             InvoiceLine(
@@ -56,7 +68,7 @@ def next_invoice(subscription: Subscription, *, available_credit: int, now: date
                 period_end=end,
             ),
         )
-    total = amount - applied
+    total = amount_due - applied
     invoice = Invoice(
         invoice_id=invoice_id,
         subscription_id=subscription.subscription_id,
@@ -73,12 +85,25 @@ def next_invoice(subscription: Subscription, *, available_credit: int, now: date
     )
     made: list[LedgerTransaction] = []
     source = f"invoice:{invoice_id}"
-    if amount > 0:
+    if amount_due > 0:
         made.append(
             postings.invoice_issued(
                 invoice_id=invoice_id,
                 customer=terms.customer_id,
-                amount_minor=amount,
+                amount_minor=amount_due,
+                currency=terms.currency,
+                at=now,
+                source=source,
+                actor=actor,
+            )
+        )
+    elif amount_due < 0:
+        # Usage credits beyond the period's price: revenue given back as the customer's credit balance.
+        made.append(
+            postings.usage_credit(
+                invoice_id=invoice_id,
+                customer=terms.customer_id,
+                amount_minor=-amount_due,
                 currency=terms.currency,
                 at=now,
                 source=source,

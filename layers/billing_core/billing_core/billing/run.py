@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from billing_core.billing import issuing
 from billing_core.billing.charges import ChargeService
+from billing_core.billing.ports import UsageSource
+from billing_core.billing.usage_lines import usage_lines
 from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError, RetryableError
 from billing_core.invoices.model import AttemptStatus, IssueResult, PendingItem, PendingWork
 from billing_core.invoices.ports import InvoiceIssuer, InvoiceStore
@@ -59,7 +61,9 @@ class BillingRun:
         batch_size: int = 100,
         notices: DocumentQueue | None = None,
         credits: Callable[[str, str], int] | None = None,
+        usage: UsageSource | None = None,
     ):
+        self._usage = usage  # None: no usage billed (a bundle without usage metering)
         self._credits = credits  # (customer id, currency) -> credit available to apply (minor units)
         self._subscriptions = subscriptions
         self._invoices = invoices
@@ -160,9 +164,11 @@ class BillingRun:
         status = (
             SubscriptionStatus.ACTIVE if subscription.status is SubscriptionStatus.TRIALING else subscription.status
         )
+        # Usage in arrears: the period closing now, and adjustments of earlier ones late events changed.
+        usage = usage_lines(self._usage.usage_to_bill(subscription, now)) if self._usage else ()
         for _ in range(3):  # re-read the credit if someone spent or added some meanwhile
             available = self._credits(terms.customer_id, terms.currency) if self._credits else 0
-            draft = issuing.next_invoice(subscription, available_credit=available, now=now, actor=ACTOR)
+            draft = issuing.next_invoice(subscription, available_credit=available, now=now, actor=ACTOR, usage=usage)
             result = self._issuer.issue(
                 draft.invoice,
                 subscription,

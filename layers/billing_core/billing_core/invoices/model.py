@@ -48,6 +48,14 @@ class LineKind(StrEnum):
     CREDIT = "credit"  # the customer's credit balance applied (negative)
 
 
+class UsagePart(StrEnum):
+    """Which part of a period's metered usage a usage line bills (docs/glossary.md)."""
+
+    INCLUDED = "included"  # up to the plan's included quantity, free
+    OVERAGE = "overage"  # above the included quantity, priced by the component's cap policy
+    ADJUSTMENT = "adjustment"  # a later recount minus what was billed for the period (negative: a credit)
+
+
 class PendingWork(StrEnum):
     """The billing run's to-do list (a sparse index): every item leaves it in the write that finishes its step."""
 
@@ -79,6 +87,17 @@ class InvoiceLine(BaseModel):
     period_start: datetime
     period_end: datetime
     price_version: str | None = None
+    # Usage lines only (billed in arrears): the meter and the part of its usage billed. A usage line's period is
+    # the usage period it bills, not the invoice's, so lines sum exactly per (meter, period_start).
+    meter: str | None = None
+    usage_part: UsagePart | None = None
+
+    @model_validator(mode="after")
+    def _usage_named(self) -> Self:
+        named = (self.meter is not None, self.usage_part is not None)
+        if named != ((True, True) if self.kind is LineKind.USAGE else (False, False)):
+            raise ValueError("a usage line names its meter and usage part, and no other line does")
+        return self
 
 
 class Invoice(BaseModel):

@@ -27,6 +27,10 @@ def credit_applied_id(invoice_id: str) -> str:
     return f"credit_applied:{invoice_id}"
 
 
+def usage_credit_id(invoice_id: str) -> str:
+    return f"usage_credit:{invoice_id}"
+
+
 def proration_credit_id(order_id: str) -> str:
     return f"proration_credit:{order_id}"
 
@@ -132,6 +136,24 @@ def proration_credit(
     """A downgrade's unused time beyond the new plan's: revenue given back as the customer's credit."""
     return transfer(
         transaction_id=proration_credit_id(order_id),
+        source=source,
+        debit=Account.REVENUE,
+        credit=Account.credit(customer),
+        amount_minor=amount_minor,
+        currency=currency,
+        occurred_at=at,
+        customer=customer,
+        actor=actor,
+    )
+
+
+def usage_credit(
+    *, invoice_id: str, customer: str, amount_minor: int, currency: str, at: datetime, source: str, actor: str
+) -> LedgerTransaction:
+    """An invoice whose usage adjustments credit more than it bills: the rest is revenue given back as the
+    customer's credit balance (Dr revenue, Cr credit), applied to later invoices."""
+    return transfer(
+        transaction_id=usage_credit_id(invoice_id),
         source=source,
         debit=Account.REVENUE,
         credit=Account.credit(customer),

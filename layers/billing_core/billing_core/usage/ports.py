@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # annotations only
     from billing_core.usage.aggregation import PeriodOf
     from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
     from billing_core.usage.model import BatchDocument, EventKey
+    from billing_core.usage.reporting import UsageReport
     from billing_core.usage.thresholds import ThresholdCrossed
     from billing_core.usage.windows import WindowKey
 
@@ -157,4 +158,31 @@ class UsageStore(Protocol):
 
     def mark_announced(self, threshold: ThresholdCrossed, now: datetime) -> bool:
         """Mark the threshold announced; True for exactly one caller per (customer, meter, period, percent)."""
+        ...
+
+
+# --- reporting to the provider (usage/reporting.py) ------------------------------------------------
+
+
+class UsageReportStore(Protocol):
+    """The outbox of usage reports for provider-billed customers: a report is written before it is sent."""
+
+    def window_reports(self, provider_customer_id: str, meter: str, window_start: datetime) -> tuple[UsageReport, ...]:
+        """Every report of the window, sent or not, by sequence."""
+        ...
+
+    def add(self, report: UsageReport) -> bool:
+        """Write the report if its (customer, meter, window, sequence) is new; False (nothing written) otherwise."""
+        ...
+
+    def mark_sent(self, report: UsageReport, now: datetime) -> None:
+        """Record that the provider answered the report's send (idempotent)."""
+        ...
+
+
+class MeterEventSender(Protocol):
+    def send(self, report: UsageReport) -> None:
+        """Send the report to the provider under its `report_id` (the provider's dedupe identifier): sending the
+        same report again is safe. Raises RetryableError / OutcomeUnknownError (send it again later, same id) or
+        PermanentError / ConfigurationError."""
         ...

@@ -1,0 +1,67 @@
+"""UsageReportStore on UsageTable: the outbox of usage reports to the provider (usage/reporting.py).
+
+One item per report, `pk` = `REPORT#<provider customer>#<meter>#<window start>`, `sk` = `SEQ#<nnnn>`: a window's
+reports are one partition, read by one `Query`; a report is written by a conditional `Put` (a sequence is written
+once, whoever races for it), marked sent by an `UpdateItem` that only sets `sent_at` once. It keeps its own item
+kind beside usage_store.py's (one module per item layout); the report's JSON is the item's truth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from billing_core.adapters.dynamodb.table import DynamoDB, Item, text
+from billing_core.usage.model import canonical_timestamp
+from billing_core.usage.reporting import UsageReport
+
+
+def report_partition(provider_customer_id: str, meter: str, window_start: datetime) -> str:
+    return f"REPORT#{provider_customer_id}#{meter}#{canonical_timestamp(window_start)}"
+
+
+def report_key(report: UsageReport) -> Item:
+    return {
+        "pk": text(report_partition(report.provider_customer_id, report.meter, report.window_start)),
+        "sk": text(f"SEQ#{report.sequence:04d}"),
+    }
+
+
+class DynamoDBUsageReportStore:
+    def __init__(self, table: str, dynamodb: DynamoDB | None = None):
+        self._table = table
+        self._db = dynamodb or DynamoDB()
+
+    def window_reports(self, provider_customer_id: str, meter: str, window_start: datetime) -> tuple[UsageReport, ...]:
+        items = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :seq)",
+            ExpressionAttributeValues={
+                ":pk": text(report_partition(provider_customer_id, meter, window_start)),
+                ":seq": text("SEQ#"),
+            },
+            ConsistentRead=True,
+        )
+        reports = [
+            UsageReport.model_validate_json(item["report"]["S"]).model_copy(
+                update={"sent_at": datetime.fromisoformat(item["sent_at"]["S"]) if "sent_at" in item else None}
+            )
+            for item in items
+        ]
+        return tuple(sorted(reports, key=lambda report: report.sequence))
+
+    def add(self, report: UsageReport) -> bool:
+        item = {
+            **report_key(report),
+            "kind": text("usage_report"),
+            "report_id": text(report.report_id),
+            "report": text(report.model_copy(update={"sent_at": None}).model_dump_json()),
+        }
+        return self._db.put_new(self._table, item, key="pk")
+
+    def mark_sent(self, report: UsageReport, now: datetime) -> None:
+        self._db.update(
+            TableName=self._table,
+            Key=report_key(report),
+            UpdateExpression="SET sent_at = if_not_exists(sent_at, :now)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":now": text(canonical_timestamp(now))},
+        )
