@@ -139,11 +139,9 @@ def api_routes(
     """The template's `Api` events. A method that requires an API key (read from the template as SAM transforms
     it) gets its API's key check; `key_value(logical id, properties)` gives an API key resource's local value."""
     checks = {}
-    if key_value is not None and any(
-        (event.properties.get("Auth") or {})
-        for definition in template.functions.values()
-        for event in definition.events
-    ):
+    if key_value is not None:
+        # From the transformed template (cached; the schedules read it too): a key may be required per event or
+        # for the whole API (`Auth.ApiKeyRequired` on the Api), and SAM writes both into the method's security.
         try:
             checks = api_key_checks(template.sam_transformed(), key_value)
         except ApiKeyProblem as exc:

@@ -110,6 +110,28 @@ def test_the_transformed_template_names_the_keyed_method_and_the_plans_key(tmp_p
     assert api_keys_of(transformed["Resources"], "OtherApi") == ()
 
 
+def test_a_key_required_for_the_whole_api_keys_every_method_but_an_events_opt_out(tmp_path: Path) -> None:
+    base = keyed_template(tmp_path / "captured.jsonl", gateway_response=False)
+    whole_api = "      Auth:\n        ApiKeyRequired: true\n        UsagePlan:"
+    opt_out = (
+        "            Path: /open\n            Method: post\n            Auth:\n              ApiKeyRequired: false\n"
+    )
+    text = base.replace("      Auth:\n        UsagePlan:", whole_api)
+    assert text != base
+    template = tmp_path / "template.yaml"
+
+    def keyed(text: str) -> frozenset[tuple[str, str]]:
+        template.write_text(text)
+        return keyed_methods(load_template(template).sam_transformed()["Resources"]["EchoApi"]["Properties"]["Body"])
+
+    # Given ApiKeyRequired on the API: every method needs a key
+    assert keyed(text) == {("POST", "/keyed"), ("POST", "/open")}
+    # And an event that opts out needs none
+    opted = text.replace("            Path: /open\n            Method: post\n", opt_out)
+    assert opted != text
+    assert keyed(opted) == {("POST", "/keyed")}
+
+
 def test_one_key_header_of_an_accepted_value_passes() -> None:
     check = ApiKeyCheck(frozenset({"k1"}))
     assert check.admits([("X-Api-Key", "k1")])
