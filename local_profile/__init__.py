@@ -32,6 +32,9 @@ LOCAL_SECRET_SEEDS = {
     "DodoWebhookSecret": "whsec_bG9jYWwtZG9kby13ZWJob29rLXNlY3JldC0wMDAxIQ==",
     # localstripe accepts any key that starts with sk_ and is longer than five characters.
     "StripeApiKeySecret": "sk_test_local_billing_0123456789abcdef",
+    # The usage ingestion key (x-api-key of POST /usage/events): the API key SAM makes for BillingApi's usage
+    # plan. In AWS API Gateway generates its value; locally it is this one.
+    "BillingApiApiKey": "local-usage-key-0123456789abcdef",
 }
 SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local_runtime.api_keys import ApiKeyCheck
 from local_runtime.intrinsics import ACCOUNT_ID
 from local_runtime.lambdas import InvocationResult, LambdaService
 
@@ -34,6 +35,7 @@ class Route:
     logical_id: str
     stage: str
     binary_media_types: tuple[str, ...] = ()
+    api_key: ApiKeyCheck | None = None  # set when the method requires an API key (api_keys.py)
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -243,6 +245,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(_json(status, {"message": "Missing Authentication Token"}))
             reason = "no route for this method" if path_exists else "no route"
             self.server.log(f"{self.command} {split.path} -> {int(status)} ({reason})")
+            return
+        if route.api_key is not None and not route.api_key.admits(list(self.headers.items())):
+            # API Gateway checks the key before it invokes anything: the API's INVALID_API_KEY response.
+            rejection = route.api_key.rejection
+            self._send(HttpResponse(rejection.status, list(rejection.headers), rejection.body))
+            self.server.log(f"{self.command} {split.path} -> {rejection.status} (missing or invalid API key)")
             return
         event = build_proxy_event(
             route,

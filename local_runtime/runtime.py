@@ -250,7 +250,8 @@ class LocalRuntime:
 
     def _start_api(self) -> None:
         assert self.template is not None and self.resolver is not None and self.lambdas is not None
-        self.routes = wiring.api_routes(self.template, self.resolver)
+        assert self.provisioner is not None
+        self.routes = wiring.api_routes(self.template, self.resolver, key_value=self.provisioner.api_key_value)
         self._api = ApiServer(
             (self.config.host, self.config.api_port), self.routes, self.lambdas, self._control, self.config.log
         )

@@ -7,11 +7,12 @@ describe, so a template problem is reported before anything runs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from local_runtime.api import Route
+from local_runtime.api_keys import ApiKeyProblem, api_key_checks
 from local_runtime.event_filters import FilterPatternError, compile_filter_criteria
 from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import FunctionSpec
@@ -132,7 +133,19 @@ def reserved_concurrency(template: Template, resolver: Resolver, logical_id: str
     return value
 
 
-def api_routes(template: Template, resolver: Resolver) -> list[Route]:
+def api_routes(
+    template: Template, resolver: Resolver, key_value: Callable[[str, Mapping[str, Any]], str] | None = None
+) -> list[Route]:
+    """The template's `Api` events. A method that requires an API key (read from the template as SAM transforms
+    it) gets its API's key check; `key_value(logical id, properties)` gives an API key resource's local value."""
+    checks = {}
+    if key_value is not None:
+        # From the transformed template (cached; the schedules read it too): a key may be required per event or
+        # for the whole API (`Auth.ApiKeyRequired` on the Api), and SAM writes both into the method's security.
+        try:
+            checks = api_key_checks(template.sam_transformed(), key_value)
+        except ApiKeyProblem as exc:
+            raise TemplateError(template.path, [str(exc)]) from exc
     routes = []
     for logical_id, definition in template.functions.items():
         for event in definition.events:
@@ -144,13 +157,17 @@ def api_routes(template: Template, resolver: Resolver) -> list[Route]:
             if api_id and api_id in template.resources:
                 binary = tuple(template.resources[api_id].get("Properties", {}).get("BinaryMediaTypes", []))
             stage = resolver.resolve(template.api_stage(api_id))
+            method, resource = str(event.properties["Method"]).upper(), str(event.properties["Path"])
+            keyed, check = checks.get(api_id or "", (frozenset(), None))
+            wire_method = "X-AMAZON-APIGATEWAY-ANY-METHOD" if method == "ANY" else method
             routes.append(
                 Route(
-                    method=str(event.properties["Method"]).upper(),
-                    resource=str(event.properties["Path"]),
+                    method=method,
+                    resource=resource,
                     logical_id=logical_id,
                     stage=str(stage),
                     binary_media_types=binary,
+                    api_key=check if (wire_method, resource) in keyed else None,
                 )
             )
     return routes

@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from local_profile import LOCAL_SECRET_SEEDS
 from tests.fuzz.conftest import ADMIN_TOKEN, FuzzStack
 from tests.fuzz.support import REPORT, Write, sqs_refusal, total_cases
 from tests.openapi_contract import SPEC_PATH, Contract
@@ -50,6 +51,10 @@ AUTHORIZATION = st.sampled_from(
     # mostly valid: without the token an admin route refuses before anything else runs
     [f"Bearer {ADMIN_TOKEN}"] * 6 + [None, "Bearer wrong-token-0123456789abcdef", "Basic YWRtaW46YWRtaW4=", "Bearer "]
 )
+# Routes API Gateway guards with an API key: the drawn authorization decides the x-api-key sent instead (the
+# local key when the admin token was drawn, else none or a wrong one), so most cases reach the handler.
+API_KEYED = {"/usage/events"}
+API_KEY_FOR = {f"Bearer {ADMIN_TOKEN}": LOCAL_SECRET_SEEDS["BillingApiApiKey"], None: None}
 # Rejections that write, each to the orders table only, and why. The first two record an outcome on purpose
 # (documented): a declined first payment fails the order (402), a commit after the quote's expiry marks it
 # expired (409). The other three take the payment step's claim and, when the provider refuses to create the
@@ -133,7 +138,12 @@ def _negative(case: Any) -> bool:
 def run_case(stack: FuzzStack, case: Any, authorization: str | None, contract: Contract) -> None:
     headers = dict(case.headers or {})
     headers.pop("Authorization", None)
-    if authorization is not None:
+    if case.operation.path in API_KEYED:
+        headers.pop("x-api-key", None)
+        key = API_KEY_FOR.get(authorization, "wrong-usage-key-0123456789")
+        if key is not None:
+            headers["x-api-key"] = key
+    elif authorization is not None:
         headers["Authorization"] = authorization
     case.headers = headers
     idempotency_before = stack.item_count("IdempotencyTable")

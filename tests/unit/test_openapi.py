@@ -89,6 +89,7 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus
 from billing_core.triggers.http import refuse_card_numbers, validation_failed
 from billing_core.usage.corrections import CorrectionView
 from billing_core.usage.entitlements import Entitlement
+from billing_core.usage.ingestion import UsageAnswer, UsageRequest
 from billing_core.usage.queries import Consumed, ConsumeRequest, UsageQuery, UsageReport
 from billing_core.webhooks.model import ReceivedWebhook
 from billing_core.webhooks.providers import PROVIDERS
@@ -130,9 +131,12 @@ SWITCHES_PATH = "/ops/switches"
 SWITCH = "/ops/switches/{name}"
 CANCEL_USAGE = "/usage/events/{customer_id}/{event_id}/cancel"
 AMEND_USAGE = "/usage/events/{customer_id}/{event_id}/amend"
+USAGE_EVENTS = "/usage/events"
 BILLING_API = "BillingApi"
 # Routes anyone may call: health is public, webhooks are authenticated by the provider's signature.
 PUBLIC = {(HEALTH, "get"), (WEBHOOK, "post")}
+# Routes API Gateway guards with an API key (`Auth: ApiKeyRequired` on the event): the handler is public.
+API_KEYED = {(USAGE_EVENTS, "post")}
 SIGNATURE_SCHEMES = [{"stripeSignature": []}, {"standardWebhooksSignature": []}]
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 INTERNAL = {"code": "internal_error", "message": "the request could not be completed; retry later"}
@@ -160,6 +164,8 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (EntityEvent, "serialization"),
     (SwitchChange, "validation"),
     (SwitchesOverview, "serialization"),
+    (UsageRequest, "validation"),
+    (UsageAnswer, "serialization"),
     (UsageReport, "serialization"),
     (Entitlement, "serialization"),
     (ConsumeRequest, "validation"),
@@ -217,7 +223,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 26
+    assert len(template_api_routes()) == 27
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
@@ -225,6 +231,28 @@ def test_a_document_missing_or_inventing_a_route_is_caught() -> None:
     del spec["paths"][WEBHOOK]
     spec["paths"]["/refunds"] = {"post": copy.deepcopy(spec["paths"][ORDERS]["post"])}
     assert route_drift(Contract(spec)) == (["POST /webhooks/{provider}"], ["POST /refunds"])
+
+
+def api_key_required(path: str, method: str) -> bool:
+    template = load_template(ROOT / "template.yaml", validate=False)
+    return any(
+        (event.properties.get("Auth") or {}).get("ApiKeyRequired") is True
+        for function in template.functions.values()
+        for event in function.events
+        if event.type == "Api" and (event.properties["Path"], str(event.properties["Method"]).lower()) == (path, method)
+    )
+
+
+def gateway_invalid_api_key() -> dict[str, Any]:
+    """The body of BillingApi's INVALID_API_KEY gateway response, as the template writes it."""
+    template = load_template(ROOT / "template.yaml", validate=False)
+    response = template.resources[BILLING_API]["Properties"]["GatewayResponses"]["INVALID_API_KEY"]
+    assert response["StatusCode"] == "401"
+    body: dict[str, Any] = json.loads(response["ResponseTemplates"]["application/json"])
+    return body
+
+
+GATEWAY_INVALID_API_KEY = gateway_invalid_api_key()
 
 
 def handler_resolvers() -> dict[tuple[str, str], str]:
@@ -249,6 +277,15 @@ def test_security_is_what_the_handler_enforces(path: str, method: str) -> None:
     operation = spec["paths"][path][method]
     requirements = operation.get("security", spec.get("security"))
     resolver = handler_resolvers()[(path, method)]
+    if (path, method) in API_KEYED:
+        assert resolver == "public_resolver"
+        assert requirements == [{"usageIngestionKey": []}], f"security is {requirements!r}"
+        assert api_key_required(path, method), f"{method.upper()} {path}: the template does not require a key"
+        scheme = spec["components"]["securitySchemes"]["usageIngestionKey"]
+        assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
+        assert_response_matches(path, method, 401, GATEWAY_INVALID_API_KEY, {})
+        return
+    assert not api_key_required(path, method), f"{method.upper()} {path} requires an API key: document it"
     if (path, method) in PUBLIC:
         assert resolver == "public_resolver", f"{method.upper()} {path} is documented as public"
         assert requirements == (SIGNATURE_SCHEMES if path == WEBHOOK else []), f"security is {requirements!r}"

@@ -22,6 +22,7 @@ from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
+from billing_core.usage.ingestion import UsageRequest
 from billing_core.usage.queries import ConsumeRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
@@ -80,6 +81,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/price_book_publish.json": ("price_book_api", APIGatewayProxyEventModel, PriceBook),
     "api/order_create.json": ("order_api", APIGatewayProxyEventModel, CreateOrder),
     "api/order_get.json": ("order_api", APIGatewayProxyEventModel, None),
+    "api/usage_events_post.json": ("usage_ingest", APIGatewayProxyEventModel, UsageRequest),
     "api/order_commit.json": ("order_commit", APIGatewayProxyEventModel, CommitRequest),
     "dynamodb/ledger_entry_modified.json": ("ledger_guard", DynamoDBStreamModel, None),
     "dynamodb/subscription_status_changed.json": ("audit_project", DynamoDBStreamModel, None),

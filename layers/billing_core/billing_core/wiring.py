@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.reconciliation.service import Reconciler
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
+    from billing_core.usage.ingest import UsageIngestion
     from billing_core.usage.queries import Consumed, EntitlementReader
     from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
@@ -737,3 +738,10 @@ class Wiring:
         from billing_core.usage.corrections import UsageCorrections
 
         return UsageCorrections(self.usage_store(), self.audit_log())
+
+    @built_once
+    def usage_ingestion(self) -> UsageIngestion:
+        """POST /usage/events: judge a request against accounts, meters and hard stops, then accept it."""
+        from billing_core.usage.ingest import UsageIngestion
+
+        return UsageIngestion(self.usage_store(), self.price_books())

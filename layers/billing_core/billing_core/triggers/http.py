@@ -146,9 +146,13 @@ def raw_body(app: APIGatewayRestResolver, *, max_bytes: int = DEFAULT_MAX_BODY_B
 
 
 def parse_json_body[ModelT: BaseModel](
-    app: APIGatewayRestResolver, model: type[ModelT], *, allow_empty: bool = False
+    app: APIGatewayRestResolver,
+    model: type[ModelT],
+    *,
+    allow_empty: bool = False,
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> ModelT:
-    data = raw_body(app)
+    data = raw_body(app, max_bytes=max_bytes)
     if not data.strip():
         if allow_empty:
             return model.model_validate({})

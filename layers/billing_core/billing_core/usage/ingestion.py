@@ -8,16 +8,19 @@ exists was accepted before: `resolve` turns the stored payload hashes into `dupl
 other event of a committed batch into `accepted`.
 
 Per event, in this order: `bad_value`, `unknown_meter`, `missing_property`, `unknown_customer`,
-`in_the_future`, `too_late`, then the repeat check, then `limit_exceeded`. A rejected event claims nothing: a
-later event of the request with its key is judged as if the rejected one were absent, as a later request would
-be. The first event of a key that passes is the one written; the request's later events with that key answer
-`duplicate` (same payload) or `conflict` against whatever the key ends up holding."""
+`in_the_future`, `too_late`, `outside_billing_period` (when planned with the customers' usage accounts: the
+timestamp falls in none of the account's periods), then the repeat check, then `limit_exceeded`. A rejected
+event claims nothing: a later event of the request with its key is judged as if the rejected one were absent,
+as a later request would be. The first event of a key that passes is the one written; the request's later
+events with that key answer `duplicate` (same payload) or `conflict` against whatever the key ends up
+holding."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -28,6 +31,7 @@ from billing_core.usage.model import (
     MAX_EVENTS_PER_BATCH,
     MAX_EVENTS_PER_REQUEST,
     BatchDocument,
+    DocumentPeriod,
     EventKey,
     EventResult,
     Meter,
@@ -36,6 +40,9 @@ from billing_core.usage.model import (
     UsageEventSubmission,
     Verdict,
 )
+
+if TYPE_CHECKING:  # annotations only: usage.accounts imports this module's windows
+    from billing_core.usage.accounts import UsageAccount
 
 LATENESS_WINDOW = timedelta(days=35)
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -52,6 +59,11 @@ class IngestionPolicy:
 
 
 DEFAULT_POLICY = IngestionPolicy()
+# POST /usage/events refuses a larger body (413) before parsing it. The largest request within every bound
+# (100 events, each field at its longest, 10 properties of 100 characters sent as JSON's \uXXXX escapes of
+# characters outside the BMP, compact) is measured in tests/unit/test_usage_ingest_http.py: 1,298,312 bytes; 2 MiB
+# leaves room for indentation and stays far under Lambda's 6 MB request payload.
+USAGE_MAX_BODY_BYTES = 2 * 1024 * 1024
 # How long a marker outlives the lateness window: DynamoDB's TTL deletes an item some time after it expires, never
 # before, and this covers clocks that disagree between the writer and the reader.
 MARKER_MARGIN = timedelta(days=2)
@@ -69,6 +81,14 @@ class UsageRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     events: tuple[UsageEventSubmission, ...] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+
+
+class UsageAnswer(BaseModel):
+    """`202` of `POST /usage/events`: one result per event, in the request's order (sent without null reasons)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    results: tuple[EventResult, ...]
 
 
 def event_value(value: JsonValue) -> int | None:
@@ -149,6 +169,8 @@ class IngestionPlan:
     judgements: tuple[Judgement, ...]  # one per submitted event, in order
     meters: tuple[Meter, ...]  # the definitions the new events were judged by (carried by their documents)
     accepted_at: datetime
+    # The billing periods the new events fall in (planned with accounts): each document names those of its events.
+    periods: tuple[DocumentPeriod, ...] = ()
 
     @property
     def new_events(self) -> tuple[UsageEvent, ...]:
@@ -158,7 +180,9 @@ class IngestionPlan:
         """The batch documents to write, without the events whose keys turned out to exist already (a cancelled
         transaction names them; the rest are written again as new documents)."""
         events = [event for event in self.new_events if event.key not in exclude]
-        return tuple(BatchDocument.of(batch, self.meters, self.accepted_at) for batch in split_into_batches(events))
+        return tuple(
+            BatchDocument.of(batch, self.meters, self.accepted_at, self.periods) for batch in split_into_batches(events)
+        )
 
 
 def plan_request(
@@ -166,24 +190,45 @@ def plan_request(
     *,
     now: datetime,
     meters: Mapping[str, Meter],
-    known_customers: Container[str],
+    known_customers: Container[str] | None = None,
+    accounts: Mapping[str, UsageAccount] | None = None,
     hard_limits: Mapping[tuple[str, str], HardLimit] | None = None,
     policy: IngestionPolicy = DEFAULT_POLICY,
 ) -> IngestionPlan:
     """Judge every event of a request. `hard_limits` holds, per (customer, meter), the hard-stop limit of the
-    current period; events of another period are not checked against it."""
+    current period; events of another period are not checked against it.
+
+    With `accounts` (the usage accounts of the request's customers that have one), a customer without an account
+    is unknown, an event must fall in one of its account's periods (else `outside_billing_period`) and every
+    document names the period of each of its events (the aggregator counts by them). Without accounts (the
+    store's own tests) `known_customers` says who exists and documents name no period."""
     if not 1 <= len(submissions) <= MAX_EVENTS_PER_REQUEST:
         raise ValidationFailedError(f"a request holds 1..{MAX_EVENTS_PER_REQUEST} events")
+    known: Container[str]
+    if accounts is not None and known_customers is None:
+        known = accounts.keys()
+    elif known_customers is not None and accounts is None:
+        known = known_customers
+    else:
+        raise ValueError("plan a request with the customers' accounts or with the known customers, not both")
     limits = dict(hard_limits or {})
     used = {key: limit.used for key, limit in limits.items()}
     first_of: dict[EventKey, int] = {}
     judgements: list[Judgement] = []
+    periods: dict[DocumentPeriod, None] = {}
     for index, submission in enumerate(submissions):
-        verdict = validate_event(submission, now=now, meters=meters, known_customers=known_customers, policy=policy)
+        verdict = validate_event(submission, now=now, meters=meters, known_customers=known, policy=policy)
         if isinstance(verdict, RejectionReason):
             judgements.append(Rejected(submission.event_id, verdict))
             continue
         event = verdict
+        period: DocumentPeriod | None = None
+        if accounts is not None:
+            found = accounts[event.customer_id].period_of(event.timestamp)
+            if found is None:
+                judgements.append(Rejected(event.event_id, RejectionReason.OUTSIDE_BILLING_PERIOD))
+                continue
+            period = DocumentPeriod(customer_id=event.customer_id, start=found.start, end=found.end)
         if event.key in first_of:
             judgements.append(Repeat(event, first_of[event.key]))
             continue
@@ -197,11 +242,14 @@ def plan_request(
             used[meter_key] = after
         first_of[event.key] = index
         judgements.append(ToWrite(event))
+        if period is not None:
+            periods[period] = None
     named = {judgement.event.meter for judgement in judgements if isinstance(judgement, ToWrite)}
     return IngestionPlan(
         judgements=tuple(judgements),
         meters=tuple(meters[meter_id] for meter_id in sorted(named)),
         accepted_at=now,
+        periods=tuple(periods),
     )
 
 

@@ -94,6 +94,10 @@ class RejectionReason(StrEnum):
     IN_THE_FUTURE = "in_the_future"  # later than now + the future tolerance
     LIMIT_EXCEEDED = "limit_exceeded"  # a hard-stop limit would be passed
     MISSING_PROPERTY = "missing_property"  # a unique_count meter's property is absent
+    # The customer's usage account holds no billing period the timestamp falls in (before its first period
+    # kept, in a gap between two subscriptions, or after the current one's end): there is no period to count
+    # it into. Judged after in_the_future and too_late.
+    OUTSIDE_BILLING_PERIOD = "outside_billing_period"
 
 
 def _properties(value: dict[str, str]) -> dict[str, str]:
