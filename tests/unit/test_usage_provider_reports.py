@@ -45,7 +45,14 @@ def account(customer: str, mode: str) -> UsageAccount:
 
 def counted(store: InMemoryUsageStore, customer: str, *values_at: tuple[int, datetime], meter: Meter = CALLS) -> None:
     events = [
-        UsageEvent(event_id=f"e{next(_ids)}", customer_id=customer, meter=meter.meter_id, value=value, timestamp=at)
+        UsageEvent(
+            event_id=f"e{next(_ids)}",
+            customer_id=customer,
+            meter=meter.meter_id,
+            value=value,
+            timestamp=at,
+            properties={},
+        )
         for value, at in values_at
     ]
     document = BatchDocument.of(events, [meter], NOW, [DocumentPeriod(customer_id=customer, start=START, end=END)])
@@ -98,7 +105,7 @@ def test_closed_hours_cut_by_the_period_and_now() -> None:
     period = AccountPeriod(start=START, end=END, subscription_id="sub_1")
     hours = closed_hours(period, since=START, now=NOW)
     # Then the first is the half hour inside the period, keyed by its clock hour, and 15:00 is still open
-    assert [(h.key_start.hour, h.start, h.end) for h in hours][0] == (10, START, at(11, 0))
+    assert (hours[0].key_start.hour, hours[0].start, hours[0].end) == (10, START, at(11, 0))
     assert [h.start.hour for h in hours] == [10, 11, 12, 13, 14]
     # And a period's last hour closes at the period's end, not at the clock hour's
     last = closed_hours(period, since=END - timedelta(hours=1), now=END)
@@ -177,7 +184,7 @@ def test_two_runs_at_once_count_every_window_once_at_the_provider() -> None:
     # Given a run whose first send is slow: a whole second run happens while it is in flight
     world = World()
     counted(world.usage, PROVIDER_CUSTOMER, *[(hour, at(hour, 40)) for hour in (10, 11, 12, 13, 14)])
-    second_done = []
+    second_done: list[object] = []
 
     class SlowFirstSend:
         def send(self, report: UsageReport) -> None:
