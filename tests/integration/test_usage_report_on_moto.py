@@ -165,3 +165,19 @@ def test_a_cursor_only_moves_forward(world: tuple[Any, DynamoDBUsageStore, datet
     # A run that got less far writes nothing (the condition guards)
     assert not cursors.advance(later.model_copy(update={"through": start + timedelta(hours=1), "counted": 3}))
     assert cursors.cursors([later.key]) == {later.key: later}
+
+
+def test_against_localstripe_the_send_fails_visibly_and_the_report_stays_written_unsent(
+    world: tuple[Any, DynamoDBUsageStore, datetime], localstripe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the local stack's Stripe peer, which has no meter events (404)
+    module, store, start = world
+    monkeypatch.setenv("STRIPE_API_BASE", localstripe)
+    module.wiring.reset()
+    counted(store, PROVIDER_CUSTOMER, start, ("a", 3, start + timedelta(minutes=5)))
+    # When the run reports
+    summary = module.lambda_handler(SAMPLE, Context())
+    # Then the send failed without failing the run, and the report is in the outbox, unsent, to be sent again
+    assert summary["failed"] == 1 and summary["reports_sent"] == 0
+    (report,) = module.wiring.usage_reporter()._reports.window_reports(PROVIDER_CUSTOMER, "api_calls", start)
+    assert report.sent_at is None and report.report_id == report_id_for(PROVIDER_CUSTOMER, "api_calls", start, 1)
