@@ -3,16 +3,20 @@ time budget and resuming, two runs at once, a late event sending only the differ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import count as counter
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing_core.errors import ConfigurationError, RetryableError
 from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.aggregation import periods_named_by
-from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent
+from billing_core.usage.corrections import Correction, CorrectionKind, correction_id_for
+from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent, WindowKind
 from billing_core.usage.provider_reports import ProviderUsageReporter, closed_hours
 from billing_core.usage.reporting import UsageReport, report_id_for
 from billing_core.usage.windows import WindowKey
@@ -43,7 +47,9 @@ def account(customer: str, mode: str) -> UsageAccount:
     )
 
 
-def counted(store: InMemoryUsageStore, customer: str, *values_at: tuple[int, datetime], meter: Meter = CALLS) -> None:
+def counted(
+    store: InMemoryUsageStore, customer: str, *values_at: tuple[int, datetime], meter: Meter = CALLS
+) -> list[UsageEvent]:
     events = [
         UsageEvent(
             event_id=f"e{next(_ids)}",
@@ -58,6 +64,26 @@ def counted(store: InMemoryUsageStore, customer: str, *values_at: tuple[int, dat
     document = BatchDocument.of(events, [meter], NOW, [DocumentPeriod(customer_id=customer, start=START, end=END)])
     assert store.write_batch(document) == {}
     store.count([document], periods_named_by([document]), NOW)
+    return events
+
+
+def cancelled(store: InMemoryUsageStore, event: UsageEvent) -> None:
+    """A correction cancelling the event (its value out of its windows), counted."""
+    marker = store.marker(event.key)
+    assert marker is not None
+    correction = Correction(
+        batch_id=correction_id_for(event.key, 0),
+        kind=CorrectionKind.CANCEL,
+        sequence=0,
+        event=event,
+        meter=CALLS,
+        period=DocumentPeriod(customer_id=event.customer_id, start=START, end=END),
+        corrected_at=NOW,
+        actor="support",
+        reason="a test",
+    )
+    assert store.write_correction(correction, marker)
+    store.count_corrections([correction], NOW)
 
 
 class World:
@@ -72,7 +98,8 @@ class World:
         original = self.usage.windows_shards
 
         def reading(windows: Sequence[WindowKey]):  # type: ignore[no-untyped-def]
-            self.hour_reads += sum(1 for window in windows if window.kind.value == "hour")
+            if all(window.kind.value == "hour" for window in windows):  # closed hours (the open one rides along)
+                self.hour_reads += len(windows)
             return original(windows)
 
         self.usage.windows_shards = reading  # type: ignore[method-assign]
@@ -136,11 +163,11 @@ def test_a_second_run_reports_only_the_hours_closed_since_and_reads_no_old_hour(
     # When the same run happens again with nothing new
     assert world.reporter().run(NOW).reports_sent == 0
     # Then it reads no closed hour (the cursor, the period total and the open hour say nothing is owed)
-    assert world.hour_reads == reads_before + 1
+    assert world.hour_reads == reads_before
     # When 15:00 closes
     summary = world.reporter().run(at(16, 5))
     # Then only that hour is read and reported
-    assert world.hour_reads == reads_before + 2
+    assert world.hour_reads == reads_before + 1
     assert summary.reports_sent == 1 and world.reported()[at(15, 0)] == 9
     assert len(world.provider.sent) == 2
 
@@ -238,3 +265,64 @@ def test_hours_stripe_no_longer_accepts_are_not_reported() -> None:
     world.reporter().run(NOW + timedelta(days=36))
     # Then the hour, older than Stripe's 35 days, is not sent
     assert world.reported() == {}
+
+
+def test_a_decrease_sends_nothing_and_a_late_increase_elsewhere_is_still_found() -> None:
+    world = World()
+    _, thirteen = counted(world.usage, PROVIDER_CUSTOMER, (5, at(11)), (7, at(13)))
+    world.reporter().run(NOW)
+    # Given 13:00's event cancelled (the period total falls from 12 to 5) and a run in between
+    cancelled(world.usage, thirteen)
+    assert world.reporter().run(NOW + timedelta(minutes=5)).reports_sent == 0
+    # When a late event of 4 is counted into 11:00 (the period total 9: still below the 12 first reported)
+    counted(world.usage, PROVIDER_CUSTOMER, (4, at(11, 50)))
+    summary = world.reporter().run(NOW + timedelta(minutes=10))
+    # Then it is found and sent; the decrease is not (Stripe adds meter events up)
+    assert summary.reports_sent == 1
+    assert world.reported() == {at(11, 0): 9, at(13, 0): 7}
+
+
+# Hours of the period's first day, as (hour, minute): usage lands anywhere from 10:30 to 21:59.
+moments = st.tuples(st.integers(10, 21), st.integers(0, 59)).filter(lambda hm: hm >= (10, 30))
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("event"), moments, st.integers(1, 9)),
+        st.tuples(st.just("run"), st.integers(0, 6), st.integers(0, 5)),  # (minutes later, reports allowed)
+    ),
+    max_size=25,
+)
+
+
+def budget_of(reports: int) -> Callable[[], bool]:
+    asked = counter()
+    return lambda: next(asked) >= reports
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps)
+def test_any_interleaving_of_usage_and_bounded_runs_reports_every_closed_hour_exactly(
+    script: list[Any],
+) -> None:
+    """Usage counted at any time into any hour so far (late ones too), runs of any budget at any moment: after a
+    last run with time, every closed hour's total is at the provider, each delta under one identifier."""
+    world = World()
+    clock = at(10, 30)
+    for step in script:
+        if step[0] == "event":
+            (hour, minute), value = step[1], step[2]
+            moment = at(hour, minute)
+            clock = max(clock, moment + timedelta(minutes=1))
+            counted(world.usage, PROVIDER_CUSTOMER, (value, moment))
+        else:
+            clock += timedelta(minutes=step[1] * 20)
+            world.reporter().run(clock, out_of_time=budget_of(step[2]))
+    final = max(clock, at(22, 0)) + timedelta(minutes=5)
+    world.reporter().run(final)
+    expected: dict[datetime, int] = {}
+    for hour in closed_hours(AccountPeriod(start=START, end=END, subscription_id="sub_1"), since=START, now=final):
+        key = WindowKey(PROVIDER_CUSTOMER, "api_calls", START, WindowKind.HOUR, hour.key_start)
+        value = sum(shard.tally.value_sum for shard in world.usage.window_shards(key))
+        if value:
+            expected[hour.start] = value
+    assert world.reported() == expected
+    assert len(world.provider.events) == len(world.reports.reports)  # every written report reached it, once

@@ -108,7 +108,7 @@ class _Walk:
     meter: Meter
     period: AccountPeriod
     cursor: ReportCursor
-    period_total: int
+    closed_total: int  # the period's total less its open hour's: what the closed hours hold
     hours: list[Hour] = field(default_factory=list)
 
 
@@ -176,7 +176,9 @@ class ProviderUsageReporter:
         period_windows = [
             WindowKey(account.customer_id, meter.meter_id, p.start, WindowKind.PERIOD, p.start) for p in periods
         ]
-        period_shards = self._usage.windows_shards(period_windows)
+        open_hours = {p.start: self._open_hour(account, meter, p, now) for p in periods}
+        # one read for every period total and the open hour (whose usage is in its period's total, not reported)
+        read = self._usage.windows_shards([*period_windows, *(key for key in open_hours.values() if key)])
         for period, window in zip(periods, period_windows, strict=True):
             cursor = stored.get((customer, meter.meter_id, period.start)) or ReportCursor(
                 provider_customer_id=customer,
@@ -185,7 +187,9 @@ class ProviderUsageReporter:
                 through=period.start,
                 counted=0,
             )
-            walk = _Walk(account, meter, period, cursor, self._total(period_shards.get(window, ()), meter))
+            open_hour = open_hours[period.start]
+            open_total = self._total(read.get(open_hour, ()), meter) if open_hour else 0
+            walk = _Walk(account, meter, period, cursor, self._total(read.get(window, ()), meter) - open_total)
             if not self._walk(walk, customer, max(cursor.through, oldest), oldest, now, out_of_time, summary):
                 return False
         return True
@@ -220,20 +224,22 @@ class ProviderUsageReporter:
     ) -> bool:
         cursor = walk.cursor
         new_hours = closed_hours(walk.period, since=since, now=now)
-        if not new_hours and walk.period_total <= cursor.counted:
-            return True  # nothing closed since, nothing counted at all since: no hour read
+        if not new_hours and walk.closed_total <= cursor.counted:
+            if walk.closed_total < cursor.counted:
+                # A decrease (a correction): nothing is sent for it, but the cursor comes down with it, or a late
+                # increase elsewhere in the period would hide behind the old total.
+                count("UsageReportPeriodDecreased")
+                self._advance(cursor, cursor.through, walk.closed_total)
+            return True  # nothing closed since, nothing counted since: no hour read
         counted, through = cursor.counted, cursor.through
         for chunk, totals in self._hour_totals(walk, new_hours):
             for hour, hour_total in zip(chunk, totals, strict=True):
                 outcome = self._report(walk, customer, hour, hour_total, now, out_of_time, summary)
                 if outcome is not True:
-                    self._advance(cursor, through, min(counted, walk.period_total))
+                    self._advance(cursor, through, min(counted, walk.closed_total))
                     return outcome is None  # None: stopped by an error, go on with the next; False: out of time
                 counted, through = counted + hour_total, hour.end
-        late = walk.period_total - counted
-        if late > 0:  # the open hour's usage is in the period total too: not late, not reported yet
-            late -= self._open_hour_total(walk, now)
-        closed_total = counted + late
+        late = walk.closed_total - counted
         if late > 0 and since > walk.period.start:
             # A late event reached an hour behind the cursor: every hour of the period through the outbox again
             # (each sends only its difference). Progress is not kept inside a rescan; it is bounded by one period.
@@ -245,18 +251,18 @@ class ProviderUsageReporter:
                 for hour, hour_total in zip(chunk, totals, strict=True):
                     outcome = self._report(walk, customer, hour, hour_total, now, out_of_time, summary)
                     if outcome is not True:
-                        self._advance(cursor, through, min(counted, walk.period_total))
+                        self._advance(cursor, through, min(counted, walk.closed_total))
                         return outcome is None
-            counted = closed_total
-        self._advance(cursor, through, min(counted, closed_total))
+            counted = walk.closed_total
+        self._advance(cursor, through, min(counted, walk.closed_total))
         return True
 
-    def _open_hour_total(self, walk: _Walk, now: datetime) -> int:
-        if not walk.period.period.contains(now):
-            return 0
+    @staticmethod
+    def _open_hour(account: UsageAccount, meter: Meter, period: AccountPeriod, now: datetime) -> WindowKey | None:
+        if not period.period.contains(now):
+            return None
         hour = now.replace(minute=0, second=0, microsecond=0)
-        key = WindowKey(walk.account.customer_id, walk.meter.meter_id, walk.period.start, WindowKind.HOUR, hour)
-        return self._total(self._usage.windows_shards([key]).get(key, ()), walk.meter)
+        return WindowKey(account.customer_id, meter.meter_id, period.start, WindowKind.HOUR, hour)
 
     def _report(
         self,
