@@ -18,6 +18,13 @@ class InMemoryUsageReportStore:
         self.reports: dict[tuple[WindowId, int], UsageReport] = {}
         self.fail_mark_once: BillingError | None = None  # a crash between the send and the mark
         self.stored_cursors: dict[CursorKey, ReportCursor] = {}
+        self.run_positions: dict[str, str] = {}
+
+    def run_position(self, provider: str) -> str | None:
+        return self.run_positions.get(provider)
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        self.run_positions[provider] = customer_id
 
     def cursors(self, keys: Sequence[CursorKey]) -> dict[CursorKey, ReportCursor]:
         return {key: self.stored_cursors[key] for key in keys if key in self.stored_cursors}

@@ -123,10 +123,11 @@ def test_closed_hours_of_provider_billed_customers_reach_stripe_once(
         "before-call.dynamodb", lambda model, **_: calls.append(model.name)
     )
     again = module.lambda_handler(SAMPLE, Context())
-    # Then nothing is sent, in 5 requests: the price book in force, the index, the accounts, the cursors, the
-    # period totals (no hour is read: the cursor and the period total say nothing is owed)
+    # Then nothing is sent, in 7 requests: the price book in force, where the last run finished, the index after
+    # that account and from the start (wrapping around), the accounts, the cursors, the period totals and open
+    # hour (no closed hour is read: the cursor and the period total say nothing is owed)
     assert again["reports_sent"] == 0 and len(stub.requests) == 2
-    assert calls == ["Query", "Query", "BatchGetItem", "BatchGetItem", "BatchGetItem"]
+    assert calls == ["Query", "GetItem", "Query", "Query", "BatchGetItem", "BatchGetItem", "BatchGetItem"]
     # When a late event is counted into the first hour
     counted(store, PROVIDER_CUSTOMER, start, ("e", 5, start + timedelta(minutes=30)))
     late = module.lambda_handler(SAMPLE, Context())
@@ -140,8 +141,10 @@ def test_put_account_keys_the_sparse_index_and_a_change_to_internal_removes_it(
     world: tuple[Any, DynamoDBUsageStore, datetime],
 ) -> None:
     _, store, _ = world
-    # Then only the provider-billed account is on the index
+    # Then only the provider-billed account is on the index, and a query after it finds nothing more
     assert list(store.provider_billed("stripe")) == [PROVIDER_CUSTOMER]
+    assert list(store.provider_billed("stripe", after=PROVIDER_CUSTOMER)) == []
+    assert list(store.provider_billed("stripe", after="cus_A")) == [PROVIDER_CUSTOMER]
     # When it becomes a customer we bill
     (stored,) = store.accounts([PROVIDER_CUSTOMER]).values()
     assert store.put_account(stored.model_copy(update={"billing_mode": "internal", "version": 2}))

@@ -49,7 +49,13 @@ def test_usage_table_access_is_the_index_reads_and_its_own_items_only() -> None:
     table = {"Fn::GetAtt": ["UsageTable", "Arn"]}
     index = {"Fn::Sub": "${UsageTable.Arn}/index/provider-billed"}
     assert actions_on(index) == {"dynamodb:Query"}
-    assert actions_on(table) == {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert actions_on(table) == {
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
     (writes,) = [s for s in statements() if "dynamodb:PutItem" in s["Action"]]
     assert writes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["REPORT#*", "RCURSOR#*"]}}
     assert not any(

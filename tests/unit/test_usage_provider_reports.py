@@ -194,8 +194,8 @@ def test_out_of_time_stops_between_reports_and_the_next_run_resumes_where_it_sto
     world = World()
     counted(world.usage, PROVIDER_CUSTOMER, *[(hour, at(hour, 40)) for hour in (10, 11, 12, 13, 14)])
     asked = counter()
-    # When the budget allows two reports
-    summary = world.reporter().run(NOW, out_of_time=lambda: next(asked) >= 2)
+    # When the budget allows two reports (asked before the account, then before each report)
+    summary = world.reporter().run(NOW, out_of_time=lambda: next(asked) >= 3)
     # Then the run stops, says so, and two hours are reported
     assert summary.out_of_time and summary.reports_sent == 2
     assert sorted(world.reported()) == [at(10, 30), at(11, 0)]
@@ -326,3 +326,28 @@ def test_any_interleaving_of_usage_and_bounded_runs_reports_every_closed_hour_ex
             expected[hour.start] = value
     assert world.reported() == expected
     assert len(world.provider.events) == len(world.reports.reports)  # every written report reached it, once
+
+
+def test_a_run_out_of_time_leaves_no_account_behind_the_next_run_starts_after_the_last_one_done() -> None:
+    # Given three provider-billed customers with usage, and runs with time for one account each
+    world = World()
+    others = ["cus_Provider2", "cus_Provider3"]
+    for customer in others:
+        assert world.usage.put_account(account(customer, "provider"))
+    for customer in [PROVIDER_CUSTOMER, *others]:
+        counted(world.usage, customer, (1, at(11)))
+
+    def one_account() -> Callable[[], bool]:
+        asked = counter()  # asked before each account and before each report: account, report, next account
+        return lambda: next(asked) >= 2
+
+    # When three such runs happen
+    firsts = []
+    for _ in range(3):
+        before = set(world.provider.events)
+        summary = world.reporter().run(NOW, out_of_time=one_account())
+        assert summary.out_of_time
+        (new,) = set(world.provider.events) - before
+        firsts.append(world.provider.events[new].provider_customer_id)
+    # Then each run served the next customer in turn, so every customer was reported
+    assert firsts == sorted([PROVIDER_CUSTOMER, *others])

@@ -240,8 +240,9 @@ class ProviderBilledAccounts(Protocol):
     """Where the provider-billed usage accounts are found without scanning (DynamoDB: a sparse index over the
     accounts that carry `provider_billed`, written by put_account)."""
 
-    def provider_billed(self, provider: str) -> Iterator[str]:
-        """The customer ids of the usage accounts billed by `provider`, page by page."""
+    def provider_billed(self, provider: str, *, after: str | None = None) -> Iterator[str]:
+        """The customer ids of the usage accounts billed by `provider`, in id order (after `after` if given),
+        page by page."""
         ...
 
 
@@ -256,4 +257,12 @@ class ReportCursorStore(Protocol):
 
     def advance(self, cursor: ReportCursor) -> bool:
         """Store the cursor unless a stored one is further (`through` later): False then, nothing written."""
+        ...
+
+    def run_position(self, provider: str) -> str | None:
+        """The provider-billed account the last run finished with (the next run starts after it)."""
+        ...
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        """Remember the account a run finished with (last writer wins: any position is a fair start)."""
         ...

@@ -133,19 +133,48 @@ class ProviderUsageReporter:
         self._meters = meters
 
     def run(self, now: datetime, out_of_time: Callable[[], bool] = lambda: False) -> ReportRunSummary:
+        """Walk the provider-billed accounts in index order, starting after the account the last run finished
+        with and wrapping around, so a run that cannot walk them all leaves no account behind for good."""
         summary = ReportRunSummary()
         meters = self._summable(now)
-        for customer_ids in _pages(self._accounts.provider_billed(self._provider), ACCOUNTS_PER_READ):
-            for account in self._usage.accounts(customer_ids).values():
-                if account.billing_mode != "provider" or account.provider != self._provider:
-                    continue  # the index lags a change of mode only until put_account rewrites the item
-                summary.accounts += 1
-                for meter in meters:
-                    if not self._account_meter(account, meter, now, out_of_time, summary):
-                        summary.out_of_time = True
-                        count("UsageReportRunOutOfTime")
-                        return summary
+        position = self._cursors.run_position(self._provider)
+        done = position
+        for customer_ids in _pages(self._in_turn(position), ACCOUNTS_PER_READ):
+            accounts = self._usage.accounts(customer_ids)
+            for customer_id in customer_ids:
+                account = accounts.get(customer_id)
+                if out_of_time() or not self._account(account, meters, now, out_of_time, summary):
+                    summary.out_of_time = True
+                    count("UsageReportRunOutOfTime")
+                    if done is not None and done != position:
+                        self._cursors.save_run_position(self._provider, done)
+                    return summary
+                done = customer_id
+        if done is not None and done != position:
+            self._cursors.save_run_position(self._provider, done)
         return summary
+
+    def _in_turn(self, position: str | None) -> Iterator[str]:
+        yield from self._accounts.provider_billed(self._provider, after=position)
+        if position is None:
+            return
+        for customer_id in self._accounts.provider_billed(self._provider):
+            yield customer_id
+            if customer_id >= position:
+                return
+
+    def _account(
+        self,
+        account: UsageAccount | None,
+        meters: Sequence[Meter],
+        now: datetime,
+        out_of_time: Callable[[], bool],
+        summary: ReportRunSummary,
+    ) -> bool:
+        if account is None or account.billing_mode != "provider" or account.provider != self._provider:
+            return True  # the index lags a change of mode only until put_account rewrites the item
+        summary.accounts += 1
+        return all(self._account_meter(account, meter, now, out_of_time, summary) for meter in meters)
 
     def _summable(self, now: datetime) -> list[Meter]:
         meters = []

@@ -7,7 +7,8 @@ kind beside usage_store.py's (one module per item layout); the report's JSON is 
 
 The reporter's cursors (usage/provider_reports.py) live here too, beside the reports they summarise:
 `RCURSOR#<provider customer>#<meter>#<period start>`, `CURSOR`, with `through` and `counted`, moved only forward
-(a condition on `through`)."""
+(a condition on `through`); and where the next run starts, `RCURSOR#RUN#<provider>`, `RUN` (the account the last
+run finished with)."""
 
 from __future__ import annotations
 
@@ -117,5 +118,20 @@ class DynamoDBUsageReportStore:
                 ":period": text(canonical_timestamp(cursor.period_start)),
                 ":through": text(canonical_timestamp(cursor.through)),
                 ":counted": number(cursor.counted),
+            },
+        )
+
+    def run_position(self, provider: str) -> str | None:
+        item = self._db.get(self._table, {"pk": text(f"RCURSOR#RUN#{provider}"), "sk": text("RUN")})
+        return item["customer_id"]["S"] if item else None
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        self._db.put(
+            self._table,
+            {
+                "pk": text(f"RCURSOR#RUN#{provider}"),
+                "sk": text("RUN"),
+                "kind": text("usage_report_run"),
+                "customer_id": text(customer_id),
             },
         )

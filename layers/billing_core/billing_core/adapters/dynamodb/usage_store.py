@@ -831,14 +831,18 @@ class DynamoDBUsageStore:
             ExpressionAttributeValues=values,
         )
 
-    def provider_billed(self, provider: str) -> Iterator[str]:
-        """The provider-billed accounts' customer ids: a Query on the sparse index (KEYS_ONLY), page by page."""
-        for item in self._db.query_all(
-            TableName=self._table,
-            IndexName=PROVIDER_BILLED_INDEX,
-            KeyConditionExpression=f"{PROVIDER_BILLED_ATTRIBUTE} = :provider",
-            ExpressionAttributeValues={":provider": text(provider)},
-        ):
+    def provider_billed(self, provider: str, *, after: str | None = None) -> Iterator[str]:
+        """The provider-billed accounts' customer ids: a Query on the sparse index (KEYS_ONLY), page by page, in
+        `pk` order (the ids' order), after `after` if given."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": PROVIDER_BILLED_INDEX,
+            "KeyConditionExpression": f"{PROVIDER_BILLED_ATTRIBUTE} = :provider",
+            "ExpressionAttributeValues": {":provider": text(provider)},
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = {PROVIDER_BILLED_ATTRIBUTE: text(provider), **account_key(after)}
+        for item in self._db.query_all(**request):
             yield item["pk"]["S"].removeprefix("ACCOUNT#")
 
     # --- thresholds --------------------------------------------------------------------------------
