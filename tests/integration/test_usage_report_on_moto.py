@@ -184,3 +184,28 @@ def test_against_localstripe_the_send_fails_visibly_and_the_report_stays_written
     assert summary["failed"] == 1 and summary["reports_sent"] == 0
     (report,) = module.wiring.usage_reporter()._reports.window_reports(PROVIDER_CUSTOMER, "api_calls", start)
     assert report.sent_at is None and report.report_id == report_id_for(PROVIDER_CUSTOMER, "api_calls", start, 1)
+
+
+@pytest.mark.parametrize("backend", ["dynamodb", "fake"])
+def test_the_cursor_store_contract_holds_for_the_fake_and_dynamodb(
+    world: tuple[Any, DynamoDBUsageStore, datetime], backend: str
+) -> None:
+    from billing_core.usage.provider_reports import ReportCursor
+    from tests.fakes.usage_reports import InMemoryUsageReportStore
+
+    module, _, start = world
+    cursors = module.wiring.usage_reporter()._cursors if backend == "dynamodb" else InMemoryUsageReportStore()
+    first = ReportCursor(
+        provider_customer_id=PROVIDER_CUSTOMER, meter="api_calls", period_start=start, through=start, counted=0
+    )
+    # Nothing stored: no cursor, no run position
+    assert cursors.cursors([first.key]) == {} and cursors.run_position("stripe") is None
+    # A cursor moves forward, and may come down in `counted` at the same `through` (a decrease)
+    assert cursors.advance(first.model_copy(update={"through": start + timedelta(hours=2), "counted": 9}))
+    assert cursors.advance(first.model_copy(update={"through": start + timedelta(hours=2), "counted": 4}))
+    assert not cursors.advance(first.model_copy(update={"through": start + timedelta(hours=1), "counted": 9}))
+    assert cursors.cursors([first.key])[first.key].counted == 4
+    # The run position: last writer wins
+    cursors.save_run_position("stripe", "cus_B")
+    cursors.save_run_position("stripe", "cus_A")
+    assert cursors.run_position("stripe") == "cus_A"
