@@ -46,6 +46,7 @@ def usage_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType
         ("USAGE_TABLE_NAME", "UsageTable"),
         ("PRICE_BOOK_TABLE_NAME", "PriceBookTable"),
         ("IDEMPOTENCY_TABLE_NAME", "IdempotencyTable"),
+        ("AUDIT_TABLE_NAME", "AuditTable"),
         ("ADMIN_TOKEN_SECRET_NAME", "AdminTokenSecret"),
     ):
         monkeypatch.setenv(name, stack.ref(logical))
