@@ -408,6 +408,224 @@ def run_demo(runtime: LocalRuntime) -> bool:
             f"attempts {', '.join(attempts)}"
         )
 
+    # The usage scenario (#12): a customer on a plan with a hard-stopped meter sends usage over HTTP. Its steps
+    # share what the first one sets up; a later step fails at once, naming the cause, if that one did not.
+    usage: dict[str, Any] = {}
+    ingestion_key = runtime.provisioner.api_key_value("BillingApiApiKey", {})  # the local key, overrides applied
+    metered_plan = "metered-monthly"
+
+    def usage_customer() -> dict[str, Any]:
+        _expect("customer_id" in usage, "no usage customer: the hard_stop plan's signup step did not pass")
+        return usage
+
+    def send_events(events: list[dict[str, Any]], *, with_key: bool = True) -> requests.Response:
+        headers = {"x-api-key": ingestion_key} if with_key else {}
+        return http.post(f"{api}/usage/events", json={"events": events}, headers=headers, timeout=30)
+
+    def event(event_id: str, value: int) -> dict[str, Any]:
+        # Timestamped now: inside the period that began at the signup, not in the future
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return {
+            "event_id": event_id,
+            "customer_id": usage["customer_id"],
+            "meter": "api_calls",
+            "value": value,
+            "timestamp": at,
+            "properties": {"endpoint": "/v1/things"},
+        }
+
+    def verdicts(response: requests.Response) -> list[str]:
+        _expect(response.status_code == 202, f"POST /usage/events -> {response.status_code} {response.text}")
+        return [
+            f"{result['verdict']}:{result['reason']}" if result.get("reason") else str(result["verdict"])
+            for result in response.json()["results"]
+        ]
+
+    def entitlement() -> dict[str, Any]:
+        customer_id = usage["customer_id"]
+        reply = http.get(f"{api}/customers/{customer_id}/entitlements/api_calls", headers=admin, timeout=30)
+        return dict(reply.json()) if reply.status_code == 200 else {"status": reply.status_code, "body": reply.text}
+
+    def usage_signup() -> str:
+        """An operator publishes a new price-book version (the seed's plans and meters plus a plan whose api_calls
+        stop hard at 1,000), effective a few seconds ahead; a customer signs up to that plan."""
+        if not stripe.api_base:
+            return "skipped (--stripe off)"
+        answer = http.get(f"{api}/price-book", headers=admin, timeout=30)
+        if answer.status_code == 404 and not seed_enabled(runtime):
+            return "skipped (--no-seed)"
+        _expect(answer.status_code == 200, f"GET /price-book -> {answer.status_code} {answer.text}")
+        current = answer.json()
+        _expect(any(m["meter_id"] == "api_calls" for m in current.get("meters", [])), f"no api_calls meter: {current}")
+        # A published version is immutable and may not take effect in the past: a new one, 5 s ahead
+        effective = time.time() + 5
+        version = f"demo-{int(effective)}"
+        book = {
+            "version": version,
+            "effective_from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(effective)),
+            "meters": current["meters"],
+            "plans": [plan for plan in current["plans"] if plan["plan_id"] != metered_plan]
+            + [
+                {
+                    "plan_id": metered_plan,
+                    "product_id": "billing-platform",
+                    "name": "Metered",
+                    "amount_minor": 1900,
+                    "currency": "EUR",
+                    "interval": "month",
+                    "trial_days": 0,
+                    "usage_components": [
+                        {
+                            "metric": "api_calls",
+                            "unit_amount_minor": 1,
+                            "included_quantity": 1000,
+                            "cap_policy": "hard_stop",
+                            "cap_quantity": 1000,
+                            "alert_thresholds_percent": [50, 80, 100],
+                        }
+                    ],
+                }
+            ],
+        }
+        published = http.post(f"{api}/price-book", json=book, headers=admin, timeout=60)
+        _expect(published.status_code in (200, 201), f"POST /price-book -> {published.status_code} {published.text}")
+        in_force = _poll(
+            lambda: (
+                (b := http.get(f"{api}/price-book", headers=admin, timeout=30).json()).get("version") == version and b
+            ),
+            timeout_seconds=20,
+            interval_seconds=0.5,
+        )
+        _expect(bool(in_force), f"price book {version} not in force 20 s after publishing it")
+        client = StripeClient("sk_test_local", base_addresses={"api": stripe.api_base})
+        address = f"usage-demo-{int(time.time() * 1000)}@example.com"
+        customer = client.v1.customers.create(params={"email": address})
+        method = client.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+            }
+        )
+        client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
+        created = http.post(
+            f"{api}/orders",
+            json={"customer_id": customer.id, "plan_id": metered_plan, "payment_method_id": method.id},
+            headers=admin,
+            timeout=30,
+        )
+        _expect(created.status_code == 201, f"POST /orders -> {created.status_code} {created.text}")
+        order = created.json()
+        key = {**admin, "Idempotency-Key": f"demo-usage-{order['order_id']}"}
+        committed = http.post(f"{api}/orders/{order['order_id']}/commit", headers=key, timeout=60)
+        _expect(committed.status_code == 200, f"commit -> {committed.status_code} {committed.text}")
+        _expect(committed.json()["status"] == "committed", f"order {committed.json()}")
+        subscription_id = committed.json()["subscription_id"]
+        subscription = http.get(f"{api}/subscriptions/{subscription_id}", headers=admin, timeout=30).json()
+        # Usage is keyed by our customer id (bcus_...), not the provider's: the subscription's terms name it
+        usage.update(
+            subscription_id=subscription_id,
+            customer_id=subscription["terms"]["customer_id"],
+            address=address,
+            period_start=subscription["current_period_start"],
+            period_end=subscription["current_period_end"],
+        )
+        # The usage sync (SubscriptionsTable stream -> UsageSyncFunction) opens the account and the limit
+        synced = _poll(
+            lambda: (e := entitlement()).get("limit") == 1000 and e, timeout_seconds=45, interval_seconds=0.5
+        )
+        _expect(bool(synced), f"entitlement never showed the plan's limit: {entitlement()}")
+        _expect(synced["policy"] == "hard_stop" and synced["allowed"] and synced["used"] == 0, f"{synced}")
+        return (
+            f"price book {version} published (effective +5 s, in force), {metered_plan} signed up: "
+            f"{subscription_id} for {usage['customer_id']}; entitlement limit 1000 hard_stop, used 0"
+        )
+
+    def usage_ingest() -> str:
+        usage_customer()
+        usage["first"] = [event(f"demo-call-{index}", value) for index, value in enumerate((100, 200, 300))]
+        refused = send_events(usage["first"], with_key=False)
+        _expect(refused.status_code == 401, f"without the key: {refused.status_code} {refused.text}")
+        answered = verdicts(send_events(usage["first"]))
+        _expect(answered == ["accepted"] * 3, f"verdicts {answered}")
+        return f"3 events (100+200+300) -> 202 {', '.join(answered)}; without x-api-key -> 401 {refused.json()['code']}"
+
+    def usage_duplicate() -> str:
+        usage_customer()
+        _expect("first" in usage, "the ingestion step sent nothing")
+        again = verdicts(send_events(usage["first"]))
+        _expect(again == ["duplicate"] * 3, f"the same request again: {again}")
+        changed = {**usage["first"][0], "value": 999}
+        conflicting = verdicts(send_events([changed]))
+        _expect(conflicting == ["conflict"], f"same event_id, another value: {conflicting}")
+        return f"same request -> 202 {', '.join(again)}; same event_id with value 999 -> {conflicting[0]}"
+
+    def usage_period_total() -> int | None:
+        customer_id = usage["customer_id"]
+        reply = http.get(
+            f"{api}/customers/{customer_id}/usage",
+            params={"meter": "api_calls", "window": "period", "from": usage["period_start"], "to": usage["period_end"]},
+            headers=admin,
+            timeout=30,
+        )
+        _expect(reply.status_code == 200, f"GET usage -> {reply.status_code} {reply.text}")
+        total = reply.json()["total"]
+        return int(total) if total is not None else None
+
+    def usage_aggregated() -> str:
+        usage_customer()
+        started = time.monotonic()
+        counted = _poll(lambda: usage_period_total() == 600, timeout_seconds=45, interval_seconds=0.5)
+        _expect(bool(counted), f"period total {usage_period_total()}, expected 600")
+        used = entitlement()["used"]
+        _expect(used == 600, f"entitlement used {used}, expected 600")
+        return (
+            f"GET usage (window=period) total 600 and entitlement used 600, "
+            f"{int((time.monotonic() - started) * 1000)} ms after the duplicates"
+        )
+
+    def emails() -> list[dict[str, Any]]:
+        data = http.get(f"{runtime.moto_endpoint}/moto-api/data.json", timeout=15).json()
+        address = usage["address"]
+        return [m for m in data["ses"]["Message"] if address in m["destinations"].get("ToAddresses", [])]
+
+    def usage_thresholds() -> str:
+        usage_customer()
+        answered = verdicts(send_events([event("demo-call-3", 250)]))
+        _expect(answered == ["accepted"], f"+250: {answered}")
+        _expect(bool(_poll(lambda: usage_period_total() == 850, timeout_seconds=45)), "850 never counted")
+        subjects = _poll(
+            lambda: len(found := sorted(m["subject"] for m in emails())) >= 2 and found,
+            timeout_seconds=45,
+            interval_seconds=0.5,
+        )
+        expected = [f"You have used {percent}% of your api_calls limit" for percent in (50, 80)]
+        _expect(subjects == expected, f"emails to {usage['address']}: {[m['subject'] for m in emails()]}")
+        time.sleep(1)  # a second announcement, if any, would come with the same batch
+        _expect(len(emails()) == 2, f"{len(emails())} emails, expected 2")
+        return f"+250 -> 850 of 1000: SES sent exactly one email per threshold crossed: {'; '.join(subjects)}"
+
+    def usage_hard_stop() -> str:
+        usage_customer()
+        customer_id = usage["customer_id"]
+        refused = verdicts(send_events([event("demo-call-4", 200)]))
+        _expect(refused == ["rejected:limit_exceeded"], f"200 more at 850 of 1000: {refused}")
+        consume = f"{api}/customers/{customer_id}/entitlements/api_calls/consume"
+        too_much = http.post(
+            consume, json={"quantity": 151}, headers={**admin, "Idempotency-Key": "demo-consume-151"}, timeout=30
+        )
+        _expect(too_much.status_code == 409, f"consume 151 -> {too_much.status_code} {too_much.text}")
+        _expect(too_much.json()["code"] == "limit_exceeded", f"consume 151 -> {too_much.text}")
+        fits = http.post(
+            consume, json={"quantity": 150}, headers={**admin, "Idempotency-Key": "demo-consume-150"}, timeout=30
+        )
+        _expect(fits.status_code == 200, f"consume 150 -> {fits.status_code} {fits.text}")
+        after = entitlement()
+        _expect((after["used"], after["limit"], after["allowed"]) == (1000, 1000, False), f"entitlement after: {after}")
+        return (
+            f"event of 200 at 850/1000 -> {refused[0]}; consume 151 -> 409 limit_exceeded; "
+            f"consume 150 -> 200; entitlement used 1000 of 1000, allowed false"
+        )
+
     def forged_webhook() -> str:
         body = json.dumps({"id": "evt_forged", "type": "invoice.paid", "data": {"object": {}}})
         forged = f"t={int(time.time())},v1={'0' * 64}"
@@ -434,6 +652,12 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("the shipped price book is in force (seeded at start)", seeded_price_book)
     step("paid signup: order, commit once per Idempotency-Key, charge", paid_signup)
     step("dunning: failure -> grace -> retry -> recovery", dunning)
+    step("usage: a hard_stop plan published, signed up, limit synced", usage_signup)
+    step("usage: POST /usage/events accepts with the key, 401 without", usage_ingest)
+    step("usage: a repeat is duplicate, a changed event a conflict", usage_duplicate)
+    step("usage: the aggregator counts accepted usage once", usage_aggregated)
+    step("usage: 50% and 80% thresholds emailed once each", usage_thresholds)
+    step("usage: hard stop refuses events and consumes past the limit", usage_hard_stop)
     step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:
