@@ -2,7 +2,8 @@
 a report.
 
 It grows with each capability. Every step checks an outcome; the demo exits 1 if any step fails. It reaches
-the stack only through its API, boto3 clients pointed at moto, and the Stripe peer's API."""
+the stack only through its API, boto3 clients pointed at moto, moto's record of the email its SES accepted
+(`/moto-api/data.json`), and the Stripe peer's API."""
 
 from __future__ import annotations
 
