@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -424,8 +425,9 @@ def run_demo(runtime: LocalRuntime) -> bool:
         return http.post(f"{api}/usage/events", json={"events": events}, headers=headers, timeout=30)
 
     def event(event_id: str, value: int) -> dict[str, Any]:
-        # Timestamped now: inside the period that began at the signup, not in the future
-        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # Timestamped now, to the microsecond: inside the period that began at the signup (a time truncated to
+        # the second could fall before its start and be rejected outside_billing_period), not in the future
+        at = datetime.now(UTC).isoformat()
         return {
             "event_id": event_id,
             "customer_id": usage["customer_id"],
