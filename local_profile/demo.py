@@ -416,9 +416,16 @@ def run_demo(runtime: LocalRuntime) -> bool:
     ingestion_key = runtime.provisioner.api_key_value("BillingApiApiKey", {})  # the local key, overrides applied
     metered_plan = "metered-monthly"
 
-    def usage_customer() -> dict[str, Any]:
-        _expect("customer_id" in usage, "no usage customer: the hard_stop plan's signup step did not pass")
-        return usage
+    def usage_step(action: Callable[[], str]) -> Callable[[], str]:
+        """A step after the signup: skipped as the signup was, failed at once (naming the cause) if it failed."""
+
+        def run() -> str:
+            if "skipped" in usage:
+                return str(usage["skipped"])
+            _expect("customer_id" in usage, "no usage customer: the hard_stop plan's signup step did not pass")
+            return action()
+
+        return run
 
     def send_events(events: list[dict[str, Any]], *, with_key: bool = True) -> requests.Response:
         headers = {"x-api-key": ingestion_key} if with_key else {}
@@ -453,10 +460,12 @@ def run_demo(runtime: LocalRuntime) -> bool:
         """An operator publishes a new price-book version (the seed's plans and meters plus a plan whose api_calls
         stop hard at 1,000), effective a few seconds ahead; a customer signs up to that plan."""
         if not stripe.api_base:
-            return "skipped (--stripe off)"
+            usage["skipped"] = "skipped (--stripe off)"
+            return str(usage["skipped"])
         answer = http.get(f"{api}/price-book", headers=admin, timeout=30)
         if answer.status_code == 404 and not seed_enabled(runtime):
-            return "skipped (--no-seed)"
+            usage["skipped"] = "skipped (--no-seed)"
+            return str(usage["skipped"])
         _expect(answer.status_code == 200, f"GET /price-book -> {answer.status_code} {answer.text}")
         current = answer.json()
         _expect(any(m["meter_id"] == "api_calls" for m in current.get("meters", [])), f"no api_calls meter: {current}")
@@ -544,7 +553,6 @@ def run_demo(runtime: LocalRuntime) -> bool:
         )
 
     def usage_ingest() -> str:
-        usage_customer()
         usage["first"] = [event(f"demo-call-{index}", value) for index, value in enumerate((100, 200, 300))]
         refused = send_events(usage["first"], with_key=False)
         _expect(refused.status_code == 401, f"without the key: {refused.status_code} {refused.text}")
@@ -553,7 +561,6 @@ def run_demo(runtime: LocalRuntime) -> bool:
         return f"3 events (100+200+300) -> 202 {', '.join(answered)}; without x-api-key -> 401 {refused.json()['code']}"
 
     def usage_duplicate() -> str:
-        usage_customer()
         _expect("first" in usage, "the ingestion step sent nothing")
         again = verdicts(send_events(usage["first"]))
         _expect(again == ["duplicate"] * 3, f"the same request again: {again}")
@@ -575,7 +582,6 @@ def run_demo(runtime: LocalRuntime) -> bool:
         return int(total) if total is not None else None
 
     def usage_aggregated() -> str:
-        usage_customer()
         started = time.monotonic()
         counted = _poll(lambda: usage_period_total() == 600, timeout_seconds=45, interval_seconds=0.5)
         _expect(bool(counted), f"period total {usage_period_total()}, expected 600")
@@ -594,7 +600,6 @@ def run_demo(runtime: LocalRuntime) -> bool:
     def usage_thresholds() -> str:
         """600 of 1000 already reached 50 %; +250 takes it to 850, past 80 %: one email per threshold, each naming
         the total it was reached at (thresholds.crossed; NotificationSendFunction through moto's SES)."""
-        usage_customer()
         answered = verdicts(send_events([event("demo-call-3", 250)]))
         _expect(answered == ["accepted"], f"+250: {answered}")
         _expect(bool(_poll(lambda: usage_period_total() == 850, timeout_seconds=45)), "850 never counted")
@@ -619,7 +624,6 @@ def run_demo(runtime: LocalRuntime) -> bool:
         )
 
     def usage_hard_stop() -> str:
-        usage_customer()
         customer_id = usage["customer_id"]
         refused = verdicts(send_events([event("demo-call-4", 200)]))
         _expect(refused == ["rejected:limit_exceeded"], f"200 more at 850 of 1000: {refused}")
@@ -676,11 +680,11 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("paid signup: order, commit once per Idempotency-Key, charge", paid_signup)
     step("dunning: failure -> grace -> retry -> recovery", dunning)
     step("usage: a hard_stop plan published, signed up, limit synced", usage_signup)
-    step("usage: POST /usage/events accepts with the key, 401 without", usage_ingest)
-    step("usage: a repeat is duplicate, a changed event a conflict", usage_duplicate)
-    step("usage: the aggregator counts accepted usage once", usage_aggregated)
-    step("usage: thresholds 50% and 80% emailed once each", usage_thresholds)
-    step("usage: hard stop refuses events and consumes past the limit", usage_hard_stop)
+    step("usage: POST /usage/events accepts with the key, 401 without", usage_step(usage_ingest))
+    step("usage: a repeat is duplicate, a changed event a conflict", usage_step(usage_duplicate))
+    step("usage: the aggregator counts accepted usage once", usage_step(usage_aggregated))
+    step("usage: thresholds 50% and 80% emailed once each", usage_step(usage_thresholds))
+    step("usage: hard stop refuses events and consumes past the limit", usage_step(usage_hard_stop))
     step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:
