@@ -29,6 +29,7 @@ class Settings(BundleSettings):
     idempotency_table_name: str
     admin_token_secret_name: str
     audit_table_name: str
+    notifications_queue_url: str  # usage_threshold notices reached through consume or a changed limit
 
 
 ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
@@ -78,6 +79,7 @@ def put_limit(customer_id: str, meter: str) -> Response[str]:
         wiring.usage_store(),
         wiring.usage_reads(),
         wiring.audit_log(),
+        wiring.usage_counter(),
         customer_id=check_customer_id(customer_id),
         meter_id=meter,
         change=change,

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from billing_core.usage.counting import UsageCounter
 from billing_core.usage.queries import Consumed, EntitlementReader
 from tests.fakes.audit import InMemoryAuditLog
+from tests.fakes.reconciliation import InMemoryDocumentQueue
 from tests.fakes.usage import InMemoryUsageStore
 from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
@@ -48,6 +50,10 @@ def usage_api(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, InMemoryUsag
     monkeypatch.setattr(module.wiring, "usage_store", lambda: store)
     audit = InMemoryAuditLog()
     monkeypatch.setattr(module.wiring, "audit_log", lambda: audit)
+    notices = InMemoryDocumentQueue()
+    counter = UsageCounter(store=store, notices=notices, audit=audit, clock=lambda: NOW)
+    monkeypatch.setattr(module.wiring, "usage_counter", lambda: counter)
+    monkeypatch.setattr(module, "notices_sent", notices.sent, raising=False)
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
@@ -57,6 +63,7 @@ def usage_api(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, InMemoryUsag
             idempotency_table_name="i",
             admin_token_secret_name="s",
             audit_table_name="a",
+            notifications_queue_url="q",
         ),
     )
     # the entitlement asks "now": the samples' periods are around NOW
@@ -218,3 +225,23 @@ def test_a_limit_change_refuses_what_it_cannot_place(usage_api: Any, lambda_cont
     # a limit of none is a valid change: the hard stop then stops nothing
     status, body = call(module, {**change, "body": '{"limit": null, "reason": "unlimited trial"}'}, lambda_context)
     assert (status, body["limit"], body["allowed"]) == (200, None, True)
+
+
+def test_a_threshold_reached_through_a_limit_change_is_announced_once(usage_api: Any, lambda_context: Any) -> None:
+    module, store = usage_api
+    open_account(store)
+    counted(store, [event(f"e{i}", value=10, timestamp=NOW - timedelta(minutes=i)) for i in range(6)], NOW)
+    # Given 60 of 100 used: nothing reached (80 and 100 are the thresholds)
+    change = load_event("api/entitlement_limit_put.json")
+    # When an operator lowers the limit to 70: 60 is past 80 % of it
+    change["body"] = json.dumps({"limit": 70, "reason": "abuse review"})
+    status, body = call(module, change, lambda_context)
+    assert (status, body["used"], body["allowed"]) == (200, 60, True)
+    # Then the 80 % threshold is announced once, under its one notice id, and marked
+    [notice] = module.notices_sent
+    assert notice["notice_id"].endswith(":80")
+    period_start = next(key[2] for key in store.limits if key[:2] == (CUSTOMER, "api_calls"))
+    assert store.announced(CUSTOMER, "api_calls", period_start) == {80}
+    # And a repeat of the change (nothing changes) announces nothing more
+    call(module, change, lambda_context)
+    assert len(module.notices_sent) == 1

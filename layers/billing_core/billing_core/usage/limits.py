@@ -11,7 +11,13 @@ the plan, so a raise that should last is a plan change. Units consumed stay (`pu
 
 The write is the store's `put_limit` (last writer wins: two operators changing one limit at once both land in
 the audit trail, in order); the audit entry is appended after it (`usage_limit.changed`, entity `usage_limit`,
-`<customer>:<meter>`). A request that changes nothing writes nothing."""
+`<customer>:<meter>`). A request that changes nothing writes nothing.
+
+Thresholds are percentages of the limit and of what is used, counted or consumed. The aggregator checks them
+after it counts a batch; units taken through `consume` and a changed limit reach no batch, so those two paths
+check them themselves (`announce_due`): without it a customer who reaches 100 % through `consume` would never be
+told (every later event is refused, so nothing is counted again). The check is the aggregator's own (markers,
+one notice id per threshold), so a repeat announces nothing twice."""
 
 from __future__ import annotations
 
@@ -23,11 +29,13 @@ from billing_core.audit.model import ChangeSource, EntityEvent, EntityType, diff
 from billing_core.audit.ports import AuditLog
 from billing_core.errors import NotFoundError
 from billing_core.pricing.model import CapPolicy
+from billing_core.usage.counting import UsageCounter
 from billing_core.usage.entitlements import allowed, counted_in_period
-from billing_core.usage.model import MAX_EVENT_VALUE, Aggregation
+from billing_core.usage.model import MAX_EVENT_VALUE, Aggregation, WindowKind
 from billing_core.usage.ports import PeriodRead, UsageStore
 from billing_core.usage.queries import EntitlementReader
 from billing_core.usage.service import counted_total
+from billing_core.usage.windows import WindowKey
 
 
 class LimitChange(BaseModel):
@@ -57,6 +65,17 @@ class LimitChanged(BaseModel):
     changed_at: AwareDatetime
 
 
+def announce_due(
+    reader: EntitlementReader, counter: UsageCounter, customer_id: str, meter_id: str, now: datetime
+) -> None:
+    """Announce the thresholds the current period of the customer's meter has reached and nobody announced."""
+    meter = reader.meter(meter_id)
+    if meter is None:
+        return
+    period = reader.current_period(customer_id, now)
+    counter.check(WindowKey(customer_id, meter_id, period.start, WindowKind.PERIOD, period.start), meter.aggregation)
+
+
 def audit_sequence(now: datetime) -> str:
     """Digits, as the audit table's sort key expects: the change's time in microseconds since the epoch."""
     return f"{int(now.timestamp() * 1_000_000):020d}"
@@ -66,6 +85,7 @@ def change_limit(
     store: UsageStore,
     reader: EntitlementReader,
     audit: AuditLog,
+    counter: UsageCounter,
     *,
     customer_id: str,
     meter_id: str,
@@ -103,6 +123,7 @@ def change_limit(
                 sequence=audit_sequence(now),
             )
         )
+        announce_due(reader, counter, customer_id, meter_id, now)
     if meter.aggregation is Aggregation.UNIQUE_COUNT:
         counted = counted_total(store, PeriodRead(after, read.shards), meter.aggregation)
     else:
