@@ -2,7 +2,8 @@
 a report.
 
 It grows with each capability. Every step checks an outcome; the demo exits 1 if any step fails. It reaches
-the stack only through its API, boto3 clients pointed at moto, and the Stripe peer's API."""
+the stack only through its API, boto3 clients pointed at moto, moto's record of the email its SES accepted
+(`/moto-api/data.json`), and the Stripe peer's API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -408,6 +410,250 @@ def run_demo(runtime: LocalRuntime) -> bool:
             f"attempts {', '.join(attempts)}"
         )
 
+    # The usage scenario (#12): a customer on a plan with a hard-stopped meter sends usage over HTTP. Its steps
+    # share what the first one sets up; a later step fails at once, naming the cause, if that one did not.
+    usage: dict[str, Any] = {}
+    ingestion_key = runtime.provisioner.api_key_value("BillingApiApiKey", {})  # the local key, overrides applied
+    metered_plan = "metered-monthly"
+
+    def usage_step(action: Callable[[], str]) -> Callable[[], str]:
+        """A step after the signup: skipped as the signup was, failed at once (naming the cause) if it failed."""
+
+        def run() -> str:
+            if "skipped" in usage:
+                return str(usage["skipped"])
+            _expect("customer_id" in usage, "no usage customer: the hard_stop plan's signup step did not pass")
+            return action()
+
+        return run
+
+    def send_events(events: list[dict[str, Any]], *, with_key: bool = True) -> requests.Response:
+        headers = {"x-api-key": ingestion_key} if with_key else {}
+        return http.post(f"{api}/usage/events", json={"events": events}, headers=headers, timeout=30)
+
+    def event(event_id: str, value: int) -> dict[str, Any]:
+        # Timestamped now, to the microsecond: inside the period that began at the signup (a time truncated to
+        # the second could fall before its start and be rejected outside_billing_period), not in the future
+        at = datetime.now(UTC).isoformat()
+        return {
+            "event_id": event_id,
+            "customer_id": usage["customer_id"],
+            "meter": "api_calls",
+            "value": value,
+            "timestamp": at,
+            "properties": {"endpoint": "/v1/things"},
+        }
+
+    def verdicts(response: requests.Response) -> list[str]:
+        _expect(response.status_code == 202, f"POST /usage/events -> {response.status_code} {response.text}")
+        return [
+            f"{result['verdict']}:{result['reason']}" if result.get("reason") else str(result["verdict"])
+            for result in response.json()["results"]
+        ]
+
+    def entitlement() -> dict[str, Any]:
+        customer_id = usage["customer_id"]
+        reply = http.get(f"{api}/customers/{customer_id}/entitlements/api_calls", headers=admin, timeout=30)
+        return dict(reply.json()) if reply.status_code == 200 else {"status": reply.status_code, "body": reply.text}
+
+    def usage_signup() -> str:
+        """An operator publishes a new price-book version (the seed's plans and meters plus a plan whose api_calls
+        stop hard at 1,000), effective a few seconds ahead; a customer signs up to that plan."""
+        if not stripe.api_base:
+            usage["skipped"] = "skipped (--stripe off)"
+            return str(usage["skipped"])
+        answer = http.get(f"{api}/price-book", headers=admin, timeout=30)
+        if answer.status_code == 404 and not seed_enabled(runtime):
+            usage["skipped"] = "skipped (--no-seed)"
+            return str(usage["skipped"])
+        _expect(answer.status_code == 200, f"GET /price-book -> {answer.status_code} {answer.text}")
+        current = answer.json()
+        _expect(any(m["meter_id"] == "api_calls" for m in current.get("meters", [])), f"no api_calls meter: {current}")
+        # A published version is immutable and may not take effect in the past: a new one, 5 s ahead
+        effective = time.time() + 5
+        version = f"demo-{int(effective)}"
+        book = {
+            "version": version,
+            "effective_from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(effective)),
+            "meters": current["meters"],
+            "plans": [plan for plan in current["plans"] if plan["plan_id"] != metered_plan]
+            + [
+                {
+                    "plan_id": metered_plan,
+                    "product_id": "billing-platform",
+                    "name": "Metered",
+                    "amount_minor": 1900,
+                    "currency": "EUR",
+                    "interval": "month",
+                    "trial_days": 0,
+                    "usage_components": [
+                        {
+                            "metric": "api_calls",
+                            "unit_amount_minor": 1,
+                            "included_quantity": 1000,
+                            "cap_policy": "hard_stop",
+                            "cap_quantity": 1000,
+                            "alert_thresholds_percent": [50, 80, 100],
+                        }
+                    ],
+                }
+            ],
+        }
+        published = http.post(f"{api}/price-book", json=book, headers=admin, timeout=60)
+        _expect(published.status_code in (200, 201), f"POST /price-book -> {published.status_code} {published.text}")
+        in_force = _poll(
+            lambda: (
+                (b := http.get(f"{api}/price-book", headers=admin, timeout=30).json()).get("version") == version and b
+            ),
+            timeout_seconds=20,
+            interval_seconds=0.5,
+        )
+        _expect(bool(in_force), f"price book {version} not in force 20 s after publishing it")
+        client = StripeClient("sk_test_local", base_addresses={"api": stripe.api_base})
+        address = f"usage-demo-{int(time.time() * 1000)}@example.com"
+        customer = client.v1.customers.create(params={"email": address})
+        method = client.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+            }
+        )
+        client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
+        created = http.post(
+            f"{api}/orders",
+            json={"customer_id": customer.id, "plan_id": metered_plan, "payment_method_id": method.id},
+            headers=admin,
+            timeout=30,
+        )
+        _expect(created.status_code == 201, f"POST /orders -> {created.status_code} {created.text}")
+        order = created.json()
+        key = {**admin, "Idempotency-Key": f"demo-usage-{order['order_id']}"}
+        committed = http.post(f"{api}/orders/{order['order_id']}/commit", headers=key, timeout=60)
+        _expect(committed.status_code == 200, f"commit -> {committed.status_code} {committed.text}")
+        _expect(committed.json()["status"] == "committed", f"order {committed.json()}")
+        subscription_id = committed.json()["subscription_id"]
+        subscription = http.get(f"{api}/subscriptions/{subscription_id}", headers=admin, timeout=30).json()
+        # Usage is keyed by our customer id (bcus_...), not the provider's: the subscription's terms name it
+        usage.update(
+            subscription_id=subscription_id,
+            customer_id=subscription["terms"]["customer_id"],
+            address=address,
+            period_start=subscription["current_period_start"],
+            period_end=subscription["current_period_end"],
+        )
+        # The usage sync (SubscriptionsTable stream -> UsageSyncFunction) opens the account and the limit
+        synced = _poll(
+            lambda: (e := entitlement()).get("limit") == 1000 and e, timeout_seconds=45, interval_seconds=0.5
+        )
+        _expect(bool(synced), f"entitlement never showed the plan's limit: {entitlement()}")
+        _expect(synced["policy"] == "hard_stop" and synced["allowed"] and synced["used"] == 0, f"{synced}")
+        return (
+            f"price book {version} published (effective +5 s, in force), {metered_plan} signed up: "
+            f"{subscription_id} for {usage['customer_id']}; entitlement limit 1000 hard_stop, used 0"
+        )
+
+    def usage_ingest() -> str:
+        usage["first"] = [event(f"demo-call-{index}", value) for index, value in enumerate((100, 200, 300))]
+        refused = send_events(usage["first"], with_key=False)
+        _expect(refused.status_code == 401, f"without the key: {refused.status_code} {refused.text}")
+        answered = verdicts(send_events(usage["first"]))
+        _expect(answered == ["accepted"] * 3, f"verdicts {answered}")
+        return f"3 events (100+200+300) -> 202 {', '.join(answered)}; without x-api-key -> 401 {refused.json()['code']}"
+
+    def usage_duplicate() -> str:
+        _expect("first" in usage, "the ingestion step sent nothing")
+        again = verdicts(send_events(usage["first"]))
+        _expect(again == ["duplicate"] * 3, f"the same request again: {again}")
+        changed = {**usage["first"][0], "value": 999}
+        conflicting = verdicts(send_events([changed]))
+        _expect(conflicting == ["conflict"], f"same event_id, another value: {conflicting}")
+        return f"same request -> 202 {', '.join(again)}; same event_id with value 999 -> {conflicting[0]}"
+
+    def usage_period_total() -> int | None:
+        customer_id = usage["customer_id"]
+        reply = http.get(
+            f"{api}/customers/{customer_id}/usage",
+            params={"meter": "api_calls", "window": "period", "from": usage["period_start"], "to": usage["period_end"]},
+            headers=admin,
+            timeout=30,
+        )
+        _expect(reply.status_code == 200, f"GET usage -> {reply.status_code} {reply.text}")
+        total = reply.json()["total"]
+        return int(total) if total is not None else None
+
+    def usage_aggregated() -> str:
+        started = time.monotonic()
+        counted = _poll(lambda: usage_period_total() == 600, timeout_seconds=45, interval_seconds=0.5)
+        _expect(bool(counted), f"period total {usage_period_total()}, expected 600")
+        used = entitlement()["used"]
+        _expect(used == 600, f"entitlement used {used}, expected 600")
+        return (
+            f"GET usage (window=period) total 600 = 100+200+300 (the repeats and the conflicting 999 count "
+            f"nothing), entitlement used 600; {int((time.monotonic() - started) * 1000)} ms after the repeats"
+        )
+
+    def emails() -> list[dict[str, Any]]:
+        data = http.get(f"{runtime.moto_endpoint}/moto-api/data.json", timeout=15).json()
+        address = usage["address"]
+        return [m for m in data["ses"]["Message"] if address in m["destinations"].get("ToAddresses", [])]
+
+    def usage_thresholds() -> str:
+        """600 of 1000 already reached 50 %; +250 takes it to 850, past 80 %: one email per threshold, each naming
+        the total it was reached at (thresholds.crossed; NotificationSendFunction through moto's SES)."""
+        answered = verdicts(send_events([event("demo-call-3", 250)]))
+        _expect(answered == ["accepted"], f"+250: {answered}")
+        _expect(bool(_poll(lambda: usage_period_total() == 850, timeout_seconds=45)), "850 never counted")
+        _poll(lambda: len(emails()) >= 2, timeout_seconds=45, interval_seconds=0.5)
+        time.sleep(2)  # a second email for one threshold would come right after the first
+        sent = sorted((m["subject"], m["body"]) for m in emails())
+        expected = [
+            (f"You have used {percent}% of your api_calls limit", total) for percent, total in ((50, 600), (80, 850))
+        ]
+        _expect(
+            [subject for subject, _ in sent] == [subject for subject, _ in expected],
+            f"emails to {usage['address']}: {[subject for subject, _ in sent]}",
+        )
+        for (subject, body), (_, total) in zip(sent, expected, strict=True):
+            _expect(
+                f"{total} of 1000" in body and usage["subscription_id"] in body,
+                f"{subject!r} does not name {total} of 1000 and {usage['subscription_id']}: {body!r}",
+            )
+        return (
+            "600 reached 50% -> 1 email (600 of 1000); +250 -> 850 reached 80% -> 1 email (850 of 1000); "
+            f"{len(sent)} emails in all, each naming {usage['subscription_id']}"
+        )
+
+    def usage_hard_stop() -> str:
+        customer_id = usage["customer_id"]
+        refused = verdicts(send_events([event("demo-call-4", 200)]))
+        _expect(refused == ["rejected:limit_exceeded"], f"200 more at 850 of 1000: {refused}")
+        consume = f"{api}/customers/{customer_id}/entitlements/api_calls/consume"
+
+        def take(quantity: int) -> requests.Response:
+            key = {**admin, "Idempotency-Key": f"demo-consume-{customer_id}-{quantity}"}
+            return http.post(consume, json={"quantity": quantity}, headers=key, timeout=30)
+
+        too_much = take(151)
+        _expect(too_much.status_code == 409, f"consume 151 -> {too_much.status_code} {too_much.text}")
+        _expect(too_much.json()["code"] == "limit_exceeded", f"consume 151 -> {too_much.text}")
+        fits = take(150)
+        _expect(fits.status_code == 200, f"consume 150 -> {fits.status_code} {fits.text}")
+        retried = take(150)  # a client's retry under the same Idempotency-Key: the same answer, nothing taken twice
+        _expect(retried.status_code == 200 and retried.json() == fits.json(), f"retry answered {retried.text}")
+        after = entitlement()
+        _expect((after["used"], after["limit"], after["allowed"]) == (1000, 1000, False), f"entitlement after: {after}")
+        # Units taken by consume reach no batch document, so consume checks the thresholds itself
+        # (usage/limits.announce_due): 1000 of 1000 is the 100 % threshold, emailed once.
+        full = _poll(lambda: [m for m in emails() if "100%" in m["subject"]], timeout_seconds=20, interval_seconds=0.5)
+        _expect(len(full) == 1, f"the 100% threshold was emailed {len(full)} times")
+        earlier = sorted(m["subject"] for m in emails() if "100%" not in m["subject"])
+        _expect(len(earlier) == 2, f"the 50%/80% emails are now {earlier}")
+        return (
+            f"event of 200 at 850/1000 -> {refused[0]}; consume 151 -> 409 limit_exceeded; consume 150 -> 200 "
+            f"(its retry: the same answer); entitlement used 1000 of 1000, allowed false; "
+            "the 100% threshold reached through consume emailed once"
+        )
+
     def forged_webhook() -> str:
         body = json.dumps({"id": "evt_forged", "type": "invoice.paid", "data": {"object": {}}})
         forged = f"t={int(time.time())},v1={'0' * 64}"
@@ -434,6 +680,12 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("the shipped price book is in force (seeded at start)", seeded_price_book)
     step("paid signup: order, commit once per Idempotency-Key, charge", paid_signup)
     step("dunning: failure -> grace -> retry -> recovery", dunning)
+    step("usage: a hard_stop plan published, signed up, limit synced", usage_signup)
+    step("usage: POST /usage/events accepts with the key, 401 without", usage_step(usage_ingest))
+    step("usage: a repeat is duplicate, a changed event a conflict", usage_step(usage_duplicate))
+    step("usage: the aggregator counts accepted usage once", usage_step(usage_aggregated))
+    step("usage: thresholds 50% and 80% emailed once each", usage_step(usage_thresholds))
+    step("usage: hard stop refuses events and consumes past the limit", usage_step(usage_hard_stop))
     step("a forged webhook is refused", forged_webhook)
     width = max(len(s.name) for s in steps)
     for item in steps:

@@ -227,9 +227,9 @@ class StreamPoller:
             return
         if shard.iterator is None:
             shard.iterator = self._iterator(shard)
-        response = self._streams.get_records(
-            ShardIterator=shard.iterator, Limit=min(GET_RECORDS_LIMIT, self.source.batch_size - len(shard.buffer))
-        )
+        # A full page, whatever the batch size (as Lambda's poller reads): records the filter drops must not cost a
+        # poll interval each batch-size of them (a usage request writes 100 markers the aggregator never sees).
+        response = self._streams.get_records(ShardIterator=shard.iterator, Limit=GET_RECORDS_LIMIT)
         records = response.get("Records", [])
         if records:
             # Lambda filters each record as it is read, before batching: a record no filter matches is never

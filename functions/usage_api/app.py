@@ -1,5 +1,7 @@
 """GET /customers/{customer_id}/usage, GET /customers/{customer_id}/entitlements/{meter} and
-POST /customers/{customer_id}/entitlements/{meter}/consume (issue #12; docs/architecture.md, "Usage routes").
+POST /customers/{customer_id}/entitlements/{meter}/consume and PUT /customers/{customer_id}/entitlements/{meter}/limit
+(an operator's change of the current period's limit, docs/runbooks/usage.md "Raise a hard limit now"; audited)
+(issue #12; docs/architecture.md, "Usage routes").
 
 Admin routes (the admin bearer token): the caller is the customer's own backend or an operator, not the end
 customer. The consume route takes an Idempotency-Key header: Powertools idempotency answers a retry with the
@@ -16,6 +18,7 @@ from aws_lambda_powertools.event_handler import Response
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
 from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body, parse_query
+from billing_core.usage.limits import LimitChange, change_limit
 from billing_core.usage.queries import ConsumeRequest, UsageQuery, check_customer_id
 from billing_core.wiring import Wiring
 
@@ -25,7 +28,11 @@ class Settings(BundleSettings):
     price_book_table_name: str
     idempotency_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str
+    notifications_queue_url: str  # usage_threshold notices reached through consume or a changed limit
 
+
+ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 wiring = Wiring(Settings)
 app = admin_resolver(wiring.admin_tokens)
@@ -62,6 +69,24 @@ def consume(customer_id: str, meter: str) -> Response[str]:
     once = wiring.consume_units_once()
     once.register(app.lambda_context)  # here, not per invocation: the GET routes never load idempotency
     result = once(request)
+    return json_response(HTTPStatus.OK, result.model_dump(mode="json"))
+
+
+@app.put("/customers/<customer_id>/entitlements/<meter>/limit")
+def put_limit(customer_id: str, meter: str) -> Response[str]:
+    change = parse_json_body(app, LimitChange)
+    result = change_limit(
+        wiring.usage_store(),
+        wiring.usage_reads(),
+        wiring.audit_log(),
+        wiring.usage_counter(),
+        customer_id=check_customer_id(customer_id),
+        meter_id=meter,
+        change=change,
+        actor=ACTOR,
+        correlation_id=app.current_event.request_context.request_id,
+        now=datetime.now(UTC),
+    )
     return json_response(HTTPStatus.OK, result.model_dump(mode="json"))
 
 

@@ -46,6 +46,8 @@ def usage_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType
         ("USAGE_TABLE_NAME", "UsageTable"),
         ("PRICE_BOOK_TABLE_NAME", "PriceBookTable"),
         ("IDEMPOTENCY_TABLE_NAME", "IdempotencyTable"),
+        ("AUDIT_TABLE_NAME", "AuditTable"),
+        ("NOTIFICATIONS_QUEUE_URL", "CustomerNotificationsQueue"),
         ("ADMIN_TOKEN_SECRET_NAME", "AdminTokenSecret"),
     ):
         monkeypatch.setenv(name, stack.ref(logical))
@@ -209,5 +211,27 @@ def test_a_consume_whose_saved_answer_was_lost_is_not_taken_again(usage_api: Any
     read = store.period(CUSTOMER, "api_calls", CURRENT.start)
     assert read.limit is not None and read.limit.consumed == 5
     # Cost of a consume: Powertools' PutItem, the period read, the marked write (a GetItem of the marker when
-    # the units do not fit, here: the retry's transaction found the marker), Powertools' UpdateItem
-    assert calls == ["PutItem", "BatchGetItem", "TransactWriteItems", "UpdateItem"]
+    # the units do not fit, here: the retry's transaction found the marker), the thresholds' period read (nothing
+    # reached: the alert markers are not read), Powertools' UpdateItem
+    assert calls == ["PutItem", "BatchGetItem", "TransactWriteItems", "BatchGetItem", "UpdateItem"]
+
+
+def test_reaching_a_threshold_through_consume_announces_it_once(
+    usage_api: Any, stack: Stack, lambda_context: Any
+) -> None:
+    module, store, _ = usage_api
+    count(store, events("api_calls", 75))
+    sample = load_event("api/entitlement_consume.json")
+    sample["body"] = json.dumps({"quantity": 25})
+    # When the customer's own backend takes the last 25 units through consume (75 + 25 = the limit)
+    assert call(module, sample, lambda_context) == (200, {"consumed": True, "used": LIMIT, "limit": LIMIT})
+    # Then 80 % and 100 % are announced (no batch will ever bring them to the aggregator: the meter is stopped)
+    assert store.announced(CUSTOMER, "api_calls", CURRENT.start) == {80, 100}
+    sqs = stack.client("sqs")
+    received = sqs.receive_message(QueueUrl=stack.ref("CustomerNotificationsQueue"), MaxNumberOfMessages=10)
+    percents = sorted(json.loads(message["Body"])["notice_id"].rsplit(":", 1)[1] for message in received["Messages"])
+    assert percents == ["100", "80"]
+    # And the retry with the same key (its saved answer) announces nothing more
+    assert call(module, sample, lambda_context)[0] == 200
+    again = sqs.receive_message(QueueUrl=stack.ref("CustomerNotificationsQueue"), MaxNumberOfMessages=10)
+    assert "Messages" not in again

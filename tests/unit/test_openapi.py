@@ -90,6 +90,7 @@ from billing_core.triggers.http import refuse_card_numbers, validation_failed
 from billing_core.usage.corrections import CorrectionView
 from billing_core.usage.entitlements import Entitlement
 from billing_core.usage.ingestion import UsageAnswer, UsageRequest
+from billing_core.usage.limits import LimitChange, LimitChanged
 from billing_core.usage.queries import Consumed, ConsumeRequest, UsageQuery, UsageReport
 from billing_core.webhooks.model import ReceivedWebhook
 from billing_core.webhooks.providers import PROVIDERS
@@ -170,6 +171,8 @@ MODEL_COMPONENTS: tuple[tuple[type[BaseModel], str], ...] = (
     (Entitlement, "serialization"),
     (ConsumeRequest, "validation"),
     (Consumed, "serialization"),
+    (LimitChange, "validation"),
+    (LimitChanged, "serialization"),
     (CancelRequest, "validation"),
     (AmendRequest, "validation"),
     (CorrectionView, "serialization"),
@@ -223,7 +226,7 @@ def test_the_documented_operations_are_exactly_the_templates_api_events() -> Non
     undocumented, unserved = route_drift(Contract())
     assert not undocumented, f"served by {BILLING_API} in template.yaml, not in docs/openapi.yaml: {undocumented}"
     assert not unserved, f"documented in docs/openapi.yaml, no {BILLING_API} event in template.yaml: {unserved}"
-    assert len(template_api_routes()) == 27
+    assert len(template_api_routes()) == 28
 
 
 def test_a_document_missing_or_inventing_a_route_is_caught() -> None:

@@ -23,6 +23,7 @@ from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.usage.ingestion import UsageRequest
+from billing_core.usage.limits import LimitChange
 from billing_core.usage.queries import ConsumeRequest
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.providers.stripe_events import StripeEvent
@@ -93,6 +94,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/usage_get.json": ("usage_api", APIGatewayProxyEventModel, None),
     "api/entitlement_get.json": ("usage_api", APIGatewayProxyEventModel, None),
     "api/entitlement_consume.json": ("usage_api", APIGatewayProxyEventModel, ConsumeRequest),
+    "api/entitlement_limit_put.json": ("usage_api", APIGatewayProxyEventModel, LimitChange),
     "dynamodb/usage_batch_accepted.json": ("usage_aggregate", DynamoDBStreamModel, None),
     "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
     "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),

@@ -692,16 +692,22 @@ class Wiring:
         from datetime import UTC, datetime
 
         from billing_core.adapters.idempotency import IdempotentEntry
+        from billing_core.usage.limits import announce_due
         from billing_core.usage.queries import Consumed
 
         def consume(request: dict[str, Any]) -> Consumed:
-            return self.usage_reads().consume(
+            now = datetime.now(UTC)
+            consumed = self.usage_reads().consume(
                 request["customer_id"],
                 request["meter"],
                 request["quantity"],
-                datetime.now(UTC),
+                now,
                 key=request["idempotency_key"],  # marked in the consumption's own transaction too
             )
+            # thresholds reached through consume (no batch brings them to the aggregator); a failure here fails
+            # the request before Powertools saves it, and the retry replays the consumption and checks again
+            announce_due(self.usage_reads(), self.usage_counter(), request["customer_id"], request["meter"], now)
+            return consumed
 
         return IdempotentEntry(
             consume,

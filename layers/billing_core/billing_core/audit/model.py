@@ -31,6 +31,7 @@ class EntityType(StrEnum):
     # from a stream (usage/counting.py): the announcement is the event, its marker item only its dedupe.
     USAGE_THRESHOLD = "usage_threshold"
     USAGE_EVENT = "usage_event"  # an accepted usage event cancelled or amended (id: <customer>:<event id>)
+    USAGE_LIMIT = "usage_limit"  # a period's limit changed by an operator (id: <customer>:<meter>)
 
 
 class ChangeSource(StrEnum):

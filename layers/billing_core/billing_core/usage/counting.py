@@ -159,6 +159,11 @@ class UsageCounter:
             announced += self._check(window, aggregations[window.meter])
         return CountReport(counted, already, tuple(announced))
 
+    def check(self, window: WindowKey, aggregation: Aggregation) -> list[ThresholdCrossed]:
+        """Announce the thresholds due in one period window now: after units were taken through `consume` or a
+        limit was changed, which no batch document brings to this counter (usage/limits.py)."""
+        return self._check(window, aggregation)
+
     def _check(self, window: WindowKey, aggregation: Aggregation) -> list[ThresholdCrossed]:
         read = self._store.period(window.customer_id, window.meter, window.period_start)
         record = read.limit

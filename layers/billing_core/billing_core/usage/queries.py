@@ -266,7 +266,7 @@ class EntitlementReader:
             raise ValidationFailedError(f"no meter {query.meter} is declared in the price book", code="unknown_meter")
         return usage_report(self._store, self.account(customer_id), meter, query)
 
-    def _record(
+    def record_for(
         self, customer_id: str, meter: Meter, period: AccountPeriod, read: PeriodRead, now: datetime
     ) -> LimitRecord:
         if read.limit is not None:
@@ -284,7 +284,7 @@ class EntitlementReader:
         meter = self._declared(meter_id)
         period = self.current_period(customer_id, now)
         read = self._store.period(customer_id, meter_id, period.start)
-        record = self._record(customer_id, meter, period, read, now)
+        record = self.record_for(customer_id, meter, period, read, now)
         view = entitlement_view(record, meter.aggregation, read.shards)
         if meter.aggregation is not Aggregation.UNIQUE_COUNT:
             return view
