@@ -8,14 +8,16 @@ accepts events for, the **closed hours** not reported yet go through the outbox 
   after the period ends); a day would miss that for every period not ending at midnight. An hour that straddles a
   period's bounds is two windows (the counters keep it under each period), reported from the period's side of it.
 - **Which hours** (found without reading every hour's outbox partition): a cursor per (customer, meter, period)
-  says how far the walk got (`through`) and the period's total when it did (`counted`). A run reads the period
-  total (one read for all the account's periods), reads the hours from the cursor on, and reports each hour with
-  a total. When the period total is more than `counted` + the new hours' totals, a late event reached an hour
-  behind the cursor: the whole period's hours are read again and every hour with a total goes through the outbox,
-  which sends only its difference (sequence + 1). A decrease (a correction) sends nothing (`reporting.py`).
-- **Bounded and resumable**: `out_of_time` is asked before each hour's report; the cursor keeps the hours done
-  (new hours are walked in order, so a prefix is done). A lost cursor write costs a re-read, never a report: the
-  outbox's own records say what was sent.
+  says how far the walk got (`through`) and the closed hours' total when it did (`counted`). A run reads the
+  period totals and the open hour (one read for all the account's periods; the open hour's usage is not reported
+  yet, so it is subtracted), reads the hours from the cursor on, and reports each hour with a total. When the
+  closed total is more than `counted` + the new hours' totals, a late event reached an hour behind the cursor: the
+  whole period's hours are read again and every hour with a total goes through the outbox, which sends only its
+  difference (sequence + 1). A decrease (a correction) sends nothing (`reporting.py`) and lowers `counted`.
+- **Bounded and resumable**: `out_of_time` is asked before each account and each hour's report; the cursor keeps
+  the hours done (new hours are walked in order, so a prefix is done), and each run starts after the account the
+  last one finished with (wrapping around the index), so no account waits behind a budget for good. A lost cursor
+  write costs a re-read, never a report: the outbox's own records say what was sent.
 - **Two runs at once** report the same windows through the outbox (a sequence is written once, the identifier is
   fixed before the send: at most one meter event per delta, even sent twice) and a cursor is only moved forward.
 - Stripe accepts a meter event up to 35 days old: older hours are skipped (`UsageReportWindowTooOld`).
@@ -25,7 +27,7 @@ accepts events for, the **closed hours** not reported yet go through the outbox 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
@@ -102,14 +104,13 @@ def closed_hours(period: AccountPeriod, *, since: datetime, now: datetime) -> li
     return hours
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Walk:
     account: UsageAccount
     meter: Meter
     period: AccountPeriod
     cursor: ReportCursor
     closed_total: int  # the period's total less its open hour's: what the closed hours hold
-    hours: list[Hour] = field(default_factory=list)
 
 
 class ProviderUsageReporter:
