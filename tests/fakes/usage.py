@@ -247,6 +247,17 @@ class InMemoryUsageStore:
             self.usage_accounts[account.customer_id] = account
             return True
 
+    def provider_billed(self, provider: str, *, after: str | None = None) -> Iterator[str]:
+        with self._lock:
+            ids = sorted(
+                each
+                for each, account in self.usage_accounts.items()
+                if account.billing_mode == "provider"
+                and account.provider == provider
+                and (after is None or each > after)
+            )
+        yield from ids
+
     def announced(self, customer_id: str, meter: str, period_start: datetime) -> frozenset[int]:
         with self._lock:
             return frozenset(self.alerts.get((customer_id, meter, period_start), {}))

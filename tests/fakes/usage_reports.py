@@ -3,9 +3,11 @@ deduplicates meter events by identifier, as Stripe does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from billing_core.errors import BillingError
+from billing_core.usage.provider_reports import CursorKey, ReportCursor
 from billing_core.usage.reporting import UsageReport
 
 WindowId = tuple[str, str, datetime]
@@ -15,6 +17,24 @@ class InMemoryUsageReportStore:
     def __init__(self) -> None:
         self.reports: dict[tuple[WindowId, int], UsageReport] = {}
         self.fail_mark_once: BillingError | None = None  # a crash between the send and the mark
+        self.stored_cursors: dict[CursorKey, ReportCursor] = {}
+        self.run_positions: dict[str, str] = {}
+
+    def run_position(self, provider: str) -> str | None:
+        return self.run_positions.get(provider)
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        self.run_positions[provider] = customer_id
+
+    def cursors(self, keys: Sequence[CursorKey]) -> dict[CursorKey, ReportCursor]:
+        return {key: self.stored_cursors[key] for key in keys if key in self.stored_cursors}
+
+    def advance(self, cursor: ReportCursor) -> bool:
+        stored = self.stored_cursors.get(cursor.key)
+        if stored is not None and stored.through > cursor.through:
+            return False
+        self.stored_cursors[cursor.key] = cursor
+        return True
 
     def window_reports(self, provider_customer_id: str, meter: str, window_start: datetime) -> tuple[UsageReport, ...]:
         window = (provider_customer_id, meter, window_start)

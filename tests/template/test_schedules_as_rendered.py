@@ -19,6 +19,7 @@ SWITCHED = {
     "BillingRunFunctionHourly": "BillingScheduleEnabled",
     "ReconciliationRunFunctionDaily": "BillingScheduleEnabled",
     "ReconciliationRunFunctionLedgerIntegrity": "BillingScheduleEnabled",
+    "UsageReportFunctionHourly": "BillingScheduleEnabled",
 }
 
 

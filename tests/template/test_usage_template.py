@@ -8,7 +8,7 @@ import copy
 import json
 from typing import Any
 
-from billing_core.adapters.dynamodb.usage_store import TTL_ATTRIBUTE
+from billing_core.adapters.dynamodb.usage_store import PROVIDER_BILLED_ATTRIBUTE, PROVIDER_BILLED_INDEX, TTL_ATTRIBUTE
 from local_runtime.event_filters import compile_filter_criteria, passes
 from local_runtime.template import load_template
 from tests.support import ROOT
@@ -24,7 +24,17 @@ def test_the_usage_table_is_keyed_by_pk_and_sk_on_demand() -> None:
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    assert "GlobalSecondaryIndexes" not in properties  # every read is by key or by one partition
+    # every read is by key or by one partition, but for one sparse index of provider-billed accounts
+    assert [index["IndexName"] for index in properties.get("GlobalSecondaryIndexes", [])] == [PROVIDER_BILLED_INDEX]
+
+
+def test_the_provider_billed_index_is_sparse_on_the_attribute_put_account_writes_and_keys_only() -> None:
+    (index,) = TABLE["Properties"]["GlobalSecondaryIndexes"]
+    assert index["KeySchema"] == [
+        {"AttributeName": PROVIDER_BILLED_ATTRIBUTE, "KeyType": "HASH"},
+        {"AttributeName": "pk", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_event_markers_expire_on_the_attribute_the_store_writes() -> None:

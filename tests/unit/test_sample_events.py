@@ -75,6 +75,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/invoice_void.json": ("invoice_close", APIGatewayProxyEventModel, CloseRequest),
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
+    "eventbridge/usage_report_scheduled.json": ("usage_report", EventBridgeModel, None),
     "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),
     "direct/reconciliation_ledger_integrity.json": ("reconciliation_run", ReconciliationRequest, None),
     "api/audit_get.json": ("audit_api", APIGatewayProxyEventModel, None),

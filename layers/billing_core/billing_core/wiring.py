@@ -17,13 +17,15 @@ It grows with the bundle and is to be split by context when a context's builders
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing_core.config import BundleSettings
 
 if TYPE_CHECKING:  # annotations only: importing them here would cost every function's cold start
+    from datetime import datetime
+
     from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
     from billing_core.adapters.dynamodb.dunning_store import DynamoDBDunningStore
     from billing_core.adapters.dynamodb.invoice_store import DynamoDBInvoiceStore
@@ -54,11 +56,13 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.orders.quoting import OrderQuotes
     from billing_core.payments.ports import PaymentGateway
     from billing_core.ports import DocumentQueue, SecretReader
+    from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
     from billing_core.usage.ingest import UsageIngestion
+    from billing_core.usage.provider_reports import ProviderUsageReporter
     from billing_core.usage.queries import Consumed, EntitlementReader
     from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
@@ -744,6 +748,34 @@ class Wiring:
         from billing_core.usage.corrections import UsageCorrections
 
         return UsageCorrections(self.usage_store(), self.audit_log())
+
+    @built_once
+    def usage_reporter(self) -> ProviderUsageReporter:
+        """UsageReportFunction: provider-billed usage to Stripe Billing Meter Events, through the outbox."""
+        from billing_core.adapters.dynamodb.usage_report_store import DynamoDBUsageReportStore
+        from billing_core.adapters.stripe_meter_events import StripeMeterEvents
+        from billing_core.usage.provider_reports import ProviderUsageReporter
+
+        reports = DynamoDBUsageReportStore(self._require("usage_table_name"), self.dynamodb())
+        sender = StripeMeterEvents(
+            self.secrets().read(self._require("stripe_api_key_secret_name")),
+            api_base=self.settings.stripe_api_base or None,
+        )
+        price_books = self.price_books()
+
+        def meters(now: datetime) -> Sequence[Meter]:
+            book = price_books.effective_at(now)
+            return book.meters if book is not None else ()
+
+        return ProviderUsageReporter(
+            usage=self.usage_store(),
+            accounts=self.usage_store(),
+            reports=reports,
+            cursors=reports,
+            sender=sender,
+            provider=sender.provider,
+            meters=meters,
+        )
 
     @built_once
     def usage_ingestion(self) -> UsageIngestion:

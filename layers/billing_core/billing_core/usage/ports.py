@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # annotations only
     from billing_core.usage.corrections import Correction
     from billing_core.usage.entitlements import ConsumeWrite, CounterShard, LimitRecord
     from billing_core.usage.model import BatchDocument, EventKey
+    from billing_core.usage.provider_reports import ReportCursor
     from billing_core.usage.reporting import UsageReport
     from billing_core.usage.thresholds import ThresholdCrossed
     from billing_core.usage.windows import WindowKey
@@ -232,4 +233,36 @@ class MeterEventSender(Protocol):
         """Send the report to the provider under its `report_id` (the provider's dedupe identifier): sending the
         same report again is safe. Raises RetryableError / OutcomeUnknownError (send it again later, same id) or
         PermanentError / ConfigurationError."""
+        ...
+
+
+class ProviderBilledAccounts(Protocol):
+    """Where the provider-billed usage accounts are found without scanning (DynamoDB: a sparse index over the
+    accounts that carry `provider_billed`, written by put_account)."""
+
+    def provider_billed(self, provider: str, *, after: str | None = None) -> Iterator[str]:
+        """The customer ids of the usage accounts billed by `provider`, in id order (after `after` if given),
+        page by page."""
+        ...
+
+
+class ReportCursorStore(Protocol):
+    """Per (provider customer, meter, period): how far the reporter has walked the period's closed hours and the
+    period total it had reported when it got there (usage/provider_reports.py). An optimisation only: the outbox
+    (UsageReportStore) is the truth of what was sent, so a lost or stale cursor costs reads, never a report."""
+
+    def cursors(self, keys: Sequence[tuple[str, str, datetime]]) -> Mapping[tuple[str, str, datetime], ReportCursor]:
+        """The stored cursors of those (customer, meter, period start) keys that have one."""
+        ...
+
+    def advance(self, cursor: ReportCursor) -> bool:
+        """Store the cursor unless a stored one is further (`through` later): False then, nothing written."""
+        ...
+
+    def run_position(self, provider: str) -> str | None:
+        """The provider-billed account the last run finished with (the next run starts after it)."""
+        ...
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        """Remember the account a run finished with (last writer wins: any position is a fair start)."""
         ...

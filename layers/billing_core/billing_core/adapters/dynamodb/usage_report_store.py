@@ -3,14 +3,21 @@
 One item per report, `pk` = `REPORT#<provider customer>#<meter>#<window start>`, `sk` = `SEQ#<nnnn>`: a window's
 reports are one partition, read by one `Query`; a report is written by a conditional `Put` (a sequence is written
 once, whoever races for it), marked sent by an `UpdateItem` that only sets `sent_at` once. It keeps its own item
-kind beside usage_store.py's (one module per item layout); the report's JSON is the item's truth."""
+kind beside usage_store.py's (one module per item layout); the report's JSON is the item's truth.
+
+The reporter's cursors (usage/provider_reports.py) live here too, beside the reports they summarise:
+`RCURSOR#<provider customer>#<meter>#<period start>`, `CURSOR`, with `through` and `counted`, moved only forward
+(a condition on `through`); and where the next run starts, `RCURSOR#RUN#<provider>`, `RUN` (the account the last
+run finished with)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from billing_core.adapters.dynamodb.table import DynamoDB, Item, text
+from billing_core.adapters.dynamodb.table import DynamoDB, Item, number, read_int, text
 from billing_core.usage.model import canonical_timestamp
+from billing_core.usage.provider_reports import CursorKey, ReportCursor
 from billing_core.usage.reporting import UsageReport
 
 
@@ -22,6 +29,14 @@ def report_key(report: UsageReport) -> Item:
     return {
         "pk": text(report_partition(report.provider_customer_id, report.meter, report.window_start)),
         "sk": text(f"SEQ#{report.sequence:04d}"),
+    }
+
+
+def cursor_key(key: CursorKey) -> Item:
+    provider_customer_id, meter, period_start = key
+    return {
+        "pk": text(f"RCURSOR#{provider_customer_id}#{meter}#{canonical_timestamp(period_start)}"),
+        "sk": text("CURSOR"),
     }
 
 
@@ -64,4 +79,59 @@ class DynamoDBUsageReportStore:
             UpdateExpression="SET sent_at = if_not_exists(sent_at, :now)",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":now": text(canonical_timestamp(now))},
+        )
+
+    # --- the reporter's cursors --------------------------------------------------------------------
+
+    def cursors(self, keys: Sequence[CursorKey]) -> dict[CursorKey, ReportCursor]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        found: dict[CursorKey, ReportCursor] = {}
+        for start in range(0, len(wanted), 100):
+            for item in self._db.batch_get(self._table, [cursor_key(key) for key in wanted[start : start + 100]]):
+                cursor = ReportCursor(
+                    provider_customer_id=item["provider_customer_id"]["S"],
+                    meter=item["meter"]["S"],
+                    period_start=datetime.fromisoformat(item["period_start"]["S"]),
+                    through=datetime.fromisoformat(item["through"]["S"]),
+                    counted=read_int(item, "counted"),
+                )
+                found[cursor.key] = cursor
+        return found
+
+    def advance(self, cursor: ReportCursor) -> bool:
+        # canonical timestamps: text order is time order, so the condition compares moments
+        return self._db.update(
+            TableName=self._table,
+            Key=cursor_key(cursor.key),
+            UpdateExpression=(
+                "SET #kind = :kind, provider_customer_id = :customer, #meter = :meter, period_start = :period, "
+                "#through = :through, #counted = :counted"
+            ),
+            ConditionExpression="attribute_not_exists(#through) OR #through <= :through",
+            ExpressionAttributeNames={"#kind": "kind", "#meter": "meter", "#through": "through", "#counted": "counted"},
+            ExpressionAttributeValues={
+                ":kind": text("usage_report_cursor"),
+                ":customer": text(cursor.provider_customer_id),
+                ":meter": text(cursor.meter),
+                ":period": text(canonical_timestamp(cursor.period_start)),
+                ":through": text(canonical_timestamp(cursor.through)),
+                ":counted": number(cursor.counted),
+            },
+        )
+
+    def run_position(self, provider: str) -> str | None:
+        item = self._db.get(self._table, {"pk": text(f"RCURSOR#RUN#{provider}"), "sk": text("RUN")})
+        return item["customer_id"]["S"] if item else None
+
+    def save_run_position(self, provider: str, customer_id: str) -> None:
+        self._db.put(
+            self._table,
+            {
+                "pk": text(f"RCURSOR#RUN#{provider}"),
+                "sk": text("RUN"),
+                "kind": text("usage_report_run"),
+                "customer_id": text(customer_id),
+            },
         )

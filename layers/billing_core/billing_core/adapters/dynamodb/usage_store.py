@@ -26,7 +26,8 @@ decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contai
 - `CONSUME#<customer>#<meter>#<SHA-256 of the client's key>`, `CONSUME`: a keyed consumption's marker (its
   quantity), put in one transaction with the consumption (consume_keyed); TTL 7 days.
 - `ACCOUNT#<customer>`, `ACCOUNT`: the customer's usage account (usage/accounts.py, its JSON) and `version`,
-  written with a condition on the version read (put_account).
+  written with a condition on the version read (put_account); a provider-billed one also carries
+  `provider_billed` (its provider), the key of the sparse index `provider-billed` (KEYS_ONLY).
 
 A write that DynamoDB cancels only because of other writers (contention, throttling) decided nothing and is
 raised as RetryableError (table.transact_or_refuse); every transaction here is all or nothing."""
@@ -67,7 +68,13 @@ MAX_TRANSACTION_ITEMS = 100
 ALL_OLD = "ALL_OLD"
 TTL_ATTRIBUTE = "expires_at"
 # A consume key's marker outlives every retry worth answering (Powertools' record: 24 hours).
-CONSUME_MARKER_TTL = timedelta(days=7)  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+CONSUME_MARKER_TTL = timedelta(days=7)
+# Only a provider-billed account carries this attribute (its provider): the sparse index `provider-billed` lists
+# them without a scan (UsageReportFunction). Existing accounts get it on their next put_account.
+PROVIDER_BILLED_ATTRIBUTE = "provider_billed"
+PROVIDER_BILLED_INDEX = (
+    "provider-billed"  # UsageTable's TimeToLiveSpecification (tests/template/test_usage_template.py)
+)
 
 
 class _Counted(Protocol):
@@ -800,20 +807,43 @@ class DynamoDBUsageStore:
                 "version": number(1),
                 "updated_at": text(_time(account.updated_at)),
             }
+            if account.billing_mode == "provider":
+                item[PROVIDER_BILLED_ATTRIBUTE] = text(account.provider)
             return self._db.put_new(self._table, item, key="pk")
+        values = {
+            ":account": text(account.model_dump_json()),
+            ":version": number(account.version),
+            ":previous": number(account.version - 1),
+            ":now": text(_time(account.updated_at)),
+        }
+        update = "SET account = :account, #version = :version, updated_at = :now"
+        if account.billing_mode == "provider":
+            update += f", {PROVIDER_BILLED_ATTRIBUTE} = :provider"
+            values[":provider"] = text(account.provider)
+        else:  # out of the sparse index: a customer we bill now
+            update += f" REMOVE {PROVIDER_BILLED_ATTRIBUTE}"
         return self._db.update(
             TableName=self._table,
             Key=account_key(account.customer_id),
-            UpdateExpression="SET account = :account, #version = :version, updated_at = :now",
+            UpdateExpression=update,
             ConditionExpression="#version = :previous",
             ExpressionAttributeNames={"#version": "version"},
-            ExpressionAttributeValues={
-                ":account": text(account.model_dump_json()),
-                ":version": number(account.version),
-                ":previous": number(account.version - 1),
-                ":now": text(_time(account.updated_at)),
-            },
+            ExpressionAttributeValues=values,
         )
+
+    def provider_billed(self, provider: str, *, after: str | None = None) -> Iterator[str]:
+        """The provider-billed accounts' customer ids: a Query on the sparse index (KEYS_ONLY), page by page, in
+        `pk` order (the ids' order), after `after` if given."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": PROVIDER_BILLED_INDEX,
+            "KeyConditionExpression": f"{PROVIDER_BILLED_ATTRIBUTE} = :provider",
+            "ExpressionAttributeValues": {":provider": text(provider)},
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = {PROVIDER_BILLED_ATTRIBUTE: text(provider), **account_key(after)}
+        for item in self._db.query_all(**request):
+            yield item["pk"]["S"].removeprefix("ACCOUNT#")
 
     # --- thresholds --------------------------------------------------------------------------------
 
