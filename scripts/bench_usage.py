@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -255,8 +256,17 @@ def runtime_figures(events_e2e: int = 3_000, events_single: int = 150, samples: 
     from local_profile import bundle_profile
     from local_runtime.runtime import LocalRuntime, RuntimeConfig
 
+    output = Path(tempfile.mkstemp(prefix="bench-usage-functions-", suffix=".log")[1])
     runtime = LocalRuntime(
-        RuntimeConfig(profile=bundle_profile(stripe="off"), api_port=0, moto_port=0, log=lambda _: None)
+        RuntimeConfig(
+            profile=bundle_profile(stripe="off"),
+            api_port=0,
+            moto_port=0,
+            # moto's backends live as long as the process: a stack name of its own (make bench runs other stacks)
+            stack_name=f"bench-usage-{uuid.uuid4().hex[:6]}",
+            log=lambda _: None,
+            function_output_path=output,
+        )
     ).start()
     results: dict[str, Any] = {}
     try:
@@ -437,8 +447,13 @@ def render_runtime(results: dict[str, Any]) -> str:
         f"| naive meter: marker put + counter update per event, in-process, same moto (no HTTP) | {naive_events} | "
         f"- | {naive_seconds:.2f} | {naive:.0f} | {ours / naive:.0f}x slower |",
         "",
-        "The issue's target is >= 20x the naive path. The naive meter here has no HTTP at all (it talks to moto",
-        "directly from this process), which favours it; every path shares moto's one process and the 2 cores.",
+        f"The issue's target is >= 20x the naive path: {'met' if ours / naive >= 20 else 'not met'} here against the "
+        f"naive meter ({ours / naive:.0f}x), {'met' if ours / single >= 20 else 'not met'} against one event per "
+        f"request ({ours / single:.0f}x). Locally a request of 100 events spends its time in moto, whose",
+        "TransactWriteItems costs per item (section 9: ~50 ms per 100 events in-process) and in the runtime's HTTP",
+        "and worker hops; the naive meter has no HTTP at all, which favours it. In AWS the ratio follows the",
+        "requests (section 9: 182x fewer), not moto's per-item cost; this table is the local runtime's, not a model of",
+        "AWS. All paths share moto's one process and the 2 cores.",
         "",
         f"## 11. Entitlement check through the local runtime ({len(entitlement)} requests, interleaved with /health)",
         "",
