@@ -1,3 +1,5 @@
+# Past 500 lines: one scenario of 20 steps sharing one runtime, one HTTP session and the admin and stripe
+# helpers; each step is a closure reading the same state, so splitting would pass that state around.
 """The bundle's demo scenario (`make demo`): drives the running stack over HTTP like a client would and prints
 a report.
 

@@ -1,3 +1,5 @@
+# Past 500 lines: four measurements (sections 9-12) that share one moto stack harness and the usage store;
+# each renders its own table. Splitting is worth it when a fifth section lands.
 """Usage metering benchmarks (issue #12), each against a baseline measured in the same run.
 
 9. DynamoDB requests per 1,000 unique events, accepted in requests of 100 and of 99 and then counted, against a

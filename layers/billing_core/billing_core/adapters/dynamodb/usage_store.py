@@ -1,5 +1,6 @@
-# Past 500 lines: it owns every UsageTable item (markers, documents, shards, limits, alerts) and each write's
-# condition; splitting by item kind would spread one transaction's parts over several files.
+# Past 500 lines: it owns every UsageTable item (markers with their hosted documents, corrections, shards, limits,
+# alerts, accounts, consume markers) and each write's condition; splitting by item kind would spread one
+# transaction's parts over several files.
 """Usage on DynamoDB (UsageTable, ADR 0025). This module owns the table's items; the domain (billing_core.usage)
 decides what they hold. Keys (pk, sk), ids joined with `#` (no id of ours contains one), times in
 `canonical_timestamp` form (UTC, microseconds, `Z`: text order is time order):
