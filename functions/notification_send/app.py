@@ -26,6 +26,7 @@ class Settings(BundleSettings):
     stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
     notifications_queue_url: str
     notifications_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES: overrides of the failures/policies.py ones (ADR 0026)
 
 
 wiring = Wiring(Settings)

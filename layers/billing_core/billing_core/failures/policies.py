@@ -24,18 +24,21 @@ class RetryPolicy(BaseModel):
     base_delay_seconds: int = Field(default=60, ge=1)
     factor: float = Field(default=5.0, ge=1.0)
     delay_seconds_max: int = Field(default=25 * 60, ge=1, le=SQS_VISIBILITY_SECONDS_MAX)
+    # A floor under the jitter, for a job whose own lock must expire before a retry can do anything (a notice's
+    # claim lease): retrying sooner only burns an attempt.
+    delay_seconds_min: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _base_within_cap(self) -> RetryPolicy:
-        if self.base_delay_seconds > self.delay_seconds_max:
-            raise ValueError("base_delay_seconds must not exceed delay_seconds_max")
+    def _within_cap(self) -> RetryPolicy:
+        if self.base_delay_seconds > self.delay_seconds_max or self.delay_seconds_min > self.delay_seconds_max:
+            raise ValueError("base_delay_seconds and delay_seconds_min must not exceed delay_seconds_max")
         return self
 
     @property
     def backoff_strategy(self) -> str:
         return (
             f"exponential_full_jitter(base={self.base_delay_seconds}s,factor={self.factor:g},"
-            f"cap={self.delay_seconds_max}s)"
+            f"cap={self.delay_seconds_max}s,floor={self.delay_seconds_min}s)"
         )
 
     def delay_ceiling_seconds(self, attempt: int) -> int:
@@ -51,15 +54,16 @@ class RetryPolicy(BaseModel):
 
     def delay_seconds(self, attempt: int, rng: random.Random) -> int:
         """Full jitter: spreads a burst of failures over the whole window instead of retrying them together."""
-        return max(1, math.ceil(rng.uniform(0, self.delay_ceiling_seconds(attempt))))
+        return max(self.delay_seconds_min, math.ceil(rng.uniform(0, self.delay_ceiling_seconds(attempt))))
 
 
 # Job types name what a consumer does; a new consumer adds its policy here (ADR 0026's checklist).
 DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     # Money moves: three tries, then a person looks (dunning and reconciliation own longer horizons).
     "payment": RetryPolicy(max_attempts=3),
-    # SES throttles and a provider read can fail for a while: ten tries spread over about three hours.
-    "notification_send": RetryPolicy(max_attempts=10),
+    # SES throttles and a provider read can fail for a while: ten tries spread over about three hours, none
+    # sooner than a notice's claim lease (120 s, notifications/service.py; tests/template checks it) has ended.
+    "notification_send": RetryPolicy(max_attempts=10, delay_seconds_min=150),
     "webhook_apply": RetryPolicy(max_attempts=5),
 }
 FALLBACK_POLICY = RetryPolicy(max_attempts=5)
