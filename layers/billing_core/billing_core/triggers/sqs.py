@@ -113,9 +113,10 @@ def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandlin
         }
         try:
             failures.channel.delay(record.receipt_handle, delay_seconds)
-        except BillingError:  # adapters translate every provider error into one
-            # It comes back after the queue's own visibility timeout instead.
-            logger.exception("retry delay not set", extra=log)
+        except BillingError as channel_error:  # adapters translate every provider error into one
+            # It comes back after the queue's own visibility timeout instead. (No traceback: it chains the
+            # record's own error, whose message may quote the payload.)
+            logger.error("retry delay not set", extra={**log, "channel_error_code": channel_error.code})
             return True
         logger.info("record will retry", extra=log)
         return True
@@ -137,8 +138,11 @@ def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandlin
     )
     try:
         failures.channel.dead_letter(envelope)
-    except BillingError:
-        logger.exception("dead letter not sent: the record comes back", extra=as_log_fields(envelope))
+    except BillingError as channel_error:
+        logger.error(
+            "dead letter not sent: the record comes back",
+            extra={**as_log_fields(envelope), "channel_error_code": channel_error.code},
+        )
         return True
     logger.warning("record dead-lettered", extra=as_log_fields(envelope))
     count("RecordDeadLettered")
