@@ -183,7 +183,11 @@ def process_sqs_batch(
             raise
 
     processor: BatchProcessor | SqsFifoPartialProcessor = (
-        SqsFifoPartialProcessor() if fifo else BatchProcessor(event_type=EventType.SQS)
+        SqsFifoPartialProcessor()
+        if fifo
+        # With failure handling a batch whose every record failed is an ordinary answer (each was delayed or
+        # dead-lettered on purpose), not a function error: the Errors alarm stays for real crashes.
+        else BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=failures is None)
     )
     response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
     return dict(response)
