@@ -59,9 +59,7 @@ def test_the_consumer_reports_only_what_must_come_back_and_never_logs_an_address
     assert response == {"batchItemFailures": []}
     channel = failures.channel
     assert isinstance(channel, InMemoryFailureChannel) and channel.delays == []
-    assert sorted(e.payload for e in channel.dead_letters) == sorted(
-        [json.dumps(refused), json.dumps(broken), "{"]
-    )
+    assert sorted(e.payload for e in channel.dead_letters) == sorted([json.dumps(refused), json.dumps(broken), "{"])
     envelopes = {envelope.payload: envelope for envelope in channel.dead_letters}
     unreadable = envelopes["{"]
     assert unreadable.error_code == "malformed_message" and unreadable.source == "CustomerNotificationsQueue"
