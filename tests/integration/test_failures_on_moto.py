@@ -143,7 +143,7 @@ def queue_is_empty(stack: Stack) -> bool:
         QueueUrl=stack.ref("CustomerNotificationsQueue"),
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    return bool(attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"})
 
 
 def send(stack: Stack, body: str, attributes: dict[str, dict[str, str]] | None = None) -> None:
