@@ -17,8 +17,11 @@ class InMemoryFailureChannel:
     delays: list[tuple[str, int]] = field(default_factory=list)
     dead_letters: list[FailureEnvelope] = field(default_factory=list)
     refuse_dead_letters: bool = False
+    refuse_delays: bool = False
 
     def delay(self, receipt_handle: str, delay_seconds: int) -> None:
+        if self.refuse_delays:
+            raise RetryableError("sqs.ChangeMessageVisibility throttled", code="aws_throttled")
         self.delays.append((receipt_handle, delay_seconds))
 
     def dead_letter(self, envelope: FailureEnvelope) -> None:

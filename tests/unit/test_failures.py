@@ -305,6 +305,18 @@ def test_a_dead_letter_that_cannot_be_sent_leaves_the_record_in_the_queue(lambda
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]} and channel.dead_letters == []
 
 
+def test_a_retry_whose_delay_cannot_be_set_still_comes_back(lambda_context: Any) -> None:
+    # (after the queue's own visibility timeout instead of the backoff delay)
+    response, channel = run(
+        [sqs_record("ok", "ok"), sqs_record("m1", PAYLOAD)],
+        RetryableError("throttled"),
+        lambda_context,
+        channel=InMemoryFailureChannel(refuse_delays=True),
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert channel.delays == [] and channel.dead_letters == []
+
+
 def test_a_replayed_message_continues_its_history(lambda_context: Any) -> None:
     # Given an envelope from an earlier cycle, replayed as its payload with the history attribute
     earlier = record_failure(
@@ -364,3 +376,72 @@ def test_the_notification_consumer_builds_its_failure_handling_from_its_own_sett
         4,
     )
     assert module.failures() is failures  # built once per cold start
+
+
+# --- the SQS adapter ---------------------------------------------------------------------------------------------
+
+
+class StubSqs:
+    def __init__(self, error: Exception | None = None):
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.error = error
+
+    def change_message_visibility(self, **request: Any) -> None:
+        self.calls.append(("ChangeMessageVisibility", request))
+        if self.error:
+            raise self.error
+
+    def send_message(self, **request: Any) -> None:
+        self.calls.append(("SendMessage", request))
+        if self.error:
+            raise self.error
+
+
+def an_envelope(payload: str = PAYLOAD) -> FailureEnvelope:
+    return record_failure(
+        error=PermanentError("bad"),
+        payload=payload,
+        job_type="notification_send",
+        job_id=None,
+        source="CustomerNotificationsQueue",
+        policy=POLICY,
+        attempt_in_cycle=1,
+        failed_at=NOW,
+        message_id="m-1",
+        enqueued_at=NOW,
+    )
+
+
+def test_the_sqs_channel_delays_on_the_source_and_dead_letters_to_the_dlq() -> None:
+    from billing_core.adapters.sqs_failures import SqsFailureChannel
+
+    sqs = StubSqs()
+    channel = SqsFailureChannel("https://queue/source", "https://queue/dlq", sqs=sqs)
+    channel.delay("handle-1", 300)
+    envelope = an_envelope()
+    channel.dead_letter(envelope)
+    [(first, delay), (second, sent)] = sqs.calls
+    assert (first, delay) == (
+        "ChangeMessageVisibility",
+        {"QueueUrl": "https://queue/source", "ReceiptHandle": "handle-1", "VisibilityTimeout": 300},
+    )
+    assert second == "SendMessage" and sent["QueueUrl"] == "https://queue/dlq"
+    assert FailureEnvelope.model_validate_json(sent["MessageBody"]) == envelope
+    assert sent["MessageAttributes"]["fingerprint"]["StringValue"] == envelope.fingerprint
+
+
+def test_the_sqs_channel_translates_errors_and_refuses_an_envelope_too_large_to_send() -> None:
+    from botocore.exceptions import ClientError
+
+    from billing_core.adapters.sqs_failures import SqsFailureChannel
+    from billing_core.errors import BillingError, PayloadTooLargeError
+
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendMessage")  # type: ignore[arg-type]
+    with pytest.raises(RetryableError):
+        SqsFailureChannel("q", "dlq", sqs=StubSqs(throttled)).dead_letter(an_envelope())
+    with pytest.raises(BillingError):
+        SqsFailureChannel("q", "dlq", sqs=StubSqs(throttled)).delay("h", 1)
+    sqs = StubSqs()
+    with pytest.raises(PayloadTooLargeError):
+        SqsFailureChannel("q", "dlq", sqs=sqs).dead_letter(an_envelope(json.dumps({"text": "x" * 256 * 1024})))
+    assert sqs.calls == []  # refused before sending: the record is reported and comes back (never truncated)
