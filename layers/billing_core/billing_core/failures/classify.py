@@ -64,11 +64,18 @@ def normalise(message: str) -> str:
 
 def raising_location(error: BaseException) -> str:
     """module:function of the innermost frame (where it was raised), or "unknown" for an error never raised."""
-    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    frames = _frames(error)
     if not frames:
         return "unknown"
-    frame = frames[-1]
-    return f"{_module_of(frame.filename)}:{frame.name}"
+    filename, function, _ = frames[-1]
+    return f"{_module_of(filename)}:{function}"
+
+
+def _frames(error: BaseException) -> list[tuple[str, str, int]]:
+    """(file, function, line) of each frame, innermost last. walk_tb, not extract_tb: no source lines are read."""
+    return [
+        (frame.f_code.co_filename, frame.f_code.co_name, line) for frame, line in traceback.walk_tb(error.__traceback__)
+    ]
 
 
 def _module_of(filename: str) -> str:
@@ -93,8 +100,7 @@ def fingerprint(error: BaseException) -> str:
 
 
 def trimmed_stack(error: BaseException) -> list[str]:
-    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
-    return [f"{_module_of(f.filename)}:{f.name}:{f.lineno}" for f in frames[-STACK_FRAMES_MAX:]]
+    return [f"{_module_of(file)}:{function}:{line}" for file, function, line in _frames(error)[-STACK_FRAMES_MAX:]]
 
 
 def payload_strings(payload: str) -> set[str]:
