@@ -232,6 +232,25 @@ def test_an_unreadable_history_starts_a_new_one_instead_of_failing_again() -> No
     assert prior_from_attribute("{not json") is None and prior_from_attribute(None) is None
 
 
+def test_a_dlq_item_is_read_as_its_envelope_or_as_a_bare_message_moved_by_redrive() -> None:
+    from billing_core.failures import envelope_of_dead_letter
+
+    envelope = record_failure(
+        error=PermanentError("bad"),
+        payload=PAYLOAD,
+        job_type="notification_send",
+        job_id=None,
+        source="CustomerNotificationsQueue",
+        policy=POLICY,
+        attempt_in_cycle=1,
+        failed_at=NOW,
+        message_id="m-1",
+        enqueued_at=NOW,
+    )
+    assert envelope_of_dead_letter(envelope.model_dump_json()) == envelope
+    assert envelope_of_dead_letter(PAYLOAD) is None and envelope_of_dead_letter("{") is None
+
+
 # --- the SQS consumer's failure handling -------------------------------------------------------------------------
 
 

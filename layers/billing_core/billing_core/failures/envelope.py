@@ -165,5 +165,14 @@ def prior_from_attribute(value: str | None) -> PriorFailures | None:
         return None
 
 
+def envelope_of_dead_letter(body: str) -> FailureEnvelope | None:
+    """The envelope a DLQ item carries, or None for an item SQS's own redrive moved there (a bare message body:
+    the safety net of ADR 0026) - which a console shows as "no envelope", with the body as its payload."""
+    try:
+        return FailureEnvelope.model_validate_json(body)
+    except ValueError:
+        return None
+
+
 def as_log_fields(envelope: FailureEnvelope) -> dict[str, Any]:
     return envelope.model_dump(mode="json", exclude={"payload", "stack", "attempts"})
