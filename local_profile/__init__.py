@@ -15,6 +15,7 @@ functions): it talks to the stack over HTTP and boto3 (tests/local_runtime/test_
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from local_profile.demo import run_demo
@@ -41,7 +42,16 @@ SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 # Locally a dunning policy day passes in a second (README "Dunning locally"): the default schedule (retries on
 # days 1, 3, 5, 7) plays in about 8 seconds, through the same state machine and policy as in AWS. An unknown
 # charge outcome is read again after 2 s instead of a minute. `--parameter DunningTimeScale=1` runs real time.
-LOCAL_PARAMETERS = {"DunningTimeScale": "86400", "DunningUnknownWaitSeconds": "2"}
+# Consumers that retry by their own policy (ADR 0026) wait seconds, not minutes, between attempts locally; the
+# poller's own redelivery delay (ADR 0005) still applies unless the runtime runs with --redelivery-delay-seconds -1.
+LOCAL_RETRY_POLICIES = json.dumps(
+    {"notification_send": {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}}
+)
+LOCAL_PARAMETERS = {
+    "DunningTimeScale": "86400",
+    "DunningUnknownWaitSeconds": "2",
+    "RetryPolicies": LOCAL_RETRY_POLICIES,
+}
 
 PROFILE = Profile(
     name="billing",
