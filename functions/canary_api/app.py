@@ -20,7 +20,7 @@ class Settings(BundleSettings):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.post("/canary/probes")

@@ -34,7 +34,7 @@ class Settings(BundleSettings):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.post("/orders/<order_id>/commit")

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from billing_core.errors import (
     BillingError,
     ConfigurationError,
     ConflictError,
+    ForbiddenError,
     InvariantViolation,
     NotFoundError,
     OutcomeUnknownError,
@@ -33,7 +35,19 @@ from billing_core.errors import (
     ValidationFailedError,
 )
 from billing_core.observability import count, logger, metrics, traced
-from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
+from billing_core.audit.ports import AuditLog
+from billing_core.operations.operators import (
+    IMPERSONATE_HEADER,
+    READ_METHODS,
+    Impersonation,
+    Operator,
+    authorize_route,
+    check_impersonation,
+    impersonation_write_refused,
+    require_customer_scope,
+    resolve_operator,
+    write_refused_event,
+)
 from billing_core.payments.model import PaymentDeclinedError
 from billing_core.privacy.card_numbers import card_number_paths
 
@@ -52,6 +66,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[BillingError], HTTPStatus], ...] = (
     (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     (ValidationFailedError, HTTPStatus.BAD_REQUEST),
     (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
+    (ForbiddenError, HTTPStatus.FORBIDDEN),
     (NotFoundError, HTTPStatus.NOT_FOUND),
     (ConflictError, HTTPStatus.CONFLICT),
     (ConfigurationError, HTTPStatus.INTERNAL_SERVER_ERROR),
@@ -205,17 +220,101 @@ def parse_query[ModelT: BaseModel](app: APIGatewayRestResolver, model: type[Mode
 
 def admin_auth_middleware(
     tokens: Callable[[], str],
+    audit: Callable[[], AuditLog | None] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """Route middleware: the request must carry `Authorization: Bearer <admin token>`."""
+    """Route middleware (ADR 0027): `Authorization: Bearer <token>` names an operator (401 otherwise); a write
+    while impersonating is refused and audited; the route's minimum role is checked (403 `forbidden_role`); an
+    impersonated read must be in the customer's scope. The operator and impersonation go on `app.context`."""
 
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        event = app.current_event
+        method, resource = event.http_method.upper(), event.resource
         try:
-            authorize_admin(app.current_event.headers.get("Authorization"), parse_admin_tokens(tokens()))
+            operator = resolve_operator(event.get_header_value("Authorization", case_sensitive=False), tokens())
+            impersonation = _impersonation(app, operator)
+            if impersonation is not None and method not in READ_METHODS:
+                _audit_refused_write(app, audit, impersonation)
+                raise impersonation_write_refused(impersonation, method, resource)
+            authorize_route(operator, method, resource)
+            if impersonation is not None:
+                check_impersonation(impersonation, method, resource, dict(event.path_parameters or {}))
+                count("ImpersonatedRead")
+                logger.info(
+                    "impersonated read",
+                    extra={"operator": operator.name, "customer_id": impersonation.customer_id, "route": resource},
+                )
         except BillingError as exc:
             return error_response(exc)
+        app.append_context(operator=operator, impersonation=impersonation)
         return next_middleware(app)
 
     return middleware
+
+
+def _impersonation(app: APIGatewayRestResolver, operator: Operator) -> Impersonation | None:
+    value = app.current_event.get_header_value(IMPERSONATE_HEADER, case_sensitive=False)
+    if value is None:
+        return None
+    customer_id = value.strip()
+    if not customer_id or len(customer_id) > 255:
+        raise ValidationFailedError(
+            f"{IMPERSONATE_HEADER} must be a customer id", code="malformed_impersonation", details={}
+        )
+    return Impersonation(operator, customer_id)
+
+
+def _audit_refused_write(
+    app: APIGatewayRestResolver, audit: Callable[[], AuditLog | None] | None, impersonation: Impersonation
+) -> None:
+    """The refusal stands whatever happens here; a refusal that could not be recorded is an alarmable metric."""
+    event = app.current_event
+    count("ImpersonationWriteRefused")
+    logger.warning(
+        "write refused while impersonating",
+        extra={
+            "operator": impersonation.operator.name,
+            "customer_id": impersonation.customer_id,
+            "route": f"{event.http_method} {event.resource}",
+        },
+    )
+    try:
+        log = audit() if audit is not None else None
+        entry = write_refused_event(
+            impersonation,
+            event.http_method,
+            event.resource,
+            correlation_id=event.request_context.request_id,
+            now=datetime.now(UTC),
+        )
+        if log is None or not log.append(entry):
+            count("ImpersonationAuditFailed")
+            logger.error("the refused write could not be audited", extra={"audit_configured": log is not None})
+    except Exception:  # noqa: BLE001 - the caller still gets its 403; the failure is logged and counted
+        count("ImpersonationAuditFailed")
+        logger.exception("the refused write could not be audited")
+
+
+def current_operator(app: APIGatewayRestResolver) -> Operator:
+    """The operator the admin middleware resolved for this request."""
+    operator = app.context.get("operator")
+    if not isinstance(operator, Operator):
+        raise InvariantViolation("no operator on the request: the route is not behind admin_resolver")
+    return operator
+
+
+def operator_actor(app: APIGatewayRestResolver) -> str:
+    """`user:<operator name>`: what a handler passes as the actor of a write."""
+    return current_operator(app).actor
+
+
+def current_impersonation(app: APIGatewayRestResolver) -> Impersonation | None:
+    value = app.context.get("impersonation")
+    return value if isinstance(value, Impersonation) else None
+
+
+def require_in_scope(app: APIGatewayRestResolver, customer_id: str | None) -> None:
+    """A handler of an "entity"-scoped route calls this with the loaded entity's customer (404 out of scope)."""
+    require_customer_scope(current_impersonation(app), customer_id)
 
 
 def public_resolver() -> APIGatewayRestResolver:
@@ -225,10 +324,13 @@ def public_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def admin_resolver(tokens: Callable[[], str]) -> APIGatewayRestResolver:
-    """A resolver whose every route requires the admin bearer token (`tokens()` reads the secret's value)."""
+def admin_resolver(
+    tokens: Callable[[], str], audit: Callable[[], AuditLog | None] | None = None
+) -> APIGatewayRestResolver:
+    """A resolver whose every route requires an operator's bearer token (`tokens()` reads the secret's value) and
+    the route's role; `audit()` is where refused impersonated writes are recorded (None: logged and counted only)."""
     app = public_resolver()
-    app.use(middlewares=[admin_auth_middleware(tokens)])
+    app.use(middlewares=[admin_auth_middleware(tokens, audit)])
     return app
 
 
