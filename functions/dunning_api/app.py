@@ -18,9 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.config import BundleSettings
 from billing_core.dunning.queries import dunning_case_id, dunning_of, dunning_view
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body, require_in_scope
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    require_in_scope,
+)
 from billing_core.wiring import Wiring
-
 
 
 class Settings(BundleSettings):
@@ -48,7 +54,10 @@ app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 @app.get("/invoices/<invoice_id>/dunning")
 def get_dunning(invoice_id: str) -> Response[str]:
     case, invoice = dunning_of(invoice_id, wiring.dunning_cases().latest, wiring.invoices())
-    require_in_scope(app, invoice.invoice.customer_id if invoice else case.customer_id if case else None)
+    if invoice is not None:
+        require_in_scope(app, invoice.invoice.customer_id, invoice.invoice.provider_customer_id)
+    else:
+        require_in_scope(app, case.customer_id if case else None, case.provider_customer_id if case else None)
     execution = wiring.dunning_executions().describe(case.execution_name) if case else None
     view = dunning_view(case, invoice, execution, datetime.now(UTC))
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))

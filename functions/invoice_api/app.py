@@ -24,7 +24,7 @@ app = admin_resolver(wiring.admin_tokens)
 @app.get("/invoices/<invoice_id>")
 def get_invoice(invoice_id: str) -> Response[str]:
     view = find_invoice(wiring.invoices(), invoice_id)
-    require_in_scope(app, view.invoice.customer_id)
+    require_in_scope(app, view.invoice.customer_id, view.invoice.provider_customer_id)
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
 
 

@@ -15,7 +15,6 @@ from billing_core.triggers.http import admin_resolver, http_handler, json_respon
 from billing_core.wiring import Wiring
 
 
-
 class Settings(BundleSettings):
     invoices_table_name: str
     ledger_table_name: str
@@ -36,7 +35,12 @@ app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 def _close(invoice_id: str, to_status: InvoiceStatus) -> Response[str]:
     request = parse_json_body(app, CloseRequest)
     view = close_invoice(
-        wiring.invoices(), wiring.invoice_transactions(), invoice_id, to_status, actor=operator_actor(app), reason=request.reason
+        wiring.invoices(),
+        wiring.invoice_transactions(),
+        invoice_id,
+        to_status,
+        actor=operator_actor(app),
+        reason=request.reason,
     )
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
 

@@ -16,7 +16,6 @@ from billing_core.triggers.http import admin_resolver, http_handler, json_respon
 from billing_core.wiring import Wiring
 
 
-
 class Settings(BundleSettings):
     switches_table_name: str
     admin_token_secret_name: str
@@ -37,7 +36,9 @@ def set_switch(name: str) -> Response[str]:
     switch_admin = wiring.switch_admin()
     switch_admin.definition(name)  # an unknown switch is 404 before the body is looked at
     change = parse_json_body(app, SwitchChange)
-    setting = switch_admin.set(name, change, actor=operator_actor(app), correlation_id=app.current_event.request_context.request_id)
+    setting = switch_admin.set(
+        name, change, actor=operator_actor(app), correlation_id=app.current_event.request_context.request_id
+    )
     count("SwitchChanged")
     return json_response(HTTPStatus.OK, setting.model_dump(mode="json"))
 

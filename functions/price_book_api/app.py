@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict
 from billing_core.config import BundleSettings
 from billing_core.pricing.model import PriceBook
 from billing_core.pricing.service import parse_at, price_book_at, publish_price_book
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body, parse_query
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    parse_query,
+)
 from billing_core.wiring import Wiring
 
 

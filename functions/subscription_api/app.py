@@ -28,7 +28,7 @@ app = admin_resolver(wiring.admin_tokens)
 @app.get("/subscriptions/<subscription_id>")
 def get_subscription(subscription_id: str) -> Response[str]:
     found = find_subscription(wiring.subscriptions(), subscription_id)
-    require_in_scope(app, found.customer_id)
+    require_in_scope(app, found.terms.customer_id if found.terms else None, found.provider_customer_id)
     cases = wiring.dunning_cases().for_subscription(found.subscription_id)
     return json_response(HTTPStatus.OK, access_of(found, cases, datetime.now(UTC)).model_dump(mode="json"))
 

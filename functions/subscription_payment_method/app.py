@@ -16,7 +16,6 @@ from billing_core.triggers.http import admin_resolver, http_handler, json_respon
 from billing_core.wiring import Wiring
 
 
-
 class Settings(BundleSettings):
     subscriptions_table_name: str
     dunning_table_name: str
@@ -32,7 +31,11 @@ app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 def put_payment_method(subscription_id: str) -> Response[str]:
     request = parse_json_body(app, PaymentMethodRequest)
     changed = change_payment_method(
-        wiring.subscriptions(), wiring.document_queue("dunning_queue_url"), subscription_id, request, actor=operator_actor(app)
+        wiring.subscriptions(),
+        wiring.document_queue("dunning_queue_url"),
+        subscription_id,
+        request,
+        actor=operator_actor(app),
     )
     cases = wiring.dunning_cases().for_subscription(changed.subscription_id)
     return json_response(HTTPStatus.OK, access_of(changed, cases, datetime.now(UTC)).model_dump(mode="json"))

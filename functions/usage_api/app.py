@@ -17,7 +17,14 @@ from aws_lambda_powertools.event_handler import Response
 
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body, parse_query
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    parse_query,
+)
 from billing_core.usage.limits import LimitChange, change_limit
 from billing_core.usage.queries import ConsumeRequest, UsageQuery, check_customer_id
 from billing_core.wiring import Wiring
@@ -30,7 +37,6 @@ class Settings(BundleSettings):
     admin_token_secret_name: str
     audit_table_name: str
     notifications_queue_url: str  # usage_threshold notices reached through consume or a changed limit
-
 
 
 wiring = Wiring(Settings)

@@ -24,7 +24,6 @@ from billing_core.usage.model import CUSTOMER_ID, EVENT_ID, MAX_EVENT_VALUE
 from billing_core.wiring import Wiring
 
 
-
 class Settings(BundleSettings):
     usage_table_name: str
     audit_table_name: str

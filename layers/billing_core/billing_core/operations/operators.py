@@ -194,9 +194,10 @@ def check_impersonation(
         require_customer_scope(impersonation, path_parameters.get("customer_id"))
 
 
-def require_customer_scope(impersonation: Impersonation | None, customer_id: str | None) -> None:
-    """While impersonating, another customer's resource does not exist (404, as the customer would see it)."""
-    if impersonation is not None and customer_id != impersonation.customer_id:
+def require_customer_scope(impersonation: Impersonation | None, *customer_ids: str | None) -> None:
+    """While impersonating, another customer's resource does not exist (404, as the customer would see it).
+    `customer_ids`: every id the resource's customer goes by (ours, bcus_..., and the provider's, cus_...)."""
+    if impersonation is not None and impersonation.customer_id not in customer_ids:
         raise NotFoundError("not found for the impersonated customer", code="not_found")
 
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
+from billing_core.audit.ports import AuditLog
 from billing_core.errors import (
     BillingError,
     ConfigurationError,
@@ -35,7 +36,6 @@ from billing_core.errors import (
     ValidationFailedError,
 )
 from billing_core.observability import count, logger, metrics, traced
-from billing_core.audit.ports import AuditLog
 from billing_core.operations.operators import (
     IMPERSONATE_HEADER,
     READ_METHODS,
@@ -230,7 +230,7 @@ def admin_auth_middleware(
         event = app.current_event
         method, resource = event.http_method.upper(), event.resource
         try:
-            operator = resolve_operator(event.get_header_value("Authorization", case_sensitive=False), tokens())
+            operator = resolve_operator(event.headers.get("Authorization"), tokens())
             impersonation = _impersonation(app, operator)
             if impersonation is not None and method not in READ_METHODS:
                 _audit_refused_write(app, audit, impersonation)
@@ -245,14 +245,14 @@ def admin_auth_middleware(
                 )
         except BillingError as exc:
             return error_response(exc)
-        app.append_context(operator=operator, impersonation=impersonation)
+        app.append_context(operator=operator, impersonation=impersonation)  # type: ignore[no-untyped-call]
         return next_middleware(app)
 
     return middleware
 
 
 def _impersonation(app: APIGatewayRestResolver, operator: Operator) -> Impersonation | None:
-    value = app.current_event.get_header_value(IMPERSONATE_HEADER, case_sensitive=False)
+    value = app.current_event.headers.get(IMPERSONATE_HEADER)
     if value is None:
         return None
     customer_id = value.strip()
@@ -312,9 +312,10 @@ def current_impersonation(app: APIGatewayRestResolver) -> Impersonation | None:
     return value if isinstance(value, Impersonation) else None
 
 
-def require_in_scope(app: APIGatewayRestResolver, customer_id: str | None) -> None:
-    """A handler of an "entity"-scoped route calls this with the loaded entity's customer (404 out of scope)."""
-    require_customer_scope(current_impersonation(app), customer_id)
+def require_in_scope(app: APIGatewayRestResolver, *customer_ids: str | None) -> None:
+    """A handler of an "entity"-scoped route calls this with the ids of the loaded entity's customer (404 when
+    impersonating someone else)."""
+    require_customer_scope(current_impersonation(app), *customer_ids)
 
 
 def public_resolver() -> APIGatewayRestResolver:
