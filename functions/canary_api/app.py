@@ -17,6 +17,7 @@ class Settings(BundleSettings):
     canary_table_name: str
     canary_queue_url: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)

@@ -36,6 +36,7 @@ class Settings(BundleSettings):
     ledger_table_name: str
     dunning_state_machine_arn: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class RestartRequest(BaseModel):

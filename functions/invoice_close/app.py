@@ -20,6 +20,7 @@ class Settings(BundleSettings):
     ledger_table_name: str
     account_balances_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class CloseRequest(BaseModel):

@@ -19,6 +19,7 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     switches_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
     switches_cache_max_age_seconds: float
 
 

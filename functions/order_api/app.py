@@ -18,6 +18,7 @@ class Settings(BundleSettings):
     price_book_table_name: str
     subscriptions_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)

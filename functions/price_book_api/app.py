@@ -25,6 +25,7 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     price_book_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class PriceBookQuery(BaseModel):

@@ -21,6 +21,7 @@ class Settings(BundleSettings):
     dunning_table_name: str
     dunning_queue_url: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
