@@ -13,10 +13,8 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum
 
-from billing_core.audit.model import ChangeSource, EntityEvent, EntityType, diff
 from billing_core.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
 from billing_core.operations.admin_auth import parse_admin_tokens
 
@@ -210,32 +208,4 @@ def impersonation_write_refused(impersonation: Impersonation, method: str, resou
             "customer_id": impersonation.customer_id,
             "route": f"{method.upper()} {resource}",
         },
-    )
-
-
-def write_refused_event(
-    impersonation: Impersonation, method: str, resource: str, *, correlation_id: str | None, now: datetime
-) -> EntityEvent:
-    """The audit entry of a write refused while impersonating: who, as which customer, what they tried."""
-    after = {
-        "operator": impersonation.operator.name,
-        "role": impersonation.operator.role.label,
-        "customer_id": impersonation.customer_id,
-        "route": f"{method.upper()} {resource}",
-        "outcome": "refused",
-    }
-    return EntityEvent(
-        entity_type=EntityType.OPERATOR_ACCESS,
-        entity_id=impersonation.customer_id,
-        event_type="impersonation.write_refused",
-        actor=impersonation.operator.actor,
-        source=ChangeSource.API,
-        correlation_id=correlation_id,
-        before=None,
-        after=after,
-        changes=diff(None, after),
-        occurred_at=now,
-        # No stream sequence: the time in microseconds orders a customer's entries; a collision in the same
-        # microsecond is refused by the audit table's condition and counted (ImpersonationAuditFailed).
-        sequence=f"{int(now.timestamp() * 1_000_000):020d}",
     )
