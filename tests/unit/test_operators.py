@@ -252,3 +252,31 @@ def test_a_customer_path_outside_the_impersonated_customer_is_not_found(monkeypa
         )
     )
     assert (status, body["message"]) == (404, "not found for the impersonated customer")
+
+
+@pytest.mark.parametrize(
+    ("terms", "provider_customer_id", "as_customer", "expected"),
+    [
+        (SimpleNamespace(customer_id=CUSTOMER), None, CUSTOMER, 200),  # billed by us: our id
+        (None, "cus_QAbCdEfGhIjK", "cus_QAbCdEfGhIjK", 200),  # billed by the provider: the provider's id
+        (SimpleNamespace(customer_id=CUSTOMER), None, OTHER_CUSTOMER, 404),
+        (None, "cus_QAbCdEfGhIjK", CUSTOMER, 404),
+    ],
+)
+def test_an_impersonated_subscription_read_is_scoped_to_the_customer(
+    monkeypatch: Any, lambda_context: Any, terms: Any, provider_customer_id: str | None, as_customer: str, expected: int
+) -> None:
+    module = importlib.import_module("functions.subscription_api.app")
+    found = SimpleNamespace(subscription_id="bsub_1", terms=terms, provider_customer_id=provider_customer_id)
+    monkeypatch.setattr(module, "find_subscription", lambda reader, identifier: found)
+    monkeypatch.setattr(module, "access_of", lambda *_: SimpleNamespace(model_dump=lambda mode: {"ok": True}))
+    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
+    monkeypatch.setattr(module.wiring, "subscriptions", lambda: None)
+    monkeypatch.setattr(module.wiring, "dunning_cases", lambda: SimpleNamespace(for_subscription=lambda _: []))
+    monkeypatch.setitem(
+        module.wiring.__dict__,
+        "settings",
+        module.Settings(subscriptions_table_name="s", dunning_table_name="d", admin_token_secret_name="s"),
+    )
+    response = module.lambda_handler(event("subscription_get", SUPPORT_TOKEN, impersonate=as_customer), lambda_context)
+    assert response["statusCode"] == expected
