@@ -280,3 +280,12 @@ def test_an_impersonated_subscription_read_is_scoped_to_the_customer(
     )
     response = module.lambda_handler(event("subscription_get", SUPPORT_TOKEN, impersonate=as_customer), lambda_context)
     assert response["statusCode"] == expected
+
+
+def test_every_refused_write_is_its_own_audit_entry(invoice_close: Any, lambda_context: Any) -> None:
+    module, _, audit = invoice_close
+    for request_id in ("req-1", "req-2", "req-3"):
+        attempt = event("invoice_void", ADMIN_TOKEN, impersonate=CUSTOMER)
+        attempt["requestContext"]["requestId"] = request_id
+        assert answer(module.lambda_handler(attempt, lambda_context))[0] == 403
+    assert sorted(entry.correlation_id or "" for entry in audit.events.values()) == ["req-1", "req-2", "req-3"]

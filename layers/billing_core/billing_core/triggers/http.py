@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -316,9 +317,10 @@ def write_refused_event(
         after=after,
         changes=diff(None, after),
         occurred_at=now,
-        # No stream sequence: the time in microseconds orders a customer's entries; a collision in the same
-        # microsecond is refused by the audit table's condition and counted (ImpersonationAuditFailed).
-        sequence=f"{int(now.timestamp() * 1_000_000):020d}",
+        # No stream sequence: the time in microseconds orders a customer's entries, and 10 digits of the request
+        # id keep two requests in the same microsecond apart; a redelivered request (same id, same moment) cannot
+        # happen, and any collision is refused by the audit table's condition and counted (ImpersonationAuditFailed).
+        sequence=f"{int(now.timestamp() * 1_000_000):020d}{zlib.crc32((correlation_id or '').encode()):010d}",
     )
 
 
