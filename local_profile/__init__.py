@@ -19,6 +19,7 @@ import json
 from dataclasses import replace
 
 from local_profile.demo import run_demo
+from local_profile.operators import LOCAL_OPERATOR_TOKENS, LOCAL_OPERATORS_SECRET
 from local_profile.price_book_seed import PriceBookSeed
 from local_profile.stripe_peer import StripePeer, running_stripe
 from local_runtime.profile import Profile
@@ -26,7 +27,9 @@ from local_runtime.profile import Profile
 # Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
 # hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
 LOCAL_SECRET_SEEDS = {
-    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
+    # Named operators (ADR 0027): `admin` with local-admin-token-0123456789abcdef and `support` with
+    # local-support-token-0123456789abcdef (local_profile/operators.py); the secret holds only their hashes.
+    "AdminTokenSecret": LOCAL_OPERATORS_SECRET,
     # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
     # Standard Webhooks secrets are whsec_<base64 of the key>.
@@ -84,6 +87,7 @@ def bundle_profile(
 
 
 __all__ = [
+    "LOCAL_OPERATOR_TOKENS",
     "LOCAL_SECRET_SEEDS",
     "PROFILE",
     "SECRET_OVERRIDE_PREFIX",

@@ -205,6 +205,11 @@ class Wiring:
 
         return DynamoDBNoticeStore(self._require("notices_table_name"), self.dynamodb())
 
+    def operator_audit(self) -> DynamoDBAuditStore | None:
+        """Where the admin middleware records a write refused while impersonating (ADR 0027); None in a
+        function without AUDIT_TABLE_NAME (the refusal is then only logged and counted)."""
+        return self.audit_log() if getattr(self.settings, "audit_table_name", None) else None
+
     @built_once
     def audit_log(self) -> DynamoDBAuditStore:
         from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
