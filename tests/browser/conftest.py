@@ -23,8 +23,9 @@ ACTION_TIMEOUT_MS = 10_000
 
 
 def chromium_executable() -> str | None:
-    """CHROMIUM if set, else Debian's chromium, else whatever `chromium` is on PATH."""
-    for candidate in (os.environ.get("CHROMIUM"), DEFAULT_CHROMIUM, shutil.which("chromium")):
+    """CHROMIUM if set (and only it), else Debian's chromium, else whatever `chromium` is on PATH."""
+    named = os.environ.get("CHROMIUM")
+    for candidate in [named] if named else [DEFAULT_CHROMIUM, shutil.which("chromium")]:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
