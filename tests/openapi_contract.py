@@ -195,6 +195,8 @@ class Contract:
         pointer, response = self._resolve_local(operation_pointer + _pointer("responses", key), responses[key])
         content = response.get("content") or {}
         media_type = HTML_MEDIA_TYPE if set(content) == {HTML_MEDIA_TYPE} else JSON_MEDIA_TYPE
+        if media_type == HTML_MEDIA_TYPE and isinstance(body, bytes):
+            body = body.decode("utf-8")
         if media_type == HTML_MEDIA_TYPE and not isinstance(body, str):
             raise AssertionError(f"{where}: documented as {HTML_MEDIA_TYPE}, got {_render(body)}")
         self._validate(where, self._json_schema_pointer(where, pointer, response, media_type), body)
