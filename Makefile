@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	    rm -rf $(VENV); "$$PY313" -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest, schemathesis' # fail loudly if pip did
+	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest, schemathesis, playwright' # fail loudly if pip did
 	@touch $(STAMP)
 
 setup: $(STAMP) $(CHECKOV_STAMP) ## create .venv (Python 3.13) and .venv-checkov with the pinned dependencies
