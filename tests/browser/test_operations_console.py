@@ -1,7 +1,8 @@
 """The operations console (GET /ops/console) in headless Chromium through the local runtime, as a support person
 uses it: open the page, sign in with the operator token (keyboard only), see who is signed in and the kill switches
 the admin API lists; a wrong token is refused on the page; the page raises no error, loads nothing from
-elsewhere, and its Content-Security-Policy is really enforced."""
+elsewhere, and its Content-Security-Policy is really enforced. And as served in AWS, under a stage's path
+(/Prod/ops/console), it calls the admin routes beside it (that one with Playwright answering for API Gateway)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import re
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
+from billing_core.triggers.pages import HTML_CONTENT_TYPE
+from functions.operations_console.app import console_page
 from local_profile import LOCAL_SECRET_SEEDS
 from local_runtime.runtime import LocalRuntime
 from tests.browser.conftest import PageLog
@@ -18,6 +21,8 @@ from tests.browser.conftest import PageLog
 pytestmark = pytest.mark.slow
 
 ADMIN_TOKEN = LOCAL_SECRET_SEEDS["AdminTokenSecret"]
+# An origin the browser never resolves: Playwright answers its requests (page.route).
+STAGE_ORIGIN = "https://abc123.execute-api.us-east-1.amazonaws.com"
 
 
 def open_console(page: Page, runtime: LocalRuntime) -> list[str]:
@@ -108,3 +113,32 @@ def test_the_content_security_policy_is_enforced(page: Page, runtime: LocalRunti
     assert page.evaluate("() => window.injected") is None
     assert sorted(set(page.evaluate("() => window.cspViolations"))) == ["connect-src", "script-src-elem"]
     assert all("Content Security Policy" in error for error in page_log.errors), page_log.errors
+
+
+def test_behind_an_api_gateway_stage_the_page_calls_the_admin_routes_beside_it(page: Page, page_log: PageLog) -> None:
+    # Given the page as API Gateway serves it in AWS: under the stage's path (/Prod/ops/console), with its headers
+    served = console_page()
+    called: list[str] = []
+    overview = {"switches": [], "read_at": "2026-12-07T08:30:00Z", "cache_max_age_seconds": 30}
+
+    def switches(route: Route) -> None:
+        called.append(f"{route.request.url} {route.request.headers.get('authorization')}")
+        route.fulfill(status=200, json=overview)
+
+    page.route(f"{STAGE_ORIGIN}/Prod/ops/switches", switches)
+    page.route(
+        f"{STAGE_ORIGIN}/Prod/ops/console",
+        lambda route: route.fulfill(
+            status=200,
+            body=served.html,
+            headers={"Content-Type": HTML_CONTENT_TYPE, "Content-Security-Policy": served.content_security_policy},
+        ),
+    )
+    page.goto(f"{STAGE_ORIGIN}/Prod/ops/console")
+    # When the operator signs in
+    page.get_by_label("Operator token").fill(ADMIN_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    # Then the page asked the stage's own switches route, with the token as a bearer credential
+    expect(page.locator("#switches-status")).to_contain_text("0 switches")
+    assert called == [f"{STAGE_ORIGIN}/Prod/ops/switches Bearer {ADMIN_TOKEN}"]
+    assert page_log.errors == []
