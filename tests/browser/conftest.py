@@ -16,9 +16,34 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from tests.e2e.conftest import runtime, runtime_log  # noqa: F401 - the e2e tier's runtime fixtures, shared
+from local_profile import bundle_profile
+from local_runtime.runtime import LocalRuntime, RuntimeConfig
+from tests.support import free_port
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def runtime() -> Iterator[LocalRuntime]:
+    """The tier's own runtime, under a stack name of its own: xdist may run this folder in the process that runs
+    tests/e2e, and moto's in-process backends would refuse a second stack of the same name (an imported e2e
+    fixture is a second fixture, not a shared one)."""
+    import tempfile
+
+    output = Path(tempfile.mkstemp(prefix="billing-browser-functions-", suffix=".log")[1])
+    config = RuntimeConfig(
+        profile=bundle_profile(stripe_port=free_port()),
+        api_port=0,
+        moto_port=0,
+        stack_name="browser-tests",
+        log=lambda _: None,
+        function_output_path=output,
+    )
+    started = LocalRuntime(config).start()
+    yield started
+    started.stop()
+
+
 ACTION_TIMEOUT_MS = 10_000
 
 

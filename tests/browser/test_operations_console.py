@@ -14,13 +14,13 @@ from playwright.sync_api import Page, Route, expect
 
 from billing_core.triggers.pages import HTML_CONTENT_TYPE
 from functions.operations_console.app import console_page
-from local_profile import LOCAL_SECRET_SEEDS
+from local_profile import LOCAL_OPERATOR_TOKENS
 from local_runtime.runtime import LocalRuntime
 from tests.browser.conftest import PageLog
 
 pytestmark = pytest.mark.slow
 
-ADMIN_TOKEN = LOCAL_SECRET_SEEDS["AdminTokenSecret"]
+ADMIN_TOKEN = LOCAL_OPERATOR_TOKENS["admin"]
 # An origin the browser never resolves: Playwright answers its requests (page.route).
 STAGE_ORIGIN = "https://abc123.execute-api.us-east-1.amazonaws.com"
 
