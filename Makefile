@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup run demo test test-unit test-integration test-e2e test-fuzz test-local-runtime pytest lint format typecheck build bench \
+.PHONY: help setup setup-browser test-browser run demo test test-unit test-integration test-e2e test-fuzz test-local-runtime pytest lint format typecheck build bench \
         mutation mutation-slice layer-requirements lock clean
 
 help: ## list the targets
@@ -28,10 +28,13 @@ $(STAMP): pyproject.toml constraints.txt
 	    rm -rf $(VENV); "$$PY313" -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest, schemathesis' # fail loudly if pip did
+	$(PY) -c 'import aws_lambda_powertools, moto, localstripe, stripe, samtranslator, pytest, schemathesis, playwright' # fail loudly if pip did
 	@touch $(STAMP)
 
 setup: $(STAMP) $(CHECKOV_STAMP) ## create .venv (Python 3.13) and .venv-checkov with the pinned dependencies
+
+setup-browser: ## install Debian's chromium for tests/browser (apt-get: needs root or sudo; does nothing when present)
+	scripts/install_browser.sh
 
 # checkov's dependencies conflict with constraints.txt, so it has a venv of its own.
 $(CHECKOV_STAMP): tools/checkov/requirements.txt
@@ -59,6 +62,9 @@ test-integration: $(STAMP) ## moto server tests
 
 test-e2e: $(STAMP) ## through the local runtime over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+test-browser: $(STAMP) ## the operations console in headless Chromium through the local runtime (make setup-browser first)
+	$(BIN)/pytest tests/browser $(PYTEST_ARGS)
 
 test-fuzz: $(STAMP) ## the HTTP fuzz suite alone; BILLING_FUZZ_CASES=N sets its number of requests (10000)
 	$(BIN)/pytest tests/fuzz $(PYTEST_ARGS)

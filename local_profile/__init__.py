@@ -15,9 +15,11 @@ functions): it talks to the stack over HTTP and boto3 (tests/local_runtime/test_
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from local_profile.demo import run_demo
+from local_profile.operators import LOCAL_OPERATOR_TOKENS, LOCAL_OPERATORS_SECRET
 from local_profile.price_book_seed import PriceBookSeed
 from local_profile.stripe_peer import StripePeer, running_stripe
 from local_runtime.profile import Profile
@@ -25,7 +27,9 @@ from local_runtime.profile import Profile
 # Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
 # hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
 LOCAL_SECRET_SEEDS = {
-    "AdminTokenSecret": "local-admin-token-0123456789abcdef",
+    # Named operators (ADR 0027): `admin` with local-admin-token-0123456789abcdef and `support` with
+    # local-support-token-0123456789abcdef (local_profile/operators.py); the secret holds only their hashes.
+    "AdminTokenSecret": LOCAL_OPERATORS_SECRET,
     # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
     # Standard Webhooks secrets are whsec_<base64 of the key>.
@@ -41,7 +45,16 @@ SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 # Locally a dunning policy day passes in a second (README "Dunning locally"): the default schedule (retries on
 # days 1, 3, 5, 7) plays in about 8 seconds, through the same state machine and policy as in AWS. An unknown
 # charge outcome is read again after 2 s instead of a minute. `--parameter DunningTimeScale=1` runs real time.
-LOCAL_PARAMETERS = {"DunningTimeScale": "86400", "DunningUnknownWaitSeconds": "2"}
+# Consumers that retry by their own policy (ADR 0026) wait seconds, not minutes, between attempts locally; the
+# poller's own redelivery delay (ADR 0005) still applies unless the runtime runs with --redelivery-delay-seconds -1.
+LOCAL_RETRY_POLICIES = json.dumps(
+    {"notification_send": {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}}
+)
+LOCAL_PARAMETERS = {
+    "DunningTimeScale": "86400",
+    "DunningUnknownWaitSeconds": "2",
+    "RetryPolicies": LOCAL_RETRY_POLICIES,
+}
 
 PROFILE = Profile(
     name="billing",
@@ -74,6 +87,7 @@ def bundle_profile(
 
 
 __all__ = [
+    "LOCAL_OPERATOR_TOKENS",
     "LOCAL_SECRET_SEEDS",
     "PROFILE",
     "SECRET_OVERRIDE_PREFIX",

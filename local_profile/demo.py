@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from stripe import StripeClient
 
+from local_profile.operators import admin_bearer_token
 from local_profile.price_book_seed import seed_enabled
 from local_profile.stripe_peer import running_stripe
 from local_runtime.runtime import LocalRuntime
@@ -55,7 +56,8 @@ def _poll(check: Callable[[], Any], *, timeout_seconds: float, interval_seconds:
 def run_demo(runtime: LocalRuntime) -> bool:
     api = runtime.api_url
     assert runtime.provisioner is not None
-    token = runtime.provisioner.secret_values["AdminTokenSecret"]  # the value in moto, overrides applied
+    # The local admin operator's token for the value in moto, overrides applied
+    token = admin_bearer_token(runtime.provisioner.secret_values["AdminTokenSecret"])
     stripe = running_stripe(runtime)
     admin = {"Authorization": f"Bearer {token}"}
     http = requests.Session()

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from local_profile.operators import admin_bearer_token
 from local_runtime.api import match_route
 from local_runtime.profile import CliOption, HookReport
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, StartupError
@@ -94,7 +95,7 @@ class PriceBookSeed:
         documents = seed_documents(self.directory, datetime.now(UTC))
         if not documents:
             return _report(f"not seeded: no {_shown(self.directory)}/*.json")
-        token = runtime.provisioner.secret_values[ADMIN_TOKEN_SECRET_ID]
+        token = admin_bearer_token(runtime.provisioner.secret_values[ADMIN_TOKEN_SECRET_ID])
         with requests.Session() as http:
             http.headers["Authorization"] = f"Bearer {token}"
             done = [f"{document.version} {_publish(http, runtime.api_url, document)}" for document in documents]

@@ -28,10 +28,10 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 # Folders whose tests share servers: with `-n 2`, each runs whole on one worker (one local runtime for the
-# e2e tier, one moto server for the integration tier, one runtime for the fuzz suite, whose budget and report
-# are per process; for the local runtime's own tests one moto server, one runtime and each module's own
-# runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
-SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz"})
+# e2e tier, one for the browser tier, one moto server for the integration tier, one runtime for the fuzz suite,
+# whose budget and report are per process; for the local runtime's own tests one moto server, one runtime and
+# each module's own runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
+SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz", "browser"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -39,6 +39,8 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 # Any absolute URI will do: it only anchors the document's relative `#/...` references.
 SPEC_URI = "https://billing.invalid/openapi.yaml"
 JSON_MEDIA_TYPE = "application/json"
+# A response documented with this media type only (a page: GET /ops/console) is checked as a string.
+HTML_MEDIA_TYPE = "text/html"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 MAX_ERRORS_SHOWN = 10
 MAX_REASONS_PER_ALTERNATIVE = 3
@@ -152,13 +154,13 @@ class Contract:
         operation: Mapping[str, Any] = operations[verb]
         return _pointer("paths", path_template, verb), operation
 
-    def _json_schema_pointer(self, where: str, pointer: str, node: Any) -> str:
+    def _json_schema_pointer(self, where: str, pointer: str, node: Any, media_type: str = JSON_MEDIA_TYPE) -> str:
         content = node.get("content") if isinstance(node, Mapping) else None
-        if not isinstance(content, Mapping) or JSON_MEDIA_TYPE not in content:
-            raise AssertionError(f"{where}: no {JSON_MEDIA_TYPE} content documented (at #{pointer})")
-        if "schema" not in content[JSON_MEDIA_TYPE]:
-            raise AssertionError(f"{where}: the {JSON_MEDIA_TYPE} content has no schema (at #{pointer})")
-        return pointer + _pointer("content", JSON_MEDIA_TYPE, "schema")
+        if not isinstance(content, Mapping) or media_type not in content:
+            raise AssertionError(f"{where}: no {media_type} content documented (at #{pointer})")
+        if "schema" not in content[media_type]:
+            raise AssertionError(f"{where}: the {media_type} content has no schema (at #{pointer})")
+        return pointer + _pointer("content", media_type, "schema")
 
     def _validate(self, where: str, schema_pointer: str, instance: Any) -> None:
         validator = ContractValidator(
@@ -181,8 +183,9 @@ class Contract:
     def response(
         self, path_template: str, method: str, status: int, body: Any, headers: Mapping[str, str] | None = None
     ) -> None:
-        """`body` (parsed JSON) is what the document promises for `method path_template` answering `status`;
-        with `headers`, every header the response documents as required is there and matches its schema."""
+        """`body` (parsed JSON; the text for a response documented as text/html only) is what the document
+        promises for `method path_template` answering `status`; with `headers`, every header the response
+        documents as required is there and matches its schema."""
         operation_pointer, operation = self._operation(path_template, method)
         where = f"{method.upper()} {path_template} -> {status}"
         responses: Mapping[str, Any] = operation.get("responses") or {}
@@ -190,7 +193,13 @@ class Contract:
         if key is None:
             raise AssertionError(f"{where}: status {status} is not documented; documented: {sorted(responses)}")
         pointer, response = self._resolve_local(operation_pointer + _pointer("responses", key), responses[key])
-        self._validate(where, self._json_schema_pointer(where, pointer, response), body)
+        content = response.get("content") or {}
+        media_type = HTML_MEDIA_TYPE if set(content) == {HTML_MEDIA_TYPE} else JSON_MEDIA_TYPE
+        if media_type == HTML_MEDIA_TYPE and isinstance(body, bytes):
+            body = body.decode("utf-8")
+        if media_type == HTML_MEDIA_TYPE and not isinstance(body, str):
+            raise AssertionError(f"{where}: documented as {HTML_MEDIA_TYPE}, got {_render(body)}")
+        self._validate(where, self._json_schema_pointer(where, pointer, response, media_type), body)
         if headers is not None:
             # one value per name: a list (multi-value headers) counts as its last value
             present = {
@@ -244,10 +253,11 @@ def assert_response_matches(
 def assert_proxy_response_matches(path_template: str, method: str, response: Mapping[str, Any]) -> Any:
     """A Lambda proxy response (`statusCode`, `headers`, JSON `body`) as the document promises it; returns
     the parsed body."""
-    body = json.loads(response["body"])
     headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}
     for name, values in (response.get("multiValueHeaders") or {}).items():
         headers.setdefault(str(name), str(values[-1]))
+    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    body = response["body"] if content_type.startswith(HTML_MEDIA_TYPE) else json.loads(response["body"])
     assert_response_matches(path_template, method, int(response["statusCode"]), body, headers)
     return body
 
@@ -272,7 +282,8 @@ def assert_http_response_matches(response: Any) -> Any:
     returns the parsed body."""
     request = response.request
     template = route_of(urlsplit(request.url).path)
-    body = response.json()
+    html = response.headers.get("Content-Type", "").startswith(HTML_MEDIA_TYPE)
+    body = response.text if html else response.json()
     assert_response_matches(template, str(request.method), response.status_code, body, dict(response.headers))
     return body
 

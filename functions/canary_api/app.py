@@ -17,10 +17,11 @@ class Settings(BundleSettings):
     canary_table_name: str
     canary_queue_url: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.post("/canary/probes")

@@ -18,10 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.config import BundleSettings
 from billing_core.dunning.queries import dunning_case_id, dunning_of, dunning_view
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    require_in_scope,
+)
 from billing_core.wiring import Wiring
-
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 
 class Settings(BundleSettings):
@@ -31,6 +36,7 @@ class Settings(BundleSettings):
     ledger_table_name: str
     dunning_state_machine_arn: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class RestartRequest(BaseModel):
@@ -43,12 +49,16 @@ class RestartRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.get("/invoices/<invoice_id>/dunning")
 def get_dunning(invoice_id: str) -> Response[str]:
     case, invoice = dunning_of(invoice_id, wiring.dunning_cases().latest, wiring.invoices())
+    if invoice is not None:
+        require_in_scope(app, invoice.invoice.customer_id, invoice.invoice.provider_customer_id)
+    else:
+        require_in_scope(app, case.customer_id if case else None, case.provider_customer_id if case else None)
     execution = wiring.dunning_executions().describe(case.execution_name) if case else None
     view = dunning_view(case, invoice, execution, datetime.now(UTC))
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
@@ -59,7 +69,7 @@ def restart_dunning(invoice_id: str) -> Response[str]:
     request = parse_json_body(app, RestartRequest)
     result = wiring.dunning_restarter().restart(
         dunning_case_id(invoice_id),
-        ACTOR,
+        operator_actor(app),
         cycle=request.cycle,
         reason=request.reason,
         correlation_id=app.current_event.request_context.request_id,

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from billing_core.config import BundleSettings
 from billing_core.invoices.queries import find_invoice
-from billing_core.triggers.http import admin_resolver, http_handler, json_response
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, require_in_scope
 from billing_core.wiring import Wiring
 
 
@@ -23,7 +23,9 @@ app = admin_resolver(wiring.admin_tokens)
 
 @app.get("/invoices/<invoice_id>")
 def get_invoice(invoice_id: str) -> Response[str]:
-    return json_response(HTTPStatus.OK, find_invoice(wiring.invoices(), invoice_id).model_dump(mode="json"))
+    view = find_invoice(wiring.invoices(), invoice_id)
+    require_in_scope(app, view.invoice.customer_id, view.invoice.provider_customer_id)
+    return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
 
 
 lambda_handler = http_handler(app)

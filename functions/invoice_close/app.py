@@ -11,10 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing_core.config import BundleSettings
 from billing_core.invoices.closing import close_invoice
 from billing_core.invoices.model import InvoiceStatus
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
 from billing_core.wiring import Wiring
-
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 
 class Settings(BundleSettings):
@@ -22,6 +20,7 @@ class Settings(BundleSettings):
     ledger_table_name: str
     account_balances_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class CloseRequest(BaseModel):
@@ -31,13 +30,18 @@ class CloseRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 def _close(invoice_id: str, to_status: InvoiceStatus) -> Response[str]:
     request = parse_json_body(app, CloseRequest)
     view = close_invoice(
-        wiring.invoices(), wiring.invoice_transactions(), invoice_id, to_status, actor=ACTOR, reason=request.reason
+        wiring.invoices(),
+        wiring.invoice_transactions(),
+        invoice_id,
+        to_status,
+        actor=operator_actor(app),
+        reason=request.reason,
     )
     return json_response(HTTPStatus.OK, view.model_dump(mode="json"))
 

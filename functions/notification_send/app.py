@@ -2,9 +2,9 @@
 per notice_id, through SES; reports partial batch failures.
 
 A redelivered notice already sent or skipped is answered from its record in NoticesTable; one another delivery is
-sending fails for a later retry; a document of a known kind that lacks its fields fails every time and reaches the
-dead-letter queue after maxReceiveCount, its reason in the log. Addresses are read from the payment provider at
-send time and never logged."""
+sending fails for a later retry (backoff per the notification_send retry policy, ADR 0026); a document of a known
+kind that lacks its fields is permanent and goes to the dead-letter queue at once, in a failure envelope with its
+reason. Addresses are read from the payment provider at send time and never logged."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing_core.config import BundleSettings
 from billing_core.notifications.model import NoticeDocument
 from billing_core.observability import logger
-from billing_core.triggers.sqs import parse_record, sqs_handler
+from billing_core.triggers.sqs import FailureHandling, parse_record, sqs_handler
 from billing_core.wiring import Wiring
 
 
@@ -24,6 +24,9 @@ class Settings(BundleSettings):
     notice_sender_address: str
     stripe_api_key_secret_name: str
     stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
+    notifications_queue_url: str
+    notifications_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES: overrides of the failures/policies.py ones (ADR 0026)
 
 
 wiring = Wiring(Settings)
@@ -49,4 +52,14 @@ def before_batch(context: LambdaContext) -> None:
     _invocation["context"] = context
 
 
-lambda_handler = sqs_handler(record_handler, before_batch=before_batch)
+def failures() -> FailureHandling:
+    return wiring.failure_handling(
+        "notification_send",
+        queue_setting="notifications_queue_url",
+        dead_letter_queue_setting="notifications_dead_letter_queue_url",
+        source="CustomerNotificationsQueue",
+        job_id_field="notice_id",
+    )
+
+
+lambda_handler = sqs_handler(record_handler, before_batch=before_batch, failures=failures)

@@ -12,20 +12,19 @@ from aws_lambda_powertools.event_handler import Response
 from billing_core.config import BundleSettings
 from billing_core.observability import count
 from billing_core.operations.switches import SwitchChange
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
 from billing_core.wiring import Wiring
-
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 
 class Settings(BundleSettings):
     switches_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
     switches_cache_max_age_seconds: float
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.get("/ops/switches")
@@ -38,7 +37,9 @@ def set_switch(name: str) -> Response[str]:
     switch_admin = wiring.switch_admin()
     switch_admin.definition(name)  # an unknown switch is 404 before the body is looked at
     change = parse_json_body(app, SwitchChange)
-    setting = switch_admin.set(name, change, actor=ACTOR, correlation_id=app.current_event.request_context.request_id)
+    setting = switch_admin.set(
+        name, change, actor=operator_actor(app), correlation_id=app.current_event.request_context.request_id
+    )
     count("SwitchChanged")
     return json_response(HTTPStatus.OK, setting.model_dump(mode="json"))
 

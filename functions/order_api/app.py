@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from billing_core.config import BundleSettings
 from billing_core.orders.model import CreateOrder
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
 from billing_core.wiring import Wiring
 
 
@@ -18,15 +18,16 @@ class Settings(BundleSettings):
     price_book_table_name: str
     subscriptions_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.post("/orders")
 def create_order() -> Response[str]:
-    order = wiring.order_quotes().create(parse_json_body(app, CreateOrder))
+    order = wiring.order_quotes().create(parse_json_body(app, CreateOrder), actor=operator_actor(app))
     return json_response(HTTPStatus.CREATED, order.model_dump(mode="json"))
 
 

@@ -28,13 +28,14 @@ class Settings(BundleSettings):
     account_balances_table_name: str
     idempotency_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
     stripe_api_key_secret_name: str
     stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
     stripe_confirm_off_session: bool
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.post("/orders/<order_id>/commit")

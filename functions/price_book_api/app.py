@@ -11,13 +11,21 @@ from pydantic import BaseModel, ConfigDict
 from billing_core.config import BundleSettings
 from billing_core.pricing.model import PriceBook
 from billing_core.pricing.service import parse_at, price_book_at, publish_price_book
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body, parse_query
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    parse_query,
+)
 from billing_core.wiring import Wiring
 
 
 class Settings(BundleSettings):
     price_book_table_name: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 class PriceBookQuery(BaseModel):
@@ -27,7 +35,7 @@ class PriceBookQuery(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.get("/price-book")
@@ -40,7 +48,7 @@ def get_price_book() -> Response[str]:
 @app.post("/price-book")
 def post_price_book() -> Response[str]:
     book = parse_json_body(app, PriceBook)
-    published = publish_price_book(wiring.price_books(), book, actor="user:admin", now=datetime.now(UTC))
+    published = publish_price_book(wiring.price_books(), book, actor=operator_actor(app), now=datetime.now(UTC))
     return json_response(HTTPStatus.CREATED, published.model_dump(mode="json"))
 
 

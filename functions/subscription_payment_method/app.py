@@ -12,10 +12,8 @@ from aws_lambda_powertools.event_handler import Response
 from billing_core.config import BundleSettings
 from billing_core.dunning.queries import access_of
 from billing_core.subscriptions.payment_method import PaymentMethodRequest, change_payment_method
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
 from billing_core.wiring import Wiring
-
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 
 class Settings(BundleSettings):
@@ -23,17 +21,22 @@ class Settings(BundleSettings):
     dunning_table_name: str
     dunning_queue_url: str
     admin_token_secret_name: str
+    audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.put("/subscriptions/<subscription_id>/payment-method")
 def put_payment_method(subscription_id: str) -> Response[str]:
     request = parse_json_body(app, PaymentMethodRequest)
     changed = change_payment_method(
-        wiring.subscriptions(), wiring.document_queue("dunning_queue_url"), subscription_id, request, actor=ACTOR
+        wiring.subscriptions(),
+        wiring.document_queue("dunning_queue_url"),
+        subscription_id,
+        request,
+        actor=operator_actor(app),
     )
     cases = wiring.dunning_cases().for_subscription(changed.subscription_id)
     return json_response(HTTPStatus.OK, access_of(changed, cases, datetime.now(UTC)).model_dump(mode="json"))

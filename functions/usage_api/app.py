@@ -17,7 +17,14 @@ from aws_lambda_powertools.event_handler import Response
 
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body, parse_query
+from billing_core.triggers.http import (
+    admin_resolver,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+    parse_query,
+)
 from billing_core.usage.limits import LimitChange, change_limit
 from billing_core.usage.queries import ConsumeRequest, UsageQuery, check_customer_id
 from billing_core.wiring import Wiring
@@ -32,10 +39,8 @@ class Settings(BundleSettings):
     notifications_queue_url: str  # usage_threshold notices reached through consume or a changed limit
 
 
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
-
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 @app.get("/customers/<customer_id>/usage")
@@ -83,7 +88,7 @@ def put_limit(customer_id: str, meter: str) -> Response[str]:
         customer_id=check_customer_id(customer_id),
         meter_id=meter,
         change=change,
-        actor=ACTOR,
+        actor=operator_actor(app),
         correlation_id=app.current_event.request_context.request_id,
         now=datetime.now(UTC),
     )

@@ -18,12 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, parse_json_body
+from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
 from billing_core.usage.corrections import CorrectionKind
 from billing_core.usage.model import CUSTOMER_ID, EVENT_ID, MAX_EVENT_VALUE
 from billing_core.wiring import Wiring
-
-ACTOR = "user:admin"  # one shared admin credential: the audit trail cannot name a person yet
 
 
 class Settings(BundleSettings):
@@ -46,7 +44,7 @@ class AmendRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
 
 
 def _key(customer_id: str, event_id: str) -> tuple[str, str]:
@@ -62,7 +60,7 @@ def cancel(customer_id: str, event_id: str) -> Response[str]:
     key = _key(customer_id, event_id)
     request = parse_json_body(app, CancelRequest)
     view = wiring.usage_corrections().correct(
-        key, CorrectionKind.CANCEL, new_value=None, actor=ACTOR, reason=request.reason
+        key, CorrectionKind.CANCEL, new_value=None, actor=operator_actor(app), reason=request.reason
     )
     return json_response(HTTPStatus.ACCEPTED, view.model_dump(mode="json"))
 
@@ -72,7 +70,7 @@ def amend(customer_id: str, event_id: str) -> Response[str]:
     key = _key(customer_id, event_id)
     request = parse_json_body(app, AmendRequest)
     view = wiring.usage_corrections().correct(
-        key, CorrectionKind.AMEND, new_value=request.value, actor=ACTOR, reason=request.reason
+        key, CorrectionKind.AMEND, new_value=request.value, actor=operator_actor(app), reason=request.reason
     )
     return json_response(HTTPStatus.ACCEPTED, view.model_dump(mode="json"))
 

@@ -19,12 +19,12 @@ from billing_core.invoices.model import invoice_id_for
 from billing_core.periods import Interval
 from billing_core.subscriptions.model import BillingMode, InternalTerms, Subscription
 from billing_core.subscriptions.state_machine import SubscriptionStatus
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import requests
 import stripe
 
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 from tests.support import ROOT, wait_for
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def test_order_create_commit_charge_webhook_active(runtime: LocalRuntime) -> None:

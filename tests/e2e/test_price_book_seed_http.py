@@ -8,11 +8,11 @@ import json
 
 import requests
 
-from local_profile import LOCAL_SECRET_SEEDS, PriceBookSeed
+from local_profile import LOCAL_OPERATOR_TOKENS, PriceBookSeed
 from local_runtime.runtime import LocalRuntime
 from tests.support import ROOT
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 SHIPPED = json.loads((ROOT / "price_books" / "2026-11-01.json").read_text())
 
 

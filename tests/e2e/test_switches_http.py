@@ -13,12 +13,12 @@ from typing import Any
 
 import requests
 
-from local_profile import LOCAL_SECRET_SEEDS
+from local_profile import LOCAL_OPERATOR_TOKENS
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def call(runtime: LocalRuntime, method: str, path: str, *, body: Any = None, headers: Any = None) -> Any:

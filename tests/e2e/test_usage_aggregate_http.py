@@ -30,7 +30,7 @@ from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.entitlements import LimitRecord
 from billing_core.usage.model import Aggregation, BatchDocument, DocumentPeriod, Meter, UsageEvent, WindowKind
 from billing_core.usage.windows import WindowKey
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.e2e.test_notices_http import emails_to
@@ -38,7 +38,7 @@ from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
 
 CALLS = Meter(meter_id="api_calls", aggregation=Aggregation.SUM)
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def test_accepted_usage_is_counted_and_each_threshold_crossed_is_emailed_once(runtime: LocalRuntime) -> None:

@@ -25,11 +25,11 @@ from billing_core.usage.entitlements import LimitRecord
 from billing_core.usage.ingestion import plan_request
 from billing_core.usage.model import Aggregation, Meter, UsageEventSubmission
 from billing_core.usage.windows import BillingPeriod
-from local_profile import LOCAL_SECRET_SEEDS
+from local_profile import LOCAL_OPERATOR_TOKENS
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 LIMIT = 100
 CALLS = Meter(meter_id="api_calls", aggregation=Aggregation.SUM)
 

@@ -24,7 +24,7 @@ from billing_core.pricing.model import CapPolicy, UsageComponent
 from billing_core.usage.accounts import AccountPeriod, UsageAccount
 from billing_core.usage.entitlements import LimitRecord
 from billing_core.usage.ingestion import USAGE_MAX_BODY_BYTES
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
@@ -173,7 +173,7 @@ def test_whole_request_errors_accept_nothing(
 def test_a_customer_signed_up_through_an_order_can_send_usage(runtime: LocalRuntime) -> None:
     """The whole path: an order committed over HTTP, the usage sync opening the customer's account from
     SubscriptionsTable's stream, then usage accepted for that customer under the ingestion key."""
-    admin = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+    admin = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
     api = runtime.api_url
     client = stripe.StripeClient("sk_test_local", base_addresses={"api": running_stripe(runtime).api_base or ""})
     stripe_customer = client.v1.customers.create()

@@ -13,11 +13,11 @@ import requests
 import stripe
 
 from billing_core.adapters.dynamodb.usage_store import account_key, limit_key
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.support import ROOT, wait_for
 
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def test_a_committed_order_opens_the_customers_usage_account_with_the_plans_limits(runtime: LocalRuntime) -> None:

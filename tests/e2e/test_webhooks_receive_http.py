@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from billing_core.adapters.kms_vault import KmsPersonalDataVault
 from billing_core.privacy.personal_data import reveal
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, LOCAL_SECRET_SEEDS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.openapi_contract import assert_http_response_matches
 from tests.support import wait_for
@@ -115,7 +115,7 @@ def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRun
         params={"product": product.id, "amount": 2900, "currency": "eur", "interval": "month"}
     )
     subscription = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"plan": plan.id}]})
-    admin = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+    admin = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
     # When localstripe's signed webhooks have been received, queued and applied
     def mirrored() -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import pytest
 import requests
 import stripe
 
-from local_profile import LOCAL_SECRET_SEEDS, bundle_profile, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, LOCAL_SECRET_SEEDS, bundle_profile, running_stripe
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
 from tests.fuzz.support import MotoWrites, Write
 from tests.support import ROOT, free_port
@@ -33,7 +33,7 @@ ASYNCHRONOUS_CONSUMERS = frozenset(
         "NotificationSendFunction",
     }
 )
-ADMIN_TOKEN = LOCAL_SECRET_SEEDS["AdminTokenSecret"]
+ADMIN_TOKEN = LOCAL_OPERATOR_TOKENS["admin"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
 # localstripe's one webhook endpoint (local_profile/stripe_peer.py registers it under this id); pointed at a

@@ -424,6 +424,7 @@ def invoice_close(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
     monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
+    monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.invoice_close.app")
     module.wiring.reset()

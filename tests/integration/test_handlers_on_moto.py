@@ -27,6 +27,7 @@ def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     monkeypatch.setenv("CANARY_TABLE_NAME", stack.ref("CanaryTable"))
     monkeypatch.setenv("CANARY_QUEUE_URL", stack.ref("CanaryQueue"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
+    monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     monkeypatch.setenv("HEALTH_TABLES", f"CanaryTable={stack.ref('CanaryTable')}")
     monkeypatch.setenv("HEALTH_QUEUES", f"CanaryQueue={stack.ref('CanaryQueue')}")
     monkeypatch.setenv("HEALTH_STATE_MACHINES", f"CanaryStateMachine={stack.ref('CanaryStateMachine')}")

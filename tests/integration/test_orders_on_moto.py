@@ -144,6 +144,7 @@ def shop(stack: Stack, localstripe: str, monkeypatch: pytest.MonkeyPatch, lambda
         "ACCOUNT_BALANCES_TABLE_NAME": "AccountBalancesTable",
         "IDEMPOTENCY_TABLE_NAME": "IdempotencyTable",
         "ADMIN_TOKEN_SECRET_NAME": "AdminTokenSecret",
+        "AUDIT_TABLE_NAME": "AuditTable",
     }.items():
         monkeypatch.setenv(name, stack.ref(logical))
     monkeypatch.setenv("STRIPE_API_KEY_SECRET_NAME", stack.ref("StripeApiKeySecret"))

@@ -136,6 +136,7 @@ def routes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
     monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", str(MAX_AGE))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
+    monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     module = importlib.import_module("functions.operations_switches.app")
     module.wiring.reset()
     yield module

@@ -13,12 +13,12 @@ import stripe
 from billing_core.adapters.dynamodb.canary_store import DynamoDBProbeStore
 from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.operations.model import Probe, RecordedProbe
-from local_profile import LOCAL_SECRET_SEEDS, running_stripe
+from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.support import wait_for
 
 HEALTH_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Serverless::StateMachine"}
-ADMIN = {"Authorization": f"Bearer {LOCAL_SECRET_SEEDS['AdminTokenSecret']}"}
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def test_health_reports_every_backend(runtime: LocalRuntime) -> None:

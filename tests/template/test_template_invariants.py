@@ -376,6 +376,21 @@ def _redrive_policy(properties: dict[str, Any]) -> dict[str, Any] | None:
     return policy if isinstance(policy, dict) else None
 
 
+def _self_dead_lettering_queues(template: Template, dead_letter_queue: str) -> set[str]:
+    """Queues consumed by a function that is given `dead_letter_queue`'s URL (it sends failure envelopes there)."""
+    found: set[str] = set()
+    for function in _of_type(template, FUNCTION_TYPE).values():
+        variables = ((_properties(function).get("Environment") or {}).get("Variables")) or {}
+        if {"Ref": dead_letter_queue} not in variables.values():
+            continue
+        for event in (_properties(function).get("Events") or {}).values():
+            if isinstance(event, dict) and event.get("Type") == "SQS":
+                source = _getatt((event.get("Properties") or {}).get("Queue"))
+                if source is not None:
+                    found.add(source[0])
+    return found
+
+
 def problems_queues(template: Template) -> list[str]:
     problems: list[str] = []
     queues = _of_type(template, QUEUE_TYPE)
@@ -393,8 +408,11 @@ def problems_queues(template: Template) -> list[str]:
             if properties.get("FifoQueue") is True and _properties(queues[target[0]]).get("FifoQueue") is not True:
                 problems.append(f"{lid}: a FIFO queue needs a FIFO dead-letter queue, {target[0]} is not")
         max_receive = policy.get("maxReceiveCount")
-        if not (_is_int(max_receive) and 1 <= max_receive <= 10):
-            problems.append(f"{lid}: RedrivePolicy.maxReceiveCount {max_receive!r} is not in 1..10")
+        # A consumer that retries by its own policy and dead-letters with an envelope itself (ADR 0026) keeps
+        # maxReceiveCount above its policy's attempts, as a safety net: up to 20 for those queues.
+        ceiling = 20 if target is not None and lid in _self_dead_lettering_queues(template, target[0]) else 10
+        if not (_is_int(max_receive) and 1 <= max_receive <= ceiling):
+            problems.append(f"{lid}: RedrivePolicy.maxReceiveCount {max_receive!r} is not in 1..{ceiling}")
     # A stream event source's on-failure destination is a dead-letter queue too (Lambda sends it the
     # failed batch's coordinates when retries are exhausted).
     for function in _of_type(template, FUNCTION_TYPE).values():

@@ -40,7 +40,7 @@ def canary_api(
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"),
+        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s", audit_table_name="a"),
     )
     return module, store, queue
 

@@ -89,7 +89,7 @@ def test_a_deeply_nested_request_body_is_a_400_on_an_admin_route(
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s"),
+        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s", audit_table_name="a"),
     )
     event = load_event("api/canary_probe_submit.json")
     event["body"] = deeply_nested(90_000)

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from billing_core.adapters.ses_email import SesEmailSender
 from billing_core.errors import ConfigurationError, OutcomeUnknownError, PermanentError
+from tests.fakes.failures import InMemoryFailureChannel, in_memory_failures
 from tests.support import load_event
 from tests.unit.test_notice_sender import ADDRESS, World, subscription
 
@@ -48,17 +49,26 @@ def test_the_consumer_reports_only_what_must_come_back_and_never_logs_an_address
         {**first, "messageId": "invalid", "body": json.dumps(broken)},
         {**first, "messageId": "not-json", "body": "{"},
     ]
+    failures = in_memory_failures()
+    monkeypatch.setattr(module.wiring, "failure_handling", lambda *_, **__: failures)
     # When the batch is handled
     caplog.set_level(logging.DEBUG)
     response = module.lambda_handler(event, lambda_context)
-    # Then only the refused, the invalid and the unreadable records return to the queue
-    assert response == {
-        "batchItemFailures": [
-            {"itemIdentifier": "refused"},
-            {"itemIdentifier": "invalid"},
-            {"itemIdentifier": "not-json"},
-        ]
-    }
+    # Then nothing returns to the queue: the refused, the invalid and the unreadable records are permanent
+    # failures, dead-lettered at once with their envelopes (ADR 0026)
+    assert response == {"batchItemFailures": []}
+    channel = failures.channel
+    assert isinstance(channel, InMemoryFailureChannel) and channel.delays == []
+    assert sorted(e.payload for e in channel.dead_letters) == sorted([json.dumps(refused), json.dumps(broken), "{"])
+    envelopes = {envelope.payload: envelope for envelope in channel.dead_letters}
+    unreadable = envelopes["{"]
+    assert unreadable.error_code == "malformed_message" and unreadable.source == "CustomerNotificationsQueue"
+    assert unreadable.job_id == unreadable.event_id  # no notice id to read: the job is the failure's own id
+    envelopes = {envelope.job_id: envelope for envelope in channel.dead_letters}
+    assert envelopes[broken["notice_id"]].reason.endswith("amount_minor: Field required")
+    assert envelopes[refused["notice_id"]].error_code == "aws_rejected"
+    assert all(e.attempt == 1 and e.failure_class == "PERMANENT" for e in channel.dead_letters)
+    assert ADDRESS not in json.dumps([e.model_dump(mode="json") for e in channel.dead_letters])
     # and each sample was sent once (the redelivery was not)
     assert sorted(e.kind for e in world.sender.sent) == sorted(
         json.loads(r["body"])["kind"] for r in load_event("sqs/notice_dunning_batch.json")["Records"]
@@ -135,6 +145,8 @@ def test_the_consumer_starts_no_record_in_its_last_seconds(
     remaining = iter([30_000, module.SAFETY_MARGIN_MILLIS - 1])
     last = module.SAFETY_MARGIN_MILLIS - 1
     monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: next(remaining, last))
+    failures = in_memory_failures()
+    monkeypatch.setattr(module.wiring, "failure_handling", lambda *_, **__: failures)
     event = load_event("sqs/notice_dunning_batch.json")
     # When the batch arrives and its first notice takes the time down to the margin
     response = module.lambda_handler(event, lambda_context)
@@ -145,3 +157,6 @@ def test_the_consumer_starts_no_record_in_its_last_seconds(
     assert world.sender.calls == 1 and list(world.store.records) == [
         json.loads(event["Records"][0]["body"])["notice_id"]
     ]
+    # and each comes back after a backoff delay, not dead-lettered
+    assert isinstance(failures.channel, InMemoryFailureChannel) and failures.channel.dead_letters == []
+    assert [handle for handle, _ in failures.channel.delays] == [r["receiptHandle"] for r in event["Records"][1:]]

@@ -46,6 +46,7 @@ class StripeEventShape(BaseModel):
 # event file -> (function folder, envelope model, body model or None)
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
+    "api/console_get.json": ("operations_console", APIGatewayProxyEventModel, None),
     "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
     "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),

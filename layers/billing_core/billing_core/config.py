@@ -83,6 +83,10 @@ class BundleSettings(FunctionSettings):
     dunning_queue_url: str | None = None
     notifications_queue_url: str | None = None
     review_queue_url: str | None = None
+    # Dead-letter queues a consumer writes its failure envelopes to itself (ADR 0026)
+    notifications_dead_letter_queue_url: str | None = None
+    # Retry policy overrides per job type, JSON (failures/policies.py; the local runtime shortens the delays)
+    retry_policies: str | None = None
     canary_state_machine_arn: str | None = None
     dunning_state_machine_arn: str | None = None
     # Dunning: policy seconds per wall-clock second (1 in production; 86400 plays a policy day in a second

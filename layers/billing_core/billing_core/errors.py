@@ -57,6 +57,12 @@ class UnauthorizedError(PermanentError):
     code = "unauthorized"
 
 
+class ForbiddenError(PermanentError):
+    """Authenticated, but this operator may not do this (role too low, or a write while impersonating)."""
+
+    code = "forbidden"
+
+
 class ConflictError(PermanentError):
     code = "conflict"
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.triggers.sqs import FailureHandling
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
     from billing_core.usage.ingest import UsageIngestion
@@ -204,6 +205,11 @@ class Wiring:
 
         return DynamoDBNoticeStore(self._require("notices_table_name"), self.dynamodb())
 
+    def operator_audit(self) -> DynamoDBAuditStore | None:
+        """Where the admin middleware records a write refused while impersonating (ADR 0027); None in a
+        function without AUDIT_TABLE_NAME (the refusal is then only logged and counted)."""
+        return self.audit_log() if getattr(self.settings, "audit_table_name", None) else None
+
     @built_once
     def audit_log(self) -> DynamoDBAuditStore:
         from billing_core.adapters.dynamodb.audit_store import DynamoDBAuditStore
@@ -250,6 +256,33 @@ class Wiring:
             return SqsJsonQueue(self._require(setting))
 
         return self._once(f"queue:{setting}", build)
+
+    def failure_handling(
+        self,
+        job_type: str,
+        *,
+        queue_setting: str,
+        dead_letter_queue_setting: str,
+        source: str,
+        job_id_field: str | None = None,
+    ) -> FailureHandling:
+        """A consumer's retries and dead letters (ADR 0026): its policy (RETRY_POLICIES may override it) and
+        its failure channel on its queue and that queue's DLQ."""
+
+        def build() -> FailureHandling:
+            from billing_core.adapters.sqs_failures import SqsFailureChannel
+            from billing_core.failures.policies import parse_overrides, policy_for
+            from billing_core.triggers.sqs import FailureHandling
+
+            return FailureHandling(
+                job_type=job_type,
+                source=source,
+                policy=policy_for(job_type, parse_overrides(self.settings.retry_policies)),
+                channel=SqsFailureChannel(self._require(queue_setting), self._require(dead_letter_queue_setting)),
+                job_id_field=job_id_field,
+            )
+
+        return self._once(f"failures:{job_type}:{source}", build)
 
     @built_once
     def workflow_starter(self) -> WorkflowStarter:

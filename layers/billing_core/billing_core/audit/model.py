@@ -32,6 +32,9 @@ class EntityType(StrEnum):
     USAGE_THRESHOLD = "usage_threshold"
     USAGE_EVENT = "usage_event"  # an accepted usage event cancelled or amended (id: <customer>:<event id>)
     USAGE_LIMIT = "usage_limit"  # a period's limit changed by an operator (id: <customer>:<meter>)
+    # An operator's refused attempt while impersonating a customer (id: the customer); appended by the API's
+    # middleware (operations/operators.py, ADR 0027), not projected from a stream: nothing was written.
+    OPERATOR_ACCESS = "operator_access"
 
 
 class ChangeSource(StrEnum):

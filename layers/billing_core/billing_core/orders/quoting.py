@@ -37,7 +37,7 @@ from billing_core.subscriptions.state_machine import SubscriptionStatus
 QUOTE_LIFETIME = timedelta(minutes=30)
 CHANGEABLE = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE})
 # One shared admin credential: the audit trail cannot name a person yet.
-CREATED_BY = "user:admin"
+CREATED_BY = "user:admin"  # the legacy shared credential's operator; the API passes the real one (ADR 0027)
 
 
 class OrderQuotes:
@@ -57,7 +57,7 @@ class OrderQuotes:
     def get(self, order_id: str) -> Order:
         return find_order(self._orders, order_id)
 
-    def create(self, request: CreateOrder) -> Order:
+    def create(self, request: CreateOrder, *, actor: str = CREATED_BY) -> Order:
         now = self._clock()
         book = price_book_at(self._price_books, now)
         plan = book.plan(request.plan_id)
@@ -95,7 +95,7 @@ class OrderQuotes:
                 trial=False,
                 quote=self._change_quote(request, subscription, plan, book, now),
             )
-        self._orders.create(order, actor=CREATED_BY)
+        self._orders.create(order, actor=actor)
         count("OrderCreated")
         return order
 

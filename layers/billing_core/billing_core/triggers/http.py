@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -18,10 +20,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
+from billing_core.audit.model import ChangeSource, EntityEvent, EntityType, diff
+from billing_core.audit.ports import AuditLog
 from billing_core.errors import (
     BillingError,
     ConfigurationError,
     ConflictError,
+    ForbiddenError,
     InvariantViolation,
     NotFoundError,
     OutcomeUnknownError,
@@ -33,7 +38,17 @@ from billing_core.errors import (
     ValidationFailedError,
 )
 from billing_core.observability import count, logger, metrics, traced
-from billing_core.operations.admin_auth import authorize_admin, parse_admin_tokens
+from billing_core.operations.operators import (
+    IMPERSONATE_HEADER,
+    READ_METHODS,
+    Impersonation,
+    Operator,
+    authorize_route,
+    check_impersonation,
+    impersonation_write_refused,
+    require_customer_scope,
+    resolve_operator,
+)
 from billing_core.payments.model import PaymentDeclinedError
 from billing_core.privacy.card_numbers import card_number_paths
 
@@ -52,6 +67,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[BillingError], HTTPStatus], ...] = (
     (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     (ValidationFailedError, HTTPStatus.BAD_REQUEST),
     (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
+    (ForbiddenError, HTTPStatus.FORBIDDEN),
     (NotFoundError, HTTPStatus.NOT_FOUND),
     (ConflictError, HTTPStatus.CONFLICT),
     (ConfigurationError, HTTPStatus.INTERNAL_SERVER_ERROR),
@@ -205,17 +221,131 @@ def parse_query[ModelT: BaseModel](app: APIGatewayRestResolver, model: type[Mode
 
 def admin_auth_middleware(
     tokens: Callable[[], str],
+    audit: Callable[[], AuditLog | None] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """Route middleware: the request must carry `Authorization: Bearer <admin token>`."""
+    """Route middleware (ADR 0027): `Authorization: Bearer <token>` names an operator (401 otherwise); a write
+    while impersonating is refused and audited; the route's minimum role is checked (403 `forbidden_role`); an
+    impersonated read must be in the customer's scope. The operator and impersonation go on `app.context`."""
 
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        event = app.current_event
+        method, resource = event.http_method.upper(), event.resource
         try:
-            authorize_admin(app.current_event.headers.get("Authorization"), parse_admin_tokens(tokens()))
+            operator = resolve_operator(event.headers.get("Authorization"), tokens())
+            impersonation = _impersonation(app, operator)
+            if impersonation is not None and method not in READ_METHODS:
+                _audit_refused_write(app, audit, impersonation)
+                raise impersonation_write_refused(impersonation, method, resource)
+            authorize_route(operator, method, resource)
+            if impersonation is not None:
+                check_impersonation(impersonation, method, resource, dict(event.path_parameters or {}))
+                count("ImpersonatedRead")
+                logger.info(
+                    "impersonated read",
+                    extra={"operator": operator.name, "customer_id": impersonation.customer_id, "route": resource},
+                )
         except BillingError as exc:
             return error_response(exc)
+        app.append_context(operator=operator, impersonation=impersonation)  # type: ignore[no-untyped-call]
         return next_middleware(app)
 
     return middleware
+
+
+def _impersonation(app: APIGatewayRestResolver, operator: Operator) -> Impersonation | None:
+    value = app.current_event.headers.get(IMPERSONATE_HEADER)
+    if value is None:
+        return None
+    customer_id = value.strip()
+    if not customer_id or len(customer_id) > 255:
+        raise ValidationFailedError(
+            f"{IMPERSONATE_HEADER} must be a customer id", code="malformed_impersonation", details={}
+        )
+    return Impersonation(operator, customer_id)
+
+
+def _audit_refused_write(
+    app: APIGatewayRestResolver, audit: Callable[[], AuditLog | None] | None, impersonation: Impersonation
+) -> None:
+    """The refusal stands whatever happens here; a refusal that could not be recorded is an alarmable metric."""
+    event = app.current_event
+    count("ImpersonationWriteRefused")
+    logger.warning(
+        "write refused while impersonating",
+        extra={
+            "operator": impersonation.operator.name,
+            "customer_id": impersonation.customer_id,
+            "route": f"{event.http_method} {event.resource}",
+        },
+    )
+    try:
+        log = audit() if audit is not None else None
+        entry = write_refused_event(
+            impersonation,
+            event.http_method,
+            event.resource,
+            correlation_id=event.request_context.request_id,
+            now=datetime.now(UTC),
+        )
+        if log is None or not log.append(entry):
+            count("ImpersonationAuditFailed")
+            logger.error("the refused write could not be audited", extra={"audit_configured": log is not None})
+    except Exception:  # noqa: BLE001 - the caller still gets its 403; the failure is logged and counted
+        count("ImpersonationAuditFailed")
+        logger.exception("the refused write could not be audited")
+
+
+def write_refused_event(
+    impersonation: Impersonation, method: str, resource: str, *, correlation_id: str | None, now: datetime
+) -> EntityEvent:
+    """The audit entry of a write refused while impersonating: who, as which customer, what they tried."""
+    after = {
+        "operator": impersonation.operator.name,
+        "role": impersonation.operator.role.label,
+        "customer_id": impersonation.customer_id,
+        "route": f"{method.upper()} {resource}",
+        "outcome": "refused",
+    }
+    return EntityEvent(
+        entity_type=EntityType.OPERATOR_ACCESS,
+        entity_id=impersonation.customer_id,
+        event_type="impersonation.write_refused",
+        actor=impersonation.operator.actor,
+        source=ChangeSource.API,
+        correlation_id=correlation_id,
+        before=None,
+        after=after,
+        changes=diff(None, after),
+        occurred_at=now,
+        # No stream sequence: the time in microseconds orders a customer's entries, and 10 digits of the request
+        # id keep two requests in the same microsecond apart; a redelivered request (same id, same moment) cannot
+        # happen, and any collision is refused by the audit table's condition and counted (ImpersonationAuditFailed).
+        sequence=f"{int(now.timestamp() * 1_000_000):020d}{zlib.crc32((correlation_id or '').encode()):010d}",
+    )
+
+
+def current_operator(app: APIGatewayRestResolver) -> Operator:
+    """The operator the admin middleware resolved for this request."""
+    operator = app.context.get("operator")
+    if not isinstance(operator, Operator):
+        raise InvariantViolation("no operator on the request: the route is not behind admin_resolver")
+    return operator
+
+
+def operator_actor(app: APIGatewayRestResolver) -> str:
+    """`user:<operator name>`: what a handler passes as the actor of a write."""
+    return current_operator(app).actor
+
+
+def current_impersonation(app: APIGatewayRestResolver) -> Impersonation | None:
+    value = app.context.get("impersonation")
+    return value if isinstance(value, Impersonation) else None
+
+
+def require_in_scope(app: APIGatewayRestResolver, *customer_ids: str | None) -> None:
+    """A handler of an "entity"-scoped route calls this with the ids of the loaded entity's customer (404 when
+    impersonating someone else)."""
+    require_customer_scope(current_impersonation(app), *customer_ids)
 
 
 def public_resolver() -> APIGatewayRestResolver:
@@ -225,10 +355,13 @@ def public_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def admin_resolver(tokens: Callable[[], str]) -> APIGatewayRestResolver:
-    """A resolver whose every route requires the admin bearer token (`tokens()` reads the secret's value)."""
+def admin_resolver(
+    tokens: Callable[[], str], audit: Callable[[], AuditLog | None] | None = None
+) -> APIGatewayRestResolver:
+    """A resolver whose every route requires an operator's bearer token (`tokens()` reads the secret's value) and
+    the route's role; `audit()` is where refused impersonated writes are recorded (None: logged and counted only)."""
     app = public_resolver()
-    app.use(middlewares=[admin_auth_middleware(tokens)])
+    app.use(middlewares=[admin_auth_middleware(tokens, audit)])
     return app
 
 

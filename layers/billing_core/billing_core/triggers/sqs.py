@@ -1,12 +1,19 @@
 """SQS consumers: partial batch responses, records parsed into models.
 
 A failed record goes back to the queue alone; after the queue's maxReceiveCount it moves to the DLQ
-with its body intact. The failure reason is logged with the message id (the Operability issue adds a
-failure envelope)."""
+with its body intact, and the failure reason is logged with the message id.
+
+A consumer given `failures` (ADR 0026) decides itself instead: a retryable failure before the policy's last
+attempt changes the message's visibility to the backoff delay and comes back; a permanent one, or the last
+attempt, sends a failure envelope to the DLQ and is acknowledged. maxReceiveCount then stays as a safety net."""
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.batch import (
@@ -19,8 +26,18 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from billing_core.errors import BillingError, PermanentError
-from billing_core.observability import logger, metrics, traced
+from billing_core.errors import BillingError, ConfigurationError, PermanentError
+from billing_core.failures.classify import FailureClass, classify, fingerprint
+from billing_core.failures.envelope import (
+    ENVELOPE_ATTRIBUTE,
+    as_log_fields,
+    derived_event_id,
+    prior_from_attribute,
+    record_failure,
+)
+from billing_core.failures.policies import RetryPolicy
+from billing_core.failures.ports import FailureChannel
+from billing_core.observability import count, logger, metrics, traced
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -39,13 +56,111 @@ def parse_record[ModelT: BaseModel](record: SQSRecord, model: type[ModelT]) -> M
         ) from exc
 
 
+@dataclass(frozen=True)
+class FailureHandling:
+    """How one consumer retries and dead-letters (ADR 0026). `source` is the queue's logical id; `job_id_field`
+    names the payload field that says what the job was about (e.g. notice_id)."""
+
+    job_type: str
+    source: str
+    policy: RetryPolicy
+    channel: FailureChannel
+    job_id_field: str | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def _attribute(record: SQSRecord, name: str) -> str | None:
+    value = (record.raw_event.get("messageAttributes") or {}).get(name) or {}
+    text = value.get("stringValue")
+    return text if isinstance(text, str) else None
+
+
+def _system_attribute(record: SQSRecord, name: str) -> str | None:
+    value = (record.raw_event.get("attributes") or {}).get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _job_id(body: str, name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    value = document.get(name) if isinstance(document, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandling) -> bool:
+    """Delay a retry (True: the record is reported failed and comes back) or dead-letter it with its envelope
+    (False: acknowledged). If the DLQ send itself fails, the record is reported failed: never lost."""
+    attempt_in_cycle = max(1, int(_system_attribute(record, "ApproximateReceiveCount") or "1"))
+    prior = prior_from_attribute(_attribute(record, ENVELOPE_ATTRIBUTE))
+    failure_class = classify(error)
+    policy = failures.policy
+    event_id = prior.event_id if prior else derived_event_id(failures.job_type, record.message_id)
+    if failure_class is not FailureClass.PERMANENT and attempt_in_cycle < policy.max_attempts:
+        delay_seconds = policy.delay_seconds(attempt_in_cycle, failures.rng)
+        log = {
+            "event_id": event_id,
+            "job_type": failures.job_type,
+            "attempt": attempt_in_cycle,
+            "max_attempts": policy.max_attempts,
+            "failure_class": failure_class.value,
+            "fingerprint": fingerprint(error),
+            "delay_seconds": delay_seconds,
+        }
+        try:
+            failures.channel.delay(record.receipt_handle, delay_seconds)
+        except BillingError as channel_error:  # adapters translate every provider error into one
+            # It comes back after the queue's own visibility timeout instead. (No traceback: it chains the
+            # record's own error, whose message may quote the payload.)
+            logger.error("retry delay not set", extra={**log, "channel_error_code": channel_error.code})
+            return True
+        logger.info("record will retry", extra=log)
+        return True
+    sent_millis = _system_attribute(record, "SentTimestamp")
+    now = failures.clock()
+    envelope = record_failure(
+        error=error,
+        payload=record.body,
+        job_type=failures.job_type,
+        job_id=_job_id(record.body, failures.job_id_field),
+        source=failures.source,
+        policy=policy,
+        attempt_in_cycle=attempt_in_cycle,
+        failed_at=now,
+        message_id=record.message_id,
+        enqueued_at=datetime.fromtimestamp(int(sent_millis) / 1000, UTC) if sent_millis else now,
+        prior=prior,
+        correlation_id=_attribute(record, "correlation_id"),
+    )
+    try:
+        failures.channel.dead_letter(envelope)
+    except BillingError as channel_error:
+        logger.error(
+            "dead letter not sent: the record comes back",
+            extra={**as_log_fields(envelope), "channel_error_code": channel_error.code},
+        )
+        return True
+    logger.warning("record dead-lettered", extra=as_log_fields(envelope))
+    count("RecordDeadLettered")
+    return False
+
+
 def process_sqs_batch(
     event: dict[str, Any],
     context: LambdaContext,
     record_handler: Callable[[SQSRecord], Any],
     *,
     fifo: bool = False,
+    failures: FailureHandling | None = None,
 ) -> dict[str, Any]:
+    if failures is not None and fifo:
+        # A visibility change holds a whole FIFO group and a FIFO DLQ needs a group id: not decided yet (ADR 0026).
+        raise ConfigurationError("failure handling is not available for FIFO queues yet")
+
     def handle(record: SQSRecord) -> Any:
         try:
             return record_handler(record)
@@ -63,10 +178,16 @@ def process_sqs_batch(
                     **({"problems": problems} if problems else {}),
                 },
             )
+            if failures is not None and not handle_failure(record, exc, failures):
+                return None
             raise
 
     processor: BatchProcessor | SqsFifoPartialProcessor = (
-        SqsFifoPartialProcessor() if fifo else BatchProcessor(event_type=EventType.SQS)
+        SqsFifoPartialProcessor()
+        if fifo
+        # With failure handling a batch whose every record failed is an ordinary answer (each was delayed or
+        # dead-lettered on purpose), not a function error: the Errors alarm stays for real crashes.
+        else BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=failures is None)
     )
     response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
     return dict(response)
@@ -77,9 +198,11 @@ def sqs_handler(
     *,
     fifo: bool = False,
     before_batch: Callable[[LambdaContext], None] | None = None,
+    failures: Callable[[], FailureHandling] | None = None,
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda entry point of an SQS consumer. before_batch runs once per invocation (e.g. to register
-    the Lambda context with the idempotency layer)."""
+    the Lambda context with the idempotency layer); failures is asked once per invocation for the consumer's
+    failure handling (the composition root builds it once per cold start)."""
 
     @logger.inject_lambda_context
     @traced
@@ -87,6 +210,8 @@ def sqs_handler(
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if before_batch is not None:
             before_batch(context)
-        return process_sqs_batch(event, context, record_handler, fifo=fifo)
+        return process_sqs_batch(
+            event, context, record_handler, fifo=fifo, failures=failures() if failures is not None else None
+        )
 
     return lambda_handler

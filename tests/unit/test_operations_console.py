@@ -1,0 +1,97 @@
+"""GET /ops/console (functions/operations_console): one static page, public, with its script and style inline
+and allowed by hash under a strict Content-Security-Policy; a page missing from the package is our fault (500),
+never a half page. What the page does in a browser is tests/browser's."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing_core.errors import ConfigurationError
+from billing_core.triggers.pages import StaticPage
+from functions.operations_console import app as console_app
+from tests.openapi_contract import assert_answer_matches
+from tests.support import load_event
+
+
+@pytest.fixture(autouse=True)
+def fresh_page() -> Any:
+    console_app.console_page.cache_clear()
+    yield
+    console_app.console_page.cache_clear()
+
+
+def sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def directives(policy: str) -> dict[str, str]:
+    return dict(part.strip().split(" ", 1) for part in policy.split(";"))
+
+
+def test_the_page_is_served_anonymously_as_documented_with_its_blocks_allowed_by_hash(lambda_context: Any) -> None:
+    # Given the sample request, without any Authorization header
+    event = load_event("api/console_get.json")
+    assert "Authorization" not in event["headers"]
+    # When the function answers it
+    response = console_app.lambda_handler(event, lambda_context)  # type: ignore[arg-type]
+    # Then it is the page, as docs/openapi.yaml promises
+    assert response["statusCode"] == 200
+    html = assert_answer_matches(event, response)
+    headers = response["multiValueHeaders"]
+    assert headers["Content-Type"] == ["text/html; charset=utf-8"]
+    # and its one script and one style are exactly what the policy allows, nothing else is
+    [script] = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    [style] = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+    policy = directives(headers["Content-Security-Policy"][0])
+    assert policy["script-src"] == sha256_source(script)
+    assert policy["style-src"] == sha256_source(style)
+    assert (policy["default-src"], policy["connect-src"], policy["frame-ancestors"]) == ("'none'", "'self'", "'none'")
+    assert "unsafe-inline" not in headers["Content-Security-Policy"][0]
+    # and it loads nothing from elsewhere: no src or href to another origin
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert headers["X-Frame-Options"] == ["DENY"] and headers["X-Content-Type-Options"] == ["nosniff"]
+
+
+def test_the_page_names_its_placeholders_for_the_dlq_views() -> None:
+    html = console_app.console_page().html
+    for section, route in (
+        ("dlq-list", "GET /ops/dlq"),
+        ("dlq-item", "POST /ops/dlq/{id}/replay"),
+        ("dlq-bulk-replay", "POST /ops/dlq/replay"),
+    ):
+        assert re.search(rf'<section id="{section}" data-api="[^"]*{re.escape(route)}', html), section
+
+
+def test_a_page_missing_from_the_package_is_a_500_with_the_documented_body(
+    lambda_context: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a deployment whose package lacks the page's files
+    monkeypatch.setattr(console_app, "PAGE_FOLDER", tmp_path)
+    event = load_event("api/console_get.json")
+    # When the page is asked for
+    response = console_app.lambda_handler(event, lambda_context)  # type: ignore[arg-type]
+    # Then our fault is a 500 with the documented body, not a broken page
+    assert response["statusCode"] == 500
+    assert assert_answer_matches(event, response)["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(
+    ("html", "script", "fragment"),
+    [
+        pytest.param("<html><!-- script --></html>", "", "<!-- style -->", id="no-style-marker"),
+        pytest.param("<!-- style --><!-- script --><!-- script -->", "", "<!-- script -->", id="two-script-markers"),
+        pytest.param("<!-- style --><!-- script -->", "x = '</script><img>'", "close its own", id="script-escapes"),
+    ],
+)
+def test_a_broken_page_is_refused_when_it_is_assembled(tmp_path: Path, html: str, script: str, fragment: str) -> None:
+    (tmp_path / "page.html").write_text(html)
+    (tmp_path / "page.css").write_text("body { color: black; }")
+    (tmp_path / "page.js").write_text(script)
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        StaticPage.from_folder(tmp_path, "page")
