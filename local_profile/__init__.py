@@ -49,7 +49,7 @@ SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 # poller's own redelivery delay (ADR 0005) still applies unless the runtime runs with --redelivery-delay-seconds -1.
 _SECONDS = {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}
 LOCAL_RETRY_POLICIES = json.dumps(
-    {job_type: _SECONDS for job_type in ("notification_send", "canary_record", "dunning_start", "webhook_apply")}
+    dict.fromkeys(("notification_send", "canary_record", "dunning_start", "webhook_apply"), _SECONDS)
 )
 LOCAL_PARAMETERS = {
     "DunningTimeScale": "86400",
