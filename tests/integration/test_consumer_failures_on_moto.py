@@ -21,6 +21,7 @@ from billing_core.failures.envelope import FailureEnvelope
 from local_runtime.template import load_template
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.integration.conftest import Stack
+from tests.integration.dead_letter_queues import dead_letters
 from tests.support import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml", validate=False)
@@ -124,21 +125,6 @@ def deliver(stack: Stack, queue: str, module: Any, lambda_context: Any, *, wait_
         if m["MessageId"] not in failed:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return [m["MessageId"] for m in received]
-
-
-def dead_letters(stack: Stack, queue: str) -> list[tuple[FailureEnvelope, dict[str, Any]]]:
-    received = (
-        stack.client("sqs")
-        .receive_message(
-            QueueUrl=stack.ref(queue),
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        .get("Messages", [])
-    )
-    return [(FailureEnvelope.model_validate_json(m["Body"]), m) for m in received]
 
 
 def assert_complete(envelope: FailureEnvelope, job_type: str, source: str, payload: str) -> None:
