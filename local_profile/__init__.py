@@ -47,8 +47,9 @@ SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 # charge outcome is read again after 2 s instead of a minute. `--parameter DunningTimeScale=1` runs real time.
 # Consumers that retry by their own policy (ADR 0026) wait seconds, not minutes, between attempts locally; the
 # poller's own redelivery delay (ADR 0005) still applies unless the runtime runs with --redelivery-delay-seconds -1.
+_SECONDS = {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}
 LOCAL_RETRY_POLICIES = json.dumps(
-    {"notification_send": {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}}
+    dict.fromkeys(("notification_send", "canary_record", "dunning_start", "webhook_apply"), _SECONDS)
 )
 LOCAL_PARAMETERS = {
     "DunningTimeScale": "86400",

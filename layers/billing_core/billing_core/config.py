@@ -85,6 +85,13 @@ class BundleSettings(FunctionSettings):
     review_queue_url: str | None = None
     # Dead-letter queues a consumer writes its failure envelopes to itself (ADR 0026)
     notifications_dead_letter_queue_url: str | None = None
+    canary_dead_letter_queue_url: str | None = None
+    webhook_dead_letter_queue_url: str | None = None  # FIFO (ADR 0030)
+    dunning_dead_letter_queue_url: str | None = None
+    # ... and stream consumers (dead letters only: Lambda retries stream records, ADR 0030)
+    dunning_watch_dead_letter_queue_url: str | None = None
+    usage_sync_dead_letter_queue_url: str | None = None
+    usage_aggregate_dead_letter_queue_url: str | None = None
     # Retry policy overrides per job type, JSON (failures/policies.py; the local runtime shortens the delays)
     retry_policies: str | None = None
     canary_state_machine_arn: str | None = None

@@ -284,6 +284,24 @@ class Wiring:
 
         return self._once(f"failures:{job_type}:{source}", build)
 
+    def stream_failure_handling(self, job_type: str, *, dead_letter_queue_setting: str, source: str) -> FailureHandling:
+        """A stream consumer's dead letters (ADR 0030): permanent failures only, to its DLQ; `source` is the
+        function's logical id. Lambda retries the rest (the policy only states the attempts)."""
+
+        def build() -> FailureHandling:
+            from billing_core.adapters.sqs_failures import SqsFailureChannel
+            from billing_core.failures.policies import parse_overrides, policy_for
+            from billing_core.triggers.sqs import FailureHandling
+
+            return FailureHandling(
+                job_type=job_type,
+                source=source,
+                policy=policy_for(job_type, parse_overrides(self.settings.retry_policies)),
+                channel=SqsFailureChannel(None, self._require(dead_letter_queue_setting)),
+            )
+
+        return self._once(f"stream-failures:{job_type}:{source}", build)
+
     @built_once
     def workflow_starter(self) -> WorkflowStarter:
         from billing_core.adapters.stepfunctions import StepFunctionsStarter

@@ -12,7 +12,7 @@ class FailureChannel(Protocol):
         """Hide the received message for `delay_seconds`, after which it is delivered again (a retry)."""
         ...
 
-    def dead_letter(self, envelope: FailureEnvelope) -> None:
+    def dead_letter(self, envelope: FailureEnvelope, *, message_group_id: str | None = None) -> None:
         """Put the envelope on the source's dead-letter queue. Raises if it could not (the caller then lets the
-        message come back rather than lose it)."""
+        message come back rather than lose it). A FIFO DLQ needs the original message's group (ADR 0030)."""
         ...
