@@ -21,6 +21,7 @@ from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
+from billing_core.recovery.service import DiscardRequest
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.usage.ingestion import UsageRequest
 from billing_core.usage.limits import LimitChange
@@ -98,6 +99,11 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/entitlement_limit_put.json": ("usage_api", APIGatewayProxyEventModel, LimitChange),
     "dynamodb/usage_batch_accepted.json": ("usage_aggregate", DynamoDBStreamModel, None),
     "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "sqs/dead_letter_batch.json": ("operations_dead_letter_archive", SqsModel, None),
+    "api/dlq_list.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_get.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_replay.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_discard.json": ("operations_dead_letters", APIGatewayProxyEventModel, DiscardRequest),
     "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),
     "api/usage_event_amend.json": ("usage_correct", APIGatewayProxyEventModel, AmendRequest),
 }

@@ -77,6 +77,11 @@ class BundleSettings(FunctionSettings):
     notices_table_name: str | None = None
     switches_table_name: str | None = None
     usage_table_name: str | None = None
+    dead_letters_table_name: str | None = None
+    # The dead-letter archive (ADR 0029): DLQ queue name -> job type, source, replay target (JSON), and how long
+    # an archived item is kept after its original enqueue (template parameter DeadLetterRetentionDays)
+    dead_letter_sources: str | None = None
+    dead_letter_retention_days: int = Field(default=90, ge=1, le=3650)
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None

@@ -39,6 +39,13 @@ def count_at(name: str, at: datetime, value: int = 1) -> None:
         metric.set_timestamp(at)
 
 
+def count_by(name: str, dimension: str, dimension_value: str, value: int = 1) -> None:
+    """One outcome metric with one dimension of its own (e.g. DeadLetterArrived by job_type), on its own line: the
+    invocation's shared metrics keep no per-metric dimensions."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as metric:
+        metric.add_dimension(name=dimension, value=dimension_value)
+
+
 def measure_seconds(name: str, seconds: float) -> None:
     """A duration or an age in seconds (e.g. SwitchesDocumentAgeSeconds), published with the invocation."""
     metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=seconds)

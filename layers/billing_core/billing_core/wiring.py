@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.recovery.service import DeadLetters
     from billing_core.triggers.sqs import FailureHandling
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
@@ -221,6 +222,34 @@ class Wiring:
         from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
 
         return DynamoDBSwitchStore(self._require("switches_table_name"), self.dynamodb())
+
+    # --- the dead-letter archive (ADR 0029) --------------------------------------------------------
+
+    @built_once
+    def dead_letters(self) -> DeadLetters:
+        """The archive's service. The archiver only archives (no sender, audit or switches are built); the admin
+        API, which has AUDIT_TABLE_NAME (and SWITCHES_TABLE_NAME), also replays and discards."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.recovery.service import DeadLetters
+
+        store = DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb())
+        if not getattr(self.settings, "audit_table_name", None):
+            from billing_core.failures.arrivals import parse_sources
+
+            return DeadLetters(
+                store,
+                retention_days=self.settings.dead_letter_retention_days,
+                sources=parse_sources(self._require("dead_letter_sources")),
+            )
+        from billing_core.adapters.replay_targets import AwsReplaySender
+
+        return DeadLetters(
+            store,
+            sender=AwsReplaySender(),
+            audit=self.audit_log(),
+            switches=self.switches(),
+            retention_days=self.settings.dead_letter_retention_days,
+        )
 
     # --- kill switches -----------------------------------------------------------------------------
 

@@ -118,6 +118,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/invoices/{invoice_id}/uncollectible"): Role.ADMIN,
     ("GET", "/customers/{customer_id}/ledger"): Role.SUPPORT,
     ("GET", "/customers/{customer_id}/balance"): Role.SUPPORT,
+    ("GET", "/ops/dlq"): Role.SUPPORT,
+    ("GET", "/ops/dlq/{dead_letter_id}"): Role.SUPPORT,
+    # Replay goes through the consumer's idempotent path and is refused while its job's kill switch is on (ADR 0029)
+    ("POST", "/ops/dlq/{dead_letter_id}/replay"): Role.SUPPORT,
+    ("POST", "/ops/dlq/{dead_letter_id}/discard"): Role.ADMIN,
     ("GET", "/ops/switches"): Role.SUPPORT,
     ("PUT", "/ops/switches/{name}"): Role.ADMIN,
     ("POST", "/orders"): Role.ADMIN,

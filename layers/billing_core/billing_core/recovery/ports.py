@@ -1,0 +1,18 @@
+"""What recovery needs from the outside world besides the archive (failures/ports.py, DeadLetterStore)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from billing_core.failures.dead_letters import ReplayTarget
+
+
+class ReplaySender(Protocol):
+    def send(
+        self, target: ReplayTarget, payload: str, attributes: dict[str, dict[str, str]], *, replay_id: str
+    ) -> None:
+        """Hand `payload` to the target's consumer again: an SQS message with `attributes` (FIFO: in the item's
+        group, deduplicated by `replay_id`), or an asynchronous invocation with the payload as the event. Raises a
+        BillingError when it could not (RetryableError if nothing was sent and trying again may work)."""
+        ...
