@@ -59,8 +59,14 @@ def dead_letter_queues(resources: dict[str, Any]) -> dict[str, str]:
         elif kind == "AWS::Lambda::Function":
             note((properties.get("DeadLetterConfig") or {}).get("TargetArn"), f"{lid} DeadLetterConfig")
         elif kind == "AWS::Events::Rule":
+            # A rule routing failed executions is a failure path too: its target queue is a dead-letter queue.
+            failures = "Step Functions Execution Status Change" in _list(
+                (properties.get("EventPattern") or {}).get("detail-type")
+            )
             for target in _list(properties.get("Targets")):
                 note((target.get("DeadLetterConfig") or {}).get("Arn"), f"{lid} target DeadLetterConfig")
+                if failures:
+                    note(target.get("Arn"), f"{lid} target (failed executions)")
         elif kind == "AWS::Scheduler::Schedule":
             target = properties.get("Target") or {}
             note((target.get("DeadLetterConfig") or {}).get("Arn"), f"{lid} DeadLetterConfig")
@@ -250,6 +256,7 @@ def _leaf_drained(resources: dict[str, Any]) -> None:
 
 def _leaf_unalarmed(resources: dict[str, Any]) -> None:
     del resources["OperationsDeadLetterArchiveFifoDeadLetterQueueAlarm"]
+    del resources["OperationsDeadLetterArchiveFifoDeadLetterQueueAgeAlarm"]
 
 
 @pytest.mark.parametrize(
