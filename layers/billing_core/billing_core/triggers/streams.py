@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing_core.changes import ChangeKind, ItemChange
 from billing_core.errors import BillingError, ValidationFailedError
 from billing_core.observability import logger, metrics, traced
+from billing_core.triggers.correlation import correlated_changes, end_of_batch
 
 
 def table_name_of(stream_arn: str) -> str:
@@ -85,7 +86,10 @@ def stream_handler(handle: Callable[[ItemChange], Any]) -> Callable[[dict[str, A
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_stream_batch(event, context, handle)
+        try:
+            return process_stream_batch(event, context, correlated_changes(handle))
+        finally:
+            end_of_batch()
 
     return lambda_handler
 
@@ -145,6 +149,10 @@ def group_stream_handler[ItemT](
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_stream_group(event, parse, handle)
+        # One call handles the whole group: each record's parse runs under its own item's correlation id.
+        try:
+            return process_stream_group(event, correlated_changes(parse), handle)
+        finally:
+            end_of_batch()
 
     return lambda_handler
