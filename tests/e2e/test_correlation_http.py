@@ -121,8 +121,9 @@ def test_a_provider_events_id_follows_it_from_the_request_through_the_queue_and_
     entry = wait_for(audited, timeout_seconds=180, interval_seconds=1)
     assert entry is not None, "the subscription was never applied and audited"
     assert entry["correlation_id"] == event_id
-    # And every hop logged with it: the HTTP receive, the queue's consumer, the stream's projector
-    hops = {"WebhookReceiveFunction", "WebhookApplyFunction", "AuditProjectFunction"}
+    # And every hop logged with it: the HTTP receive, the queue's consumer, a stream consumer of the changed item
+    # (the usage sync; the audit projector logs nothing per entry, its record above is the proof)
+    hops = {"WebhookReceiveFunction", "WebhookApplyFunction", "UsageSyncFunction"}
     assert wait_for(lambda: hops <= functions_of(function_lines(runtime, event_id), runtime), timeout_seconds=60), (
         functions_of(function_lines(runtime, event_id), runtime)
     )
@@ -143,14 +144,17 @@ def test_a_provider_events_id_follows_it_through_dunning_queue_and_the_state_mac
     # DunningQueue, the dunning start and into the state machine's tasks
     assert response.status_code == 202, response.text
     assert response.headers["X-Correlation-Id"] == failure_event
+    # (a policy day is a second locally: the schedule plays to its final task, DunningFinalizeFunction, whose
+    # lines carry the id it was given in the execution's input; the notices the tasks queue carry it too)
     hops = {
         "WebhookReceiveFunction",
         "WebhookApplyFunction",
         "DunningStartFunction",
-        "DunningPlanFunction",
+        "DunningFinalizeFunction",
+        "NotificationSendFunction",
     }
     assert wait_for(
-        lambda: hops <= functions_of(function_lines(runtime, failure_event), runtime), timeout_seconds=90
+        lambda: hops <= functions_of(function_lines(runtime, failure_event), runtime), timeout_seconds=180
     ), functions_of(function_lines(runtime, failure_event), runtime)
 
     # When the customer reports the failed page with that id, through the SaaS's backend and its API key
