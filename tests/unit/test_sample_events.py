@@ -23,6 +23,7 @@ from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
 from billing_core.recovery.service import DiscardRequest
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
+from billing_core.support.model import ReportRequest
 from billing_core.usage.ingestion import UsageRequest
 from billing_core.usage.limits import LimitChange
 from billing_core.usage.queries import ConsumeRequest
@@ -48,6 +49,9 @@ class StripeEventShape(BaseModel):
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
     "api/console_get.json": ("operations_console", APIGatewayProxyEventModel, None),
+    "api/support_report_post.json": ("support_report", APIGatewayProxyEventModel, ReportRequest),
+    "api/support_reports_list.json": ("support_api", APIGatewayProxyEventModel, None),
+    "api/support_report_get.json": ("support_api", APIGatewayProxyEventModel, None),
     "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
     "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),

@@ -82,6 +82,7 @@ class BundleSettings(FunctionSettings):
     # an archived item is kept after its original enqueue (template parameter DeadLetterRetentionDays)
     dead_letter_sources: str | None = None
     dead_letter_retention_days: int = Field(default=90, ge=1, le=3650)
+    support_reports_table_name: str | None = None
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -122,6 +123,8 @@ class BundleSettings(FunctionSettings):
     webhook_secret_names: dict[str, str] | None = None
     webhook_tolerance_seconds: int | None = None
     webhook_max_body_bytes: int | None = None
+    # Support: the stack's log group name prefixes, comma-separated (a problem report's Logs Insights query)
+    log_group_prefixes: str | None = None
     # Health: what GET /health asks, as LogicalId=physical pairs (only the logical ids are ever answered)
     health_tables: str | None = None
     health_queues: str | None = None

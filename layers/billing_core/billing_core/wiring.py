@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+    from billing_core.adapters.dynamodb.support_report_store import DynamoDBProblemReportStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
     from billing_core.recovery.service import DeadLetters
+    from billing_core.support.service import ProblemReports
     from billing_core.triggers.sqs import FailureHandling
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
@@ -254,6 +256,20 @@ class Wiring:
             retention_days=self.settings.dead_letter_retention_days,
             sources=parse_sources(self._require("dead_letter_sources")),
         )
+
+    @built_once
+    def problem_report_store(self) -> DynamoDBProblemReportStore:
+        from billing_core.adapters.dynamodb.support_report_store import DynamoDBProblemReportStore
+
+        return DynamoDBProblemReportStore(self._require("support_reports_table_name"), self.dynamodb())
+
+    @built_once
+    def problem_reports(self) -> ProblemReports:
+        """POST and GET /support/reports (ADR 0031): customers' problem reports, linked to their correlation id."""
+        from billing_core.support.service import ProblemReports
+
+        prefixes = tuple(p.strip() for p in self._require("log_group_prefixes").split(",") if p.strip())
+        return ProblemReports(self.problem_report_store(), log_group_prefixes=prefixes)
 
     # --- kill switches -----------------------------------------------------------------------------
 

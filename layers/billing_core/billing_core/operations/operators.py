@@ -129,6 +129,8 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/orders/{order_id}"): Role.SUPPORT,
     ("POST", "/orders/{order_id}/commit"): Role.ADMIN,
     ("GET", "/price-book"): Role.SUPPORT,
+    ("GET", "/support/reports"): Role.SUPPORT,
+    ("GET", "/support/reports/{report_id}"): Role.SUPPORT,
     ("POST", "/price-book"): Role.ADMIN,
     ("GET", "/subscriptions/{subscription_id}"): Role.SUPPORT,
     ("PUT", "/subscriptions/{subscription_id}/payment-method"): Role.ADMIN,

@@ -44,6 +44,7 @@ from billing_core.failures.envelope import (
 from billing_core.failures.policies import RetryPolicy
 from billing_core.failures.ports import FailureChannel
 from billing_core.observability import count, logger, metrics, traced
+from billing_core.triggers.correlation import correlated_records, end_of_batch
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -262,8 +263,15 @@ def sqs_handler(
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if before_batch is not None:
             before_batch(context)
-        return process_sqs_batch(
-            event, context, record_handler, fifo=fifo, failures=failures() if failures is not None else None
-        )
+        try:
+            return process_sqs_batch(
+                event,
+                context,
+                correlated_records(record_handler),  # each record's correlation id (ADR 0031)
+                fifo=fifo,
+                failures=failures() if failures is not None else None,
+            )
+        finally:
+            end_of_batch()
 
     return lambda_handler

@@ -27,6 +27,7 @@ from billing_core.failures.classify import FailureClass, classify
 from billing_core.failures.envelope import as_log_fields, record_failure
 from billing_core.failures.policies import STREAM_BACKOFF_STRATEGY
 from billing_core.observability import count, logger, metrics, traced
+from billing_core.triggers.correlation import correlated_changes, end_of_batch
 
 if TYPE_CHECKING:
     from billing_core.triggers.sqs import FailureHandling
@@ -140,7 +141,12 @@ def stream_handler(
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_stream_batch(event, context, handle, failures() if failures is not None else None)
+        try:
+            return process_stream_batch(
+                event, context, correlated_changes(handle), failures() if failures is not None else None
+            )
+        finally:
+            end_of_batch()
 
     return lambda_handler
 
@@ -232,6 +238,12 @@ def group_stream_handler[ItemT](
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_stream_group(event, parse, handle, failures() if failures is not None else None)
+        # One call handles the whole group: each record's parse runs under its own item's correlation id.
+        try:
+            return process_stream_group(
+                event, correlated_changes(parse), handle, failures() if failures is not None else None
+            )
+        finally:
+            end_of_batch()
 
     return lambda_handler
