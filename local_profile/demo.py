@@ -17,6 +17,7 @@ from typing import Any
 import requests
 from stripe import StripeClient
 
+from local_profile.demo_dlq import DeadLetterReplayDemo
 from local_profile.operators import admin_bearer_token
 from local_profile.price_book_seed import seed_enabled
 from local_profile.stripe_peer import running_stripe
@@ -689,6 +690,9 @@ def run_demo(runtime: LocalRuntime) -> bool:
     step("usage: thresholds 50% and 80% emailed once each", usage_step(usage_thresholds))
     step("usage: hard stop refuses events and consumes past the limit", usage_step(usage_hard_stop))
     step("a forged webhook is refused", forged_webhook)
+    dead_letters = DeadLetterReplayDemo(runtime, http, expect=_expect, poll=_poll)
+    step("poison notice: SES refuses it, dead-lettered with its reason, GET /ops/dlq", dead_letters.poison)
+    step("cause fixed: POST replay -> processed once; replay again refused", dead_letters.replay)
     width = max(len(s.name) for s in steps)
     for item in steps:
         mark = "PASS" if item.ok else "FAIL"

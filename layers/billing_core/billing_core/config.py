@@ -105,6 +105,10 @@ class BundleSettings(FunctionSettings):
     personal_data_key_id: str | None = None
     # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)
     notice_sender_address: str | None = None
+    # The weekly DLQ health report: who gets it (template parameter OperatorsEmailAddress) and the console it
+    # links to (the stack's OperationsConsoleUrl)
+    operators_email_address: str | None = None
+    console_url: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None

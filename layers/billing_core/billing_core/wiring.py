@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.recovery.health_report import DeadLetterHealth
     from billing_core.recovery.service import DeadLetters
     from billing_core.triggers.sqs import FailureHandling
     from billing_core.usage.corrections import UsageCorrections
@@ -249,6 +250,19 @@ class Wiring:
             audit=self.audit_log(),
             switches=self.switches(),
             retention_days=self.settings.dead_letter_retention_days,
+        )
+
+    @built_once
+    def dead_letter_health(self) -> DeadLetterHealth:
+        """The weekly health report over the archive, mailed from the notices' sender address (SES)."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.recovery.health_report import DeadLetterHealth
+
+        return DeadLetterHealth(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            sender=self.email_sender(),
+            recipient=self._require("operators_email_address"),
+            console_url=self._require("console_url"),
         )
 
     # --- kill switches -----------------------------------------------------------------------------

@@ -124,6 +124,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/ops/dlq/{dead_letter_id}/replay"): Role.SUPPORT,
     ("POST", "/ops/dlq/{dead_letter_id}/discard"): Role.ADMIN,
     ("GET", "/ops/switches"): Role.SUPPORT,
+    ("GET", "/ops/whoami"): Role.SUPPORT,
     ("PUT", "/ops/switches/{name}"): Role.ADMIN,
     ("POST", "/orders"): Role.ADMIN,
     ("GET", "/orders/{order_id}"): Role.SUPPORT,
