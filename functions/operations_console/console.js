@@ -16,7 +16,16 @@
   // the admin routes live beside it.
   const apiBase = window.location.pathname.replace(/\/ops\/console\/?$/, "");
   const byId = (id) => document.getElementById(id);
-  const state = { token: null, operator: null, filter: {}, cursors: [], next: null, bulkTimer: null, item: null };
+  const state = {
+    token: null,
+    operator: null,
+    filter: {},
+    cursors: [],
+    next: null,
+    bulkTimer: null,
+    bulkKey: null,
+    item: null,
+  };
 
   class Refused extends Error {
     constructor(status, body) {
@@ -27,8 +36,8 @@
     }
   }
 
-  async function api(method, path, body) {
-    const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json" };
+  async function api(method, path, body, extraHeaders) {
+    const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json", ...(extraHeaders || {}) };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(apiBase + path, {
       method,
@@ -389,12 +398,17 @@
         return row;
       });
       byId("bulk-table").tBodies[0].replaceChildren(...rows);
-      const refused = preview.refused && preview.refused.length ? `; refused: ${JSON.stringify(preview.refused)}` : "";
+      // `refused`: {code, switches} when a kill switch covering a selected job type is on (a real run is refused)
+      const refused = preview.refused
+        ? `; it would be refused: ${preview.refused.code} (${(preview.refused.switches || []).join(", ")})`
+        : "";
       byId("bulk-summary").textContent =
         `Dry run: ${preview.matched} matched, ${preview.selected} selected, at ${preview.rate_per_second}/s about ` +
         `${preview.estimated_seconds} s${refused}.`;
       byId("bulk-confirm").textContent = `Confirm replay of ${preview.selected} items`;
-      byId("bulk-confirm").disabled = !preview.selected;
+      byId("bulk-confirm").disabled = !preview.selected || Boolean(preview.refused);
+      // One key per previewed request: a double click or a retry answers the same job, never a second one.
+      state.bulkKey = newKey();
       byId("bulk-preview-result").hidden = false;
     } catch (error) {
       showAlert("bulk-error", describe(error));
@@ -405,7 +419,7 @@
     byId("bulk-confirm").disabled = true;
     showAlert("bulk-error", "");
     try {
-      const started = await api("POST", "/ops/dlq/replay", bulkRequest(false));
+      const started = await api("POST", "/ops/dlq/replay", bulkRequest(false), { "Idempotency-Key": state.bulkKey });
       byId("bulk-preview-result").hidden = true;
       byId("bulk-progress").hidden = false;
       byId("bulk-progress-bar").max = Math.max(1, started.selected);
@@ -430,10 +444,13 @@
       showAlert("bulk-error", describe(error));
       return;
     }
-    const done = (job.replayed || 0) + (job.skipped || 0) + (job.failed_again || 0);
+    // Processed = replayed + skipped + not sent (as the job counts it); "failed again" are replayed items that
+    // came back dead (the job pauses itself when too many of its first items do).
+    const done = (job.replayed || 0) + (job.skipped || 0) + (job.send_failed || 0);
     byId("bulk-progress-bar").max = Math.max(1, job.selected);
     byId("bulk-progress-bar").value = done;
-    const counts = `replayed ${job.replayed}, skipped ${job.skipped}, failed again ${job.failed_again}`;
+    const counts =
+      `replayed ${job.replayed}, skipped ${job.skipped}, not sent ${job.send_failed}, failed again ${job.failed_again}`;
     const why = job.reason ? ` (${job.reason})` : "";
     byId("bulk-progress-text").textContent =
       `Job ${jobId} ${job.status}: ${done} of ${job.selected}; ${counts}${why}`;
@@ -442,6 +459,12 @@
       return;
     }
     state.bulkTimer = window.setTimeout(() => pollBulk(jobId), BULK_POLL_MS);
+  }
+
+  function newKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
   function stopBulkPolling() {

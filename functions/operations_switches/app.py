@@ -1,8 +1,8 @@
 """GET /ops/whoami (the operator a bearer token names: the console shows who is signed in),
 GET /ops/switches (every kill switch: its declaration, its value now, what is stored) and
 PUT /ops/switches/{name} (set a switch globally or for one account, with a reason and optionally an expiry and
-the version the operator saw). Setting a switch is admin only; each change reaches the audit trail (entity `kill_switch`) through
-SwitchesTable's stream."""
+the version the operator saw). Setting a switch is admin only; each change reaches the audit trail (entity
+`kill_switch`) through SwitchesTable's stream."""
 
 from __future__ import annotations
 
