@@ -84,7 +84,7 @@ class DynamoDBDeadLetterStore:
             partition, value = "job_type", query.job_type
         else:
             partition, value = "status", (query.status or DeadLetterStatus.DEAD).value
-        names = {"#pk": partition, "#failed_at": "failed_at"}
+        names = {"#pk": partition}
         values: dict[str, Any] = {":pk": text(value)}
         condition = "#pk = :pk"
         if query.failed_after and query.failed_before:
@@ -93,6 +93,8 @@ class DynamoDBDeadLetterStore:
             condition += " AND #failed_at >= :after"
         elif query.failed_before:
             condition += " AND #failed_at <= :before"
+        if query.failed_after or query.failed_before:
+            names["#failed_at"] = "failed_at"  # DynamoDB refuses a name no expression uses
         if query.failed_after:
             values[":after"] = text(failed_at_key(query.failed_after))
         if query.failed_before:
