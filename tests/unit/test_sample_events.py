@@ -21,6 +21,7 @@ from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
+from billing_core.recovery.bulk import BulkReplayRequest
 from billing_core.recovery.service import DiscardRequest
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
 from billing_core.usage.ingestion import UsageRequest
@@ -31,6 +32,7 @@ from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
 from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
+from functions.operations_dead_letter_replay_worker.app import WorkerInput
 from functions.reconciliation_run.app import Request as ReconciliationRequest
 from functions.usage_correct.app import AmendRequest, CancelRequest
 from tests.support import EVENTS, ROOT
@@ -106,6 +108,12 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/dlq_get.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
     "api/dlq_replay.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
     "api/dlq_discard.json": ("operations_dead_letters", APIGatewayProxyEventModel, DiscardRequest),
+    "api/dlq_bulk_replay.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, BulkReplayRequest),
+    "api/dlq_bulk_replay_get.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "api/dlq_bulk_replay_resume.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "api/dlq_bulk_replay_cancel.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "stepfunctions/dlq_replay_slice.json": ("operations_dead_letter_replay_worker", WorkerInput, None),
+    "stepfunctions/dlq_replay_fail.json": ("operations_dead_letter_replay_worker", WorkerInput, None),
     "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),
     "api/usage_event_amend.json": ("usage_correct", APIGatewayProxyEventModel, AmendRequest),
 }
