@@ -258,8 +258,8 @@ def test_replay_claims_once_sends_with_the_history_and_is_audited_with_the_opera
     item = archived(service)
     replayed = service.replay(item.id, actor="user:sam", correlation_id="req-1")
     assert replayed.status is DeadLetterStatus.REPLAYED and [r.result for r in replayed.replays] == ["sent"]
-    [(_target, payload, attributes, _)] = sender.sent
-    assert payload == item.envelope.payload and ENVELOPE_ATTRIBUTE in attributes
+    [(target, payload, attributes, _)] = sender.sent
+    assert target == item.replay and payload == item.envelope.payload and ENVELOPE_ATTRIBUTE in attributes
     assert [(e.event_type, e.actor) for e in audit.events] == [("dlq_item.replayed", "user:sam")]
     with pytest.raises(ConflictError) as refused:
         service.replay(item.id, actor="user:sam", correlation_id="req-2")
@@ -304,3 +304,12 @@ def test_a_cursor_is_only_accepted_for_the_query_that_issued_it() -> None:
         with pytest.raises(ValidationFailedError) as refused:
             decode_cursor(bad, expected, keys=keys)
         assert refused.value.code == "invalid_cursor"
+
+
+def test_a_reversed_failure_window_is_refused_before_any_query() -> None:
+    # DynamoDB would refuse BETWEEN with reversed bounds with its own error (a 5xx to the caller)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="failed_after is later than failed_before"):
+        DeadLetterFilter(failed_after=NOW, failed_before=NOW - timedelta(seconds=1))
+    assert DeadLetterFilter(failed_after=NOW, failed_before=NOW).failed_after == NOW
