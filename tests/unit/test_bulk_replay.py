@@ -395,3 +395,18 @@ def test_cycles_with_concurrent_bulk_jobs_keep_identity_grow_history_and_record_
     sent_ids = [s[3] for s in world.sender.sent]
     recorded = [r.replay_id for i in world.store.items.values() for r in i.replays]
     assert sorted(sent_ids) == sorted(recorded)  # each replay recorded exactly once, and each one sent once
+
+
+def test_the_state_machines_catch_ends_a_job_failed_with_its_reason_once() -> None:
+    world = World(items=3)
+    started = world.start(rate_per_second=1)
+    failed_job = world.bulk.fail(started.replay_job_id, error="PermanentError", cause='{"code": "invariant_violated"}')
+    assert failed_job.status is ReplayJobStatus.FAILED and failed_job.finished_at is not None
+    assert failed_job.reason == 'worker failed: PermanentError: {"code": "invariant_violated"}'
+    # a finished job stays as it ended; the worker stops at once
+    assert world.bulk.fail(started.replay_job_id, error="x", cause="y").reason == failed_job.reason
+    assert world.bulk.run_slice(started.replay_job_id) == {"action": "stop", "wait_seconds": 0, "status": "failed"}
+    assert [e.event_type for e in world.audit.events if e.entity_id == started.replay_job_id] == [
+        "dlq_replay_job.started",
+        "dlq_replay_job.failed",
+    ]

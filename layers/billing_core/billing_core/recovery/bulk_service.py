@@ -9,7 +9,11 @@ resume meanwhile loses nothing and nothing is counted twice. A slice run again a
 Retry) recognises its own replays by their deterministic replay id and counts them once.
 
 Circuit breakers do not exist yet (issue #14): `_refused_switches` is the one place a breaker check joins the kill
-switches (REPLAY_SWITCHES)."""
+switches (REPLAY_SWITCHES).
+
+Past 400 lines on purpose: the job's two sides (the API's start/resume/cancel and the worker's slice/probe/fail)
+share its conditional-update loop, its audit and its view of the selection; the pure decisions already live in
+bulk.py, and splitting the rest would put one aggregate's writes in two places."""
 
 from __future__ import annotations
 
