@@ -304,3 +304,12 @@ def test_a_cursor_is_only_accepted_for_the_query_that_issued_it() -> None:
         with pytest.raises(ValidationFailedError) as refused:
             decode_cursor(bad, expected, keys=keys)
         assert refused.value.code == "invalid_cursor"
+
+
+def test_a_reversed_failure_window_is_refused_before_any_query() -> None:
+    # DynamoDB would refuse BETWEEN with reversed bounds with its own error (a 5xx to the caller)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="failed_after is later than failed_before"):
+        DeadLetterFilter(failed_after=NOW, failed_before=NOW - timedelta(seconds=1))
+    assert DeadLetterFilter(failed_after=NOW, failed_before=NOW).failed_after == NOW

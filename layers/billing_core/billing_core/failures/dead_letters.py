@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from billing_core.failures.envelope import AttemptRecord, FailureEnvelope
 
@@ -209,6 +209,13 @@ class DeadLetterFilter(BaseModel):
     failed_before: AwareDatetime | None = None
     limit: int = Field(default=50, ge=1, le=LIST_LIMIT_MAX)
     cursor: str | None = Field(default=None, min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> DeadLetterFilter:
+        # DynamoDB refuses a BETWEEN whose bounds are reversed with its own error: say it in our words (400)
+        if self.failed_after and self.failed_before and self.failed_after > self.failed_before:
+            raise ValueError("failed_after is later than failed_before")
+        return self
 
 
 class DeadLetterPage(BaseModel):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billing_core.adapters.dynamodb.table import DynamoDB, Item, decode_cursor, encode_cursor, number, text
+from billing_core.errors import ValidationFailedError
 from billing_core.failures.dead_letters import DeadLetterFilter, DeadLetterItem, DeadLetterPage, DeadLetterStatus
 
 INDEXES = {"status": "by_status", "job_type": "by_job_type", "correlation_id": "by_correlation"}
@@ -122,9 +123,15 @@ class DynamoDBDeadLetterStore:
         if filters:
             request["FilterExpression"] = " AND ".join(filters)
         if query.cursor:
-            request["ExclusiveStartKey"] = decode_cursor(
-                query.cursor, {partition: value}, keys=frozenset({"id", partition, "failed_at"})
-            )
+            start = decode_cursor(query.cursor, {partition: value}, keys=frozenset({"id", partition, "failed_at"}))
+            # A start key outside the key condition is refused by DynamoDB with its own error: it is another
+            # query's cursor (another time window), so say so here.
+            position = start["failed_at"]["S"]
+            if (query.failed_after and position < values[":after"]["S"]) or (
+                query.failed_before and position > values[":before"]["S"]
+            ):
+                raise ValidationFailedError("cursor belongs to another query", code="invalid_cursor")
+            request["ExclusiveStartKey"] = start
         stored, last = self._db.query_page(**request)
         return DeadLetterPage(
             items=[_decode(item) for item in stored], next_cursor=encode_cursor(last) if last else None
