@@ -198,7 +198,7 @@ class Runner:
 
 
 class World:
-    def __init__(self, items: int = 30, switches: set[str] | None = None) -> None:
+    def __init__(self, items: int = 30, switches: set[str] | None = None, rate_cap: float = 50) -> None:
         self.clock = Clock(NOW)
         self.store, self.sender, self.audit = PagedStore(), Sender(), Audit()
         self.switches = Switches(switches)
@@ -219,7 +219,7 @@ class World:
             runner=self.runner,
             switches=self.switches,
             audit=self.audit,
-            rate_cap_per_second=50,
+            rate_cap_per_second=rate_cap,
             slice_seconds=1,
             probe_window_seconds=3,
             clock=self.clock,
@@ -410,3 +410,20 @@ def test_the_state_machines_catch_ends_a_job_failed_with_its_reason_once() -> No
         "dlq_replay_job.started",
         "dlq_replay_job.failed",
     ]
+
+
+def test_a_slice_stops_reading_pages_once_its_time_is_spent_and_the_next_goes_on() -> None:
+    world = World(items=250, rate_cap=1000)
+    send = world.sender.send
+
+    def slow_send(*args: Any, **kwargs: Any) -> None:
+        world.clock.advance(0.5)  # 100 items take 50 s: far past what one worker call may spend
+        send(*args, **kwargs)
+
+    world.sender.send = slow_send  # type: ignore[method-assign]
+    started = world.start(rate_per_second=1000, probe_count=1000)
+    answer = world.bulk.run_slice(started.replay_job_id)
+    # Then one page (100 items) and no more, and no waiting: the rate was not reached
+    assert world.jobs.jobs[started.replay_job_id].replayed == 100 and answer == {"action": "wait", "wait_seconds": 0}
+    done = world.drive(started.replay_job_id)
+    assert done.status is ReplayJobStatus.COMPLETED and done.replayed == 250 and len(world.sender.sent) == 250

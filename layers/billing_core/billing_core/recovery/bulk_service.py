@@ -63,6 +63,9 @@ from billing_core.recovery.service import (
 
 PAGE_LIMIT = 100
 PAGES_PER_SLICE_MAX = 20  # a selective filter over many dead items: a slice stops reading and the next goes on
+# A slice reads no further page after this long, whatever its budget: it must end well inside the worker's timeout
+# (55 s; a page of 100 items takes a few seconds), or Lambda kills it and the state machine retries the slice.
+SLICE_WORK_SECONDS_MAX = 20
 JOB_WRITE_ATTEMPTS = 10
 WORKER_ACTOR = "system:dlq_replay"
 
@@ -293,8 +296,11 @@ class BulkReplays:
         counts = {"replayed": 0, "skipped": 0, "send_failed": 0}
         probe: list[ProbeItem] = []
         cursor, exhausted, attempted = job.cursor, job.exhausted, 0
+        began = self._clock()
         for _ in range(PAGES_PER_SLICE_MAX):
             if attempted >= budget or exhausted:
+                break
+            if (self._clock() - began).total_seconds() >= SLICE_WORK_SECONDS_MAX:
                 break
             page = self._dead_letters.page(job.filter.query(limit=min(PAGE_LIMIT, budget - attempted), cursor=cursor))
             for item in page.items:
