@@ -196,7 +196,9 @@ def _replay(api: AdminApi, args: argparse.Namespace, console: Console) -> int:
     job = _follow(api, job_id, args.poll_seconds, console)
     console.print(
         f"replay job {job_id} {job['status']}: replayed {job.get('replayed', 0)}, skipped {job.get('skipped', 0)}, "
-        f"failed again {job.get('failed_again', 0)}" + (f" - {job['reason']}" if job.get("reason") else "")
+        f"failed again {job.get('failed_again', 0)}"
+        + (f", send failed {job['send_failed']}" if job.get("send_failed") else "")
+        + (f" - {job['reason']}" if job.get("reason") else "")
     )
     return 0 if job["status"] == "completed" else 1
 
@@ -229,7 +231,7 @@ def _follow(
         task = progress.add_task("replay", total=None, state="running")
         while True:
             job = api.get(f"/ops/dlq/replays/{_path_id(job_id)}")
-            done = int(job.get("replayed", 0)) + int(job.get("skipped", 0))
+            done = int(job.get("replayed", 0)) + int(job.get("skipped", 0)) + int(job.get("send_failed", 0))
             progress.update(task, total=job.get("selected"), completed=done, state=job["status"])
             if job["status"] in FINISHED:
                 return dict(job)

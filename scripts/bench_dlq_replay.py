@@ -134,6 +134,8 @@ def run(items: int, rate: float) -> dict[str, Any]:
             return job if job["status"] != "running" else None
 
         job = wait(finished, 1800)
+        if job["status"] != "completed":
+            raise RuntimeError(f"the bulk replay job ended {job['status']}: {job.get('reason')}")
         results["job_seconds"] = time.perf_counter() - started
         results["job"] = job
         canary = runtime.client("dynamodb")

@@ -198,7 +198,7 @@ class Runner:
 
 
 class World:
-    def __init__(self, items: int = 30, switches: set[str] | None = None) -> None:
+    def __init__(self, items: int = 30, switches: set[str] | None = None, rate_cap: float = 50) -> None:
         self.clock = Clock(NOW)
         self.store, self.sender, self.audit = PagedStore(), Sender(), Audit()
         self.switches = Switches(switches)
@@ -219,7 +219,7 @@ class World:
             runner=self.runner,
             switches=self.switches,
             audit=self.audit,
-            rate_cap_per_second=50,
+            rate_cap_per_second=rate_cap,
             slice_seconds=1,
             probe_window_seconds=3,
             clock=self.clock,
@@ -395,3 +395,35 @@ def test_cycles_with_concurrent_bulk_jobs_keep_identity_grow_history_and_record_
     sent_ids = [s[3] for s in world.sender.sent]
     recorded = [r.replay_id for i in world.store.items.values() for r in i.replays]
     assert sorted(sent_ids) == sorted(recorded)  # each replay recorded exactly once, and each one sent once
+
+
+def test_the_state_machines_catch_ends_a_job_failed_with_its_reason_once() -> None:
+    world = World(items=3)
+    started = world.start(rate_per_second=1)
+    failed_job = world.bulk.fail(started.replay_job_id, error="PermanentError", cause='{"code": "invariant_violated"}')
+    assert failed_job.status is ReplayJobStatus.FAILED and failed_job.finished_at is not None
+    assert failed_job.reason == 'worker failed: PermanentError: {"code": "invariant_violated"}'
+    # a finished job stays as it ended; the worker stops at once
+    assert world.bulk.fail(started.replay_job_id, error="x", cause="y").reason == failed_job.reason
+    assert world.bulk.run_slice(started.replay_job_id) == {"action": "stop", "wait_seconds": 0, "status": "failed"}
+    assert [e.event_type for e in world.audit.events if e.entity_id == started.replay_job_id] == [
+        "dlq_replay_job.started",
+        "dlq_replay_job.failed",
+    ]
+
+
+def test_a_slice_stops_reading_pages_once_its_time_is_spent_and_the_next_goes_on() -> None:
+    world = World(items=250, rate_cap=1000)
+    send = world.sender.send
+
+    def slow_send(*args: Any, **kwargs: Any) -> None:
+        world.clock.advance(0.5)  # 100 items take 50 s: far past what one worker call may spend
+        send(*args, **kwargs)
+
+    world.sender.send = slow_send  # type: ignore[method-assign]
+    started = world.start(rate_per_second=1000, probe_count=1000)
+    answer = world.bulk.run_slice(started.replay_job_id)
+    # Then one page (100 items) and no more, and no waiting: the rate was not reached
+    assert world.jobs.jobs[started.replay_job_id].replayed == 100 and answer == {"action": "wait", "wait_seconds": 0}
+    done = world.drive(started.replay_job_id)
+    assert done.status is ReplayJobStatus.COMPLETED and done.replayed == 250 and len(world.sender.sent) == 250

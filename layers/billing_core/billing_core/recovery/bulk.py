@@ -84,7 +84,7 @@ class BulkReplayRequest(BaseModel):
     filter: BulkFilter = BulkFilter()
     dry_run: bool = False
     max_count: int = Field(default=DEFAULT_MAX_COUNT, ge=1, le=MAX_COUNT_MAX)
-    rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, gt=0, le=1_000)
+    rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, ge=0.01, le=1_000)
     pause_when_failed_share: float = Field(default=DEFAULT_PAUSE_WHEN_FAILED_SHARE, gt=0, le=1)
     probe_count: int = Field(default=DEFAULT_PROBE_COUNT, ge=1, le=PROBE_COUNT_MAX)
 

@@ -9,7 +9,11 @@ resume meanwhile loses nothing and nothing is counted twice. A slice run again a
 Retry) recognises its own replays by their deterministic replay id and counts them once.
 
 Circuit breakers do not exist yet (issue #14): `_refused_switches` is the one place a breaker check joins the kill
-switches (REPLAY_SWITCHES)."""
+switches (REPLAY_SWITCHES).
+
+Past 400 lines on purpose: the job's two sides (the API's start/resume/cancel and the worker's slice/probe/fail)
+share its conditional-update loop, its audit and its view of the selection; the pure decisions already live in
+bulk.py, and splitting the rest would put one aggregate's writes in two places."""
 
 from __future__ import annotations
 
@@ -59,6 +63,9 @@ from billing_core.recovery.service import (
 
 PAGE_LIMIT = 100
 PAGES_PER_SLICE_MAX = 20  # a selective filter over many dead items: a slice stops reading and the next goes on
+# A slice reads no further page after this long, whatever its budget: it must end well inside the worker's timeout
+# (55 s; a page of 100 items takes a few seconds), or Lambda kills it and the state machine retries the slice.
+SLICE_WORK_SECONDS_MAX = 20
 JOB_WRITE_ATTEMPTS = 10
 WORKER_ACTOR = "system:dlq_replay"
 
@@ -289,8 +296,11 @@ class BulkReplays:
         counts = {"replayed": 0, "skipped": 0, "send_failed": 0}
         probe: list[ProbeItem] = []
         cursor, exhausted, attempted = job.cursor, job.exhausted, 0
+        began = self._clock()
         for _ in range(PAGES_PER_SLICE_MAX):
             if attempted >= budget or exhausted:
+                break
+            if (self._clock() - began).total_seconds() >= SLICE_WORK_SECONDS_MAX:
                 break
             page = self._dead_letters.page(job.filter.query(limit=min(PAGE_LIMIT, budget - attempted), cursor=cursor))
             for item in page.items:
