@@ -55,6 +55,10 @@ LOCAL_PARAMETERS = {
     "DunningTimeScale": "86400",
     "DunningUnknownWaitSeconds": "2",
     "RetryPolicies": LOCAL_RETRY_POLICIES,
+    # Bulk replay jobs (ADR 0032): one-second slices, and a probe window of 5 s (a replayed poison message is
+    # back in the archive within a few seconds locally), so a job's pause shows in seconds, not minutes.
+    "DeadLetterReplaySliceSeconds": "1",
+    "DeadLetterReplayProbeWindowSeconds": "5",
 }
 
 PROFILE = Profile(

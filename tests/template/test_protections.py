@@ -31,7 +31,7 @@ MONEY_AND_HISTORY = (
 )
 APPEND_ONLY = ("LedgerTable", "AuditTable", "WebhookEventsTable")
 MUTATIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
-SCHEDULED = ("CanaryScheduleFunction", "BillingRunFunction", "ReconciliationRunFunction")
+SCHEDULED = ("CanaryScheduleFunction", "BillingRunFunction", "ReconciliationRunFunction", "OperationsDlqReportFunction")
 
 
 def of_type(resource_type: str) -> dict[str, dict[str, Any]]:

@@ -83,6 +83,13 @@ class BundleSettings(FunctionSettings):
     dead_letter_sources: str | None = None
     dead_letter_retention_days: int = Field(default=90, ge=1, le=3650)
     support_reports_table_name: str | None = None
+    # Bulk replay jobs (ADR 0032): their table and state machine, the rate cap (items/s, the headroom left for
+    # live traffic), a slice's length and the probe window (template parameters DeadLetterReplay*)
+    dead_letter_replay_jobs_table_name: str | None = None
+    dead_letter_replay_state_machine_arn: str | None = None
+    dead_letter_replay_rate_max_per_second: float = Field(default=50.0, gt=0, le=1000)
+    dead_letter_replay_slice_seconds: int = Field(default=10, ge=1, le=300)
+    dead_letter_replay_probe_window_seconds: int = Field(default=120, ge=1, le=3600)
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -113,6 +120,10 @@ class BundleSettings(FunctionSettings):
     personal_data_key_id: str | None = None
     # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)
     notice_sender_address: str | None = None
+    # The weekly DLQ health report: who gets it (template parameter OperatorsEmailAddress) and the console it
+    # links to (the stack's OperationsConsoleUrl)
+    operators_email_address: str | None = None
+    console_url: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None

@@ -60,6 +60,8 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.recovery.bulk_service import BulkReplays
+    from billing_core.recovery.health_report import DeadLetterHealth
     from billing_core.recovery.service import DeadLetters
     from billing_core.support.service import ProblemReports
     from billing_core.triggers.sqs import FailureHandling
@@ -270,6 +272,44 @@ class Wiring:
 
         prefixes = tuple(p.strip() for p in self._require("log_group_prefixes").split(",") if p.strip())
         return ProblemReports(self.problem_report_store(), log_group_prefixes=prefixes)
+
+    @built_once
+    def bulk_replays(self) -> BulkReplays:
+        """Bulk replay jobs (ADR 0032): the admin API starts, reads, resumes and cancels them (it has the state
+        machine's ARN); the worker runs their slices through the same per-item replay (dead_letters())."""
+        from billing_core.adapters.dynamodb.replay_job_store import DynamoDBReplayJobStore
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+        from billing_core.recovery.bulk_service import BulkReplays
+
+        settings = self.settings
+        arn = settings.dead_letter_replay_state_machine_arn
+        return BulkReplays(
+            DynamoDBReplayJobStore(
+                self._require("dead_letter_replay_jobs_table_name"),
+                self.dynamodb(),
+                keep_days=settings.dead_letter_retention_days,
+            ),
+            self.dead_letters(),
+            runner=StepFunctionsStarter(arn) if arn else None,
+            switches=self.switches(),
+            audit=self.audit_log(),
+            rate_cap_per_second=settings.dead_letter_replay_rate_max_per_second,
+            slice_seconds=settings.dead_letter_replay_slice_seconds,
+            probe_window_seconds=settings.dead_letter_replay_probe_window_seconds,
+        )
+
+    @built_once
+    def dead_letter_health(self) -> DeadLetterHealth:
+        """The weekly health report over the archive, mailed from the notices' sender address (SES)."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.recovery.health_report import DeadLetterHealth
+
+        return DeadLetterHealth(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            sender=self.email_sender(),
+            recipient=self._require("operators_email_address"),
+            console_url=self._require("console_url"),
+        )
 
     # --- kill switches -----------------------------------------------------------------------------
 

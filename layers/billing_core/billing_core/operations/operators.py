@@ -123,7 +123,13 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     # Replay goes through the consumer's idempotent path and is refused while its job's kill switch is on (ADR 0029)
     ("POST", "/ops/dlq/{dead_letter_id}/replay"): Role.SUPPORT,
     ("POST", "/ops/dlq/{dead_letter_id}/discard"): Role.ADMIN,
+    # Bulk replay jobs (ADR 0032): support replays, as one item at a time
+    ("POST", "/ops/dlq/replay"): Role.SUPPORT,
+    ("GET", "/ops/dlq/replays/{job_id}"): Role.SUPPORT,
+    ("POST", "/ops/dlq/replays/{job_id}/resume"): Role.SUPPORT,
+    ("POST", "/ops/dlq/replays/{job_id}/cancel"): Role.SUPPORT,
     ("GET", "/ops/switches"): Role.SUPPORT,
+    ("GET", "/ops/whoami"): Role.SUPPORT,
     ("PUT", "/ops/switches/{name}"): Role.ADMIN,
     ("POST", "/orders"): Role.ADMIN,
     ("GET", "/orders/{order_id}"): Role.SUPPORT,

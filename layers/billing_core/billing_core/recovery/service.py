@@ -126,7 +126,11 @@ class DeadLetters:
 
     # --- replay ------------------------------------------------------------------------------------
 
-    def replay(self, dead_letter_id: str, *, actor: str, correlation_id: str | None) -> DeadLetterItem:
+    def replay(
+        self, dead_letter_id: str, *, actor: str, correlation_id: str | None, replay_id: str | None = None
+    ) -> DeadLetterItem:
+        """`replay_id`: a bulk job passes one per (job, item) so that a slice run again recognises its own replay
+        (ADR 0032); otherwise a new one."""
         item = self.get(dead_letter_id)
         if item.status is not DeadLetterStatus.DEAD:
             raise ReplayConflictError(
@@ -138,7 +142,7 @@ class DeadLetters:
                 item.not_replayable_reason or "the item has no replay target", details={"id": item.id}
             )
         self._refuse_if_switched_off(item)
-        record = ReplayRecord(replay_id=self._new_id(), by=actor, at=self._clock(), cycle=item.cycles)
+        record = ReplayRecord(replay_id=replay_id or self._new_id(), by=actor, at=self._clock(), cycle=item.cycles)
         claimed = item.model_copy(
             update={
                 "status": DeadLetterStatus.REPLAYING,
