@@ -64,6 +64,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = 30.0
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
+        elif name == "dead_letter_sources":  # a JSON object: DLQ queue name -> job type, source, replay target
+            values[name] = "{}"
         elif name.startswith("health_"):  # LogicalId=physical pairs
             values[name] = f"Dummy=dummy-{name}"
         else:

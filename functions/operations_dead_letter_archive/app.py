@@ -45,7 +45,7 @@ def message_of(record: SQSRecord) -> DeadLetterMessage:
 
 
 def record_handler(record: SQSRecord) -> None:
-    arrival, item = wiring.dead_letters().archive_message(message_of(record))
+    arrival, item = wiring.dead_letter_archive().archive_message(message_of(record))
     envelope = arrival.envelope
     fields = {
         "event_id": envelope.event_id,

@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import requests
 import stripe
 
@@ -32,6 +33,32 @@ from tests.support import wait_for
 
 ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 SUPPORT = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['support']}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_execution_environments(runtime: LocalRuntime) -> None:
+    """Two warm execution environments of the DLQ API before the tests: the concurrent replays below need two at
+    once. A new environment's first request builds its AWS clients and reads the operator secret (about 1 s on an
+    idle machine, see docs/architecture.md, Dead-letter archive and replay); on this shared 2-core machine under
+    other suites' load (load average ~20 measured) that exceeded the function's 10 s timeout once: a 504 from the
+    local runtime, as API Gateway would answer. These tests are about the archive and the replay claim, not about
+    cold starts, so the cold requests happen here, each retried on a 504 only."""
+
+    answers: list[int] = []
+
+    def first_request() -> None:
+        for _ in range(3):
+            response = requests.get(f"{runtime.api_url}/ops/dlq?limit=1", headers=SUPPORT, timeout=60)
+            if response.status_code != 504:
+                break
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=first_request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200, 200]
 
 
 def call(runtime: LocalRuntime, method: str, path: str, *, headers: Any, body: Any = None) -> tuple[int, Any]:

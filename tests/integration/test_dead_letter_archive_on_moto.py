@@ -42,7 +42,7 @@ def archiver(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     use_environment(stack, monkeypatch, "OperationsDeadLetterArchiveFunction")
     module = importlib.import_module("functions.operations_dead_letter_archive.app")
     module.wiring.reset()
-    module.wiring.dead_letters()  # built on its own environment (one process plays both functions here)
+    module.wiring.dead_letter_archive()  # built on its own environment (one process plays both functions here)
     yield module
     module.wiring.reset()
 

@@ -115,7 +115,7 @@ def sqs_grants(resources: dict[str, Any]) -> tuple[set[str], list[str]]:
                     queues.add(lid)
             if actions - SQS_POLL_ACTIONS - {"sqs:ChangeMessageVisibility"}:
                 other.append(f"actions beyond polling: {sorted(actions - SQS_POLL_ACTIONS)}")
-            if not SQS_POLL_ACTIONS <= actions:
+            if not actions >= SQS_POLL_ACTIONS:
                 other.append(f"polling needs {sorted(SQS_POLL_ACTIONS - actions)}")
     return queues, other
 

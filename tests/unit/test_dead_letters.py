@@ -258,8 +258,8 @@ def test_replay_claims_once_sends_with_the_history_and_is_audited_with_the_opera
     item = archived(service)
     replayed = service.replay(item.id, actor="user:sam", correlation_id="req-1")
     assert replayed.status is DeadLetterStatus.REPLAYED and [r.result for r in replayed.replays] == ["sent"]
-    [(_target, payload, attributes, _)] = sender.sent
-    assert payload == item.envelope.payload and ENVELOPE_ATTRIBUTE in attributes
+    [(target, payload, attributes, _)] = sender.sent
+    assert target == item.replay and payload == item.envelope.payload and ENVELOPE_ATTRIBUTE in attributes
     assert [(e.event_type, e.actor) for e in audit.events] == [("dlq_item.replayed", "user:sam")]
     with pytest.raises(ConflictError) as refused:
         service.replay(item.id, actor="user:sam", correlation_id="req-2")

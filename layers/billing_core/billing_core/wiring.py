@@ -228,28 +228,32 @@ class Wiring:
 
     @built_once
     def dead_letters(self) -> DeadLetters:
-        """The archive's service. The archiver only archives (no sender, audit or switches are built); the admin
-        API, which has AUDIT_TABLE_NAME (and SWITCHES_TABLE_NAME), also replays and discards."""
+        """The archive's service for the admin API: list, show, replay (sender, kill switches) and discard, both
+        audited. Needs DEAD_LETTERS_TABLE_NAME, AUDIT_TABLE_NAME and SWITCHES_TABLE_NAME."""
         from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.adapters.replay_targets import AwsReplaySender
         from billing_core.recovery.service import DeadLetters
 
-        store = DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb())
-        if not getattr(self.settings, "audit_table_name", None):
-            from billing_core.failures.arrivals import parse_sources
-
-            return DeadLetters(
-                store,
-                retention_days=self.settings.dead_letter_retention_days,
-                sources=parse_sources(self._require("dead_letter_sources")),
-            )
-        from billing_core.adapters.replay_targets import AwsReplaySender
-
         return DeadLetters(
-            store,
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
             sender=AwsReplaySender(),
             audit=self.audit_log(),
             switches=self.switches(),
             retention_days=self.settings.dead_letter_retention_days,
+        )
+
+    @built_once
+    def dead_letter_archive(self) -> DeadLetters:
+        """The archive's service for the archiver: archive only (no sender, audit or switches are built). Needs
+        DEAD_LETTERS_TABLE_NAME and DEAD_LETTER_SOURCES (which DLQ holds what, and where it replays)."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.failures.arrivals import parse_sources
+        from billing_core.recovery.service import DeadLetters
+
+        return DeadLetters(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            retention_days=self.settings.dead_letter_retention_days,
+            sources=parse_sources(self._require("dead_letter_sources")),
         )
 
     @built_once
