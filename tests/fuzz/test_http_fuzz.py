@@ -89,9 +89,9 @@ def _dry_run_only(case: Any) -> None:
     """A real bulk replay starts a job whose state machine goes on writing after the answer (ADR 0032): those writes
     would be blamed on the next case. Its validation and refusals are the same for a dry run, so every case asks
     for one - unless `dry_run` itself is what a negative case broke (then it must still be refused)."""
-    if case.operation.path == "/ops/dlq/replay" and isinstance(case.body, dict):
-        if case.body.get("dry_run", False) is False:
-            case.body["dry_run"] = True
+    body = case.body
+    if case.operation.path == "/ops/dlq/replay" and isinstance(body, dict) and body.get("dry_run", False) is False:
+        body["dry_run"] = True
 
 
 def _use_known_entities(case: Any, stack: FuzzStack, data: st.DataObject) -> None:
