@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from billing_core.config import BundleSettings
 from billing_core.failures.arrivals import DeadLetterMessage, queue_name_of
-from billing_core.observability import count_by, logger
+from billing_core.observability import count, count_by, logger
 from billing_core.triggers.sqs import sqs_handler
 from billing_core.wiring import Wiring
 
@@ -59,6 +59,7 @@ def record_handler(record: SQSRecord) -> None:
         logger.info("dead letter already archived", extra=fields)
         return
     count_by("DeadLetterArchived", "job_type", envelope.job_type)
+    count("JobDeadLettered")  # every job type in one series: JobDeadLetteredAlarm pages on the final failure
     logger.warning("dead letter archived", extra={**fields, "status": item.status.value, "cycles": item.cycles})
 
 

@@ -8,6 +8,7 @@ The test plays Lambda's event source mapping on the DLQ (receive, invoke, delete
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,6 +132,19 @@ def archive_once(stack: Stack, archiver: Any, lambda_context: Any, *, delete: bo
     return [m["MessageId"] for m in received]
 
 
+def emitted(output: str, metric: str) -> int:
+    """How many times `metric` was published in the EMF lines of `output` (Powertools prints them to stdout)."""
+    total = 0
+    for line in output.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document and metric in document:
+            total += int(document[metric] if not isinstance(document[metric], list) else sum(document[metric]))
+    return total
+
+
 def archived(stack: Stack) -> list[DeadLetterItem]:
     store = DynamoDBDeadLetterStore(stack.ref("DeadLettersTable"), DynamoDB(stack.client("dynamodb")))
     ids = [item["id"]["S"] for item in DynamoDB(stack.client("dynamodb")).scan(stack.ref("DeadLettersTable"))]
@@ -138,17 +152,22 @@ def archived(stack: Stack) -> list[DeadLetterItem]:
 
 
 def test_a_dead_letter_delivered_twice_is_one_item_with_one_attempt(
-    stack: Stack, archiver: Any, lambda_context: Any
+    stack: Stack, archiver: Any, lambda_context: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a poison notice dead-lettered by its consumer
     envelope = failed(None, "m-first")
     dead_letter(stack, envelope)
+    capsys.readouterr()
     # When the archiver gets it, its delete is lost, and SQS delivers the same message again
     first = archive_once(stack, archiver, lambda_context, delete=False)
     [item] = archived(stack)
+    paged = capsys.readouterr().out
     second = archive_once(stack, archiver, lambda_context, delete=True)
     # Then it was the same message, and the archive holds one item with one attempt, unchanged by the second
     assert first == second
+    # and the final failure was counted once (JobDeadLetteredAlarm pages on it), not again for the redelivery
+    assert emitted(paged, "JobDeadLettered") == 1 and emitted(paged, "DeadLetterArchived") == 1
+    assert emitted(capsys.readouterr().out, "JobDeadLettered") == 0
     assert archived(stack) == [item]
     assert (item.id, item.status, item.cycles, item.version) == (envelope.event_id, DeadLetterStatus.DEAD, 1, 1)
     assert [a.attempt for a in item.envelope.attempts] == [1]
