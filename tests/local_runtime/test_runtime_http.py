@@ -114,6 +114,22 @@ def dlq_messages(runtime: LocalRuntime) -> list[dict[str, Any]]:
     return messages
 
 
+def canary_dead_letters(runtime: LocalRuntime) -> list[dict[str, Any]]:
+    """Failure envelopes of the canary consumer: still on its DLQ, or already drained from it into the dead-letter
+    archive by OperationsDeadLetterArchiveFunction (ADR 0029), read back through the admin API."""
+    envelopes = [json.loads(m["Body"]) for m in dlq_messages(runtime)]
+    headers = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
+    listed = requests.get(
+        f"{runtime.api_url}/ops/dlq", params={"job_type": "canary_record"}, headers=headers, timeout=30
+    )
+    if listed.status_code == 200:
+        for item in listed.json()["items"]:
+            shown = requests.get(f"{runtime.api_url}/ops/dlq/{item['id']}", headers=headers, timeout=30)
+            if shown.status_code == 200:
+                envelopes.append(shown.json()["envelope"])
+    return envelopes
+
+
 def test_poison_record_reaches_the_dlq_in_its_envelope_at_once_while_good_ones_land(
     runtime: LocalRuntime,
 ) -> None:
@@ -128,12 +144,14 @@ def test_poison_record_reaches_the_dlq_in_its_envelope_at_once_while_good_ones_l
         )  # type: ignore[arg-type]
     # When the consumer has seen the poison message (permanent: the consumer dead-letters it itself, ADR 0026)
     in_dlq = wait_for(
-        lambda: [m for m in dlq_messages(runtime) if json.loads(m["Body"]).get("payload") == poison],
+        lambda: [e for e in canary_dead_letters(runtime) if e.get("payload") == poison],
         timeout_seconds=60,
         interval_seconds=0.5,
     )
-    # Then its failure envelope sits in the DLQ with the body intact as its payload, and the good ones were recorded
-    envelope = json.loads(in_dlq[0]["Body"])
+    # Then its failure envelope reached the DLQ (and from there the archive) with the body intact as its payload,
+    # and the good ones were recorded
+    assert in_dlq, "the poison message never reached the DLQ"
+    envelope = in_dlq[0]
     assert (envelope["job_type"], envelope["source"], envelope["attempt"]) == ("canary_record", "CanaryQueue", 1)
     assert envelope["error_code"] == "malformed_message" and envelope["failure_class"] == "PERMANENT"
     assert runtime.resolver is not None
