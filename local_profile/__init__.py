@@ -47,13 +47,18 @@ SECRET_OVERRIDE_PREFIX = "BILLING_LOCAL_SECRET_"
 # charge outcome is read again after 2 s instead of a minute. `--parameter DunningTimeScale=1` runs real time.
 # Consumers that retry by their own policy (ADR 0026) wait seconds, not minutes, between attempts locally; the
 # poller's own redelivery delay (ADR 0005) still applies unless the runtime runs with --redelivery-delay-seconds -1.
+_SECONDS = {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}
 LOCAL_RETRY_POLICIES = json.dumps(
-    {"notification_send": {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay_seconds_min": 1}}
+    dict.fromkeys(("notification_send", "canary_record", "dunning_start", "webhook_apply"), _SECONDS)
 )
 LOCAL_PARAMETERS = {
     "DunningTimeScale": "86400",
     "DunningUnknownWaitSeconds": "2",
     "RetryPolicies": LOCAL_RETRY_POLICIES,
+    # Bulk replay jobs (ADR 0032): one-second slices, and a probe window of 5 s (a replayed poison message is
+    # back in the archive within a few seconds locally), so a job's pause shows in seconds, not minutes.
+    "DeadLetterReplaySliceSeconds": "1",
+    "DeadLetterReplayProbeWindowSeconds": "5",
 }
 
 PROFILE = Profile(

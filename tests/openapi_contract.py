@@ -269,12 +269,17 @@ def assert_answer_matches(event: Mapping[str, Any], response: Mapping[str, Any])
 
 
 def route_of(path: str) -> str:
-    """The documented path template a concrete path (`/orders/bord_1/commit`) falls under."""
+    """The documented path template a concrete path (`/orders/bord_1/commit`) falls under; as in API Gateway, a
+    literal segment wins over a parameter (`/ops/dlq/replay` is not `/ops/dlq/{dead_letter_id}`)."""
+    matches = []
     for template in load_spec().get("paths") or {}:
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "/?$"
         if re.match(pattern, path):
-            return str(template)
-    raise AssertionError(f"{path} falls under no path documented in {SPEC_PATH.name}")
+            literal = sum(1 for segment in str(template).split("/") if segment and not segment.startswith("{"))
+            matches.append((literal, str(template)))
+    if not matches:
+        raise AssertionError(f"{path} falls under no path documented in {SPEC_PATH.name}")
+    return max(matches)[1]
 
 
 def assert_http_response_matches(response: Any) -> Any:

@@ -15,7 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 WIRING_SOURCE = ROOT / "layers" / "billing_core" / "billing_core" / "wiring.py"
 # Not builders: the settings, the cache reset, and builders that take arguments (a setting's name, a
 # service's parts), reached and checked through the builders that call them.
-NOT_BUILDERS = frozenset({"settings", "reset", "document_queue", "admin_tokens", "dunning_service", "failure_handling"})
+NOT_BUILDERS = frozenset(
+    {
+        "settings",
+        "reset",
+        "document_queue",
+        "admin_tokens",
+        "dunning_service",
+        "failure_handling",
+        "stream_failure_handling",
+    }
+)
 
 
 def attributes_used(tree: ast.AST, receiver: str) -> set[str]:
@@ -64,6 +74,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = 30.0
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
+        elif name == "dead_letter_sources":  # a JSON object: DLQ queue name -> job type, source, replay target
+            values[name] = "{}"
         elif name.startswith("health_"):  # LogicalId=physical pairs
             values[name] = f"Dummy=dummy-{name}"
         else:

@@ -1,5 +1,7 @@
 """DynamoDB streams of the audited tables -> the append-only audit table (one entity event per change).
-Partial batch failures are reported; a batch that keeps failing ends in AuditDeadLetterQueue."""
+Partial batch failures are reported; a batch that keeps failing ends in AuditDeadLetterQueue. A record that fails
+permanently is not dead-lettered in an envelope and skipped (ADR 0030): the trail must not silently miss an entry,
+so it keeps failing (IteratorAge and Errors alarms) until a fix lets it through, within the stream's 24 hours."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 (once) and starts its workflow under the case's deterministic name, so duplicate, concurrent or replayed
 hand-overs start one execution; an invoice paid meanwhile is acknowledged with nothing started. A payment-method
 change retries each running case of the subscription at once on the new method (once per change). A malformed
-message or an invoice that is not ours fails alone and reaches the DLQ after the queue's retries."""
+message or an invoice that is not ours is permanent: it reaches DunningDeadLetterQueue at once in a failure
+envelope; a retryable failure retries per the dunning_start policy (ADR 0026), then is dead-lettered the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from billing_core.config import BundleSettings
 from billing_core.dunning.service import DunningMessage
 from billing_core.observability import logger
-from billing_core.triggers.sqs import parse_record, sqs_handler
+from billing_core.triggers.sqs import FailureHandling, parse_record, sqs_handler
 from billing_core.wiring import Wiring
 
 
@@ -25,6 +26,9 @@ class Settings(BundleSettings):
     switches_table_name: str  # the kill switches, asked before each charge, notice and final action
     switches_cache_max_age_seconds: float
     notifications_queue_url: str
+    dunning_queue_url: str
+    dunning_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     dunning_state_machine_arn: str
     # A payment-method change retries at once: the charge path's settings
     ledger_table_name: str
@@ -42,4 +46,14 @@ def record_handler(record: SQSRecord) -> None:
     logger.info("dunning message handled", extra={"results": [result.model_dump(mode="json") for result in results]})
 
 
-lambda_handler = sqs_handler(record_handler)
+def failures() -> FailureHandling:
+    return wiring.failure_handling(
+        "dunning_start",
+        queue_setting="dunning_queue_url",
+        dead_letter_queue_setting="dunning_dead_letter_queue_url",
+        source="DunningQueue",
+        job_id_field="invoice_id",
+    )
+
+
+lambda_handler = sqs_handler(record_handler, failures=failures)

@@ -12,11 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_core.changes import ItemChange
 from billing_core.config import BundleSettings
+from billing_core.triggers.sqs import FailureHandling
 from billing_core.triggers.streams import stream_handler
 from billing_core.wiring import Wiring
 
 
 class Settings(BundleSettings):
+    dunning_watch_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     dunning_table_name: str
     invoices_table_name: str
     subscriptions_table_name: str
@@ -43,4 +46,11 @@ def watch(change: ItemChange) -> None:
     wiring.dunning_watcher().invoice_changed(keys.invoice_id)
 
 
-lambda_handler = stream_handler(watch)
+def failures() -> FailureHandling:
+    """A record that fails permanently goes to its DLQ in a failure envelope at once (ADR 0030)."""
+    return wiring.stream_failure_handling(
+        "dunning_watch", dead_letter_queue_setting="dunning_watch_dead_letter_queue_url", source="DunningWatchFunction"
+    )
+
+
+lambda_handler = stream_handler(watch, failures=failures)

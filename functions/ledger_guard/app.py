@@ -1,7 +1,9 @@
 """LedgerTable's stream -> an alarm (LedgerEntryMutatedAlarm) on any MODIFY or REMOVE of an entry.
 
 The event source mapping filters on the event name, so this runs only when something went wrong (locally too:
-the local runtime applies the filter as Lambda does). An insert that reaches it anyway is ignored."""
+the local runtime applies the filter as Lambda does). An insert that reaches it anyway is ignored. A record it
+cannot read keeps failing rather than being dead-lettered and skipped (ADR 0030): it may be a mutation, and the
+guard's one output is LedgerEntryMutatedAlarm."""
 
 from __future__ import annotations
 

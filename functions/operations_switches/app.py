@@ -1,7 +1,8 @@
-"""GET /ops/switches (every kill switch: its declaration, its value now, what is stored) and
+"""GET /ops/whoami (the operator a bearer token names: the console shows who is signed in),
+GET /ops/switches (every kill switch: its declaration, its value now, what is stored) and
 PUT /ops/switches/{name} (set a switch globally or for one account, with a reason and optionally an expiry and
-the version the operator saw). Admin only; each change reaches the audit trail (entity `kill_switch`) through
-SwitchesTable's stream."""
+the version the operator saw). Setting a switch is admin only; each change reaches the audit trail (entity
+`kill_switch`) through SwitchesTable's stream."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from aws_lambda_powertools.event_handler import Response
 from billing_core.config import BundleSettings
 from billing_core.observability import count
 from billing_core.operations.switches import SwitchChange
-from billing_core.triggers.http import admin_resolver, http_handler, json_response, operator_actor, parse_json_body
+from billing_core.triggers.http import (
+    admin_resolver,
+    current_operator,
+    http_handler,
+    json_response,
+    operator_actor,
+    parse_json_body,
+)
 from billing_core.wiring import Wiring
 
 
@@ -25,6 +33,13 @@ class Settings(BundleSettings):
 
 wiring = Wiring(Settings)
 app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+
+
+@app.get("/ops/whoami")
+def who_am_i() -> Response[str]:
+    """The console's sign-in: who this token is and what they may do (ADR 0028). Any operator may ask."""
+    operator = current_operator(app)
+    return json_response(HTTPStatus.OK, {"name": operator.name, "role": operator.role.label, "actor": operator.actor})
 
 
 @app.get("/ops/switches")

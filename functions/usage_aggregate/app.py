@@ -17,6 +17,7 @@ from __future__ import annotations
 from billing_core.changes import ItemChange
 from billing_core.config import BundleSettings
 from billing_core.errors import ValidationFailedError
+from billing_core.triggers.sqs import FailureHandling
 from billing_core.triggers.streams import group_stream_handler
 from billing_core.usage.corrections import Correction
 from billing_core.usage.counting import pending_item
@@ -26,6 +27,8 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     usage_table_name: str
+    usage_aggregate_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     notifications_queue_url: str  # usage_threshold notices
     audit_table_name: str  # usage_threshold.crossed entries
 
@@ -43,4 +46,13 @@ def count(documents: list[BatchDocument | Correction]) -> None:
     wiring.usage_counter().count(documents)
 
 
-lambda_handler = group_stream_handler(parse, count)
+def failures() -> FailureHandling:
+    """A document refused permanently goes to its DLQ in a failure envelope at once (ADR 0030)."""
+    return wiring.stream_failure_handling(
+        "usage_aggregate",
+        dead_letter_queue_setting="usage_aggregate_dead_letter_queue_url",
+        source="UsageAggregateFunction",
+    )
+
+
+lambda_handler = group_stream_handler(parse, count, failures=failures)

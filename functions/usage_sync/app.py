@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 
 from billing_core.changes import ItemChange
 from billing_core.config import BundleSettings
+from billing_core.triggers.sqs import FailureHandling
 from billing_core.triggers.streams import stream_handler
 from billing_core.usage.sync import SubscriptionImage
 from billing_core.wiring import Wiring
 
 
 class Settings(BundleSettings):
+    usage_sync_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     usage_table_name: str
     price_book_table_name: str  # the plan's usage components in the subscription's price version
 
@@ -32,4 +35,11 @@ def sync(change: ItemChange) -> None:
     wiring.usage_sync().subscription_changed(SubscriptionImage.model_validate(change.after), datetime.now(UTC))
 
 
-lambda_handler = stream_handler(sync)
+def failures() -> FailureHandling:
+    """A record that fails permanently goes to its DLQ in a failure envelope at once (ADR 0030)."""
+    return wiring.stream_failure_handling(
+        "usage_sync", dead_letter_queue_setting="usage_sync_dead_letter_queue_url", source="UsageSyncFunction"
+    )
+
+
+lambda_handler = stream_handler(sync, failures=failures)

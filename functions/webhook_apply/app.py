@@ -2,7 +2,11 @@
 
 Two layers of idempotency: Powertools idempotency (keyed by provider + event id) answers a redelivery
 with one DynamoDB request; under it the effect and the event's record are one DynamoDB transaction, so
-a crash between the effect and Powertools' completion record cannot apply an event twice."""
+a crash between the effect and Powertools' completion record cannot apply an event twice.
+
+Failures (ADR 0030): a retryable one holds the event's message group for the webhook_apply policy's backoff (the
+group's later events wait, in order); an event that cannot be applied (unknown shape, validation) - or the last
+attempt - goes to WebhookEventsDeadLetterQueue.fifo in a failure envelope under its group, and its group goes on."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.config import BundleSettings
 from billing_core.observability import logger
-from billing_core.triggers.sqs import parse_record, sqs_handler
+from billing_core.triggers.sqs import FailureHandling, parse_record, sqs_handler
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.wiring import Wiring
 
@@ -27,6 +31,9 @@ class Settings(BundleSettings):
     price_book_table_name: str
     personal_data_key_id: str
     dunning_queue_url: str  # provider-billed invoices' failures and payments, for dunning
+    webhook_queue_url: str
+    webhook_dead_letter_queue_url: str
+    retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
 
 
 wiring = Wiring(Settings)
@@ -42,4 +49,14 @@ def before_batch(context: LambdaContext) -> None:
     wiring.apply_webhook_once().register(context)
 
 
-lambda_handler = sqs_handler(record_handler, fifo=True, before_batch=before_batch)
+def failures() -> FailureHandling:
+    return wiring.failure_handling(
+        "webhook_apply",
+        queue_setting="webhook_queue_url",
+        dead_letter_queue_setting="webhook_dead_letter_queue_url",
+        source="WebhookEventsQueue",
+        job_id_field="provider_event_id",
+    )
+
+
+lambda_handler = sqs_handler(record_handler, fifo=True, before_batch=before_batch, failures=failures)

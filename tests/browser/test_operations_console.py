@@ -52,15 +52,15 @@ def test_an_operator_signs_in_with_the_keyboard_and_sees_who_they_are_and_the_sw
     # When they type the operator token into the labelled field and press Enter
     page.get_by_label("Operator token").fill(ADMIN_TOKEN)
     page.get_by_label("Operator token").press("Enter")
-    # Then the page shows who is signed in
-    expect(page.locator("#operator")).to_contain_text("Signed in as admin")
+    # Then the page shows who is signed in, with their role (GET /ops/whoami)
+    expect(page.locator("#operator")).to_contain_text("Signed in as admin (admin)")
     # and every switch GET /ops/switches lists, by name
     rows = page.locator("#switches-table tbody tr")
     names = switch_names(runtime)
     expect(rows).to_have_count(len(names))
     assert rows.locator("td:first-child").all_inner_texts() == names
-    # and the DLQ views are there as named placeholders until the DLQ API exists
-    expect(page.locator("#dlq-list")).to_contain_text("Not available yet")
+    # and the dead-letter list (GET /ops/dlq, status dead by default) answered
+    expect(page.locator("#dlq-list-status")).to_contain_text("(status dead)")
     # and a reload keeps the operator signed in (session storage), sign-out forgets the token
     page.reload()
     expect(page.locator("#operator-name")).to_have_text("admin")
@@ -119,13 +119,18 @@ def test_behind_an_api_gateway_stage_the_page_calls_the_admin_routes_beside_it(p
     # Given the page as API Gateway serves it in AWS: under the stage's path (/Prod/ops/console), with its headers
     served = console_page()
     called: list[str] = []
-    overview = {"switches": [], "read_at": "2026-12-07T08:30:00Z", "cache_max_age_seconds": 30}
+    answers: dict[str, object] = {
+        "/Prod/ops/whoami": {"name": "admin", "role": "admin", "actor": "user:admin"},
+        "/Prod/ops/switches": {"switches": [], "read_at": "2026-12-07T08:30:00Z", "cache_max_age_seconds": 30},
+        "/Prod/ops/dlq?limit=25": {"items": [], "next_cursor": None},
+    }
 
-    def switches(route: Route) -> None:
-        called.append(f"{route.request.url} {route.request.headers.get('authorization')}")
-        route.fulfill(status=200, json=overview)
+    def admin_route(route: Route) -> None:
+        path = route.request.url.removeprefix(STAGE_ORIGIN)
+        called.append(f"{path} {route.request.headers.get('authorization')}")
+        route.fulfill(status=200, json=answers[path])
 
-    page.route(f"{STAGE_ORIGIN}/Prod/ops/switches", switches)
+    page.route(re.compile(re.escape(STAGE_ORIGIN) + r"/Prod/ops/(whoami|switches|dlq).*"), admin_route)
     page.route(
         f"{STAGE_ORIGIN}/Prod/ops/console",
         lambda route: route.fulfill(
@@ -138,7 +143,9 @@ def test_behind_an_api_gateway_stage_the_page_calls_the_admin_routes_beside_it(p
     # When the operator signs in
     page.get_by_label("Operator token").fill(ADMIN_TOKEN)
     page.get_by_role("button", name="Sign in").click()
-    # Then the page asked the stage's own switches route, with the token as a bearer credential
+    # Then the page asked the stage's own routes (who is signed in, the dead letters, the switches), with the
+    # token as a bearer credential
     expect(page.locator("#switches-status")).to_contain_text("0 switches")
-    assert called == [f"{STAGE_ORIGIN}/Prod/ops/switches Bearer {ADMIN_TOKEN}"]
+    expect(page.locator("#dlq-list-status")).to_contain_text("0 items")
+    assert sorted(called) == sorted(f"{path} Bearer {ADMIN_TOKEN}" for path in answers)
     assert page_log.errors == []

@@ -337,7 +337,12 @@ def test_a_failed_dunning_is_restarted_into_cycle_2_and_recovered(runtime: Local
     assert body["execution_name"] == second
     started = execution(runtime, second)
     assert started is not None and started["status"] == "RUNNING", started
-    assert json.loads(started["input"]) == {"invoice_id": invoice_id, "cycle": 2}
+    # the execution's input names the case, and carries the restart request's correlation id (ADR 0031)
+    assert json.loads(started["input"]) == {
+        "invoice_id": invoice_id,
+        "cycle": 2,
+        "correlation_id": restarted.headers["X-Correlation-Id"],
+    }
     # and the same request again opens nothing more and starts nothing more
     again = post(runtime, restart_path, {"cycle": 1, "reason": "card replaced; SUP-42"})
     assert (again.status_code, again.json()["outcome"], again.json()["cycle"]) == (200, "already_restarted", 2)

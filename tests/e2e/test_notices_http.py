@@ -24,7 +24,8 @@ from tests.support import wait_for
 
 
 def emails_to(runtime: LocalRuntime, address: str) -> list[dict[str, Any]]:
-    data = requests.get(f"{runtime.moto_endpoint}/moto-api/data.json", timeout=10).json()
+    # data.json serialises all of moto's state: slow on a loaded machine
+    data = requests.get(f"{runtime.moto_endpoint}/moto-api/data.json", timeout=60).json()
     return [m for m in data["ses"]["Message"] if address in m["destinations"].get("ToAddresses", [])]
 
 

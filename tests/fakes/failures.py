@@ -16,6 +16,7 @@ from billing_core.triggers.sqs import FailureHandling
 class InMemoryFailureChannel:
     delays: list[tuple[str, int]] = field(default_factory=list)
     dead_letters: list[FailureEnvelope] = field(default_factory=list)
+    groups: list[str | None] = field(default_factory=list)  # each dead letter's FIFO message group
     refuse_dead_letters: bool = False
     refuse_delays: bool = False
 
@@ -24,10 +25,11 @@ class InMemoryFailureChannel:
             raise RetryableError("sqs.ChangeMessageVisibility throttled", code="aws_throttled")
         self.delays.append((receipt_handle, delay_seconds))
 
-    def dead_letter(self, envelope: FailureEnvelope) -> None:
+    def dead_letter(self, envelope: FailureEnvelope, *, message_group_id: str | None = None) -> None:
         if self.refuse_dead_letters:
             raise RetryableError("sqs.SendMessage throttled", code="aws_throttled")
         self.dead_letters.append(envelope)
+        self.groups.append(message_group_id)
 
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)

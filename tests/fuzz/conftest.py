@@ -31,6 +31,7 @@ ASYNCHRONOUS_CONSUMERS = frozenset(
         "AuditProjectFunction",
         "DunningStartFunction",  # a payment-method change announces itself on DunningQueue
         "NotificationSendFunction",
+        "OperationsDeadLetterArchiveFunction",  # a replayed message failing again comes back through a DLQ
     }
 )
 ADMIN_TOKEN = LOCAL_OPERATOR_TOKENS["admin"]
@@ -54,6 +55,7 @@ class Known:
     plan_ids: list[str] = field(default_factory=list)
     probe_ids: list[str] = field(default_factory=list)
     price_versions: list[str] = field(default_factory=list)
+    dead_letter_ids: list[str] = field(default_factory=list)
 
     def for_parameter(self, name: str) -> list[str]:
         return {
@@ -62,6 +64,7 @@ class Known:
             "invoice_id": self.invoice_ids,
             "customer_id": self.customer_ids,
             "probe_id": self.probe_ids,
+            "dead_letter_id": self.dead_letter_ids,
             "entity_id": [*self.order_ids, *self.subscription_ids, *self.invoice_ids, *self.price_versions],
         }.get(name, [])
 
@@ -174,4 +177,69 @@ def seed(runtime: LocalRuntime, session: requests.Session) -> Known:
     known.invoice_ids.append(committed_paid["invoice_id"])
     known.customer_ids += [committed_paid["our_customer_id"], "bcus_" + "0" * 24]
     known.probe_ids.append(_post(session, f"{api}/canary/probes", {"probe_id": "fuzz-probe-1"})["probe_id"])
+    known.dead_letter_ids += seed_dead_letters(runtime)
     return known
+
+
+def seed_dead_letters(runtime: LocalRuntime) -> list[str]:
+    """Archived dead letters (ADR 0029), as the archiver stores them: replayable ones (to the notices queue, whose
+    consumer is paused), one that cannot be replayed, and a discarded one - for replay, discard and show to reach
+    past "not found"."""
+    from datetime import UTC, datetime, timedelta
+
+    from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+    from billing_core.adapters.dynamodb.table import DynamoDB
+    from billing_core.errors import ValidationFailedError
+    from billing_core.failures.dead_letters import (
+        DeadLetterArrival,
+        DeadLetterStatus,
+        EnvelopeOrigin,
+        SqsTarget,
+        archive,
+    )
+    from billing_core.failures.envelope import record_failure
+    from billing_core.failures.policies import policy_for
+
+    assert runtime.resolver is not None
+    physical = runtime.resolver.physical
+    store = DynamoDBDeadLetterStore(physical["DeadLettersTable"].ref, DynamoDB(runtime.client("dynamodb")))
+    queue = physical["CustomerNotificationsQueue"].attributes["QueueName"]
+    now = datetime.now(UTC)
+    ids = []
+    for number, (replay, status) in enumerate(
+        # Many replayable ones: discard is fuzzed before replay (operations run in path order) and takes some
+        [(True, DeadLetterStatus.DEAD)] * 60 + [(False, DeadLetterStatus.DEAD), (True, DeadLetterStatus.DISCARDED)]
+    ):
+        try:
+            raise ValidationFailedError("notice names another customer", code="notice_customer_mismatch")
+        except ValidationFailedError as exc:
+            envelope = record_failure(
+                error=exc,
+                payload=json.dumps({"kind": "dunning_recovered", "notice_id": f"fuzz-notice-{number}"}),
+                job_type="notification_send",
+                job_id=None,
+                source="CustomerNotificationsQueue",
+                policy=policy_for("notification_send"),
+                attempt_in_cycle=1,
+                failed_at=now - timedelta(minutes=number),
+                message_id=f"fuzz-dead-letter-{number}-{uuid.uuid4().hex[:8]}",
+                enqueued_at=now - timedelta(minutes=number + 1),
+                correlation_id=f"fuzz-correlation-{number % 2}",
+            )
+        arrival = DeadLetterArrival(
+            envelope=envelope,
+            origin=EnvelopeOrigin.ENVELOPE,
+            dead_letter_queue=physical["CustomerNotificationsDeadLetterQueue"].attributes["QueueName"],
+            message_id=f"fuzz-{number}",
+            replay=SqsTarget(queue=queue) if replay else None,
+            not_replayable_reason=None if replay else "fuzz: no replay target",
+        )
+        item = archive(None, arrival, now=now, retention_days=90)
+        assert item is not None
+        if status is DeadLetterStatus.DISCARDED:
+            item = item.model_copy(
+                update={"status": status, "discarded_by": "user:admin", "discarded_at": now, "discard_reason": "fuzz"}
+            )
+        assert store.save(item)
+        ids.append(item.id)
+    return ids

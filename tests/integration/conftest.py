@@ -63,6 +63,19 @@ class Stack:
         return KmsPersonalDataVault(self.attribute("PersonalDataKey", "Arn"), self.client("kms"))
 
 
+DEAD_LETTER_QUEUE_SETTINGS = {
+    "CANARY_QUEUE_URL": "CanaryQueue",
+    "CANARY_DEAD_LETTER_QUEUE_URL": "CanaryDeadLetterQueue",
+    "WEBHOOK_QUEUE_URL": "WebhookEventsQueue",
+    "WEBHOOK_DEAD_LETTER_QUEUE_URL": "WebhookEventsDeadLetterQueue",
+    "DUNNING_QUEUE_URL": "DunningQueue",
+    "DUNNING_DEAD_LETTER_QUEUE_URL": "DunningDeadLetterQueue",
+    "DUNNING_WATCH_DEAD_LETTER_QUEUE_URL": "DunningWatchDeadLetterQueue",
+    "USAGE_SYNC_DEAD_LETTER_QUEUE_URL": "UsageSyncDeadLetterQueue",
+    "USAGE_AGGREGATE_DEAD_LETTER_QUEUE_URL": "UsageAggregateDeadLetterQueue",
+}
+
+
 @pytest.fixture
 def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -74,6 +87,10 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
         return boto3.client(service, endpoint_url=moto_endpoint, region_name="us-east-1")
 
     Provisioner(resolver, client, PROFILE.secrets()).run()  # the bundle's local secrets
+    # Every consumer that dead-letters its own failures (ADR 0026, 0030) requires its DLQ's URL, as template.yaml
+    # gives it; tests that configure a consumer by hand get them here (a function ignores what it does not declare).
+    for name, logical_id in DEAD_LETTER_QUEUE_SETTINGS.items():
+        monkeypatch.setenv(name, resolver.physical[logical_id].ref)
     yield Stack(moto_endpoint, resolver.physical)
     aws_adapter.clear_clients()
 

@@ -113,7 +113,8 @@ def test_a_failed_dunning_is_restarted_once_into_cycle_2_with_its_execution(
     assert set(executions) == {f"dunning-{invoice_id}-1", name}
     assert executions[name]["status"] == "RUNNING"
     described = dunning.stepfunctions.describe_execution(executionArn=executions[name]["executionArn"])
-    assert json.loads(described["input"]) == {"invoice_id": invoice_id, "cycle": 2}
+    # (with the restart request's correlation id: the new cycle's tasks log under it, ADR 0031)
+    assert json.loads(described["input"]) == {"invoice_id": invoice_id, "cycle": 2, "correlation_id": "req-restart-1"}
     assert dunning.subscription(subscription).status is SubscriptionStatus.PAST_DUE
     # When the same request comes again, it answers the same cycle and starts nothing more
     status, again = restart(api, lambda_context, invoice_id, {"cycle": 1, "reason": "Stripe key rotated"}, "req-2")

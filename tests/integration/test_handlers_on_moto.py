@@ -26,6 +26,7 @@ def fresh(module_name: str) -> ModuleType:
 def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("CANARY_TABLE_NAME", stack.ref("CanaryTable"))
     monkeypatch.setenv("CANARY_QUEUE_URL", stack.ref("CanaryQueue"))
+    monkeypatch.setenv("CANARY_DEAD_LETTER_QUEUE_URL", stack.ref("CanaryDeadLetterQueue"))
     monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     monkeypatch.setenv("HEALTH_TABLES", f"CanaryTable={stack.ref('CanaryTable')}")
@@ -36,7 +37,7 @@ def configured(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     return stack
 
 
-def test_record_handler_writes_good_records_and_reports_only_the_bad_one(
+def test_record_handler_writes_good_records_and_dead_letters_only_the_bad_one(
     configured: Stack, lambda_context: Any
 ) -> None:
     # Given a batch: a probe, the same probe again (duplicate delivery), and a malformed body
@@ -50,8 +51,12 @@ def test_record_handler_writes_good_records_and_reports_only_the_bad_one(
     ]
     # When the consumer runs
     response = module.lambda_handler(event, lambda_context)
-    # Then only the malformed record returns to the queue, and the probe is stored once
-    assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    # Then the malformed record is in the DLQ in its envelope at once (ADR 0026), and the probe is stored once
+    assert response == {"batchItemFailures": []}
+    [dead] = configured.client("sqs").receive_message(
+        QueueUrl=configured.ref("CanaryDeadLetterQueue"), WaitTimeSeconds=1
+    )["Messages"]
+    assert json.loads(dead["Body"])["payload"] == '{"probe_id": 1}'
     items = configured.client("dynamodb").scan(TableName=configured.ref("CanaryTable"))["Items"]
     assert [item["probe_id"]["S"] for item in items] == ["probe-sample-0001"]
 

@@ -163,7 +163,8 @@ def test_a_second_claim_is_refused_by_dynamodb_not_by_a_read(stack: Stack) -> No
 
 def sent_messages(stack: Stack, to: str) -> list[dict[str, Any]]:
     """Every message moto's SES accepted for `to`, from moto's model API (the server is shared by the tests)."""
-    data = requests.get(f"{stack.endpoint}/moto-api/data.json", timeout=10).json()
+    # data.json serialises all of moto's state (every test's resources so far): slow on a loaded machine
+    data = requests.get(f"{stack.endpoint}/moto-api/data.json", timeout=60).json()
     return [m for m in data["ses"]["Message"] if to in m["destinations"].get("ToAddresses", [])]
 
 

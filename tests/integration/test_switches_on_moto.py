@@ -340,3 +340,19 @@ def test_an_unreachable_table_serves_the_last_read_and_a_cold_environment_the_sa
     )
     assert missing.is_on("dunning_charges_paused") is True
     assert counted("SwitchStoreUnreachable") == 3
+
+
+def test_whoami_names_the_operator_the_token_belongs_to_and_refuses_an_unknown_token(
+    routes: ModuleType, lambda_context: Any
+) -> None:
+    # Given the local operators in AdminTokenSecret (admin and support) / When support asks who they are
+    event = load_event("api/whoami_get.json")
+    response = routes.lambda_handler(event, lambda_context)
+    # Then the answer names them and their role, as the console shows it
+    assert response["statusCode"] == 200
+    assert assert_answer_matches(event, response) == {"name": "support", "role": "support", "actor": "user:support"}
+    # and a token nobody holds is refused with the documented code
+    forged = {**event, "headers": {**event["headers"], "Authorization": "Bearer not-an-operator-0123456789abcdef"}}
+    forged["multiValueHeaders"] = {**event["multiValueHeaders"], "Authorization": [forged["headers"]["Authorization"]]}
+    refused = routes.lambda_handler(forged, lambda_context)
+    assert (refused["statusCode"], json.loads(refused["body"])["code"]) == (401, "invalid_credentials")

@@ -37,6 +37,7 @@ from local_runtime.event_filters import compile_filter_criteria, passes
 from local_runtime.template import load_template
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.integration.conftest import Stack
+from tests.integration.dead_letter_queues import envelopes_mentioning
 from tests.integration.test_audit_on_moto import stream_event as table_stream
 from tests.support import ROOT
 from tests.unit.usage_samples import CALLS, NOW, PERIOD
@@ -212,7 +213,7 @@ def test_the_stream_delivers_batches_to_the_aggregator_which_counts_them_and_ann
     assert aggregator.notices() == [] and len(aggregator.audit(customer)) == 2
 
 
-def test_a_document_without_periods_is_reported_alone_and_the_others_are_counted(aggregator: Aggregator) -> None:
+def test_a_document_without_periods_is_dead_lettered_alone_and_the_others_are_counted(aggregator: Aggregator) -> None:
     customer = aggregator.customer("Bare1")
     good = aggregator.accept(customer, "g", [10])
     bare = BatchDocument.of(
@@ -223,8 +224,15 @@ def test_a_document_without_periods_is_reported_alone_and_the_others_are_counted
     assert aggregator.store.write_batch(bare) == {}
     records = [aggregator.record_of(bare), aggregator.record_of(good)]
     answer = aggregator.invoke(stream_event(*records))
-    assert answer == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    # a permanent error (ADR 0026/0030): the record goes to the DLQ in our envelope and holds nothing up
+    assert answer == {"batchItemFailures": []}
     assert aggregator.total(customer) == 10
+    [envelope] = envelopes_mentioning(aggregator.stack, "UsageAggregateDeadLetterQueue", customer)
+    assert (envelope.job_type, envelope.error_code, envelope.source) == (
+        "usage_aggregate",
+        "batch_without_periods",
+        "UsageAggregateFunction",
+    )
 
 
 class Faults:

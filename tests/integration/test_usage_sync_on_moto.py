@@ -31,6 +31,7 @@ from billing_core.usage.model import Aggregation
 from local_runtime.event_filters import compile_filter_criteria, passes
 from local_runtime.template import load_template
 from tests.integration.conftest import Stack
+from tests.integration.dead_letter_queues import envelopes_mentioning
 from tests.integration.test_audit_on_moto import stream_event
 from tests.support import ROOT
 
@@ -234,7 +235,7 @@ def test_a_provider_billed_subscription_opens_an_account_by_the_providers_custom
     assert usage.period("cus_QUsage1", "api_calls", START).limit is None
 
 
-def test_a_record_that_cannot_be_synced_is_reported_alone(world: Any, lambda_context: Any) -> None:
+def test_a_record_that_cannot_be_synced_is_dead_lettered_alone(world: Any, lambda_context: Any, stack: Stack) -> None:
     handler, subscriptions, usage, _, stream = world
     # Given two signups in one batch, one of them on a price version never published
     good = signup()
@@ -248,14 +249,12 @@ def test_a_record_that_cannot_be_synced_is_reported_alone(world: Any, lambda_con
     assert subscriptions.create_internal(good, actor="test", source="test")
     assert subscriptions.create_internal(bad, actor="test", source="test")
     _, event = stream.read()
-    # When the batch is handled, Then only the bad record is reported, and the good one is synced
+    # When the batch is handled, Then only the bad record is dead-lettered in our envelope (a permanent error: it
+    # holds nothing up, ADR 0030), and the good one is synced
     answer = handler.lambda_handler(event, lambda_context)
-    failed = [
-        record["dynamodb"]["SequenceNumber"]
-        for record in event["Records"]
-        if record["dynamodb"]["Keys"]["subscription_id"]["S"] == "bsub_usage2"
-    ]
-    assert answer == {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    assert answer == {"batchItemFailures": []}
+    [envelope] = envelopes_mentioning(stack, "UsageSyncDeadLetterQueue", "bsub_usage2")
+    assert (envelope.job_type, envelope.source) == ("usage_sync", "UsageSyncFunction"), envelope
     assert CUSTOMER in usage.accounts([CUSTOMER, "bcus_other"])
     assert "bcus_other" not in usage.accounts([CUSTOMER, "bcus_other"])
 

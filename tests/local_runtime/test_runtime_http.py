@@ -114,36 +114,57 @@ def dlq_messages(runtime: LocalRuntime) -> list[dict[str, Any]]:
     return messages
 
 
-def test_poison_record_reaches_the_dlq_after_max_receive_count_while_good_ones_land(
+def canary_dead_letters(runtime: LocalRuntime) -> list[dict[str, Any]]:
+    """Failure envelopes of the canary consumer: still on its DLQ, or already drained from it into the dead-letter
+    archive by OperationsDeadLetterArchiveFunction (ADR 0029), read back through the admin API."""
+    envelopes = [json.loads(m["Body"]) for m in dlq_messages(runtime)]
+    headers = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
+    listed = requests.get(
+        f"{runtime.api_url}/ops/dlq", params={"job_type": "canary_record"}, headers=headers, timeout=30
+    )
+    if listed.status_code == 200:
+        for item in listed.json()["items"]:
+            shown = requests.get(f"{runtime.api_url}/ops/dlq/{item['id']}", headers=headers, timeout=30)
+            if shown.status_code == 200:
+                envelopes.append(shown.json()["envelope"])
+    return envelopes
+
+
+def test_poison_record_reaches_the_dlq_in_its_envelope_at_once_while_good_ones_land(
     runtime: LocalRuntime,
 ) -> None:
     # Given one malformed and two good messages on the canary queue
     good = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    poison_id = send(runtime, json.dumps({"probe_id": "poison", "note": "no nonce"}))
+    poison = json.dumps({"probe_id": "poison", "note": "no nonce"})
+    poison_id = send(runtime, poison)
     for probe_id in good:
         send(
             runtime,
             Probe(probe_id=probe_id, nonce="d" * 16, submitted_at="2026-11-22T12:00:00Z").model_dump_json(),
         )  # type: ignore[arg-type]
-    # When the consumer has retried the poison message maxReceiveCount times
+    # When the consumer has seen the poison message (permanent: the consumer dead-letters it itself, ADR 0026)
     in_dlq = wait_for(
-        lambda: [m for m in dlq_messages(runtime) if m["MessageId"] == poison_id],
+        lambda: [e for e in canary_dead_letters(runtime) if e.get("payload") == poison],
         timeout_seconds=60,
         interval_seconds=0.5,
     )
-    # Then it sits in the DLQ with its body intact, and the good ones were recorded exactly once
-    assert in_dlq and json.loads(in_dlq[0]["Body"]) == {"probe_id": "poison", "note": "no nonce"}
+    # Then its failure envelope reached the DLQ (and from there the archive) with the body intact as its payload,
+    # and the good ones were recorded
+    assert in_dlq, "the poison message never reached the DLQ"
+    envelope = in_dlq[0]
+    assert (envelope["job_type"], envelope["source"], envelope["attempt"]) == ("canary_record", "CanaryQueue", 1)
+    assert envelope["error_code"] == "malformed_message" and envelope["failure_class"] == "PERMANENT"
     assert runtime.resolver is not None
     store = DynamoDBProbeStore(runtime.resolver.physical["CanaryTable"].ref, DynamoDB(runtime.client("dynamodb")))
     assert all(store.get(probe_id) for probe_id in good)
-    # ... and the consumer saw the poison message exactly maxReceiveCount (5) times, each logged with its id
+    # ... and the consumer saw the poison message once, logged with its id (no retries burnt on it)
     assert runtime.config.function_output_path is not None
     failures = [
         json.loads(line)
         for line in runtime.config.function_output_path.read_text().splitlines()
         if poison_id in line and '"record failed"' in line
     ]
-    assert len(failures) == 5
+    assert len(failures) == 1
     assert {failure["error_code"] for failure in failures} == {"malformed_message"}
 
 

@@ -21,6 +21,9 @@ SELF_DEAD_LETTERING = {
         "CustomerNotificationsQueue",
         "CustomerNotificationsDeadLetterQueue",
     ),
+    "CanaryRecordFunction": ("canary_record", "CanaryQueue", "CanaryDeadLetterQueue"),
+    "DunningStartFunction": ("dunning_start", "DunningQueue", "DunningDeadLetterQueue"),
+    "WebhookApplyFunction": ("webhook_apply", "WebhookEventsQueue", "WebhookEventsDeadLetterQueue"),
 }
 
 

@@ -20,6 +20,7 @@ SWITCHED = {
     "ReconciliationRunFunctionDaily": "BillingScheduleEnabled",
     "ReconciliationRunFunctionLedgerIntegrity": "BillingScheduleEnabled",
     "UsageReportFunctionHourly": "BillingScheduleEnabled",
+    "OperationsDlqReportFunctionWeekly": "DeadLetterReportScheduleEnabled",
 }
 
 

@@ -433,6 +433,14 @@ def problems_queues(template: Template) -> list[str]:
         target = _getatt(on_failure.get("Destination"))
         if target is not None and target[0] in queues:
             dead_letter_queues.add(target[0])
+    # ... and a failed state machine execution's status change, put in a queue by an EventBridge rule (ADR 0030).
+    for rule in _of_type(template, "AWS::Events::Rule").values():
+        pattern = _properties(rule).get("EventPattern") or {}
+        if "Step Functions Execution Status Change" in (pattern.get("detail-type") or []):
+            for rule_target in _properties(rule).get("Targets") or []:
+                found = _getatt(rule_target.get("Arn"))
+                if found is not None and found[0] in queues:
+                    dead_letter_queues.add(found[0])
     for lid, resource in queues.items():
         properties = _properties(resource)
         if _redrive_policy(properties) is None and lid not in dead_letter_queues:

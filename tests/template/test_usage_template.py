@@ -102,4 +102,9 @@ def test_the_usage_sync_may_read_and_write_usage_items_only_and_read_the_price_b
     usage = grants[json.dumps({"Fn::GetAtt": ["UsageTable", "Arn"]})]
     assert sorted(usage) == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert grants[json.dumps({"Fn::GetAtt": ["PriceBookTable", "Arn"]}, sort_keys=True)] == "dynamodb:GetItem"
-    assert set(SYNC["Properties"]["Environment"]["Variables"]) == {"USAGE_TABLE_NAME", "PRICE_BOOK_TABLE_NAME"}
+    assert set(SYNC["Properties"]["Environment"]["Variables"]) == {
+        "USAGE_TABLE_NAME",
+        "PRICE_BOOK_TABLE_NAME",
+        "USAGE_SYNC_DEAD_LETTER_QUEUE_URL",  # its permanent failures' envelopes (ADR 0030)
+        "RETRY_POLICIES",
+    }

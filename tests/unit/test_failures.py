@@ -76,6 +76,11 @@ def test_the_policies_live_in_one_place_with_their_attempts() -> None:
         "payment": 3,
         "notification_send": 10,
         "webhook_apply": 5,
+        "dunning_start": 3,
+        "canary_record": 3,
+        "dunning_watch": 11,
+        "usage_sync": 11,
+        "usage_aggregate": 11,
     }
     assert policy_for("something_new").max_attempts == 5  # a fallback, not an error
 
@@ -366,11 +371,69 @@ def test_a_replayed_message_continues_its_history(lambda_context: Any) -> None:
     assert envelope.correlation_id == "req-1"
 
 
-def test_fifo_consumers_cannot_adopt_it_yet(lambda_context: Any) -> None:
-    with pytest.raises(ConfigurationError):
-        process_sqs_batch(
-            {"Records": []}, lambda_context, lambda record: None, fifo=True, failures=in_memory_failures()
-        )
+def fifo_record(message_id: str, group: str, body: str, receives: int = 1) -> dict[str, Any]:
+    record = sqs_record(message_id, body, receives)
+    record["attributes"] |= {"MessageGroupId": group, "MessageDeduplicationId": message_id}
+    return record
+
+
+def run_fifo(records: list[dict[str, Any]], errors: dict[str, BaseException], lambda_context: Any) -> Any:
+    failures = in_memory_failures("webhook_apply", job_id_field=None)
+    handled: list[str] = []
+
+    def handler(record: Any) -> None:
+        if record.body in errors:
+            raise errors[record.body]
+        handled.append(record.message_id)
+
+    response = process_sqs_batch({"Records": records}, lambda_context, handler, fifo=True, failures=failures)
+    assert isinstance(failures.channel, InMemoryFailureChannel)
+    return response, failures.channel, handled
+
+
+def test_a_fifo_retry_holds_its_group_for_its_delay_and_other_groups_go_on(lambda_context: Any) -> None:
+    # Given a batch: a1 fails retryably, a2 and a3 follow it in group a, b1 is another group's
+    records = [
+        fifo_record("a1", "sub_a", "throttled"),
+        fifo_record("b1", "sub_b", "ok"),
+        fifo_record("a2", "sub_a", "ok"),
+        fifo_record("a3", "sub_a", "ok"),
+    ]
+    response, channel, handled = run_fifo(records, {"throttled": RetryableError("throttled")}, lambda_context)
+    # Then group a is reported from a1 on: a1 hidden for its delay (it holds the group), a2 and a3 released at once
+    # (handed out after a1, in order); b1 done
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in ("a1", "a2", "a3")]}
+    assert handled == ["b1"] and channel.dead_letters == []
+    delays = dict(channel.delays)
+    assert set(delays) == {"handle-a1-1", "handle-a2-1", "handle-a3-1"}
+    assert delays["handle-a1-1"] >= 1 and delays["handle-a2-1"] == delays["handle-a3-1"] == 0
+
+
+def test_a_fifo_poison_is_dead_lettered_under_its_group_and_its_group_goes_on(lambda_context: Any) -> None:
+    # Given a poison event first in its group
+    records = [fifo_record("a1", "sub_a", "poison"), fifo_record("a2", "sub_a", "ok")]
+    response, channel, handled = run_fifo(records, {"poison": PermanentError("unknown shape")}, lambda_context)
+    # Then it is in the FIFO DLQ under its own group, acknowledged, and the next event of the group is applied
+    assert response == {"batchItemFailures": []} and handled == ["a2"]
+    [envelope] = channel.dead_letters
+    assert channel.groups == ["sub_a"] and envelope.job_type == "webhook_apply" and envelope.attempt == 1
+    assert envelope.failure_class == FailureClass.PERMANENT and envelope.payload == "poison"
+
+
+def test_a_fifo_dead_letter_that_cannot_be_sent_holds_the_group_until_the_queue_returns_it(
+    lambda_context: Any,
+) -> None:
+    failures = in_memory_failures("webhook_apply", channel=InMemoryFailureChannel(refuse_dead_letters=True))
+
+    def handler(record: Any) -> None:
+        if record.body == "poison":
+            raise PermanentError("unknown shape")
+
+    records = [fifo_record("a1", "sub_a", "poison"), fifo_record("a2", "sub_a", "ok")]
+    response = process_sqs_batch({"Records": records}, lambda_context, handler, fifo=True, failures=failures)
+    # Both come back (a1 after the queue's own visibility timeout: no delay was set; a2 after it), nothing applied
+    assert response == {"batchItemFailures": [{"itemIdentifier": "a1"}, {"itemIdentifier": "a2"}]}
+    assert isinstance(failures.channel, InMemoryFailureChannel) and failures.channel.delays == [("handle-a2-1", 0)]
 
 
 def test_the_notification_consumer_builds_its_failure_handling_from_its_own_settings(
@@ -447,6 +510,27 @@ def test_the_sqs_channel_delays_on_the_source_and_dead_letters_to_the_dlq() -> N
     assert second == "SendMessage" and sent["QueueUrl"] == "https://queue/dlq"
     assert FailureEnvelope.model_validate_json(sent["MessageBody"]) == envelope
     assert sent["MessageAttributes"]["fingerprint"]["StringValue"] == envelope.fingerprint
+    assert "MessageGroupId" not in sent
+
+
+def test_the_sqs_channel_dead_letters_to_a_fifo_dlq_under_the_group_once_per_cycle() -> None:
+    from billing_core.adapters.sqs_failures import SqsFailureChannel
+
+    sqs = StubSqs()
+    envelope = an_envelope()
+    SqsFailureChannel("https://queue/source.fifo", "https://queue/dlq.fifo", sqs=sqs).dead_letter(
+        envelope, message_group_id="sub_a"
+    )
+    [(_, sent)] = sqs.calls
+    assert sent["MessageGroupId"] == "sub_a"
+    assert sent["MessageDeduplicationId"] == f"{envelope.event_id}:{envelope.cycles}"
+
+
+def test_a_stream_channel_only_dead_letters() -> None:
+    from billing_core.adapters.sqs_failures import SqsFailureChannel
+
+    with pytest.raises(ConfigurationError):
+        SqsFailureChannel(None, "https://queue/dlq", sqs=StubSqs()).delay("handle-1", 5)
 
 
 def test_the_sqs_channel_translates_errors_and_refuses_an_envelope_too_large_to_send() -> None:

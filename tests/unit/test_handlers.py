@@ -14,6 +14,7 @@ import pytest
 
 from billing_core.operations.canary import CanaryService
 from billing_core.operations.model import Probe, RecordedProbe
+from tests.fakes.failures import InMemoryFailureChannel, in_memory_failures
 from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore, InMemoryWorkflowStarter
 from tests.support import load_event
 
@@ -81,12 +82,18 @@ def test_canary_record_reports_partial_failures(monkeypatch: pytest.MonkeyPatch,
     module = importlib.import_module("functions.canary_record.app")
     store = InMemoryProbeStore()
     monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=store))
+    channel = InMemoryFailureChannel()
+    failures = in_memory_failures("canary_record", channel=channel, job_id_field="probe_id")
+    monkeypatch.setattr(module.wiring, "failure_handling", lambda *_, **__: failures)
     event = load_event("sqs/canary_probe_batch.json")
     poison = {**event["Records"][0], "messageId": "poison", "body": "not json"}
     event["Records"].append(poison)
     response = module.lambda_handler(event, lambda_context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    # A probe that does not parse is permanent: dead-lettered at once in its envelope (ADR 0026), not retried
+    assert response == {"batchItemFailures": []}
     assert list(store.items) == ["probe-sample-0001"]
+    [envelope] = channel.dead_letters
+    assert (envelope.payload, envelope.error_type, envelope.attempt) == ("not json", "MalformedMessageError", 1)
 
 
 def test_canary_verify_raises_retryable_until_recorded(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:

@@ -58,7 +58,7 @@ def test_the_page_is_served_anonymously_as_documented_with_its_blocks_allowed_by
     assert headers["X-Frame-Options"] == ["DENY"] and headers["X-Content-Type-Options"] == ["nosniff"]
 
 
-def test_the_page_names_its_placeholders_for_the_dlq_views() -> None:
+def test_each_dlq_view_names_the_routes_it_calls() -> None:
     html = console_app.console_page().html
     for section, route in (
         ("dlq-list", "GET /ops/dlq"),
@@ -66,6 +66,18 @@ def test_the_page_names_its_placeholders_for_the_dlq_views() -> None:
         ("dlq-bulk-replay", "POST /ops/dlq/replay"),
     ):
         assert re.search(rf'<section id="{section}" data-api="[^"]*{re.escape(route)}', html), section
+
+
+def test_the_page_never_parses_data_as_html_and_has_no_inline_handlers() -> None:
+    # Given the page's own files (the CSP would block an inline handler; this says none was written)
+    folder = console_app.PAGE_FOLDER
+    script = (folder / "console.js").read_text()
+    html = (folder / "console.html").read_text()
+    # Then the script writes text only, and the markup carries no on* attribute or javascript: URL
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in script, sink
+    assert not re.search(r"<[^>]*\son[a-z]+\s*=", html)
+    assert "javascript:" not in html.lower()
 
 
 def test_a_page_missing_from_the_package_is_a_500_with_the_documented_body(

@@ -21,7 +21,10 @@ from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
 from billing_core.pricing.model import PriceBook
+from billing_core.recovery.bulk import BulkReplayRequest
+from billing_core.recovery.service import DiscardRequest
 from billing_core.subscriptions.payment_method import PaymentMethodRequest
+from billing_core.support.model import ReportRequest
 from billing_core.usage.ingestion import UsageRequest
 from billing_core.usage.limits import LimitChange
 from billing_core.usage.queries import ConsumeRequest
@@ -30,6 +33,7 @@ from billing_core.webhooks.providers.stripe_events import StripeEvent
 from functions.canary_verify.app import VerifyInput
 from functions.dunning_api.app import RestartRequest
 from functions.invoice_close.app import CloseRequest
+from functions.operations_dead_letter_replay_worker.app import WorkerInput
 from functions.reconciliation_run.app import Request as ReconciliationRequest
 from functions.usage_correct.app import AmendRequest, CancelRequest
 from tests.support import EVENTS, ROOT
@@ -47,7 +51,11 @@ class StripeEventShape(BaseModel):
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
     "api/console_get.json": ("operations_console", APIGatewayProxyEventModel, None),
+    "api/support_report_post.json": ("support_report", APIGatewayProxyEventModel, ReportRequest),
+    "api/support_reports_list.json": ("support_api", APIGatewayProxyEventModel, None),
+    "api/support_report_get.json": ("support_api", APIGatewayProxyEventModel, None),
     "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
+    "api/whoami_get.json": ("operations_switches", APIGatewayProxyEventModel, None),
     "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),
     "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
@@ -77,6 +85,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "eventbridge/billing_run_scheduled.json": ("billing_run", EventBridgeModel, None),
     "eventbridge/reconciliation_scheduled.json": ("reconciliation_run", EventBridgeModel, None),
     "eventbridge/usage_report_scheduled.json": ("usage_report", EventBridgeModel, None),
+    "eventbridge/dlq_report_scheduled.json": ("operations_dlq_report", EventBridgeModel, None),
     "direct/reconciliation_window.json": ("reconciliation_run", ReconciliationRequest, None),
     "direct/reconciliation_ledger_integrity.json": ("reconciliation_run", ReconciliationRequest, None),
     "api/audit_get.json": ("audit_api", APIGatewayProxyEventModel, None),
@@ -98,6 +107,17 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/entitlement_limit_put.json": ("usage_api", APIGatewayProxyEventModel, LimitChange),
     "dynamodb/usage_batch_accepted.json": ("usage_aggregate", DynamoDBStreamModel, None),
     "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
+    "sqs/dead_letter_batch.json": ("operations_dead_letter_archive", SqsModel, None),
+    "api/dlq_list.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_get.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_replay.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
+    "api/dlq_discard.json": ("operations_dead_letters", APIGatewayProxyEventModel, DiscardRequest),
+    "api/dlq_bulk_replay.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, BulkReplayRequest),
+    "api/dlq_bulk_replay_get.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "api/dlq_bulk_replay_resume.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "api/dlq_bulk_replay_cancel.json": ("operations_dead_letter_replays", APIGatewayProxyEventModel, None),
+    "stepfunctions/dlq_replay_slice.json": ("operations_dead_letter_replay_worker", WorkerInput, None),
+    "stepfunctions/dlq_replay_fail.json": ("operations_dead_letter_replay_worker", WorkerInput, None),
     "api/usage_event_cancel.json": ("usage_correct", APIGatewayProxyEventModel, CancelRequest),
     "api/usage_event_amend.json": ("usage_correct", APIGatewayProxyEventModel, AmendRequest),
 }

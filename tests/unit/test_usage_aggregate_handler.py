@@ -6,17 +6,20 @@ counts nothing twice. Metrics are counted as the runbook names them."""
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBStreamEvent
 
-from billing_core.errors import RetryableError
+from billing_core.errors import RetryableError, ValidationFailedError
 from billing_core.triggers.streams import change_of
 from billing_core.usage.counting import UsageCounter
 from billing_core.usage.model import BatchDocument
 from tests.dynamodb_stream_events import stream_event, stream_record
 from tests.fakes.audit import InMemoryAuditLog
+from tests.fakes.failures import InMemoryFailureChannel, in_memory_failures
 from tests.fakes.reconciliation import InMemoryDocumentQueue
 from tests.fakes.usage import InMemoryUsageStore
 from tests.support import load_event
@@ -33,7 +36,15 @@ class Context:
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> InMemoryUsageStore:
+def channel(monkeypatch: pytest.MonkeyPatch) -> InMemoryFailureChannel:
+    channel = InMemoryFailureChannel()
+    failures = in_memory_failures("usage_aggregate", channel=channel, job_id_field=None)
+    monkeypatch.setattr(module.wiring, "stream_failure_handling", lambda *_, **__: failures)
+    return channel
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch, channel: InMemoryFailureChannel) -> InMemoryUsageStore:
     store = InMemoryUsageStore()
     counter = UsageCounter(store=store, notices=InMemoryDocumentQueue(), audit=InMemoryAuditLog())
     monkeypatch.setattr(module.wiring, "usage_counter", lambda: counter)
@@ -66,8 +77,8 @@ def test_the_sample_event_is_one_pending_document_and_it_is_counted(
     assert ("UsageBatchCounted", 1) in counted
 
 
-def test_a_record_that_cannot_be_counted_is_reported_alone_and_the_others_are_counted(
-    store: InMemoryUsageStore,
+def test_a_record_that_cannot_be_counted_is_dead_lettered_alone_and_the_others_are_counted(
+    store: InMemoryUsageStore, channel: InMemoryFailureChannel
 ) -> None:
     first, second = calls("a", 5), calls("b", 7)
     for document in (first, second):
@@ -75,10 +86,34 @@ def test_a_record_that_cannot_be_counted_is_reported_alone_and_the_others_are_co
     event = stream_event(
         record(first, "101"), record(second, "102", state="counted"), record(second, "103", document="{")
     )
-    assert module.lambda_handler(event, Context()) == {
-        "batchItemFailures": [{"itemIdentifier": "102"}, {"itemIdentifier": "103"}]
-    }
+    # (not pending, and a document that does not parse: permanent, ADR 0030) -> their envelopes, not retries
+    assert module.lambda_handler(event, Context()) == {"batchItemFailures": []}
     assert store.documents[first.batch_id][1].value == "counted"
+    assert [json.loads(e.payload)["dynamodb"]["SequenceNumber"] for e in channel.dead_letters] == ["102", "103"]
+    assert {e.source for e in channel.dead_letters} == {"CustomerNotificationsQueue"}  # the fake's; the app's below
+    assert module.failures.__doc__ and "UsageAggregateFunction" in inspect.getsource(module.failures)
+
+
+def test_a_group_that_fails_permanently_is_counted_record_by_record_and_only_the_culprit_dead_letters(
+    store: InMemoryUsageStore, channel: InMemoryFailureChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = calls("a", 5), calls("b", 7)
+    for document in (first, second):
+        store.write_batch(document)
+    original = store.count
+
+    def refuses_b(documents: Any, *args: Any) -> Any:
+        if any(document.batch_id == second.batch_id for document in documents):
+            raise ValidationFailedError("no billing period for the batch", code="no_billing_period")
+        return original(documents, *args)
+
+    monkeypatch.setattr(store, "count", refuses_b)
+    event = stream_event(record(first, "301"), record(second, "302"))
+    assert module.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    assert store.documents[first.batch_id][1].value == "counted"
+    [envelope] = channel.dead_letters
+    assert json.loads(envelope.payload)["dynamodb"]["SequenceNumber"] == "302"
+    assert envelope.error_code == "no_billing_period"
 
 
 def test_a_failed_group_reports_every_record_and_its_redelivery_counts_nothing_twice(

@@ -365,6 +365,11 @@ def test_the_handler_parses_the_sample_record_and_hands_the_image_to_the_sync(
     )
     usage = InMemoryUsageStore()
     monkeypatch.setattr(app.wiring, "usage_sync", lambda: UsageSync(usage, books))
+    from tests.fakes.failures import InMemoryFailureChannel, in_memory_failures
+
+    channel = InMemoryFailureChannel()
+    failures = in_memory_failures("usage_sync", channel=channel, job_id_field=None)
+    monkeypatch.setattr(app.wiring, "stream_failure_handling", lambda *_, **__: failures)
     # When the handler runs, Then no record fails and the customer's account holds the new period
     assert app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     [period] = usage.usage_accounts[CUSTOMER].periods
@@ -373,9 +378,26 @@ def test_the_handler_parses_the_sample_record_and_hands_the_image_to_the_sync(
         datetime(2027, 1, 1, tzinfo=UTC),
         "2026-11",
     )
-    # And in a batch, a record whose image lacks a subscription we bill's terms is reported alone
+    # And in a batch, a record whose image lacks a subscription we bill's terms is permanent: it is dead-lettered in
+    # its envelope (the stream record as its payload) and acknowledged, the other handled (ADR 0030)
     broken = json.loads(json.dumps(event["Records"][0]))
     del broken["dynamodb"]["NewImage"]["price_version"]
     broken["dynamodb"]["SequenceNumber"] = "4421584500000000017450439092"
     answer = app.lambda_handler({"Records": [event["Records"][0], broken]}, lambda_context)
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439092"}]}
+    assert answer == {"batchItemFailures": []}
+    [envelope] = channel.dead_letters
+    assert envelope.job_type == "usage_sync" and envelope.failure_class == "PERMANENT"
+    assert json.loads(envelope.payload) == broken and envelope.error_type == "ValidationError"
+    # ... while a retryable failure still fails for Lambda's retries (a whole batch failed: a function error, which
+    # Lambda bisects), and dead-letters nothing
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    monkeypatch.setattr(app.wiring, "usage_sync", lambda: Contended())
+    with pytest.raises(BatchProcessingError):
+        app.lambda_handler({"Records": [event["Records"][0]]}, lambda_context)
+    assert len(channel.dead_letters) == 1
+
+
+class Contended:
+    def subscription_changed(self, *_: Any) -> Any:
+        raise RetryableError("contention", code="transaction_conflict")

@@ -77,6 +77,19 @@ class BundleSettings(FunctionSettings):
     notices_table_name: str | None = None
     switches_table_name: str | None = None
     usage_table_name: str | None = None
+    dead_letters_table_name: str | None = None
+    # The dead-letter archive (ADR 0029): DLQ queue name -> job type, source, replay target (JSON), and how long
+    # an archived item is kept after its original enqueue (template parameter DeadLetterRetentionDays)
+    dead_letter_sources: str | None = None
+    dead_letter_retention_days: int = Field(default=90, ge=1, le=3650)
+    support_reports_table_name: str | None = None
+    # Bulk replay jobs (ADR 0032): their table and state machine, the rate cap (items/s, the headroom left for
+    # live traffic), a slice's length and the probe window (template parameters DeadLetterReplay*)
+    dead_letter_replay_jobs_table_name: str | None = None
+    dead_letter_replay_state_machine_arn: str | None = None
+    dead_letter_replay_rate_max_per_second: float = Field(default=50.0, gt=0, le=1000)
+    dead_letter_replay_slice_seconds: int = Field(default=10, ge=1, le=300)
+    dead_letter_replay_probe_window_seconds: int = Field(default=120, ge=1, le=3600)
     # SQS queues and Step Functions
     canary_queue_url: str | None = None
     webhook_queue_url: str | None = None
@@ -85,6 +98,13 @@ class BundleSettings(FunctionSettings):
     review_queue_url: str | None = None
     # Dead-letter queues a consumer writes its failure envelopes to itself (ADR 0026)
     notifications_dead_letter_queue_url: str | None = None
+    canary_dead_letter_queue_url: str | None = None
+    webhook_dead_letter_queue_url: str | None = None  # FIFO (ADR 0030)
+    dunning_dead_letter_queue_url: str | None = None
+    # ... and stream consumers (dead letters only: Lambda retries stream records, ADR 0030)
+    dunning_watch_dead_letter_queue_url: str | None = None
+    usage_sync_dead_letter_queue_url: str | None = None
+    usage_aggregate_dead_letter_queue_url: str | None = None
     # Retry policy overrides per job type, JSON (failures/policies.py; the local runtime shortens the delays)
     retry_policies: str | None = None
     canary_state_machine_arn: str | None = None
@@ -100,6 +120,10 @@ class BundleSettings(FunctionSettings):
     personal_data_key_id: str | None = None
     # Customer notices: the verified SES identity they are sent from (template parameter NoticeSenderAddress)
     notice_sender_address: str | None = None
+    # The weekly DLQ health report: who gets it (template parameter OperatorsEmailAddress) and the console it
+    # links to (the stack's OperationsConsoleUrl)
+    operators_email_address: str | None = None
+    console_url: str | None = None
     # Secrets (names; the values come from Secrets Manager)
     admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None
@@ -110,6 +134,8 @@ class BundleSettings(FunctionSettings):
     webhook_secret_names: dict[str, str] | None = None
     webhook_tolerance_seconds: int | None = None
     webhook_max_body_bytes: int | None = None
+    # Support: the stack's log group name prefixes, comma-separated (a problem report's Logs Insights query)
+    log_group_prefixes: str | None = None
     # Health: what GET /health asks, as LogicalId=physical pairs (only the logical ids are ever answered)
     health_tables: str | None = None
     health_queues: str | None = None

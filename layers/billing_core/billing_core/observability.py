@@ -6,13 +6,20 @@ docs/benchmarks.md), so `traced` builds it on the first invocation, and never wh
 disable tracing (POWERTOOLS_TRACE_DISABLED, `sam local`, outside Lambda). In AWS, with `Tracing: Active`,
 the first invocation still pays that import: tracing costs what it costs, but only where it is on.
 
-Domain code counts outcomes with `count()` and never touches Powertools' metric types itself."""
+Domain code counts outcomes with `count()` and never touches Powertools' metric types itself.
+
+Correlation (ADR 0031): one id follows a request or a provider event through every hop. The logger carries it
+(`correlation_id` on every line); queues carry it as the `correlation_id` message attribute; state machine inputs
+and stored items carry it as a field. `correlation_id()` is what an enqueue reads, `correlated()` what a consumer
+uses to take it from the message it handles."""
 
 from __future__ import annotations
 
 import functools
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +31,36 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 logger = Logger()
 metrics = Metrics()
+
+# API Gateway request ids (uuids), provider event ids (evt_...), execution names, our own ids: letters, digits and
+# a little punctuation, never quotes or spaces (the id is put into a Logs Insights query and a URL fragment).
+CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+CORRELATION_ATTRIBUTE = "correlation_id"  # the SQS message attribute and the field of state machine inputs
+
+
+def correlation_id() -> str | None:
+    """The correlation id of what this invocation is handling now (None outside any)."""
+    value = logger.get_correlation_id()
+    return value if isinstance(value, str) and value else None
+
+
+def set_correlation_id(value: str | None) -> None:
+    """Make `value` the correlation id of every following log line and enqueue; an id that is not one
+    (`CORRELATION_ID`) is ignored, so a malformed attribute can neither break a consumer nor a query."""
+    if value is not None and CORRELATION_ID.fullmatch(value):
+        logger.set_correlation_id(value)
+
+
+@contextmanager
+def correlated(value: str | None) -> Iterator[None]:
+    """While handling one message of a batch: its correlation id, then the batch's again."""
+    before = correlation_id()
+    if value is not None and CORRELATION_ID.fullmatch(value):
+        logger.set_correlation_id(value)
+    try:
+        yield
+    finally:
+        logger.set_correlation_id(before)
 
 
 def count(name: str, value: int = 1) -> None:
@@ -37,6 +74,13 @@ def count_at(name: str, at: datetime, value: int = 1) -> None:
     metric then sees both in the same period."""
     with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as metric:
         metric.set_timestamp(at)
+
+
+def count_by(name: str, dimension: str, dimension_value: str, value: int = 1) -> None:
+    """One outcome metric with one dimension of its own (e.g. DeadLetterArrived by job_type), on its own line: the
+    invocation's shared metrics keep no per-metric dimensions."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as metric:
+        metric.add_dimension(name=dimension, value=dimension_value)
 
 
 def measure_seconds(name: str, seconds: float) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.adapters.dynamodb.order_store import DynamoDBOrderCommits, DynamoDBOrderStore
     from billing_core.adapters.dynamodb.price_book_store import DynamoDBPriceBookStore
     from billing_core.adapters.dynamodb.subscription_store import DynamoDBSubscriptionStore
+    from billing_core.adapters.dynamodb.support_report_store import DynamoDBProblemReportStore
     from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
     from billing_core.adapters.dynamodb.table import DynamoDB
     from billing_core.adapters.dynamodb.usage_store import DynamoDBUsageStore
@@ -59,6 +60,10 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.pricing.model import Meter
     from billing_core.privacy.ports import PersonalDataVault
     from billing_core.reconciliation.service import Reconciler
+    from billing_core.recovery.bulk_service import BulkReplays
+    from billing_core.recovery.health_report import DeadLetterHealth
+    from billing_core.recovery.service import DeadLetters
+    from billing_core.support.service import ProblemReports
     from billing_core.triggers.sqs import FailureHandling
     from billing_core.usage.corrections import UsageCorrections
     from billing_core.usage.counting import UsageCounter
@@ -222,6 +227,90 @@ class Wiring:
 
         return DynamoDBSwitchStore(self._require("switches_table_name"), self.dynamodb())
 
+    # --- the dead-letter archive (ADR 0029) --------------------------------------------------------
+
+    @built_once
+    def dead_letters(self) -> DeadLetters:
+        """The archive's service for the admin API: list, show, replay (sender, kill switches) and discard, both
+        audited. Needs DEAD_LETTERS_TABLE_NAME, AUDIT_TABLE_NAME and SWITCHES_TABLE_NAME."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.adapters.replay_targets import AwsReplaySender
+        from billing_core.recovery.service import DeadLetters
+
+        return DeadLetters(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            sender=AwsReplaySender(),
+            audit=self.audit_log(),
+            switches=self.switches(),
+            retention_days=self.settings.dead_letter_retention_days,
+        )
+
+    @built_once
+    def dead_letter_archive(self) -> DeadLetters:
+        """The archive's service for the archiver: archive only (no sender, audit or switches are built). Needs
+        DEAD_LETTERS_TABLE_NAME and DEAD_LETTER_SOURCES (which DLQ holds what, and where it replays)."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.failures.arrivals import parse_sources
+        from billing_core.recovery.service import DeadLetters
+
+        return DeadLetters(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            retention_days=self.settings.dead_letter_retention_days,
+            sources=parse_sources(self._require("dead_letter_sources")),
+        )
+
+    @built_once
+    def problem_report_store(self) -> DynamoDBProblemReportStore:
+        from billing_core.adapters.dynamodb.support_report_store import DynamoDBProblemReportStore
+
+        return DynamoDBProblemReportStore(self._require("support_reports_table_name"), self.dynamodb())
+
+    @built_once
+    def problem_reports(self) -> ProblemReports:
+        """POST and GET /support/reports (ADR 0031): customers' problem reports, linked to their correlation id."""
+        from billing_core.support.service import ProblemReports
+
+        prefixes = tuple(p.strip() for p in self._require("log_group_prefixes").split(",") if p.strip())
+        return ProblemReports(self.problem_report_store(), log_group_prefixes=prefixes)
+
+    @built_once
+    def bulk_replays(self) -> BulkReplays:
+        """Bulk replay jobs (ADR 0032): the admin API starts, reads, resumes and cancels them (it has the state
+        machine's ARN); the worker runs their slices through the same per-item replay (dead_letters())."""
+        from billing_core.adapters.dynamodb.replay_job_store import DynamoDBReplayJobStore
+        from billing_core.adapters.stepfunctions import StepFunctionsStarter
+        from billing_core.recovery.bulk_service import BulkReplays
+
+        settings = self.settings
+        arn = settings.dead_letter_replay_state_machine_arn
+        return BulkReplays(
+            DynamoDBReplayJobStore(
+                self._require("dead_letter_replay_jobs_table_name"),
+                self.dynamodb(),
+                keep_days=settings.dead_letter_retention_days,
+            ),
+            self.dead_letters(),
+            runner=StepFunctionsStarter(arn) if arn else None,
+            switches=self.switches(),
+            audit=self.audit_log(),
+            rate_cap_per_second=settings.dead_letter_replay_rate_max_per_second,
+            slice_seconds=settings.dead_letter_replay_slice_seconds,
+            probe_window_seconds=settings.dead_letter_replay_probe_window_seconds,
+        )
+
+    @built_once
+    def dead_letter_health(self) -> DeadLetterHealth:
+        """The weekly health report over the archive, mailed from the notices' sender address (SES)."""
+        from billing_core.adapters.dynamodb.dead_letter_store import DynamoDBDeadLetterStore
+        from billing_core.recovery.health_report import DeadLetterHealth
+
+        return DeadLetterHealth(
+            DynamoDBDeadLetterStore(self._require("dead_letters_table_name"), self.dynamodb()),
+            sender=self.email_sender(),
+            recipient=self._require("operators_email_address"),
+            console_url=self._require("console_url"),
+        )
+
     # --- kill switches -----------------------------------------------------------------------------
 
     @built_once
@@ -283,6 +372,24 @@ class Wiring:
             )
 
         return self._once(f"failures:{job_type}:{source}", build)
+
+    def stream_failure_handling(self, job_type: str, *, dead_letter_queue_setting: str, source: str) -> FailureHandling:
+        """A stream consumer's dead letters (ADR 0030): permanent failures only, to its DLQ; `source` is the
+        function's logical id. Lambda retries the rest (the policy only states the attempts)."""
+
+        def build() -> FailureHandling:
+            from billing_core.adapters.sqs_failures import SqsFailureChannel
+            from billing_core.failures.policies import parse_overrides, policy_for
+            from billing_core.triggers.sqs import FailureHandling
+
+            return FailureHandling(
+                job_type=job_type,
+                source=source,
+                policy=policy_for(job_type, parse_overrides(self.settings.retry_policies)),
+                channel=SqsFailureChannel(None, self._require(dead_letter_queue_setting)),
+            )
+
+        return self._once(f"stream-failures:{job_type}:{source}", build)
 
     @built_once
     def workflow_starter(self) -> WorkflowStarter:

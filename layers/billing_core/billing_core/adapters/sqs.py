@@ -1,5 +1,8 @@
 """Queues on SQS: the canary's probes, the webhook FIFO queue (ordered per group, deduplicated by event
-id, size-checked before sending) and JSON document queues (dunning hand-over, notices, review)."""
+id, size-checked before sending) and JSON document queues (dunning hand-over, notices, review).
+
+Every message carries the sender's correlation id as the `correlation_id` message attribute (ADR 0031), so the
+consumer's log lines, its failure envelope and what it starts next carry the same id."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, translate
 from billing_core.errors import PayloadTooLargeError
+from billing_core.observability import CORRELATION_ATTRIBUTE, correlation_id
 from billing_core.operations.model import Probe
 from billing_core.webhooks.model import WebhookEnvelope
 
@@ -31,6 +35,12 @@ def _sqs_text(text: str) -> str:
     return _NOT_SQS_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
+def correlation_attributes() -> dict[str, dict[str, str]]:
+    """The `correlation_id` message attribute of what is being handled now (none outside a correlated hop)."""
+    value = correlation_id()
+    return {CORRELATION_ATTRIBUTE: {"DataType": "String", "StringValue": value}} if value else {}
+
+
 def _group_id(group_key: str) -> str:
     """The FIFO group of a group key: the key itself when SQS accepts it, else a digest of it - the same key
     always maps to the same group, so a subject's events stay in order."""
@@ -40,6 +50,11 @@ def _group_id(group_key: str) -> str:
     return f"{prefix[:40]}:sha256:{hashlib.sha256(group_key.encode()).hexdigest()}"
 
 
+def _attributes(attributes: dict[str, dict[str, str]]) -> dict[str, Any]:
+    # SendMessage refuses an empty MessageAttributes map: leave the parameter out instead.
+    return {"MessageAttributes": attributes} if attributes else {}
+
+
 class SqsProbeQueue:
     def __init__(self, queue_url: str, sqs: Any | None = None):
         self._queue_url = queue_url
@@ -47,7 +62,9 @@ class SqsProbeQueue:
 
     def enqueue(self, probe: Probe) -> None:
         try:
-            self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=probe.model_dump_json())
+            self._sqs.send_message(
+                QueueUrl=self._queue_url, MessageBody=probe.model_dump_json(), **_attributes(correlation_attributes())
+            )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="sqs.SendMessage") from exc
 
@@ -65,6 +82,7 @@ class SqsWebhookQueue:
         attributes = {
             "provider": {"DataType": "String", "StringValue": _sqs_text(envelope.provider)},
             "event_type": {"DataType": "String", "StringValue": _sqs_text(envelope.event_type)},
+            **correlation_attributes(),
         }
         # SQS counts attribute names, types and values toward the 256 KiB too.
         attribute_bytes = sum(
@@ -98,6 +116,10 @@ class SqsJsonQueue:
 
     def send(self, document: dict[str, Any]) -> None:
         try:
-            self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(document, sort_keys=True))
+            self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=json.dumps(document, sort_keys=True),
+                **_attributes(correlation_attributes()),
+            )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="sqs.SendMessage") from exc

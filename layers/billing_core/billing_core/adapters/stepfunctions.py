@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_core.adapters.aws import client, error_code, translate
 from billing_core.dunning.queries import ExecutionView
-from billing_core.observability import logger
+from billing_core.observability import CORRELATION_ATTRIBUTE, correlation_id, logger
 from billing_core.operations.model import StartedExecution, StoppedExecution
 
 # StopExecution's limits on what it records.
@@ -33,6 +33,9 @@ class StepFunctionsStarter:
         self._stepfunctions = stepfunctions or client("stepfunctions")
 
     def start(self, execution_name: str, payload: Mapping[str, Any]) -> StartedExecution:
+        """The execution's input is `payload` with the current correlation id (ADR 0031; the execution's own name
+        when nothing is being correlated): the ASL hands it to every task, so their log lines carry it."""
+        payload = {CORRELATION_ATTRIBUTE: correlation_id() or execution_name, **payload}
         try:
             response = self._stepfunctions.start_execution(
                 stateMachineArn=self._state_machine_arn,

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from billing_core.errors import ConfigurationError
 
 SQS_VISIBILITY_SECONDS_MAX = 12 * 3600
+# A stream record's tries: the first and the event source mapping's MaximumRetryAttempts (10, template.yaml).
+STREAM_ATTEMPTS = 11
+# How a stream consumer's envelope describes its retries: Lambda's, not ours.
+STREAM_BACKOFF_STRATEGY = "lambda_stream_retries(bisect_on_error)"
 
 
 class RetryPolicy(BaseModel):
@@ -64,7 +68,18 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     # SES throttles and a provider read can fail for a while: ten tries spread over about three hours, none
     # sooner than a notice's claim lease (120 s, notifications/service.py; tests/template checks it) has ended.
     "notification_send": RetryPolicy(max_attempts=10, delay_seconds_min=150),
+    # Provider events in order per subscription (FIFO, ADR 0030): a retry holds the event's message group.
     "webhook_apply": RetryPolicy(max_attempts=5),
+    # A failed charge handed over to dunning (opens the case, starts its workflow): a payment job.
+    "dunning_start": RetryPolicy(max_attempts=3),
+    # A canary probe's record: cheap, and the next probe comes within the hour.
+    "canary_record": RetryPolicy(max_attempts=3, base_delay_seconds=10, delay_seconds_max=120),
+    # Stream consumers (ADR 0030): Lambda retries a failing record itself (MaximumRetryAttempts, bisected), so the
+    # policy only states how many tries a record gets in all; it must equal the mapping's MaximumRetryAttempts + 1
+    # (tests/template checks it). Only a permanent failure is dead-lettered by the consumer, on its first attempt.
+    "dunning_watch": RetryPolicy(max_attempts=STREAM_ATTEMPTS),
+    "usage_sync": RetryPolicy(max_attempts=STREAM_ATTEMPTS),
+    "usage_aggregate": RetryPolicy(max_attempts=STREAM_ATTEMPTS),
 }
 FALLBACK_POLICY = RetryPolicy(max_attempts=5)
 

@@ -37,7 +37,7 @@ from billing_core.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
-from billing_core.observability import count, logger, metrics, traced
+from billing_core.observability import correlation_id, count, logger, metrics, traced
 from billing_core.operations.operators import (
     IMPERSONATE_HEADER,
     READ_METHODS,
@@ -373,6 +373,24 @@ def http_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Lambd
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        return with_correlation_header(app.resolve(event, context))
 
     return lambda_handler
+
+
+CORRELATION_HEADER = "X-Correlation-Id"
+
+
+def with_correlation_header(response: dict[str, Any]) -> dict[str, Any]:
+    """Every answer names the request's correlation id (ADR 0031): what a front end shows with an error, and what
+    a problem report (POST /support/reports) quotes, so support finds the request's log lines."""
+    value = correlation_id()
+    if value is None:
+        return response
+    if isinstance(response.get("multiValueHeaders"), dict):
+        response["multiValueHeaders"][CORRELATION_HEADER] = [value]
+    else:
+        response.setdefault("headers", {})
+        if isinstance(response["headers"], dict):
+            response["headers"][CORRELATION_HEADER] = value
+    return response

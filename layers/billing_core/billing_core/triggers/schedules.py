@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.observability import logger, metrics, traced
+from billing_core.triggers.correlation import correlate_invocation
 
 
 def scheduled_event(event: dict[str, Any]) -> EventBridgeModel:
@@ -27,6 +28,7 @@ def invocation_handler(
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        correlate_invocation(event)  # the scheduled event's id, or a direct invocation's correlation_id
         return run(event, context)
 
     return lambda_handler

@@ -5,7 +5,13 @@ with its body intact, and the failure reason is logged with the message id.
 
 A consumer given `failures` (ADR 0026) decides itself instead: a retryable failure before the policy's last
 attempt changes the message's visibility to the backoff delay and comes back; a permanent one, or the last
-attempt, sends a failure envelope to the DLQ and is acknowledged. maxReceiveCount then stays as a safety net."""
+attempt, sends a failure envelope to the DLQ and is acknowledged. maxReceiveCount then stays as a safety net.
+
+On a FIFO queue (ADR 0030) a retry holds its message group: the failed record is hidden for its backoff delay, and
+the records of its group after it in the batch are reported too and released at once (visibility 0) - SQS hands
+out none of a group while one of its messages is in flight, so they come back after the failed one, in order;
+other groups go on. A dead-lettered record goes to the FIFO DLQ under its own group id and is acknowledged, so its
+group goes on."""
 
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from billing_core.errors import BillingError, ConfigurationError, PermanentError
+from billing_core.errors import BillingError, PermanentError
 from billing_core.failures.classify import FailureClass, classify, fingerprint
 from billing_core.failures.envelope import (
     ENVELOPE_ATTRIBUTE,
@@ -38,6 +44,7 @@ from billing_core.failures.envelope import (
 from billing_core.failures.policies import RetryPolicy
 from billing_core.failures.ports import FailureChannel
 from billing_core.observability import count, logger, metrics, traced
+from billing_core.triggers.correlation import correlated_records, end_of_batch
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -95,6 +102,14 @@ def _job_id(body: str, name: str | None) -> str | None:
 def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandling) -> bool:
     """Delay a retry (True: the record is reported failed and comes back) or dead-letter it with its envelope
     (False: acknowledged). If the DLQ send itself fails, the record is reported failed: never lost."""
+    return decide_failure(record, error, failures) is not None
+
+
+def decide_failure(
+    record: SQSRecord, error: Exception, failures: FailureHandling, *, message_group_id: str | None = None
+) -> int | None:
+    """None: dead-lettered with its envelope and acknowledged. Otherwise the record comes back: after the returned
+    delay in seconds, or 0 when no delay could be set (after the queue's own visibility timeout)."""
     attempt_in_cycle = max(1, int(_system_attribute(record, "ApproximateReceiveCount") or "1"))
     prior = prior_from_attribute(_attribute(record, ENVELOPE_ATTRIBUTE))
     failure_class = classify(error)
@@ -117,9 +132,9 @@ def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandlin
             # It comes back after the queue's own visibility timeout instead. (No traceback: it chains the
             # record's own error, whose message may quote the payload.)
             logger.error("retry delay not set", extra={**log, "channel_error_code": channel_error.code})
-            return True
+            return 0
         logger.info("record will retry", extra=log)
-        return True
+        return delay_seconds
     sent_millis = _system_attribute(record, "SentTimestamp")
     now = failures.clock()
     envelope = record_failure(
@@ -137,16 +152,55 @@ def handle_failure(record: SQSRecord, error: Exception, failures: FailureHandlin
         correlation_id=_attribute(record, "correlation_id"),
     )
     try:
-        failures.channel.dead_letter(envelope)
+        failures.channel.dead_letter(envelope, message_group_id=message_group_id)
     except BillingError as channel_error:
         logger.error(
             "dead letter not sent: the record comes back",
             extra={**as_log_fields(envelope), "channel_error_code": channel_error.code},
         )
-        return True
+        return 0
     logger.warning("record dead-lettered", extra=as_log_fields(envelope))
     count("RecordDeadLettered")
-    return False
+    return None
+
+
+def process_fifo_batch(
+    event: dict[str, Any], handle: Callable[[SQSRecord], Any], failures: FailureHandling
+) -> dict[str, Any]:
+    """A FIFO batch with failure handling (ADR 0030). Records are handled in order; a record that will retry holds
+    its group: every later record of its group in the batch is reported unhandled and released at once, and comes
+    back after the failed one (which holds the group while it is in flight). Other groups are handled as usual."""
+    held: set[str] = set()  # groups whose failed record will come back
+    failed: list[str] = []
+    for raw in event.get("Records") or []:
+        record = SQSRecord(raw)
+        group = _system_attribute(record, "MessageGroupId") or ""
+        if group in held:
+            failed.append(record.message_id)
+            _release(record, failures)
+            continue
+        try:
+            handle(record)
+        except Exception as exc:  # noqa: BLE001 - every failure is decided by its class (ADR 0026)
+            if decide_failure(record, exc, failures, message_group_id=group) is not None:
+                held.add(group)
+                failed.append(record.message_id)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def _release(record: SQSRecord, failures: FailureHandling) -> None:
+    """Visible again at once, but not handed out before the group's failed message: a FIFO group's messages are
+    held back while one of them is in flight. (Hiding them for the failed one's delay instead would let them come
+    back together with it, and an emulator that hands out a group's messages by visibility order breaks order.)"""
+    try:
+        failures.channel.delay(record.receipt_handle, 0)
+    except BillingError as channel_error:
+        # It comes back after the queue's own visibility timeout: later than the group's retry, never out of order
+        # (the group stays locked while any of its messages is in flight).
+        logger.error(
+            "held record not released",
+            extra={"message_id": record.message_id, "channel_error_code": channel_error.code},
+        )
 
 
 def process_sqs_batch(
@@ -157,10 +211,6 @@ def process_sqs_batch(
     fifo: bool = False,
     failures: FailureHandling | None = None,
 ) -> dict[str, Any]:
-    if failures is not None and fifo:
-        # A visibility change holds a whole FIFO group and a FIFO DLQ needs a group id: not decided yet (ADR 0026).
-        raise ConfigurationError("failure handling is not available for FIFO queues yet")
-
     def handle(record: SQSRecord) -> Any:
         try:
             return record_handler(record)
@@ -178,9 +228,12 @@ def process_sqs_batch(
                     **({"problems": problems} if problems else {}),
                 },
             )
-            if failures is not None and not handle_failure(record, exc, failures):
+            if failures is not None and not fifo and not handle_failure(record, exc, failures):
                 return None
             raise
+
+    if failures is not None and fifo:
+        return process_fifo_batch(event, handle, failures)
 
     processor: BatchProcessor | SqsFifoPartialProcessor = (
         SqsFifoPartialProcessor()
@@ -210,8 +263,15 @@ def sqs_handler(
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if before_batch is not None:
             before_batch(context)
-        return process_sqs_batch(
-            event, context, record_handler, fifo=fifo, failures=failures() if failures is not None else None
-        )
+        try:
+            return process_sqs_batch(
+                event,
+                context,
+                correlated_records(record_handler),  # each record's correlation id (ADR 0031)
+                fifo=fifo,
+                failures=failures() if failures is not None else None,
+            )
+        finally:
+            end_of_batch()
 
     return lambda_handler

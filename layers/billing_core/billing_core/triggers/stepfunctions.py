@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from billing_core.errors import BillingError, PermanentError, retry_class_of
 from billing_core.observability import logger, traced
+from billing_core.triggers.correlation import correlate_invocation
 
 ResultT = TypeVar("ResultT")
 
@@ -46,6 +47,7 @@ def task_handler(
     @traced
     @step_functions_task
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        correlate_invocation(event)  # the input's correlation_id (ADR 0031)
         return run(event, context)
 
     return lambda_handler

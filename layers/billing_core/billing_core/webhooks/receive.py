@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from billing_core.errors import BillingError, NotFoundError, PayloadTooLargeError, ValidationFailedError
-from billing_core.observability import count, logger
+from billing_core.observability import correlation_id, count, logger, set_correlation_id
 from billing_core.ports import SecretReader
 from billing_core.privacy.card_numbers import card_number_paths, mask_in_place
 from billing_core.webhooks.model import ReceivedWebhook, WebhookEnvelope
@@ -76,6 +76,18 @@ class WebhookReceiver:
         if not isinstance(event, dict):
             raise ValidationFailedError("body must be a JSON object", code="malformed_json")
         identity = provider.identify(event, lowered)
+        # From here on the provider's event id is the correlation id (ADR 0031): it follows the event through the
+        # queue, the apply step and the items it changes (their last_correlation_id), into the audit trail.
+        request_correlation_id = correlation_id()
+        set_correlation_id(identity.provider_event_id)
+        logger.info(
+            "webhook verified",
+            extra={
+                "provider": provider_name,
+                "event_type": identity.event_type,
+                "request_correlation_id": request_correlation_id,
+            },
+        )
         body, redacted = raw_body.decode("utf-8"), card_number_paths(event)
         if redacted:
             # Verified, so the provider really sent it (a customer typed a card number into a free-text field):

@@ -1,0 +1,5 @@
+import sys
+
+from billing_ops.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Support tools for people: customers' problem reports (ADR 0031)."""
