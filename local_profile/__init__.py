@@ -3,9 +3,11 @@ bundle that a generic SAM engine should not.
 
 - the fixed values of the local secrets (README "Local secrets"), overridable with
   BILLING_LOCAL_SECRET_<LogicalId>;
+- the local operators (operators.py): the operators' user pool under a fixed id, the start hook that creates
+  `admin` and `support` in it with fixed passwords, and their ID tokens minted at import (LOCAL_OPERATOR_TOKENS);
 - the Stripe peer (stripe_peer.py): localstripe, a real Stripe test account, or none;
 - the price-book seed (price_book_seed.py): a start hook that publishes price_books/*.json through
-  POST /price-book, so the stack starts with a price book in force (`--no-seed` turns it off);
+  POST /price-book as the local admin, so the stack starts with a price book in force (`--no-seed` turns it off);
 - the banner's and the stack's names;
 - the demo scenario (demo.py), which drives the stack over HTTP only.
 
@@ -19,7 +21,13 @@ import json
 from dataclasses import replace
 
 from local_profile.demo import run_demo
-from local_profile.operators import LOCAL_OPERATOR_TOKENS, LOCAL_OPERATORS_SECRET
+from local_profile.operators import (
+    LOCAL_OPERATOR_PASSWORDS,
+    LOCAL_OPERATOR_TOKENS,
+    LOCAL_OPERATORS_USER_POOL_ID,
+    OPERATORS_USER_POOL,
+    OperatorSeed,
+)
 from local_profile.price_book_seed import PriceBookSeed
 from local_profile.stripe_peer import StripePeer, running_stripe
 from local_runtime.profile import Profile
@@ -27,9 +35,6 @@ from local_runtime.profile import Profile
 # Fixed local secret values, documented in the README so anyone can sign or authenticate a request by
 # hand. Override any of them with BILLING_LOCAL_SECRET_<LogicalId>. They exist only in moto.
 LOCAL_SECRET_SEEDS = {
-    # Named operators (ADR 0027): `admin` with local-admin-token-0123456789abcdef and `support` with
-    # local-support-token-0123456789abcdef (local_profile/operators.py); the secret holds only their hashes.
-    "AdminTokenSecret": LOCAL_OPERATORS_SECRET,
     # Stripe signs webhooks with the whole string as the HMAC key, prefix included.
     "StripeWebhookSecret": "whsec_local_c3RyaXBlLXdlYmhvb2stc2VjcmV0LWxvY2Fs",
     # Standard Webhooks secrets are whsec_<base64 of the key>.
@@ -67,10 +72,13 @@ PROFILE = Profile(
     stack_name="billing-local",
     secret_seeds=LOCAL_SECRET_SEEDS,
     secret_override_prefix=SECRET_OVERRIDE_PREFIX,
-    secrets_note="fixed values in README 'Local secrets'",
+    secrets_note="fixed values in README 'Local secrets'; operators' tokens: see 'operators' above",
+    # The operators' pool under a fixed id, so LOCAL_OPERATOR_TOKENS can be minted at import (operators.py).
+    user_pool_ids={OPERATORS_USER_POOL: LOCAL_OPERATORS_USER_POOL_ID},
     peers=(StripePeer(),),
     parameters=LOCAL_PARAMETERS,
-    start_hooks=(PriceBookSeed(),),
+    # The operators first: the price-book seed publishes as the admin.
+    start_hooks=(OperatorSeed(), PriceBookSeed()),
     demo=run_demo,
 )
 
@@ -87,15 +95,18 @@ def bundle_profile(
     return replace(
         PROFILE,
         peers=(StripePeer(mode=stripe, port=stripe_port, api_base=stripe_api_base),),
-        start_hooks=(PriceBookSeed(enabled=seed_price_book),),
+        start_hooks=(OperatorSeed(), PriceBookSeed(enabled=seed_price_book)),
     )
 
 
 __all__ = [
+    "LOCAL_OPERATORS_USER_POOL_ID",
+    "LOCAL_OPERATOR_PASSWORDS",
     "LOCAL_OPERATOR_TOKENS",
     "LOCAL_SECRET_SEEDS",
     "PROFILE",
     "SECRET_OVERRIDE_PREFIX",
+    "OperatorSeed",
     "PriceBookSeed",
     "StripePeer",
     "bundle_profile",

@@ -20,7 +20,7 @@ import requests
 from stripe import StripeClient
 
 from local_profile.demo_dlq import DeadLetterReplayDemo
-from local_profile.operators import admin_bearer_token
+from local_profile.operators import LOCAL_OPERATOR_TOKENS
 from local_profile.price_book_seed import seed_enabled
 from local_profile.stripe_peer import running_stripe
 from local_runtime.runtime import LocalRuntime
@@ -57,10 +57,9 @@ def _poll(check: Callable[[], Any], *, timeout_seconds: float, interval_seconds:
 def run_demo(runtime: LocalRuntime) -> bool:
     api = runtime.api_url
     assert runtime.provisioner is not None
-    # The local admin operator's token for the value in moto, overrides applied
-    token = admin_bearer_token(runtime.provisioner.secret_values["AdminTokenSecret"])
     stripe = running_stripe(runtime)
-    admin = {"Authorization": f"Bearer {token}"}
+    # The local admin's ID token (local_profile/operators.py), verified by the stack's Cognito authorizer
+    admin = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
     http = requests.Session()
     steps: list[Step] = []
 

@@ -2,7 +2,7 @@
 orders work from the first request.
 
 It publishes `price_books/*.json` the way an operator does (scripts/publish_price_book.py): through the
-stack's own admin route, `POST /price-book`, with the local admin token. The route's validation, the
+stack's own admin route, `POST /price-book`, with the local admin's ID token (operators.py). The route's validation, the
 immutability rules and the audit trail apply to it as to any publication; nothing is written behind the
 stack's back. A start hook of the bundle's profile (local_runtime.profile.StartHook), so the engine knows
 nothing about price books; `--no-seed` turns it off.
@@ -22,14 +22,13 @@ from typing import Any
 
 import requests
 
-from local_profile.operators import admin_bearer_token
+from local_profile.operators import LOCAL_OPERATOR_TOKENS
 from local_runtime.api import match_route
 from local_runtime.profile import CliOption, HookReport
 from local_runtime.runtime import PROJECT_ROOT, LocalRuntime, StartupError
 
 PRICE_BOOKS = PROJECT_ROOT / "price_books"
 ROUTE = "/price-book"
-ADMIN_TOKEN_SECRET_ID = "AdminTokenSecret"
 REQUEST_TIMEOUT_SECONDS = 60  # the first request is the function's cold start
 STATUS_FIELD = "price_book_seed"
 
@@ -86,18 +85,16 @@ class PriceBookSeed:
     def run(self, runtime: LocalRuntime) -> HookReport:
         if not self.enabled:
             return _report("off (--no-seed)", "none (--no-seed): publish one with scripts/publish_price_book.py")
-        assert runtime.template is not None and runtime.provisioner is not None
         route, _, _ = match_route(runtime.routes, "POST", ROUTE)
-        if route is None or ADMIN_TOKEN_SECRET_ID not in runtime.template.resources:
-            reason = f"template lacks POST {ROUTE} or {ADMIN_TOKEN_SECRET_ID}"
+        if route is None:
+            reason = f"template lacks POST {ROUTE}"
             runtime.config.log(f"price book not seeded: {reason}")
             return _report(f"not seeded: {reason}")
         documents = seed_documents(self.directory, datetime.now(UTC))
         if not documents:
             return _report(f"not seeded: no {_shown(self.directory)}/*.json")
-        token = admin_bearer_token(runtime.provisioner.secret_values[ADMIN_TOKEN_SECRET_ID])
         with requests.Session() as http:
-            http.headers["Authorization"] = f"Bearer {token}"
+            http.headers["Authorization"] = f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"
             done = [f"{document.version} {_publish(http, runtime.api_url, document)}" for document in documents]
         text = "; ".join(done) + " (seed)"
         runtime.config.log(f"price book {text}")

@@ -2,7 +2,8 @@
 
 HTTP requests become REST v1 proxy events: raw body preserved byte for byte (base64 with
 `isBase64Encoded` when it is a binary media type or not UTF-8), header case kept, multi-value headers
-and query strings filled. Responses are mapped back the way API Gateway does, including its 502 for a
+and query strings filled. A method's Cognito user pool authorizer (cognito.py) and API key (api_keys.py) are
+checked before anything is invoked. Responses are mapped back the way API Gateway does, including its 502 for a
 function error or a malformed response. Paths under /__local__/ are the runtime's own control routes."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local_runtime.api_keys import ApiKeyCheck
+from local_runtime.cognito import UserPoolAuthorizer
 from local_runtime.intrinsics import ACCOUNT_ID
 from local_runtime.lambdas import InvocationResult, LambdaService
 
@@ -36,6 +38,7 @@ class Route:
     stage: str
     binary_media_types: tuple[str, ...] = ()
     api_key: ApiKeyCheck | None = None  # set when the method requires an API key (api_keys.py)
+    authorizer: UserPoolAuthorizer | None = None  # set when the method has a Cognito user pool authorizer
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -93,6 +96,7 @@ def build_proxy_event(
     body: bytes,
     path_parameters: dict[str, str],
     source_ip: str,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     single_headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
@@ -119,6 +123,24 @@ def build_proxy_event(
             encoded_body, is_base64 = base64.b64encode(body).decode("ascii"), True
     now = datetime.now(UTC)
     user_agent = next((value for name, value in headers if name.lower() == "user-agent"), None)
+    request_context: dict[str, Any] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": "local",
+        "resourceId": "local",
+        "resourcePath": route.resource,
+        "httpMethod": method,
+        "path": f"/{route.stage}{path}",
+        "stage": route.stage,
+        "protocol": "HTTP/1.1",
+        "requestId": str(uuid.uuid4()),
+        "extendedRequestId": str(uuid.uuid4()),
+        "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "requestTimeEpoch": int(now.timestamp() * 1000),
+        "domainName": "127.0.0.1",
+        "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+    }
+    if authorizer is not None:
+        request_context["authorizer"] = authorizer  # what the method's authorizer passes on ({"claims": ...})
     return {
         "resource": route.resource,
         "path": path,
@@ -129,22 +151,7 @@ def build_proxy_event(
         "multiValueQueryStringParameters": multi_query or None,
         "pathParameters": path_parameters or None,
         "stageVariables": None,
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": "local",
-            "resourceId": "local",
-            "resourcePath": route.resource,
-            "httpMethod": method,
-            "path": f"/{route.stage}{path}",
-            "stage": route.stage,
-            "protocol": "HTTP/1.1",
-            "requestId": str(uuid.uuid4()),
-            "extendedRequestId": str(uuid.uuid4()),
-            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "requestTimeEpoch": int(now.timestamp() * 1000),
-            "domainName": "127.0.0.1",
-            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
-        },
+        "requestContext": request_context,
         "body": encoded_body,
         "isBase64Encoded": is_base64,
     }
@@ -246,6 +253,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             reason = "no route for this method" if path_exists else "no route"
             self.server.log(f"{self.command} {split.path} -> {int(status)} ({reason})")
             return
+        authorizer: dict[str, Any] | None = None
+        if route.authorizer is not None:
+            # API Gateway runs the method's authorizer before anything else (the API key check included): a refused
+            # token gets the API's UNAUTHORIZED response and nothing is invoked.
+            outcome = route.authorizer.authorize(list(self.headers.items()))
+            if outcome.response is not None:
+                self._send(HttpResponse(outcome.response.status, list(outcome.response.headers), outcome.response.body))
+                self.server.log(
+                    f"{self.command} {split.path} -> {outcome.response.status} "
+                    f"({route.authorizer.name} refused the request: {outcome.reason})"
+                )
+                return
+            authorizer = {"claims": outcome.claims}
         if route.api_key is not None and not route.api_key.admits(list(self.headers.items())):
             # API Gateway checks the key before it invokes anything: the API's INVALID_API_KEY response.
             rejection = route.api_key.rejection
@@ -261,6 +281,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
             path_parameters=params,
             source_ip=self.client_address[0],
+            authorizer=authorizer,
         )
         result = self.server.lambdas.invoke(route.logical_id, event)
         response = proxy_response(result)

@@ -1,12 +1,14 @@
 """API keys as API Gateway checks them, read from the template as SAM transforms it.
 
 A method requires a key when its operation in the RestApi's OpenAPI body has a `security` entry naming an
-`apiKey` scheme (what SAM writes for an event's `Auth: ApiKeyRequired: true`). A key is accepted when it is the
+`apiKey` scheme (what SAM writes for an event's `Auth: ApiKeyRequired: true`). An `apiKey` scheme that carries
+`x-amazon-apigateway-authtype` is an authorizer written in OpenAPI's words (a Cognito user pool's, say: see
+cognito.py), not an API key. A key is accepted when it is the
 value of an enabled `AWS::ApiGateway::ApiKey` attached (`AWS::ApiGateway::UsagePlanKey`) to a usage plan whose
 `ApiStages` name that API - as in AWS, a key outside every plan of the API is refused. A missing or refused
 key gets the API's `INVALID_API_KEY` gateway response: the body's `x-amazon-apigateway-gateway-responses` entry
-if there is one (its status, static headers and `application/json` template), else AWS's default,
-403 `{"message":"Forbidden"}`.
+if there is one (its status, static headers and `application/json` template), else its `DEFAULT_4XX` one, else
+AWS's default, 403 `{"message":"Forbidden"}` (`gateway_response`, which the authorizers use too).
 
 Key values: CloudFormation lets API Gateway generate a key without `Value`, so the local value comes from the
 runtime (the profile's secret seeds by the key's logical id, else one generated per run and printed in the
@@ -54,15 +56,17 @@ def _ref(value: Any) -> str | None:
     return value.get("Ref") if isinstance(value, dict) else None
 
 
+def _is_api_key(scheme: Any) -> bool:
+    """An `apiKey` scheme that is an API key: API Gateway's authorizers (Cognito user pools, Lambda, IAM) are
+    written as `apiKey` schemes too, told apart by `x-amazon-apigateway-authtype`."""
+    return isinstance(scheme, dict) and scheme.get("type") == "apiKey" and "x-amazon-apigateway-authtype" not in scheme
+
+
 def keyed_methods(body: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     """(METHOD, path) of every operation of an OpenAPI body that requires an API key."""
-    schemes = {
-        name
-        for name, scheme in (body.get("securityDefinitions") or {}).items()
-        if isinstance(scheme, dict) and scheme.get("type") == "apiKey"
-    }
+    schemes = {name for name, scheme in (body.get("securityDefinitions") or {}).items() if _is_api_key(scheme)}
     components = ((body.get("components") or {}).get("securitySchemes") or {}).items()
-    schemes |= {name for name, scheme in components if isinstance(scheme, dict) and scheme.get("type") == "apiKey"}
+    schemes |= {name for name, scheme in components if _is_api_key(scheme)}
     found = set()
     for path, operations in (body.get("paths") or {}).items():
         for method, operation in (operations or {}).items():
@@ -82,11 +86,17 @@ def keyed_methods(body: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
-def invalid_api_key_response(body: Mapping[str, Any]) -> GatewayResponse:
-    configured = (body.get("x-amazon-apigateway-gateway-responses") or {}).get("INVALID_API_KEY")
+def gateway_response(body: Mapping[str, Any], response_type: str, default: GatewayResponse) -> GatewayResponse:
+    """What API Gateway answers for `response_type` (INVALID_API_KEY, UNAUTHORIZED, ...): the body's gateway
+    response of that type, else its DEFAULT_4XX or DEFAULT_5XX (by the default's status), else `default`.
+    Only static header values ('...') are emulated; a template is sent as written."""
+    configured_responses = body.get("x-amazon-apigateway-gateway-responses") or {}
+    configured = configured_responses.get(response_type) or configured_responses.get(
+        "DEFAULT_5XX" if default.status >= 500 else "DEFAULT_4XX"
+    )
     if not configured:
-        return DEFAULT_INVALID_API_KEY
-    status = int(configured.get("statusCode") or DEFAULT_INVALID_API_KEY.status)
+        return default
+    status = int(configured.get("statusCode") or default.status)
     headers: list[tuple[str, str]] = []
     for name, value in (configured.get("responseParameters") or {}).items():
         prefix = "gatewayresponse.header."
@@ -95,9 +105,13 @@ def invalid_api_key_response(body: Mapping[str, Any]) -> GatewayResponse:
     templates = configured.get("responseTemplates") or {}
     template = templates.get("application/json")
     if template is None:
-        return GatewayResponse(status, (("Content-Type", "application/json"), *headers), DEFAULT_INVALID_API_KEY.body)
+        return GatewayResponse(status, (("Content-Type", "application/json"), *headers), default.body)
     json.loads(template)  # a template that is not JSON would be a template bug: refuse it at start
     return GatewayResponse(status, (("Content-Type", "application/json"), *headers), template.encode())
+
+
+def invalid_api_key_response(body: Mapping[str, Any]) -> GatewayResponse:
+    return gateway_response(body, "INVALID_API_KEY", DEFAULT_INVALID_API_KEY)
 
 
 def api_keys_of(resources: Mapping[str, Mapping[str, Any]], api_logical_id: str) -> tuple[str, ...]:

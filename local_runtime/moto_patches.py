@@ -16,7 +16,13 @@ made moto's cost grow with table size: the 1,000-event run took ~250 s with them
 DynamoDB Streams: moto keeps every shard iterator it ever issued (each GetRecords issues a new one), so
 a stream poller asking four times a second grows the process by ~25 MB an hour, and it answers an unknown
 iterator with HTTP 500 (KeyError). `expire_stream_iterators` gives iterators AWS's documented lifetime of
-15 minutes and answers an expired or unknown one with `ExpiredIteratorException`, as DynamoDB Streams does."""
+15 minutes and answers an expired or unknown one with `ExpiredIteratorException`, as DynamoDB Streams does.
+
+Cognito user pools: moto names a pool `<region>_<random>`, like Cognito, and a token's issuer names the pool. A
+profile that must know the issuer before the stack exists (to mint the tokens its scripts and tests send, at
+import) gives the pool a fixed id; `pin_user_pool_id` renames the pool in moto's backend to it, right after
+CreateUserPool and before anything else refers to the pool. This reaches into moto's in-process state, so it
+needs moto running in this process (the runtime's ThreadedMotoServer is)."""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ _LOCK = threading.RLock()
 _PATCHED = False
 _STREAMS_LOCK = threading.Lock()
 _STREAMS_PATCHED = False
+_COGNITO_LOCK = threading.Lock()
 STREAM_ITERATOR_LIFETIME_SECONDS = 15 * 60
 # iterator ARN -> (issued at, backend that holds it), oldest first
 _ISSUED: OrderedDict[str, tuple[float, Any]] = OrderedDict()
@@ -219,3 +226,33 @@ def expire_stream_iterators() -> None:
     DynamoDBStreamsBackend.get_shard_iterator = patched_get_shard_iterator  # type: ignore[method-assign]
     DynamoDBStreamsBackend.get_records = patched_get_records  # type: ignore[method-assign]
     _STREAMS_PATCHED = True
+
+
+class UserPoolPinError(RuntimeError):
+    """A user pool cannot be given its fixed id."""
+
+
+def pin_user_pool_id(arn: str, pinned_id: str) -> str:
+    """Rename the user pool of `arn` (just created) to `pinned_id` in moto's backend; its new ARN.
+
+    moto keeps one state per process, not per server: when a pool of another runtime in this process already has
+    `pinned_id`, this one takes the id over, and the other stays in the backend under another key - its clients
+    still sign in, and their tokens still name `pinned_id` - but calls by pool id reach the new one."""
+    from moto.cognitoidp.models import cognitoidp_backends
+
+    parts = arn.split(":", 5)
+    region, account_id, created_id = parts[3], parts[4], parts[5].removeprefix("userpool/")
+    with _COGNITO_LOCK:
+        pools = cognitoidp_backends[account_id][region].user_pools
+        pool = pools.pop(created_id, None)
+        if pool is None:
+            raise UserPoolPinError(
+                f"user pool {created_id} is not in this process's moto: a fixed pool id needs moto in-process"
+            )
+        displaced = pools.pop(pinned_id, None)
+        if displaced is not None:
+            pools[f"{pinned_id}-displaced-by-{created_id}"] = displaced
+        pool.id = pinned_id
+        pool.arn = f"{arn.rsplit('/', 1)[0]}/{pinned_id}"
+        pools[pinned_id] = pool
+        return str(pool.arn)

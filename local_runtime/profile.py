@@ -1,7 +1,8 @@
 """The extension point between the generic engine and one project: a Profile.
 
 The engine runs any SAM template on moto. What belongs to one project comes from its profile: the fixed
-values of its local secrets (and the environment prefix that overrides them), the peers its functions talk
+values of its local secrets (and the environment prefix that overrides them), fixed ids for its Cognito user
+pools (so tokens can be minted before the stack runs), the peers its functions talk
 to that are not AWS (a payment provider's emulator, say), the words of the banner, and a demo scenario.
 
 A profile may also run start hooks: work done on the stack once it is up, such as seed data published
@@ -127,6 +128,10 @@ class Profile:
     secret_seeds: Mapping[str, str] = field(default_factory=dict)  # secret logical id -> fixed local value
     secret_override_prefix: str | None = None  # <prefix><LogicalId> in the environment replaces a seed
     secrets_note: str = "SecretString from the template, else generated"  # the banner's "local secrets:" line
+    # Cognito user pool logical id -> the fixed id (<region>_<letters and digits>) its pool takes locally, so that
+    # the profile knows the pool's token issuer before the stack starts (to mint tokens its scripts send). Without
+    # one a pool's id is random, as in AWS.
+    user_pool_ids: Mapping[str, str] = field(default_factory=dict)
     peers: tuple[Peer, ...] = ()
     # Template parameters this profile runs the stack with (those the template declares; the peers' and
     # --parameter override them), e.g. a time scale that plays a week-long schedule in seconds.

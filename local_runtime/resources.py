@@ -2,7 +2,9 @@
 
 Resources are created in dependency order (Ref / GetAtt / Sub, found by intrinsics.references), so a queue's
 redrive target exists before the queue and a secret's ARN is known before a function's environment is
-resolved. Each created resource is registered in the Resolver (intrinsics.py) under its logical id."""
+resolved. Each created resource is registered in the Resolver (intrinsics.py) under its logical id, with the
+Ref and the GetAtt attributes CloudFormation gives it (a Cognito user pool: its id; Arn, ProviderName,
+ProviderURL, UserPoolId)."""
 
 from __future__ import annotations
 
@@ -12,17 +14,28 @@ from collections.abc import Callable, Mapping
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from local_runtime.cognito import user_pool_issuer, user_pool_of_arn
 from local_runtime.intrinsics import ACCOUNT_ID, PhysicalResource, Resolver, references
+from local_runtime.moto_patches import pin_user_pool_id
 from local_runtime.template import Template, TemplateError
 
 
 class Provisioner:
     """Creates the template's resources in moto (through boto3 clients pointed at it)."""
 
-    def __init__(self, resolver: Resolver, clients: Callable[[str], Any], secret_seeds: Mapping[str, str]):
+    def __init__(
+        self,
+        resolver: Resolver,
+        clients: Callable[[str], Any],
+        secret_seeds: Mapping[str, str],
+        *,
+        user_pool_ids: Mapping[str, str] | None = None,
+    ):
         self.resolver = resolver
         self.clients = clients
         self.secret_seeds = secret_seeds
+        # user pool logical id -> the fixed id its pool takes in moto (Profile.user_pool_ids); others are random
+        self.user_pool_ids = user_pool_ids or {}
         self.generated_secrets: dict[str, str] = {}
         self.secret_values: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
@@ -287,6 +300,70 @@ class Provisioner:
             type=properties.get("Type", "STANDARD"),
         )
 
+    def create_user_pool(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """A user pool with the properties CreateUserPool takes (moto keeps them; it enforces the password policy
+        and the sign-in flows, not every setting), and `EnabledMfas` through SetUserPoolMfaConfig. Its id is the
+        profile's fixed one when it has one for this logical id (moto_patches.pin_user_pool_id), else moto's."""
+        props = self.resolver.resolve(properties)
+        cognito = self.clients("cognito-idp")
+        request = _api_arguments(cognito, "CreateUserPool", props, renamed={"UserPoolName": "PoolName"})
+        request.setdefault("PoolName", self.physical_name(logical_id))
+        arn = cognito.create_user_pool(**request)["UserPool"]["Arn"]
+        if logical_id in self.user_pool_ids:
+            arn = pin_user_pool_id(arn, self.user_pool_ids[logical_id])
+        region, pool_id = user_pool_of_arn(arn)
+        if "SOFTWARE_TOKEN_MFA" in (props.get("EnabledMfas") or []):
+            cognito.set_user_pool_mfa_config(
+                UserPoolId=pool_id,
+                SoftwareTokenMfaConfiguration={"Enabled": True},
+                MfaConfiguration=props.get("MfaConfiguration", "OFF"),
+            )
+        issuer = user_pool_issuer(region, pool_id)
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id,
+            "AWS::Cognito::UserPool",
+            pool_id,
+            {
+                "Arn": arn,
+                "ProviderName": issuer.removeprefix("https://"),
+                "ProviderURL": issuer,
+                "UserPoolId": pool_id,
+            },
+        )
+
+    def create_user_pool_client(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        cognito = self.clients("cognito-idp")
+        request = _api_arguments(cognito, "CreateUserPoolClient", props)
+        request.setdefault("ClientName", self.physical_name(logical_id))
+        client = cognito.create_user_pool_client(**request)["UserPoolClient"]
+        attributes = {"ClientId": client["ClientId"], "Name": client["ClientName"]}
+        if client.get("ClientSecret"):
+            attributes["ClientSecret"] = client["ClientSecret"]
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::Cognito::UserPoolClient", client["ClientId"], attributes
+        )
+
+    def create_user_pool_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self.resolver.resolve(properties)
+        cognito = self.clients("cognito-idp")
+        request = _api_arguments(cognito, "CreateGroup", props)
+        request.setdefault("GroupName", self.physical_name(logical_id))
+        cognito.create_group(**request)
+        self.resolver.physical[logical_id] = PhysicalResource(
+            logical_id, "AWS::Cognito::UserPoolGroup", request["GroupName"]
+        )
+
+
+def _api_arguments(
+    client: Any, operation: str, properties: Mapping[str, Any], renamed: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The resource's properties that `operation` takes (CloudFormation names them as the API does, but for
+    `renamed`); the others have no API counterpart at creation."""
+    members = client.meta.service_model.operation_model(operation).input_shape.members
+    arguments = {(renamed or {}).get(key, key): value for key, value in properties.items()}
+    return {key: value for key, value in arguments.items() if key in members}
+
 
 _CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], None]] = {
     "AWS::DynamoDB::Table": Provisioner.create_table,
@@ -301,4 +378,7 @@ _CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], None]] = {
     "AWS::SES::EmailIdentity": Provisioner.create_email_identity,
     "AWS::Serverless::StateMachine": Provisioner.create_state_machine,
     "AWS::StepFunctions::StateMachine": Provisioner.create_state_machine,
+    "AWS::Cognito::UserPool": Provisioner.create_user_pool,
+    "AWS::Cognito::UserPoolClient": Provisioner.create_user_pool_client,
+    "AWS::Cognito::UserPoolGroup": Provisioner.create_user_pool_group,
 }

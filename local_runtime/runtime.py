@@ -1,3 +1,5 @@
+# Past 400 lines: the one lifecycle of the runtime (start in dependency order, stop in reverse, with every piece's
+# failure handled where it starts); split, the order would be spread over modules that must agree on it.
 """The local runtime's lifecycle: template.yaml + moto (server mode) + the project's handlers, no Docker.
 
 AWS semantics come from moto; this module starts the pieces in order: moto, the template's resources,
@@ -24,6 +26,7 @@ from botocore.config import Config
 
 from local_runtime import control, stepfunctions, wiring
 from local_runtime.api import ApiServer, HttpResponse, Route
+from local_runtime.cognito import UserPoolKeys, user_pool_id_problem
 from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import LambdaService
 from local_runtime.profile import HookReport, Profile, RunningPeer
@@ -76,6 +79,36 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+# moto's ASL executor calls its own Lambda API at localhost:$MOTO_PORT. moto's state is per process, so any live
+# moto server of this process will do: the newest one while one runs (runtimes of one process may start and stop in
+# any order: tests), and the variable's own value once none runs.
+_MOTO_PORTS_LOCK = threading.Lock()
+_LIVE_MOTO_PORTS: list[str] = []
+_MOTO_PORT_BEFORE: list[str | None] = []  # the variable's value before the first live server, when there is one
+
+
+def _moto_port_started(port: str) -> None:
+    with _MOTO_PORTS_LOCK:
+        if not _LIVE_MOTO_PORTS:
+            _MOTO_PORT_BEFORE[:] = [os.environ.get("MOTO_PORT")]
+        _LIVE_MOTO_PORTS.append(port)
+        os.environ["MOTO_PORT"] = port
+
+
+def _moto_port_stopped(port: str) -> None:
+    with _MOTO_PORTS_LOCK:
+        if port in _LIVE_MOTO_PORTS:
+            _LIVE_MOTO_PORTS.remove(port)
+        if _LIVE_MOTO_PORTS:
+            os.environ["MOTO_PORT"] = _LIVE_MOTO_PORTS[-1]
+            return
+        before = _MOTO_PORT_BEFORE[0] if _MOTO_PORT_BEFORE else None
+        if before is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = before
+
+
 class LocalRuntime:
     def __init__(self, config: RuntimeConfig | None = None):
         self.config = config or RuntimeConfig()
@@ -94,7 +127,7 @@ class LocalRuntime:
         self.peers: dict[str, RunningPeer] = {}  # by Peer.name, in start order
         self.hook_reports: dict[str, HookReport] = {}  # by StartHook.name, in run order
         self._moto: Any = None
-        self._previous_moto_port: str | None = None
+        self._moto_port = ""
         self._api: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self._timer: ScheduleTimer | None = None
@@ -158,10 +191,7 @@ class LocalRuntime:
         if self._moto:
             self._moto.stop()
             self._moto = None
-            if self._previous_moto_port is None:
-                os.environ.pop("MOTO_PORT", None)
-            else:
-                os.environ["MOTO_PORT"] = self._previous_moto_port
+            _moto_port_stopped(self._moto_port)
         self.state = "stopped"
 
     # --- pieces --------------------------------------------------------------------------------
@@ -182,9 +212,8 @@ class LocalRuntime:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{host}:{port}"
-        # moto's ASL executor calls its own Lambda API at localhost:$MOTO_PORT.
-        self._previous_moto_port = os.environ.get("MOTO_PORT")
-        os.environ["MOTO_PORT"] = str(port)
+        self._moto_port = str(port)
+        _moto_port_started(self._moto_port)
         response = requests.post(
             f"{self.moto_endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
@@ -209,7 +238,13 @@ class LocalRuntime:
     def _provision(self) -> None:
         assert self.template is not None
         self.resolver = Resolver(self.template, self.config.region, self.stack_name, self._parameters())
-        self.provisioner = Provisioner(self.resolver, self.client, self.profile.secrets())
+        for logical_id, pool_id in self.profile.user_pool_ids.items():
+            problem = user_pool_id_problem(pool_id, self.config.region)
+            if problem:
+                raise StartupError(f"profile {self.profile.name}: the fixed id of user pool {logical_id}: {problem}")
+        self.provisioner = Provisioner(
+            self.resolver, self.client, self.profile.secrets(), user_pool_ids=self.profile.user_pool_ids
+        )
         try:
             self.provisioner.run()
         except UnresolvableError as exc:
@@ -251,7 +286,12 @@ class LocalRuntime:
     def _start_api(self) -> None:
         assert self.template is not None and self.resolver is not None and self.lambdas is not None
         assert self.provisioner is not None
-        self.routes = wiring.api_routes(self.template, self.resolver, key_value=self.provisioner.api_key_value)
+        self.routes = wiring.api_routes(
+            self.template,
+            self.resolver,
+            key_value=self.provisioner.api_key_value,
+            user_pool_keys=UserPoolKeys(self.moto_endpoint),
+        )
         self._api = ApiServer(
             (self.config.host, self.config.api_port), self.routes, self.lambdas, self._control, self.config.log
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from local_runtime.api import Route
 from local_runtime.api_keys import ApiKeyProblem, api_key_checks
+from local_runtime.cognito import AuthorizerProblem, UserPoolKeys, user_pool_authorizers
 from local_runtime.event_filters import FilterPatternError, compile_filter_criteria
 from local_runtime.intrinsics import Resolver, UnresolvableError
 from local_runtime.lambdas import FunctionSpec
@@ -134,10 +135,15 @@ def reserved_concurrency(template: Template, resolver: Resolver, logical_id: str
 
 
 def api_routes(
-    template: Template, resolver: Resolver, key_value: Callable[[str, Mapping[str, Any]], str] | None = None
+    template: Template,
+    resolver: Resolver,
+    key_value: Callable[[str, Mapping[str, Any]], str] | None = None,
+    user_pool_keys: UserPoolKeys | None = None,
 ) -> list[Route]:
     """The template's `Api` events. A method that requires an API key (read from the template as SAM transforms
-    it) gets its API's key check; `key_value(logical id, properties)` gives an API key resource's local value."""
+    it) gets its API's key check; `key_value(logical id, properties)` gives an API key resource's local value. A
+    method with a Cognito user pool authorizer gets it, always: without `user_pool_keys` (where to read the
+    pools' JWKS) it refuses every request with a 500 rather than let one through unverified."""
     checks = {}
     if key_value is not None:
         # From the transformed template (cached; the schedules read it too): a key may be required per event or
@@ -146,6 +152,12 @@ def api_routes(
             checks = api_key_checks(template.sam_transformed(), key_value)
         except ApiKeyProblem as exc:
             raise TemplateError(template.path, [str(exc)]) from exc
+    try:
+        # Per event (`Auth.Authorizer`) or for the whole API (`Auth.DefaultAuthorizer`): SAM writes both into the
+        # method's security, naming the authorizer's scheme.
+        authorizers = user_pool_authorizers(template.sam_transformed(), resolver.resolve, user_pool_keys)
+    except (AuthorizerProblem, UnresolvableError) as exc:
+        raise TemplateError(template.path, [str(exc)]) from exc
     routes = []
     for logical_id, definition in template.functions.items():
         for event in definition.events:
@@ -160,6 +172,7 @@ def api_routes(
             method, resource = str(event.properties["Method"]).upper(), str(event.properties["Path"])
             keyed, check = checks.get(api_id or "", (frozenset(), None))
             wire_method = "X-AMAZON-APIGATEWAY-ANY-METHOD" if method == "ANY" else method
+            authorizer = authorizers.get(api_id or "", {}).get((wire_method, resource))
             routes.append(
                 Route(
                     method=method,
@@ -168,6 +181,7 @@ def api_routes(
                     stage=str(stage),
                     binary_media_types=binary,
                     api_key=check if (wire_method, resource) in keyed else None,
+                    authorizer=authorizer,
                 )
             )
     return routes

@@ -1,3 +1,5 @@
+# Past 400 lines: the dunning benchmarks of issue #11 share one local runtime, one localstripe and their baselines;
+# they are measured in the same run on purpose.
 """Dunning benchmarks (issue #11), against targets and a baseline in the same run.
 
 7. State transitions per full dunning cycle with 4 retries (Standard workflows bill per transition): a declined

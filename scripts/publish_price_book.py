@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("document", type=Path)
     parser.add_argument("--api-url", required=True, help="the stack's API base URL (ApiUrl output)")
     parser.add_argument(
-        "--token-env", default="BILLING_ADMIN_TOKEN", help="environment variable holding the admin token"
+        "--token-env", default="BILLING_ADMIN_TOKEN", help="environment variable holding an admin operator's ID token"
     )
     args = parser.parse_args(argv)
     token = os.environ.get(args.token_env)
     if not token:
-        print(f"set {args.token_env} to the admin token", file=sys.stderr)
+        print(f"set {args.token_env} to an admin operator's ID token", file=sys.stderr)
         return 2
     try:
         book = PriceBook.model_validate_json(args.document.read_text())

@@ -28,6 +28,26 @@ def load_event(relative: str) -> dict[str, Any]:
     return loaded
 
 
+def as_operator(event: dict[str, Any], name: str | None, *groups: str) -> dict[str, Any]:
+    """`event` as API Gateway's Cognito authorizer hands it on for operator `name` in `groups` (ADR 0027): the
+    verified ID token's claims in `requestContext.authorizer.claims`, every claim a string, groups comma-joined.
+    `name=None`: no claims at all (a route left off the authorizer)."""
+    context = event.setdefault("requestContext", {})
+    if name is None:
+        context.pop("authorizer", None)
+        return event
+    context["authorizer"] = {
+        "claims": {
+            "sub": f"sub-{name}",
+            "cognito:username": name,
+            "cognito:groups": ",".join(groups),
+            "token_use": "id",
+            "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+        }
+    }
+    return event
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

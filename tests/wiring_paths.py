@@ -20,7 +20,6 @@ NOT_BUILDERS = frozenset(
         "settings",
         "reset",
         "document_queue",
-        "admin_tokens",
         "dunning_service",
         "failure_handling",
         "stream_failure_handling",

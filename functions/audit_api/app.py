@@ -16,7 +16,6 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     audit_table_name: str
-    admin_token_secret_name: str
 
 
 class AuditQuery(BaseModel):
@@ -27,7 +26,7 @@ class AuditQuery(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver()
 
 
 @app.get("/audit/<entity_type>/<entity_id>")

@@ -16,12 +16,11 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     canary_table_name: str
     canary_queue_url: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.post("/canary/probes")

@@ -35,7 +35,6 @@ class Settings(BundleSettings):
     subscriptions_table_name: str
     ledger_table_name: str
     dunning_state_machine_arn: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
@@ -49,7 +48,7 @@ class RestartRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.get("/invoices/<invoice_id>/dunning")

@@ -14,11 +14,10 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     invoices_table_name: str
-    admin_token_secret_name: str
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver()
 
 
 @app.get("/invoices/<invoice_id>")

@@ -19,7 +19,6 @@ class Settings(BundleSettings):
     invoices_table_name: str
     ledger_table_name: str
     account_balances_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
@@ -30,7 +29,7 @@ class CloseRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 def _close(invoice_id: str, to_status: InvoiceStatus) -> Response[str]:

@@ -18,7 +18,6 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     ledger_table_name: str
     account_balances_table_name: str
-    admin_token_secret_name: str
 
 
 class LedgerQuery(BaseModel):
@@ -36,7 +35,7 @@ class BalanceQuery(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver()
 
 
 @app.get("/customers/<customer_id>/ledger")

@@ -24,7 +24,6 @@ class Settings(BundleSettings):
     dead_letter_replay_rate_max_per_second: float
     dead_letter_replay_slice_seconds: int
     dead_letter_replay_probe_window_seconds: int
-    admin_token_secret_name: str
     audit_table_name: str
     switches_table_name: str
     switches_cache_max_age_seconds: float
@@ -32,7 +31,7 @@ class Settings(BundleSettings):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 def _idempotency_key() -> str | None:

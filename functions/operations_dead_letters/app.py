@@ -26,7 +26,6 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     dead_letters_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # replays and discards, and refused impersonated writes (ADR 0027)
     switches_table_name: str  # a replay is refused while its job's kill switch is on
     switches_cache_max_age_seconds: float
@@ -34,7 +33,7 @@ class Settings(BundleSettings):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 def _request_id() -> str:

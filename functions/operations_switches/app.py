@@ -26,13 +26,12 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     switches_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
     switches_cache_max_age_seconds: float
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.get("/ops/whoami")

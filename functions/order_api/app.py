@@ -17,12 +17,11 @@ class Settings(BundleSettings):
     orders_table_name: str
     price_book_table_name: str
     subscriptions_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.post("/orders")

@@ -27,7 +27,6 @@ class Settings(BundleSettings):
     ledger_table_name: str
     account_balances_table_name: str
     idempotency_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
     stripe_api_key_secret_name: str
     stripe_api_base: str  # empty: Stripe's own API (template parameter StripeApiBase)
@@ -35,7 +34,7 @@ class Settings(BundleSettings):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.post("/orders/<order_id>/commit")

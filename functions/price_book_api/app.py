@@ -24,7 +24,6 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     price_book_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
@@ -35,7 +34,7 @@ class PriceBookQuery(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.get("/price-book")

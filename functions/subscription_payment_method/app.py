@@ -20,12 +20,11 @@ class Settings(BundleSettings):
     subscriptions_table_name: str
     dunning_table_name: str
     dunning_queue_url: str
-    admin_token_secret_name: str
     audit_table_name: str  # refused impersonated writes (ADR 0027)
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.put("/subscriptions/<subscription_id>/payment-method")

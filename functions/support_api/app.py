@@ -18,7 +18,6 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     support_reports_table_name: str
     log_group_prefixes: str
-    admin_token_secret_name: str
 
 
 class ReportsQuery(BaseModel):
@@ -32,7 +31,7 @@ class ReportsQuery(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens)
+app = admin_resolver()
 
 
 @app.get("/support/reports")

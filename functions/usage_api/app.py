@@ -34,13 +34,12 @@ class Settings(BundleSettings):
     usage_table_name: str
     price_book_table_name: str
     idempotency_table_name: str
-    admin_token_secret_name: str
     audit_table_name: str
     notifications_queue_url: str  # usage_threshold notices reached through consume or a changed limit
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 @app.get("/customers/<customer_id>/usage")

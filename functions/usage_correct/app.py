@@ -27,7 +27,6 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     usage_table_name: str
     audit_table_name: str
-    admin_token_secret_name: str
 
 
 class CancelRequest(BaseModel):
@@ -44,7 +43,7 @@ class AmendRequest(BaseModel):
 
 
 wiring = Wiring(Settings)
-app = admin_resolver(wiring.admin_tokens, wiring.operator_audit)
+app = admin_resolver(wiring.operator_audit)
 
 
 def _key(customer_id: str, event_id: str) -> tuple[str, str]:

@@ -39,8 +39,8 @@ def switch(runtime: LocalRuntime, name: str) -> dict[str, Any]:
 def test_switches_are_admin_only_and_refuse_bad_changes_without_writing(runtime: LocalRuntime) -> None:
     account = f"bcus_{uuid.uuid4().hex[:24]}"
     good = {"enabled": True, "account_id": account, "reason": "SUP-1"}
-    # Without the admin token, or with a wrong one: refused, with the bearer challenge
-    assert call(runtime, "GET", "/ops/switches", headers={})[1]["code"] == "missing_credentials"
+    # Without an operator token, or with a forged one: the Cognito authorizer refuses (ADR 0027)
+    assert call(runtime, "GET", "/ops/switches", headers={})[1]["code"] == "invalid_credentials"  # the gateway
     wrong = {"Authorization": "Bearer not-the-admin-token-0123456789"}
     assert call(runtime, "PUT", "/ops/switches/auto_charge_off", body=good, headers=wrong)[0] == 401
     # Bad changes: each refused with its code

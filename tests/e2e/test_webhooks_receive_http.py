@@ -133,4 +133,4 @@ def test_localstripe_subscription_reaches_dynamodb_and_the_api(runtime: LocalRun
     assert (missing.status_code, assert_http_response_matches(missing)["code"]) == (404, "subscription_not_found")
     unauthenticated = requests.get(f"{runtime.api_url}/subscriptions/{subscription.id}", timeout=30)
     assert unauthenticated.status_code == 401
-    assert assert_http_response_matches(unauthenticated)["code"] == "missing_credentials"
+    assert assert_http_response_matches(unauthenticated)["code"] == "invalid_credentials"  # the Cognito authorizer

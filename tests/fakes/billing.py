@@ -1,3 +1,5 @@
+# Past 400 lines: the in-memory ledger and invoices mirror two DynamoDB adapters condition for condition
+# (tests/integration/test_fakes_contract.py holds them to it); halves in two files would drift apart.
 """In-memory ledger and invoices (with charge attempts), with the write semantics of the DynamoDB adapters
 (adapters/dynamodb/): every conditional write refuses exactly where the adapter's ConditionExpression would (and
 then writes nothing), a transaction is all or nothing, and a read returns what the adapter's codec would give back;

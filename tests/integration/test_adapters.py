@@ -94,8 +94,8 @@ def test_missing_resources_are_configuration_errors(stack: Stack) -> None:
         SecretsManagerReader().read("no-such-secret")
 
 
-def test_secret_reader_returns_the_seeded_admin_token(stack: Stack) -> None:
-    assert SecretsManagerReader().read(stack.ref("AdminTokenSecret")) == LOCAL_SECRET_SEEDS["AdminTokenSecret"]
+def test_secret_reader_returns_the_seeded_secret(stack: Stack) -> None:
+    assert SecretsManagerReader().read(stack.ref("StripeApiKeySecret")) == LOCAL_SECRET_SEEDS["StripeApiKeySecret"]
 
 
 @pytest.mark.parametrize("kind", ["stepfunctions", "in-memory"])

@@ -49,7 +49,6 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
     monkeypatch.setenv("DUNNING_TABLE_NAME", stack.ref("DunningTable"))
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.clear_clients()
     projector = importlib.import_module("functions.audit_project.app")
     projector.wiring.reset()

@@ -374,21 +374,20 @@ def invoice_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     from billing_core.adapters import aws as aws_adapter
 
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.invoice_api.app")
     module.wiring.reset()
     return module
 
 
-def get_invoice(module: Any, invoice_id: str, context: Any, token: str | None = None) -> tuple[int, Any]:
-    from tests.support import load_event
+def get_invoice(module: Any, invoice_id: str, context: Any, *, verified: bool = True) -> tuple[int, Any]:
+    from tests.support import as_operator, load_event
 
     event = load_event("api/invoice_get.json")
     event["pathParameters"] = {"invoice_id": invoice_id}
     event["path"] = f"/invoices/{invoice_id}"
-    if token is not None:
-        event["headers"]["Authorization"] = event["multiValueHeaders"]["Authorization"][0] = f"Bearer {token}"
+    if not verified:
+        as_operator(event, None)
     response = module.lambda_handler(event, context)
     return response["statusCode"], assert_answer_matches(event, response)
 
@@ -408,7 +407,7 @@ def test_invoice_route_shows_the_invoice_lines_and_attempts(
     ]
     assert get_invoice(invoice_api, "binv_" + "0" * 24, lambda_context)[1]["code"] == "invoice_not_found"
     assert get_invoice(invoice_api, "in_123", lambda_context)[0] == 400
-    assert get_invoice(invoice_api, invoice_id, lambda_context, token="wrong-token-0123456789")[0] == 401
+    assert get_invoice(invoice_api, invoice_id, lambda_context, verified=False)[0] == 401
 
 
 # --- closing without payment -------------------------------------------------------------------------
@@ -423,7 +422,6 @@ def invoice_close(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("INVOICES_TABLE_NAME", stack.ref("InvoicesTable"))
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
     monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.invoice_close.app")

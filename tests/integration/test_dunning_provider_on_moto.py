@@ -1,3 +1,5 @@
+# Past 400 lines: 11 scenarios of one provider-billed dunning world on moto + localstripe, built once per module; a
+# second module would build the world twice.
 """Dunning of invoices the provider bills, against moto server and localstripe (real stripe SDK), step by step as
 the state machine drives it: the provider's invoice.payment_failed, applied by the webhook pipeline, hands the
 invoice to dunning over DunningQueue; each retry asks the provider to collect its own invoice under a key per

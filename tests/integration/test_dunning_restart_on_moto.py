@@ -44,7 +44,6 @@ def api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
         ("PRICE_BOOK_TABLE_NAME", "PriceBookTable"),
         ("LEDGER_TABLE_NAME", "LedgerTable"),
         ("DUNNING_STATE_MACHINE_ARN", "DunningStateMachine"),
-        ("ADMIN_TOKEN_SECRET_NAME", "AdminTokenSecret"),
         ("AUDIT_TABLE_NAME", "AuditTable"),
     ):
         monkeypatch.setenv(variable, stack.ref(logical_id))

@@ -182,7 +182,6 @@ def test_integrity_check_reports_drift_when_a_balance_is_changed_behind_the_ledg
 def ledger_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ref("LedgerTable"))
     monkeypatch.setenv("ACCOUNT_BALANCES_TABLE_NAME", stack.ref("AccountBalancesTable"))
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.ledger_api.app")
     module.wiring.reset()

@@ -143,7 +143,6 @@ def shop(stack: Stack, localstripe: str, monkeypatch: pytest.MonkeyPatch, lambda
         "LEDGER_TABLE_NAME": "LedgerTable",
         "ACCOUNT_BALANCES_TABLE_NAME": "AccountBalancesTable",
         "IDEMPOTENCY_TABLE_NAME": "IdempotencyTable",
-        "ADMIN_TOKEN_SECRET_NAME": "AdminTokenSecret",
         "AUDIT_TABLE_NAME": "AuditTable",
     }.items():
         monkeypatch.setenv(name, stack.ref(logical))

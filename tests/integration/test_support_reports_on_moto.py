@@ -18,10 +18,9 @@ from billing_core.adapters.dynamodb.support_report_store import DynamoDBProblemR
 from billing_core.adapters.dynamodb.table import DynamoDB
 from billing_core.observability import metrics
 from billing_core.support.model import ProblemReport
-from local_profile import LOCAL_OPERATOR_TOKENS
 from tests.integration.conftest import Stack
 from tests.openapi_contract import assert_answer_matches
-from tests.support import load_event
+from tests.support import as_operator, load_event
 
 CUSTOMER = "bcus_" + "d" * 24
 OTHER = "cus_OtherCustomer01"
@@ -98,7 +97,6 @@ def intake(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType
 def reader(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("SUPPORT_REPORTS_TABLE_NAME", stack.ref("SupportReportsTable"))
     monkeypatch.setenv("LOG_GROUP_PREFIXES", PREFIXES)
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     module = importlib.import_module("functions.support_api.app")
     module.wiring.reset()
     yield module
@@ -207,7 +205,12 @@ def test_malformed_bodies_and_keys_are_400s(stack: Stack, intake: ModuleType, la
 
 
 def get(
-    module: ModuleType, context: Any, path: str, query: dict[str, str] | None = None, *, token: str | None = ""
+    module: ModuleType,
+    context: Any,
+    path: str,
+    query: dict[str, str] | None = None,
+    *,
+    operator: tuple[str | None, ...] = ("support", "support"),
 ) -> Any:
     if path == "/support/reports":
         event = load_event("api/support_reports_list.json")
@@ -216,9 +219,7 @@ def get(
     else:
         event = load_event("api/support_report_get.json")
         event["path"], event["pathParameters"] = path, {"report_id": path.rsplit("/", 1)[1]}
-    if token != "":
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        event["headers"], event["multiValueHeaders"] = headers, {k: [v] for k, v in headers.items()}
+    as_operator(event, *operator)
     response = module.lambda_handler(event, context)
     return response["statusCode"], assert_answer_matches(event, response)
 
@@ -264,9 +265,9 @@ def test_operators_page_reports_by_customer_and_time_and_read_one_with_its_text(
     assert get(reader, lambda_context, "/support/reports", {"limit": "2", "cursor": "bm9wZQ"})[1]["code"] == (
         "invalid_cursor"
     )
-    assert get(reader, lambda_context, "/support/reports", token=None)[0] == 401
+    assert get(reader, lambda_context, "/support/reports", operator=(None,))[0] == 401
 
 
 def test_the_support_role_reads_reports(reader: ModuleType, lambda_context: Any) -> None:
-    status, page = get(reader, lambda_context, "/support/reports", token=LOCAL_OPERATOR_TOKENS["support"])
+    status, page = get(reader, lambda_context, "/support/reports", operator=("sam", "support"))
     assert (status, page["reports"]) == (200, [])

@@ -27,7 +27,7 @@ from tests.fakes.switches import Clock
 from tests.integration.conftest import Stack
 from tests.integration.test_audit_on_moto import read_audit, stream_event
 from tests.openapi_contract import assert_answer_matches
-from tests.support import load_event
+from tests.support import as_operator, load_event
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 ACCOUNT = "bcus_" + "c" * 24
@@ -135,7 +135,6 @@ def test_a_hand_edited_item_makes_its_switch_unreadable_not_the_others(
 def routes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
     monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", str(MAX_AGE))
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_NAME", stack.ref("AdminTokenSecret"))
     monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     module = importlib.import_module("functions.operations_switches.app")
     module.wiring.reset()
@@ -191,8 +190,9 @@ def test_a_change_through_the_route_is_listed_guarded_by_its_version_and_audited
     assert put(routes, lambda_context, "dunning_charges_paused", "{")[1]["code"] == "malformed_json"
     past = {"enabled": True, "reason": "x", "expires_at": "2020-01-01T00:00:00Z"}
     assert put(routes, lambda_context, "dunning_charges_paused", past)[1]["code"] == "expiry_not_in_future"
-    unauthenticated = put(routes, lambda_context, "dunning_charges_paused", body, headers={}, multiValueHeaders={})
-    assert unauthenticated == (401, {"code": "missing_credentials", "message": "missing Authorization header"})
+    context = {k: v for k, v in load_event("api/switch_set.json")["requestContext"].items() if k != "authorizer"}
+    unauthenticated = put(routes, lambda_context, "dunning_charges_paused", body, requestContext=context)
+    assert unauthenticated[0] == 401 and unauthenticated[1]["code"] == "missing_credentials"
     assert len(items(stack)) == 2
 
     # When the table's stream is projected into the audit trail
@@ -342,17 +342,16 @@ def test_an_unreachable_table_serves_the_last_read_and_a_cold_environment_the_sa
     assert counted("SwitchStoreUnreachable") == 3
 
 
-def test_whoami_names_the_operator_the_token_belongs_to_and_refuses_an_unknown_token(
+def test_whoami_names_the_operator_the_claims_name_and_refuses_one_without_a_role(
     routes: ModuleType, lambda_context: Any
 ) -> None:
-    # Given the local operators in AdminTokenSecret (admin and support) / When support asks who they are
+    # Given the sample event of support, as the Cognito authorizer verified them / When they ask who they are
     event = load_event("api/whoami_get.json")
     response = routes.lambda_handler(event, lambda_context)
     # Then the answer names them and their role, as the console shows it
     assert response["statusCode"] == 200
     assert assert_answer_matches(event, response) == {"name": "support", "role": "support", "actor": "user:support"}
-    # and a token nobody holds is refused with the documented code
-    forged = {**event, "headers": {**event["headers"], "Authorization": "Bearer not-an-operator-0123456789abcdef"}}
-    forged["multiValueHeaders"] = {**event["multiValueHeaders"], "Authorization": [forged["headers"]["Authorization"]]}
-    refused = routes.lambda_handler(forged, lambda_context)
-    assert (refused["statusCode"], json.loads(refused["body"])["code"]) == (401, "invalid_credentials")
+    # and a signed-in user in neither group is refused with the documented code
+    roleless = as_operator(load_event("api/whoami_get.json"), "mallory")
+    refused = routes.lambda_handler(roleless, lambda_context)
+    assert (refused["statusCode"], json.loads(refused["body"])["code"]) == (403, "no_operator_role")

@@ -48,7 +48,6 @@ def usage_api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType
         ("IDEMPOTENCY_TABLE_NAME", "IdempotencyTable"),
         ("AUDIT_TABLE_NAME", "AuditTable"),
         ("NOTIFICATIONS_QUEUE_URL", "CustomerNotificationsQueue"),
-        ("ADMIN_TOKEN_SECRET_NAME", "AdminTokenSecret"),
     ):
         monkeypatch.setenv(name, stack.ref(logical))
     module = importlib.import_module("functions.usage_api.app")

@@ -40,7 +40,6 @@ def world(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Aggregator, An
         "USAGE_TABLE_NAME": "UsageTable",
         "NOTIFICATIONS_QUEUE_URL": "CustomerNotificationsQueue",
         "AUDIT_TABLE_NAME": "AuditTable",
-        "ADMIN_TOKEN_SECRET_NAME": "AdminTokenSecret",
     }.items():
         monkeypatch.setenv(variable, stack.ref(logical_id))
     aws_adapter.clear_clients()

@@ -1,3 +1,5 @@
+# Past 400 lines: one contract run on both the fake and the DynamoDB store; the scenarios must stay side by side to
+# stay the same contract.
 """The in-memory usage store of tests/fakes/usage.py against DynamoDBUsageStore on moto server, one scenario on
 both (#12, ADR 0025): a batch is written with its markers or not at all, and a refused one names the existing
 markers with their payload hashes, so a request answers accepted, duplicate and conflict and keeps the original;

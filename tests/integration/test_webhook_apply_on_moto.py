@@ -1,3 +1,5 @@
+# Past 400 lines: the apply side's contract, concurrency and fault-injection tests share one moto stack and one event
+# generator.
 """The apply side against moto server: the one-transaction store keeps its contract, every condition
 really guards, 1,000 events x 3 shuffled deliveries across 8 threads give exactly 1,000 effects with a
 balanced ledger, and a fault before or after any AWS call on the path changes nothing once redelivered."""

@@ -1,5 +1,7 @@
 """Fixtures of the local runtime's own tests: a moto server (once per test worker) and a runtime of
-template.yaml with the bundle's profile, as `make run` starts it (once per test module that asks for it).
+template.yaml with the bundle's profile, as `make run` starts it (once per test worker, for the modules that ask
+for it: starting one takes a while, and moto's state outlives a stopped runtime, so a second one of the same
+stack name could not create its tables).
 
 tests/conftest.py schedules this folder's tests on one xdist worker (pytest_xdist_make_scheduler), so under
 `-n 2` one worker runs them all. Tests with a template of their own start their own runtime.
@@ -34,12 +36,12 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runtime_log() -> list[str]:
     return []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
     output = Path(tempfile.mkstemp(prefix="local-runtime-tests-functions-", suffix=".log")[1])
     config = RuntimeConfig(

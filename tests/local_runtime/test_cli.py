@@ -14,8 +14,11 @@ from typing import Any
 
 import requests
 
+from local_profile import LOCAL_OPERATOR_TOKENS
 from tests.local_runtime.echo_stack import echo_template
 from tests.support import ROOT, free_port, wait_for
+
+ADMIN = {"Authorization": f"Bearer {LOCAL_OPERATOR_TOKENS['admin']}"}
 
 
 def cli(*args: str) -> list[str]:
@@ -106,7 +109,8 @@ def test_ctrl_c_in_a_terminal_stops_every_process_in_order_without_tracebacks() 
     try:
         assert wait_for(state_is(api_port, "up"), timeout_seconds=90, interval_seconds=0.5), "never up"
         for path in ("/health", "/canary/probes/none"):  # two functions, so two workers
-            requests.get(f"http://127.0.0.1:{api_port}{path}", timeout=60)
+            # (the canary route is an admin route: the local admin's token, which the stack's authorizer accepts)
+            requests.get(f"http://127.0.0.1:{api_port}{path}", headers=ADMIN, timeout=60)
         assert sum((status(api_port) or {}).get("invocations", {}).values()) >= 2
     finally:
         # When Ctrl-C is pressed

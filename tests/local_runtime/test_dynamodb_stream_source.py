@@ -1,3 +1,5 @@
+# Past 400 lines: Lambda's stream rules (retry, partial batch, bisect, on-failure) are tested against one poller and
+# one fake function; each rule needs its own scenario.
 """DynamoDB stream event sources in the local runtime: moto's stream, read shard by shard, delivered to the
 function as Lambda's DynamoDB stream event, with Lambda's retry, partial batch, bisect and on-failure rules."""
 

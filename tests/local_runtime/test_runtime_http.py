@@ -56,7 +56,8 @@ def test_request_travels_api_sqs_consumer_dynamodb(runtime: LocalRuntime) -> Non
 
 def test_caller_mistakes_are_4xx_with_codes_and_write_nothing(runtime: LocalRuntime) -> None:
     cases = [
-        (requests.post, {}, None, 401, "missing_credentials"),
+        # no operator token, or not one: the API's UNAUTHORIZED gateway response (the Cognito authorizer)
+        (requests.post, {}, None, 401, "invalid_credentials"),
         (
             requests.post,
             {"Authorization": "Bearer wrong-token-wrong-token"},
@@ -261,10 +262,11 @@ def test_stripe_sdk_talks_to_localstripe(runtime: LocalRuntime) -> None:
 
 def test_functions_log_to_the_configured_file(runtime: LocalRuntime) -> None:
     # Given a request the function logs (a rejection is logged at INFO with its code)
-    marker = f"Bearer not-the-token-{uuid.uuid4().hex}"
-    requests.post(f"{runtime.api_url}/canary/probes", headers={"Authorization": marker}, timeout=30)
+    probe_id = f"has space {uuid.uuid4().hex}"
+    requests.post(f"{runtime.api_url}/canary/probes", json={"probe_id": probe_id}, headers=ADMIN, timeout=30)
     # Then the function's structured log line is in the runtime's function log file
     assert runtime.config.function_output_path is not None
     lines = runtime.config.function_output_path.read_text().splitlines()
-    assert any('"request rejected"' in line and "invalid_credentials" in line for line in lines)
-    assert not any(marker in line for line in lines)  # the presented credential is never logged
+    assert any('"request rejected"' in line and "validation_failed" in line for line in lines)
+    token = ADMIN["Authorization"].removeprefix("Bearer ")
+    assert not any(token in line for line in lines)  # the presented credential is never logged

@@ -1,3 +1,5 @@
+# Past 400 lines: 14 tests of one job (pacing, selection, pause, counters, the service and its property test) sharing
+# one fake world.
 """Bulk replay as a paced job (ADR 0032), with fakes: pacing maths, selection boundaries, the pause decision,
 counters, and the service - a job replays its selection once through the per-item replay, two overlapping jobs
 enqueue each item once, a kill switch refuses or pauses, probe items that fail again pause the job, resume goes on.

@@ -1,3 +1,5 @@
+# Past 400 lines: 21 outcomes of one dunning charge over the shared world of tests/unit/dunning_world.py; grouped by
+# outcome, not by file size.
 """What a dunning charge of an invoice we bill comes to, and how each outcome is carried (DunningService over the
 in-memory fakes of tests/unit/dunning_world.py): an UNKNOWN outcome is resolved by reading the provider, never by
 charging again, and fails the case once it stays unknown past the limit; a PENDING one waits for its lease; a

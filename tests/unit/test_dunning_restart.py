@@ -1,3 +1,4 @@
+# Past 400 lines: 17 cases of one operation (restart) and its refusals, over one in-memory world.
 """Restarting a failed dunning (DunningService.restart) over in-memory stores: only the invoice's latest cycle, only
 when it failed, only while the invoice is open and no charge is unsettled; the new cycle keeps the failed one's
 policy copy and starts a fresh schedule from the restart, is written as the operator's, and its execution is

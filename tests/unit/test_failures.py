@@ -1,3 +1,5 @@
+# Past 400 lines: 24 tests of the failure envelope and retry policy (ADR 0026), including the property test of DLQ ->
+# replay cycles; one module so the envelope's whole contract reads in one place.
 """billing_core.failures and the SQS failure handling (ADR 0026): backoff delays stay inside their jitter bounds and
 under the cap; errors are classified by class, never by text; a fingerprint ignores the ids in a message; an
 envelope keeps its identity through any number of DLQ -> replay -> DLQ cycles and never quotes the payload outside

@@ -1,3 +1,5 @@
+# Past 400 lines: 24 interleavings of one payment step (committers, leases, declines, unknown outcomes) over one in-
+# memory world.
 """A paid signup's first payment (orders/first_payment.py) over in-memory stores and provider: one committer
 at a time takes the payment step, a payment id once stored is only ever read back (and confirmed only if its
 committer stopped before confirming, after its lease), a losing committer's payment is canceled, a refused

@@ -16,9 +16,7 @@ from billing_core.operations.canary import CanaryService
 from billing_core.operations.model import Probe, RecordedProbe
 from tests.fakes.failures import InMemoryFailureChannel, in_memory_failures
 from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore, InMemoryWorkflowStarter
-from tests.support import load_event
-
-ADMIN_TOKEN = "local-admin-token-0123456789abcdef"  # the value in events/api/*.json
+from tests.support import as_operator, load_event
 
 
 class FixedSecret:
@@ -36,12 +34,11 @@ def canary_api(
     module = importlib.import_module("functions.canary_api.app")
     store, queue = InMemoryProbeStore(), InMemoryProbeQueue()
     monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=store, queue=queue))
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
     # Settings are a cached property: seeding the instance's cache is how a test configures them.
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s", audit_table_name="a"),
+        module.Settings(canary_table_name="t", canary_queue_url="q", audit_table_name="a"),
     )
     return module, store, queue
 
@@ -56,13 +53,15 @@ def test_submit_probe_enqueues_and_answers_202(canary_api: Any, lambda_context: 
     assert store.items == {}
 
 
-def test_admin_routes_refuse_a_wrong_token_before_any_work(canary_api: Any, lambda_context: Any) -> None:
+def test_admin_routes_refuse_a_request_without_verified_claims_before_any_work(
+    canary_api: Any, lambda_context: Any
+) -> None:
+    # A route left off the Cognito authorizer gets no claims: the handler refuses it whatever the header says.
     module, _, queue = canary_api
-    event = load_event("api/canary_probe_submit.json")
-    event["headers"]["Authorization"] = "Bearer not-the-admin-token-000000"
+    event = as_operator(load_event("api/canary_probe_submit.json"), None)
     response = module.lambda_handler(event, lambda_context)
     assert response["statusCode"] == 401
-    assert json.loads(response["body"])["code"] == "invalid_credentials"
+    assert json.loads(response["body"])["code"] == "missing_credentials"
     assert "Bearer" in json.dumps(response.get("multiValueHeaders") or response.get("headers"))  # challenge
     assert queue.sent == []
 

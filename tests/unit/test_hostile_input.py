@@ -80,16 +80,14 @@ def test_a_deeply_nested_request_body_is_a_400_on_an_admin_route(
     from billing_core.operations.canary import CanaryService
     from tests.fakes.operations import InMemoryProbeQueue, InMemoryProbeStore
     from tests.support import load_event
-    from tests.unit.test_handlers import ADMIN_TOKEN, FixedSecret
 
     module = importlib.import_module("functions.canary_api.app")
     queue = InMemoryProbeQueue()
     monkeypatch.setattr(module.wiring, "canary", lambda: CanaryService(store=InMemoryProbeStore(), queue=queue))
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(canary_table_name="t", canary_queue_url="q", admin_token_secret_name="s", audit_table_name="a"),
+        module.Settings(canary_table_name="t", canary_queue_url="q", audit_table_name="a"),
     )
     event = load_event("api/canary_probe_submit.json")
     event["body"] = deeply_nested(90_000)

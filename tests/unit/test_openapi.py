@@ -56,9 +56,9 @@ from billing_core.invoices.queries import INVOICE_ID
 from billing_core.ledger import queries as ledger_queries
 from billing_core.ledger.model import Balance, PostedEntry
 from billing_core.ledger.queries import CustomerBalance, CustomerLedgerPage
-from billing_core.operations.admin_auth import authorize_admin
 from billing_core.operations.health import run_health_checks
 from billing_core.operations.model import PROBE_ID_PATTERN, BackendUnavailable, Probe, ProbeSubmission, RecordedProbe
+from billing_core.operations.operators import resolve_operator
 from billing_core.operations.switches import SWITCHES, SwitchChange, SwitchesOverview
 from billing_core.orders.model import (
     ORDER_ID,
@@ -259,6 +259,26 @@ def gateway_invalid_api_key() -> dict[str, Any]:
 GATEWAY_INVALID_API_KEY = gateway_invalid_api_key()
 
 
+def gateway_unauthorized() -> tuple[dict[str, Any], dict[str, str]]:
+    """Body and static headers of BillingApi's UNAUTHORIZED gateway response: what API Gateway's Cognito
+    authorizer answers for a missing, expired or forged operator token (ADR 0027)."""
+    template = load_template(ROOT / "template.yaml", validate=False)
+    response = template.resources[BILLING_API]["Properties"]["GatewayResponses"]["UNAUTHORIZED"]
+    assert response["StatusCode"] == "401"
+    headers = {name: value.strip("'") for name, value in response["ResponseParameters"]["Headers"].items()}
+    return json.loads(response["ResponseTemplates"]["application/json"]), headers
+
+
+def authorizer_required(path: str, method: str) -> bool:
+    template = load_template(ROOT / "template.yaml", validate=False)
+    return any(
+        (event.properties.get("Auth") or {}).get("Authorizer") == "OperatorsAuthorizer"
+        for function in template.functions.values()
+        for event in function.events
+        if event.type == "Api" and (event.properties["Path"], str(event.properties["Method"]).lower()) == (path, method)
+    )
+
+
 def handler_resolvers() -> dict[tuple[str, str], str]:
     """Each served route -> how its handler builds its resolver (`admin_resolver` or `public_resolver`)."""
     template = load_template(ROOT / "template.yaml", validate=False)
@@ -296,13 +316,18 @@ def test_security_is_what_the_handler_enforces(path: str, method: str) -> None:
         return
     assert resolver == "admin_resolver", f"{method.upper()} {path}: the handler does not require the token"
     scheme = spec["components"]["securitySchemes"]["adminBearer"]
-    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
     # An empty requirement ({}) would make the route anonymous.
     assert requirements == [{"adminBearer": []}], f"{method.upper()} {path}: security is {requirements!r}"
-    body = UnauthorizedError("missing Authorization header", code="missing_credentials").to_dict()
-    assert_response_matches(path, method, 401, body, {"WWW-Authenticate": 'Bearer realm="billing"'})
+    assert authorizer_required(path, method), f"{method.upper()} {path}: the template has no OperatorsAuthorizer"
+    body, headers = gateway_unauthorized()
+    assert headers == {"WWW-Authenticate": 'Bearer realm="billing"'}
+    assert_response_matches(path, method, 401, body, headers)
     with pytest.raises(AssertionError, match="the required header WWW-Authenticate is missing"):
         assert_response_matches(path, method, 401, body, {})
+    # Behind the authorizer the handler itself refuses a request without verified claims the same way.
+    no_claims = UnauthorizedError("no verified operator", code="missing_credentials").to_dict()
+    assert_response_matches(path, method, 401, no_claims, headers)
 
 
 def test_webhook_signature_refusals_carry_no_challenge_and_their_own_codes() -> None:
@@ -607,7 +632,7 @@ def test_error_bodies_built_by_the_error_vocabulary_match_the_responses() -> Non
     declined = {"code": "payment_declined", "message": "the card was declined", "details": {"order_id": "bord_1"}}
     assert_response_matches(COMMIT, "POST", 402, declined)
     with pytest.raises(UnauthorizedError) as refused:
-        authorize_admin("Basic abc", ("t0ken-with-enough-entropy-0001",))
+        resolve_operator(None)
     assert_response_matches(PRICE_BOOK, "GET", 401, refused.value.to_dict())
 
 

@@ -10,59 +10,75 @@ from typing import Any
 import pytest
 
 from billing_core.audit.model import EntityType
-from billing_core.errors import ConfigurationError, UnauthorizedError
+from billing_core.errors import ForbiddenError, UnauthorizedError
 from billing_core.operations.operators import (
     ROUTE_ROLES,
     Operator,
     Role,
-    parse_operators,
+    claim_groups,
     resolve_operator,
-    token_sha256,
 )
 from tests.fakes.audit import InMemoryAuditLog
-from tests.support import load_event
-from tests.unit.test_handlers import FixedSecret
+from tests.support import as_operator, load_event
 
-ADMIN_TOKEN = "alice-admin-token-0123456789abcdef"
-SUPPORT_TOKEN = "sam-support-token-0123456789abcdef"
-OPERATORS = json.dumps(
-    {
-        "operators": [
-            {"name": "alice", "role": "admin", "token_sha256": token_sha256(ADMIN_TOKEN)},
-            {"name": "sam", "role": "support", "token_sha256": token_sha256(SUPPORT_TOKEN)},
-        ]
-    }
-)
+# Operators as the Cognito authorizer names them: (cognito:username, cognito:groups)
+ADMIN_TOKEN = ("alice", "admin")
+SUPPORT_TOKEN = ("sam", "support")
 CUSTOMER = "bcus_0123456789abcdef01234567"
 OTHER_CUSTOMER = "bcus_ffffffffffffffffffffffff"
 
 
-def test_a_token_resolves_to_its_named_operator_and_an_unknown_one_is_refused() -> None:
-    assert resolve_operator(f"Bearer {ADMIN_TOKEN}", OPERATORS) == Operator("alice", Role.ADMIN)
-    assert resolve_operator(f"bearer {SUPPORT_TOKEN}", OPERATORS) == Operator("sam", Role.SUPPORT)
-    with pytest.raises(UnauthorizedError) as refused:
-        resolve_operator("Bearer not-a-known-token-0123456789", OPERATORS)
-    assert refused.value.code == "invalid_credentials"
+def claims(name: str, groups: Any, **extra: Any) -> dict[str, Any]:
+    return {"cognito:username": name, "cognito:groups": groups, "token_use": "id", **extra}
 
 
-def test_the_legacy_shared_token_is_one_admin_operator_named_admin() -> None:
-    legacy = "local-admin-token-0123456789abcdef"
-    assert resolve_operator(f"Bearer {legacy}", legacy) == Operator("admin", Role.ADMIN)
-    assert resolve_operator(f"Bearer {legacy}", json.dumps({"tokens": [legacy]})).actor == "user:admin"
+def test_verified_claims_resolve_to_the_named_operator_with_the_highest_role_of_their_groups() -> None:
+    assert resolve_operator(claims("alice", "admin")) == Operator("alice", Role.ADMIN)
+    assert resolve_operator(claims("sam", "support")) == Operator("sam", Role.SUPPORT)
+    assert resolve_operator(claims("bo", "support,admin")) == Operator("bo", Role.ADMIN)
+    assert resolve_operator(claims("alice", "admin")).actor == "user:alice"
 
 
 @pytest.mark.parametrize(
-    "entry",
+    ("value", "groups"),
     [
-        {"name": "Bad Name", "role": "admin", "token_sha256": "0" * 64},
-        {"name": "eve", "role": "root", "token_sha256": "0" * 64},
-        {"name": "eve", "role": "admin", "token_sha256": "plain-token-not-a-hash"},
-        "eve",
+        ("admin", {"admin"}),
+        ("admin,support", {"admin", "support"}),
+        ("[admin support]", {"admin", "support"}),
+        ('["support"]', {"support"}),
+        (["admin", "support"], {"admin", "support"}),
+        ("", set()),
+        (None, set()),
+        (7, set()),
     ],
 )
-def test_a_secret_without_a_usable_operator_authenticates_nobody(entry: Any) -> None:
-    with pytest.raises(ConfigurationError):
-        parse_operators(json.dumps({"operators": [entry]}))
+def test_groups_are_read_in_every_form_api_gateway_and_the_token_use(value: Any, groups: set[str]) -> None:
+    assert claim_groups(value) == groups
+
+
+def test_a_request_without_verified_claims_is_refused_as_unauthenticated() -> None:
+    for missing in (None, {}):
+        with pytest.raises(UnauthorizedError) as refused:
+            resolve_operator(missing)
+        assert refused.value.code == "missing_credentials"
+    with pytest.raises(UnauthorizedError) as access_token:
+        resolve_operator({"cognito:username": "alice", "cognito:groups": "admin", "token_use": "access"})
+    assert access_token.value.code == "invalid_credentials"
+
+
+@pytest.mark.parametrize(
+    ("name", "groups", "code"),
+    [
+        ("alice", "", "no_operator_role"),
+        ("alice", "billing-admins", "no_operator_role"),
+        ("Alice Smith", "admin", "operator_name_invalid"),
+        ("", "admin", "operator_name_invalid"),
+    ],
+)
+def test_an_operator_without_a_role_or_a_usable_name_is_forbidden(name: str, groups: str, code: str) -> None:
+    with pytest.raises(ForbiddenError) as refused:
+        resolve_operator(claims(name, groups))
+    assert refused.value.code == code
 
 
 def test_the_role_table_makes_every_money_moving_route_admin_only() -> None:
@@ -80,9 +96,8 @@ def test_the_role_table_makes_every_money_moving_route_admin_only() -> None:
     assert all(role is Role.SUPPORT for (method, _), role in ROUTE_ROLES.items() if method == "GET")
 
 
-def event(name: str, token: str, *, impersonate: str | None = None, **path: str) -> dict[str, Any]:
-    loaded = load_event(f"api/{name}.json")
-    loaded["headers"] = {**loaded["headers"], "Authorization": f"Bearer {token}"}
+def event(name: str, operator: tuple[str, str], *, impersonate: str | None = None, **path: str) -> dict[str, Any]:
+    loaded = as_operator(load_event(f"api/{name}.json"), *operator)
     loaded["multiValueHeaders"] = {key: [value] for key, value in loaded["headers"].items()}
     if impersonate is not None:
         loaded["headers"]["X-Impersonate-Customer"] = impersonate
@@ -112,7 +127,6 @@ def invoice_close(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, Closing,
     module = importlib.import_module("functions.invoice_close.app")
     closing, audit = Closing(), InMemoryAuditLog()
     monkeypatch.setattr(module, "close_invoice", closing)
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
     monkeypatch.setattr(module.wiring, "invoices", lambda: None)
     monkeypatch.setattr(module.wiring, "invoice_transactions", lambda: None)
     monkeypatch.setattr(module.wiring, "audit_log", lambda: audit)
@@ -123,7 +137,6 @@ def invoice_close(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, Closing,
             invoices_table_name="i",
             ledger_table_name="l",
             account_balances_table_name="b",
-            admin_token_secret_name="s",
             audit_table_name="a",
         ),
     )
@@ -201,11 +214,8 @@ def invoice_api(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     invoice = SimpleNamespace(customer_id=CUSTOMER, provider_customer_id="cus_QAbCdEfGhIjK")
     view = SimpleNamespace(invoice=invoice, model_dump=lambda mode: {"customer_id": CUSTOMER})
     monkeypatch.setattr(module, "find_invoice", lambda reader, invoice_id: view)
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
     monkeypatch.setattr(module.wiring, "invoices", lambda: None)
-    monkeypatch.setitem(
-        module.wiring.__dict__, "settings", module.Settings(invoices_table_name="i", admin_token_secret_name="s")
-    )
+    monkeypatch.setitem(module.wiring.__dict__, "settings", module.Settings(invoices_table_name="i"))
     return module
 
 
@@ -228,10 +238,7 @@ def test_an_impersonated_read_of_another_customers_invoice_is_not_found(
 
 def test_a_route_without_a_customer_view_refuses_impersonation(monkeypatch: Any, lambda_context: Any) -> None:
     module = importlib.import_module("functions.audit_api.app")
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
-    monkeypatch.setitem(
-        module.wiring.__dict__, "settings", module.Settings(audit_table_name="a", admin_token_secret_name="s")
-    )
+    monkeypatch.setitem(module.wiring.__dict__, "settings", module.Settings(audit_table_name="a"))
     status, body = answer(
         module.lambda_handler(event("audit_get", SUPPORT_TOKEN, impersonate=CUSTOMER), lambda_context)
     )
@@ -240,11 +247,10 @@ def test_a_route_without_a_customer_view_refuses_impersonation(monkeypatch: Any,
 
 def test_a_customer_path_outside_the_impersonated_customer_is_not_found(monkeypatch: Any, lambda_context: Any) -> None:
     module = importlib.import_module("functions.ledger_api.app")
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(ledger_table_name="l", account_balances_table_name="b", admin_token_secret_name="s"),
+        module.Settings(ledger_table_name="l", account_balances_table_name="b"),
     )
     status, body = answer(
         module.lambda_handler(
@@ -270,13 +276,12 @@ def test_an_impersonated_subscription_read_is_scoped_to_the_customer(
     found = SimpleNamespace(subscription_id="bsub_1", terms=terms, provider_customer_id=provider_customer_id)
     monkeypatch.setattr(module, "find_subscription", lambda reader, identifier: found)
     monkeypatch.setattr(module, "access_of", lambda *_: SimpleNamespace(model_dump=lambda mode: {"ok": True}))
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(OPERATORS))
     monkeypatch.setattr(module.wiring, "subscriptions", lambda: None)
     monkeypatch.setattr(module.wiring, "dunning_cases", lambda: SimpleNamespace(for_subscription=lambda _: []))
     monkeypatch.setitem(
         module.wiring.__dict__,
         "settings",
-        module.Settings(subscriptions_table_name="s", dunning_table_name="d", admin_token_secret_name="s"),
+        module.Settings(subscriptions_table_name="s", dunning_table_name="d"),
     )
     response = module.lambda_handler(event("subscription_get", SUPPORT_TOKEN, impersonate=as_customer), lambda_context)
     assert response["statusCode"] == expected
@@ -289,3 +294,74 @@ def test_every_refused_write_is_its_own_audit_entry(invoice_close: Any, lambda_c
         attempt["requestContext"]["requestId"] = request_id
         assert answer(module.lambda_handler(attempt, lambda_context))[0] == 403
     assert sorted(entry.correlation_id or "" for entry in audit.events.values()) == ["req-1", "req-2", "req-3"]
+
+
+# --- The answers, exactly as a caller reads them ---------------------------------------------------------------
+
+
+def test_each_refusal_of_the_claims_says_what_is_wrong_and_names_the_operator() -> None:
+    with pytest.raises(UnauthorizedError) as missing:
+        resolve_operator(None)
+    assert missing.value.to_dict() == {
+        "code": "missing_credentials",
+        "message": "no verified operator on the request: send an operator ID token (Authorization: Bearer <token>)",
+    }
+    with pytest.raises(UnauthorizedError) as access:
+        resolve_operator(claims("alice", "admin", token_use="access"))
+    assert access.value.to_dict()["message"] == "the operator token is not an ID token"
+    with pytest.raises(ForbiddenError) as badly_named:
+        resolve_operator(claims("Alice", "admin"))
+    assert badly_named.value.to_dict()["message"] == (
+        "the operator's user name is not a valid operator name ([a-z0-9][a-z0-9._-]{0,62})"
+    )
+    with pytest.raises(ForbiddenError) as roleless:
+        resolve_operator(claims("mallory", "Xrays"))
+    assert roleless.value.to_dict() == {
+        "code": "no_operator_role",
+        "message": "operator mallory is in neither the support nor the admin group",
+        "details": {"operator": "mallory"},
+    }
+
+
+def test_groups_keep_their_names_exactly_and_blank_entries_are_dropped() -> None:
+    assert claim_groups(["", " ", "admin"]) == {"admin"}
+    assert claim_groups("[Xrays admin]") == {"Xrays", "admin"}
+    assert claim_groups("[not json") == {"not", "json"}
+
+
+def test_a_route_missing_from_the_table_needs_admin_and_the_refusal_names_the_route() -> None:
+    from billing_core.operations.operators import authorize_route, required_role
+
+    assert required_role("get", "/no/such/route") is Role.ADMIN
+    assert required_role("get", "/ops/dlq") is Role.SUPPORT
+    with pytest.raises(ForbiddenError) as refused:
+        authorize_route(Operator("sam", Role.SUPPORT), "post", "/no/such/route")
+    assert refused.value.to_dict() == {
+        "code": "forbidden_role",
+        "message": "POST /no/such/route needs the admin role; operator sam is support",
+        "details": {"operator": "sam", "role": "support", "required_role": "admin", "route": "POST /no/such/route"},
+    }
+
+
+def test_impersonation_is_scoped_by_the_path_or_refused_with_the_route_named() -> None:
+    from billing_core.errors import NotFoundError
+    from billing_core.operations.operators import (
+        Impersonation,
+        check_impersonation,
+        impersonation_write_refused,
+    )
+
+    impersonation = Impersonation(Operator("sam", Role.SUPPORT), CUSTOMER)
+    check_impersonation(impersonation, "get", "/customers/{customer_id}/ledger", {"customer_id": CUSTOMER})
+    with pytest.raises(NotFoundError) as elsewhere:
+        check_impersonation(impersonation, "get", "/customers/{customer_id}/ledger", {"customer_id": OTHER_CUSTOMER})
+    assert elsewhere.value.to_dict() == {"code": "not_found", "message": "not found for the impersonated customer"}
+    with pytest.raises(ForbiddenError) as unscoped:
+        check_impersonation(impersonation, "get", "/price-book", {})
+    assert unscoped.value.to_dict() == {
+        "code": "impersonation_unsupported_route",
+        "message": "GET /price-book has no customer view; drop the X-Impersonate-Customer header",
+        "details": {"route": "GET /price-book", "customer_id": CUSTOMER},
+    }
+    refused = impersonation_write_refused(impersonation, "post", "/invoices/{invoice_id}/void")
+    assert refused.to_dict()["message"] == f"sam is impersonating customer {CUSTOMER}: read-only"

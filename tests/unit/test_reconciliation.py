@@ -1,3 +1,5 @@
+# Past 400 lines: the reconciliation world (Books) lives here and is shared with two sibling modules; its 13 scenarios
+# are about payments against the ledger.
 """Reconciliation (reconciliation/service.py) over the in-memory stores and provider of tests/fakes/: the provider's
 payments against our ledger, each discrepancy once with the right kind, subject and details, amounts and currencies
 compared exactly, duplicates grouped by what they paid. Books is shared with test_reconciliation_fixes.py and

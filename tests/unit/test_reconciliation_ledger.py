@@ -1,3 +1,4 @@
+# Past 400 lines: 21 findings of the reconciliation, each judged on its own; the world is test_reconciliation.py's.
 """Reconciliation (reconciliation/service.py): refunds against our ledger, our ledger's payments against the
 provider, and attempts stuck unknown for an hour; each finding judged on its own.
 World and helpers: test_reconciliation.py."""

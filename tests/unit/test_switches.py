@@ -1,3 +1,5 @@
+# Past 400 lines: 24 tests of one registry (safe values, resolution, the flags document, the cache and the admin
+# service); split further, their shared samples would be repeated.
 """Kill switches without AWS: the registry and its safe values, resolution (account over global over default,
 expiry), the feature-flags document agreeing with the domain's resolution (Hypothesis), the cache and its
 fallbacks (last read, then safe values; logged and counted), and the admin service's validation and version

@@ -17,8 +17,7 @@ from tests.fakes.audit import InMemoryAuditLog
 from tests.fakes.reconciliation import InMemoryDocumentQueue
 from tests.fakes.usage import InMemoryUsageStore
 from tests.openapi_contract import assert_answer_matches
-from tests.support import load_event
-from tests.unit.test_handlers import ADMIN_TOKEN, FixedSecret
+from tests.support import as_operator, load_event
 from tests.unit.usage_api_samples import LIMIT, counted, open_account
 from tests.unit.usage_samples import CUSTOMER, METERS, NOW, event
 
@@ -46,7 +45,6 @@ def usage_api(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, InMemoryUsag
     monkeypatch.setattr(module.wiring, "usage_reads", lambda: reads)
     once = Once(reads)
     monkeypatch.setattr(module.wiring, "consume_units_once", lambda: once)
-    monkeypatch.setattr(module.wiring, "secrets", lambda: FixedSecret(ADMIN_TOKEN))
     monkeypatch.setattr(module.wiring, "usage_store", lambda: store)
     audit = InMemoryAuditLog()
     monkeypatch.setattr(module.wiring, "audit_log", lambda: audit)
@@ -61,7 +59,6 @@ def usage_api(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, InMemoryUsag
             usage_table_name="u",
             price_book_table_name="p",
             idempotency_table_name="i",
-            admin_token_secret_name="s",
             audit_table_name="a",
             notifications_queue_url="q",
         ),
@@ -158,12 +155,10 @@ def test_consume_refusals(usage_api: Any, lambda_context: Any) -> None:
     assert (status, body["code"]) == (404, "unknown_meter")
 
 
-def test_the_routes_refuse_a_missing_admin_token(usage_api: Any, lambda_context: Any) -> None:
+def test_the_routes_refuse_a_request_without_a_verified_operator(usage_api: Any, lambda_context: Any) -> None:
     module, _ = usage_api
     for name in ("usage_get", "entitlement_get", "entitlement_consume", "entitlement_limit_put"):
-        sample = load_event(f"api/{name}.json")
-        sample["headers"] = {k: v for k, v in sample["headers"].items() if k != "Authorization"}
-        sample["multiValueHeaders"] = {k: v for k, v in sample["multiValueHeaders"].items() if k != "Authorization"}
+        sample = as_operator(load_event(f"api/{name}.json"), None)
         status, body = call(module, sample, lambda_context)
         assert (status, body["code"]) == (401, "missing_credentials")
 

@@ -1,3 +1,5 @@
+# Past 400 lines: 18 tests of one invariant (closed total + adjustments = a recount) from different orders of late
+# events and invoices.
 """Usage on invoices, billed in arrears: included and overage lines for the period just closed, adjustment lines
 for earlier periods a late event changed, and conservation - closed total + Σ adjustments = a recount - whatever
 the order late events and invoices come in."""

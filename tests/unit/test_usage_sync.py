@@ -1,3 +1,4 @@
+# Past 400 lines: 16 tests of one consumer (periods, limits, overlaps, version races) over one in-memory world.
 """The usage sync (billing_core/usage/sync.py) over the in-memory stores: a subscription's current period becomes a
 period of its customer's usage account with its limit records; the same period again changes nothing; an
 overlapping period is refused (a metric, not an error); a lost version race is decided again (#12)."""

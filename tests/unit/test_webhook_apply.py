@@ -1,3 +1,5 @@
+# Past 400 lines: one test per pinned Stripe payload plus the exactly-once and ordering cases, over one in-memory
+# store.
 """Apply side against the in-memory store (same contract as the DynamoDB adapter): dispatch of every
 pinned Stripe payload, exactly-once, never backwards, illegal transitions, balanced postings."""
 

@@ -19,7 +19,7 @@ WIRED = [folder for folder in FUNCTIONS if "Wiring(" in (ROOT / "functions" / fo
 
 class Secrets:
     def read(self, secret_name: str) -> str:
-        return "sk_test_dummy_0123456789" if "stripe" in secret_name else "local-admin-token-0123456789abcdef"
+        return "sk_test_dummy_0123456789" if "stripe" in secret_name else "whsec_dGVzdC1zZWNyZXQtMDEyMzQ1Njc4OQ=="
 
 
 @pytest.mark.parametrize("folder", sorted(set(FUNCTIONS) - set(WIRED)))

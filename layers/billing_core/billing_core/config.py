@@ -125,7 +125,6 @@ class BundleSettings(FunctionSettings):
     operators_email_address: str | None = None
     console_url: str | None = None
     # Secrets (names; the values come from Secrets Manager)
-    admin_token_secret_name: str | None = None
     stripe_api_key_secret_name: str | None = None
     # Stripe API (template parameters StripeApiBase, StripeConfirmOffSession)
     stripe_api_base: str = ""

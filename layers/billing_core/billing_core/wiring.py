@@ -124,17 +124,13 @@ class Wiring:
     def _require(self, name: str) -> str:
         return self.settings.require(name)
 
-    # --- secrets and the admin API -----------------------------------------------------------------
+    # --- secrets --------------------------------------------------------------------------------
 
     @built_once
     def secrets(self) -> SecretReader:
         from billing_core.adapters.secrets import SecretsManagerReader
 
         return SecretsManagerReader()
-
-    def admin_tokens(self) -> str:
-        """The admin token secret's value (cached by the secret reader): what the admin routes accept."""
-        return self.secrets().read(self._require("admin_token_secret_name"))
 
     # --- stores ------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Throwaway function for tests/local_runtime/test_stripe_webhook_delivery.py: appends what API Gateway
-handed it to a capture file, so the test can check the raw body and Stripe's signature."""
+handed it to a capture file, so the test can check the raw body and Stripe's signature (and, for
+tests/local_runtime/test_cognito_authorizer.py, what the authorizer passed on in requestContext)."""
 
 import json
 import os
@@ -9,7 +10,12 @@ def lambda_handler(event, context):
     with open(os.environ["CAPTURE_FILE"], "a") as capture:
         capture.write(
             json.dumps(
-                {"headers": event["headers"], "body": event["body"], "isBase64Encoded": event["isBase64Encoded"]}
+                {
+                    "headers": event["headers"],
+                    "body": event["body"],
+                    "isBase64Encoded": event["isBase64Encoded"],
+                    "requestContext": event.get("requestContext"),
+                }
             )
             + "\n"
         )

@@ -1,29 +1,29 @@
 """Named operators and their roles (ADR 0027).
 
-`AdminTokenSecret` holds `{"operators": [{"name", "role", "token_sha256"}, ...]}`: a bearer token is hashed and
-compared in constant time with every entry, so the secret never holds a usable token. The legacy value (a plain
-token, or `{"tokens": [...]}`) resolves to one operator named `admin` with the admin role.
+Operators are people in the stack's Cognito user pool (`OperatorsUserPool`), each in the group `support` or
+`admin`. API Gateway's Cognito authorizer (`OperatorsAuthorizer`, on every admin route) verifies the operator's
+ID token before the function runs and passes its claims in `requestContext.authorizer.claims`; the local runtime
+does the same against its moto user pool. So this module never sees a credential: it turns verified claims into
+an `Operator`, and a request without claims (a route someone left off the authorizer) is refused.
 
 Which role a route needs is decided here and only here (`ROUTE_ROLES`); a route not in the table needs admin."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
-from billing_core.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
-from billing_core.operations.admin_auth import parse_admin_tokens
+from billing_core.errors import ForbiddenError, NotFoundError, UnauthorizedError
 
-_SCHEME = "bearer"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-LEGACY_OPERATOR_NAME = "admin"
 IMPERSONATE_HEADER = "X-Impersonate-Customer"
 READ_METHODS = frozenset({"GET", "HEAD"})
+USERNAME_CLAIM = "cognito:username"
+GROUPS_CLAIM = "cognito:groups"
 
 
 class Role(IntEnum):
@@ -48,61 +48,50 @@ class Operator:
         return f"user:{self.name}"
 
 
-@dataclass(frozen=True)
-class _Credential:
-    operator: Operator
-    token_sha256: bytes
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_operators(secret_value: str) -> tuple[_Credential, ...]:
-    text = secret_value.strip()
-    document: object = None
-    if text.startswith("{"):
+def claim_groups(value: Any) -> frozenset[str]:
+    """`cognito:groups` as API Gateway hands it over. A REST API passes every claim as a string: one group is
+    `admin`, several are comma-separated (`admin,support`); the bracketed, space-separated form (`[admin
+    support]`, what HTTP APIs pass) and a JSON list (the token's own form) are read too."""
+    if isinstance(value, list):
+        return frozenset(str(group).strip() for group in value if str(group).strip())
+    if not isinstance(value, str):
+        return frozenset()
+    text = value.strip()
+    if text.startswith("["):
         try:
-            document = json.loads(text)
+            parsed = json.loads(text)
         except ValueError:
-            document = None
-    if not (isinstance(document, dict) and "operators" in document):
-        legacy = Operator(LEGACY_OPERATOR_NAME, Role.ADMIN)
-        return tuple(_Credential(legacy, hashlib.sha256(t.encode()).digest()) for t in parse_admin_tokens(text))
-    entries = document["operators"]
-    credentials = []
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        name, role, digest = entry.get("name"), entry.get("role"), entry.get("token_sha256")
-        if not (isinstance(name, str) and NAME.match(name)) or role not in ("support", "admin"):
-            continue
-        if not (isinstance(digest, str) and SHA256_HEX.match(digest)):
-            continue
-        credentials.append(_Credential(Operator(name, Role[role.upper()]), bytes.fromhex(digest)))
-    if not credentials:
-        # Authenticate nobody, and say it is our fault (500 + alarmable log), not the caller's.
-        raise ConfigurationError("the admin token secret holds no usable operator", code="admin_auth_unconfigured")
-    return tuple(credentials)
+            parsed = None
+        if isinstance(parsed, list):
+            return claim_groups(parsed)
+        text = text.strip("[]")
+    return frozenset(part for part in re.split(r"[,\s]+", text) if part)
 
 
-def resolve_operator(authorization_header: str | None, secret_value: str) -> Operator:
-    """The operator a request's `Authorization: Bearer <token>` belongs to. (A Cognito authorizer would replace
-    this one function: read `cognito:username` and `cognito:groups` from the authorizer's claims.)"""
-    credentials = parse_operators(secret_value)
-    if not authorization_header:
-        raise UnauthorizedError("missing Authorization header", code="missing_credentials")
-    scheme, _, presented = authorization_header.strip().partition(" ")
-    if scheme.lower() != _SCHEME or not presented.strip():
-        raise UnauthorizedError("Authorization must be 'Bearer <token>'", code="malformed_credentials")
-    presented_digest = hashlib.sha256(presented.strip().encode()).digest()
-    found: Operator | None = None
-    for credential in credentials:  # compare with every entry so timing does not reveal which matched
-        if hmac.compare_digest(presented_digest, credential.token_sha256) and found is None:
-            found = credential.operator
-    if found is None:
-        raise UnauthorizedError("invalid admin token", code="invalid_credentials")
-    return found
+def resolve_operator(claims: Mapping[str, Any] | None) -> Operator:
+    """The operator whose verified ID token API Gateway's Cognito authorizer accepted for this request."""
+    if not claims:
+        raise UnauthorizedError(
+            "no verified operator on the request: send an operator ID token (Authorization: Bearer <token>)",
+            code="missing_credentials",
+        )
+    if claims.get("token_use") != "id":
+        raise UnauthorizedError("the operator token is not an ID token", code="invalid_credentials")
+    name = claims.get(USERNAME_CLAIM)
+    if not (isinstance(name, str) and NAME.match(name)):
+        raise ForbiddenError(
+            "the operator's user name is not a valid operator name ([a-z0-9][a-z0-9._-]{0,62})",
+            code="operator_name_invalid",
+        )
+    groups = claim_groups(claims.get(GROUPS_CLAIM))
+    role = Role.ADMIN if "admin" in groups else Role.SUPPORT if "support" in groups else None
+    if role is None:
+        raise ForbiddenError(
+            f"operator {name} is in neither the support nor the admin group",
+            code="no_operator_role",
+            details={"operator": name},
+        )
+    return Operator(name, role)
 
 
 # (method, API Gateway resource path) -> the lowest role allowed. Reads are support; everything that moves money

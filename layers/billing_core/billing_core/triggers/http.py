@@ -1,3 +1,5 @@
+# Past 400 lines: every HTTP concern of the bundle (error mapping, body parsing, the operator middleware and
+# impersonation) is in this one module so there is exactly one place that maps errors to responses.
 """API Gateway (REST, proxy integration): errors -> HTTP responses in exactly one place.
 
 Every error body is JSON `{"code": <stable snake_case>, "message": ..., ["details": ...]}`.
@@ -57,7 +59,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # Only the bearer-token scheme gets a challenge header; a bad webhook signature is not an invitation
 # to retry with other credentials.
-BEARER_CHALLENGE_CODES = frozenset({"missing_credentials", "malformed_credentials", "invalid_credentials"})
+BEARER_CHALLENGE_CODES = frozenset({"missing_credentials", "invalid_credentials"})
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -220,10 +222,10 @@ def parse_query[ModelT: BaseModel](app: APIGatewayRestResolver, model: type[Mode
 
 
 def admin_auth_middleware(
-    tokens: Callable[[], str],
     audit: Callable[[], AuditLog | None] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """Route middleware (ADR 0027): `Authorization: Bearer <token>` names an operator (401 otherwise); a write
+    """Route middleware (ADR 0027): the claims API Gateway's Cognito authorizer verified name an operator (401
+    without them); a write
     while impersonating is refused and audited; the route's minimum role is checked (403 `forbidden_role`); an
     impersonated read must be in the customer's scope. The operator and impersonation go on `app.context`."""
 
@@ -231,7 +233,7 @@ def admin_auth_middleware(
         event = app.current_event
         method, resource = event.http_method.upper(), event.resource
         try:
-            operator = resolve_operator(event.headers.get("Authorization"), tokens())
+            operator = resolve_operator(_verified_claims(event.raw_event))
             impersonation = _impersonation(app, operator)
             if impersonation is not None and method not in READ_METHODS:
                 _audit_refused_write(app, audit, impersonation)
@@ -250,6 +252,14 @@ def admin_auth_middleware(
         return next_middleware(app)
 
     return middleware
+
+
+def _verified_claims(raw_event: dict[str, Any]) -> dict[str, Any] | None:
+    """`requestContext.authorizer.claims`: only API Gateway (or the local runtime's emulation of it) writes them;
+    a caller cannot, since the request context is not part of the request."""
+    authorizer = (raw_event.get("requestContext") or {}).get("authorizer")
+    claims = authorizer.get("claims") if isinstance(authorizer, dict) else None
+    return claims if isinstance(claims, dict) else None
 
 
 def _impersonation(app: APIGatewayRestResolver, operator: Operator) -> Impersonation | None:
@@ -355,13 +365,11 @@ def public_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def admin_resolver(
-    tokens: Callable[[], str], audit: Callable[[], AuditLog | None] | None = None
-) -> APIGatewayRestResolver:
-    """A resolver whose every route requires an operator's bearer token (`tokens()` reads the secret's value) and
-    the route's role; `audit()` is where refused impersonated writes are recorded (None: logged and counted only)."""
+def admin_resolver(audit: Callable[[], AuditLog | None] | None = None) -> APIGatewayRestResolver:
+    """A resolver whose every route requires a verified operator (the Cognito authorizer's claims) with the route's
+    role; `audit()` is where refused impersonated writes are recorded (None: logged and counted only)."""
     app = public_resolver()
-    app.use(middlewares=[admin_auth_middleware(tokens, audit)])
+    app.use(middlewares=[admin_auth_middleware(audit)])
     return app
 
 

@@ -1,3 +1,5 @@
+# Past 400 lines: it is the one store of the invoice aggregate (INVOICE and ATTEMPT#nnn items, their codec and every
+# condition on them); splitting it would give the aggregate two stores.
 """Invoices and their charge attempts on DynamoDB (InvoicesTable): per invoice id, the INVOICE item and
 ATTEMPT#nnn items. This module owns both items: their codec, their conditions, and the parts other writes
 put in their own transactions (a new invoice, an attempt settled, an invoice paid or closed).
