@@ -19,6 +19,7 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     dunning_watch_dead_letter_queue_url: str
+    dunning_watch_replay_queue_url: str  # dead letters replayed from the archive (ADR 0029)
     retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     dunning_table_name: str
     invoices_table_name: str
@@ -53,4 +54,14 @@ def failures() -> FailureHandling:
     )
 
 
-lambda_handler = stream_handler(watch, failures=failures)
+def replay_failures() -> FailureHandling:
+    """A dead letter replayed through the replay queue retries and dead-letters as an SQS job (ADR 0026, 0029)."""
+    return wiring.failure_handling(
+        "dunning_watch",
+        queue_setting="dunning_watch_replay_queue_url",
+        dead_letter_queue_setting="dunning_watch_dead_letter_queue_url",
+        source="DunningWatchFunction",
+    )
+
+
+lambda_handler = stream_handler(watch, failures=failures, replay_failures=replay_failures)

@@ -28,6 +28,7 @@ from billing_core.wiring import Wiring
 class Settings(BundleSettings):
     usage_table_name: str
     usage_aggregate_dead_letter_queue_url: str
+    usage_aggregate_replay_queue_url: str  # dead letters replayed from the archive (ADR 0029)
     retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     notifications_queue_url: str  # usage_threshold notices
     audit_table_name: str  # usage_threshold.crossed entries
@@ -55,4 +56,14 @@ def failures() -> FailureHandling:
     )
 
 
-lambda_handler = group_stream_handler(parse, count, failures=failures)
+def replay_failures() -> FailureHandling:
+    """A dead letter replayed through the replay queue retries and dead-letters as an SQS job (ADR 0026, 0029)."""
+    return wiring.failure_handling(
+        "usage_aggregate",
+        queue_setting="usage_aggregate_replay_queue_url",
+        dead_letter_queue_setting="usage_aggregate_dead_letter_queue_url",
+        source="UsageAggregateFunction",
+    )
+
+
+lambda_handler = group_stream_handler(parse, count, failures=failures, replay_failures=replay_failures)

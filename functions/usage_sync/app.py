@@ -21,6 +21,7 @@ from billing_core.wiring import Wiring
 
 class Settings(BundleSettings):
     usage_sync_dead_letter_queue_url: str
+    usage_sync_replay_queue_url: str  # dead letters replayed from the archive (ADR 0029)
     retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
     usage_table_name: str
     price_book_table_name: str  # the plan's usage components in the subscription's price version
@@ -42,4 +43,14 @@ def failures() -> FailureHandling:
     )
 
 
-lambda_handler = stream_handler(sync, failures=failures)
+def replay_failures() -> FailureHandling:
+    """A dead letter replayed through the replay queue retries and dead-letters as an SQS job (ADR 0026, 0029)."""
+    return wiring.failure_handling(
+        "usage_sync",
+        queue_setting="usage_sync_replay_queue_url",
+        dead_letter_queue_setting="usage_sync_dead_letter_queue_url",
+        source="UsageSyncFunction",
+    )
+
+
+lambda_handler = stream_handler(sync, failures=failures, replay_failures=replay_failures)

@@ -73,6 +73,9 @@ DEAD_LETTER_QUEUE_SETTINGS = {
     "DUNNING_WATCH_DEAD_LETTER_QUEUE_URL": "DunningWatchDeadLetterQueue",
     "USAGE_SYNC_DEAD_LETTER_QUEUE_URL": "UsageSyncDeadLetterQueue",
     "USAGE_AGGREGATE_DEAD_LETTER_QUEUE_URL": "UsageAggregateDeadLetterQueue",
+    "DUNNING_WATCH_REPLAY_QUEUE_URL": "DunningWatchReplayQueue",
+    "USAGE_SYNC_REPLAY_QUEUE_URL": "UsageSyncReplayQueue",
+    "USAGE_AGGREGATE_REPLAY_QUEUE_URL": "UsageAggregateReplayQueue",
 }
 
 

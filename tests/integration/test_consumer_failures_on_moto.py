@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from billing_core.errors import RetryableError
+from billing_core.adapters.replay_targets import AwsReplaySender
+from billing_core.errors import RetryableError, ValidationFailedError
+from billing_core.failures.dead_letters import SqsTarget
 from billing_core.failures.envelope import FailureEnvelope
 from local_runtime.template import load_template
 from tests.dynamodb_stream_events import stream_event, stream_record
@@ -271,3 +273,86 @@ STREAM_SAMPLES = {
     "usage_sync": "subscription_period_started.json",
     "usage_aggregate": "usage_batch_accepted.json",
 }
+
+
+class Recording:
+    """Stands in for the consumer's service once the cause is fixed: every call is recorded and succeeds."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any, **__: Any) -> Any:
+        self.calls.append(args)
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "register":
+            return lambda *_: None
+        return self
+
+
+class Refusing(Recording):
+    """The cause not fixed yet: every call is refused for good."""
+
+    def __call__(self, *args: Any, **__: Any) -> Any:
+        self.calls.append(args)
+        raise ValidationFailedError("the record is refused", code="test_refused")
+
+
+REPLAY_QUEUES = {
+    "dunning_watch": "DunningWatchReplayQueue",
+    "usage_sync": "UsageSyncReplayQueue",
+    "usage_aggregate": "UsageAggregateReplayQueue",
+}
+SERVICE_BUILDERS = {"dunning_watch": "dunning_watcher", "usage_sync": "usage_sync", "usage_aggregate": "usage_counter"}
+
+
+def take_envelope(stack: Stack, queue: str, marker: str) -> FailureEnvelope:
+    """The one envelope on `queue` whose payload holds `marker`, removed from the queue (it is shared)."""
+    for _ in range(10):
+        for envelope, message in dead_letters(stack, queue):
+            if marker in envelope.payload:
+                stack.client("sqs").delete_message(QueueUrl=stack.ref(queue), ReceiptHandle=message["ReceiptHandle"])
+                return envelope
+    raise AssertionError(f"no envelope mentioning {marker} on {queue}")
+
+
+@pytest.mark.parametrize("folder", sorted(STREAM_CONSUMERS))
+def test_a_stream_dead_letter_replayed_through_its_replay_queue_is_handled_or_returns_with_its_history(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, modules: list[Any], folder: str
+) -> None:
+    logical_id, job_type, dead_letter_queue = STREAM_CONSUMERS[folder]
+    module = consumer_module(stack, monkeypatch, folder, logical_id, job_type)
+    modules.append(module)
+    refusing = Refusing()
+    monkeypatch.setattr(module.wiring, SERVICE_BUILDERS[folder], lambda: refusing)
+    # Given the function's sample record, refused for good by its service: dead-lettered in its envelope
+    record = json.loads((ROOT / "events" / "dynamodb" / STREAM_SAMPLES[folder]).read_text())["Records"][0]
+    marker = f"replay-{uuid.uuid4().hex}"
+    record["eventID"] = marker
+    assert module.lambda_handler(stream_event(record), lambda_context) == {"batchItemFailures": []}
+    first = take_envelope(stack, dead_letter_queue, marker)
+    assert (first.job_type, first.source, len(first.attempts)) == (job_type, logical_id, 1)
+    # When the cause is fixed and the archive replays it (the replay sender's resend to the replay queue)
+    fixed = Recording()
+    monkeypatch.setattr(module.wiring, SERVICE_BUILDERS[folder], lambda: fixed)
+    replay_queue = REPLAY_QUEUES[folder]
+    sender = AwsReplaySender(sqs=stack.client("sqs"))
+    target = SqsTarget(queue=stack.ref(replay_queue).rsplit("/", 1)[1])
+    sender.send(target, first.payload, first.replay_attributes(), replay_id="rpl_" + uuid.uuid4().hex[:24])
+    assert deliver(stack, replay_queue, module, lambda_context, wait_seconds=1)
+    # Then the record is handled once, as the stream would have delivered it, and nothing is left to deliver
+    assert len(fixed.calls) == 1 and refusing.calls
+    assert deliver(stack, replay_queue, module, lambda_context) == []
+    # And a replay that is refused again goes back to the DLQ as the same event, its history one attempt longer
+    monkeypatch.setattr(module.wiring, SERVICE_BUILDERS[folder], lambda: refusing)
+    sender.send(target, first.payload, first.replay_attributes(), replay_id="rpl_" + uuid.uuid4().hex[:24])
+    assert deliver(stack, replay_queue, module, lambda_context, wait_seconds=1)
+    again = take_envelope(stack, dead_letter_queue, marker)
+    assert (again.event_id, again.original_enqueued_at, again.payload) == (
+        first.event_id,
+        first.original_enqueued_at,
+        first.payload,
+    )
+    assert len(again.attempts) == 2 and again.attempts[0] == first.attempts[0]
+    assert deliver(stack, replay_queue, module, lambda_context) == []

@@ -33,7 +33,11 @@ from tests.support import ROOT
 __all__ = ["invoice_close"]  # a fixture of this module's tests
 
 TEMPLATE = load_template(ROOT / "template.yaml", validate=False)
-[WATCH_EVENT] = TEMPLATE.resources["DunningWatchFunction"]["Properties"]["Events"].values()
+[WATCH_EVENT] = [
+    event
+    for event in TEMPLATE.resources["DunningWatchFunction"]["Properties"]["Events"].values()
+    if event["Type"] == "DynamoDB"
+]  # the stream, not the replay queue
 FILTERS = compile_filter_criteria(WATCH_EVENT["Properties"]["FilterCriteria"])
 
 

@@ -43,7 +43,11 @@ from tests.support import ROOT
 from tests.unit.usage_samples import CALLS, NOW, PERIOD
 
 TEMPLATE = load_template(ROOT / "template.yaml", validate=False)
-[BATCH_ACCEPTED] = TEMPLATE.resources["UsageAggregateFunction"]["Properties"]["Events"].values()
+[BATCH_ACCEPTED] = [
+    event
+    for event in TEMPLATE.resources["UsageAggregateFunction"]["Properties"]["Events"].values()
+    if event["Type"] == "DynamoDB"
+]  # the stream, not the replay queue
 FILTERS = compile_filter_criteria(BATCH_ACCEPTED["Properties"]["FilterCriteria"])
 THRESHOLDS = (50, 80, 100)
 LIMIT = 1000

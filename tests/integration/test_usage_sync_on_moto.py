@@ -36,7 +36,11 @@ from tests.integration.test_audit_on_moto import stream_event
 from tests.support import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml", validate=False)
-[SYNC_EVENT] = TEMPLATE.resources["UsageSyncFunction"]["Properties"]["Events"].values()
+[SYNC_EVENT] = [
+    event
+    for event in TEMPLATE.resources["UsageSyncFunction"]["Properties"]["Events"].values()
+    if event["Type"] == "DynamoDB"
+]  # the stream, not the replay queue
 FILTERS = compile_filter_criteria(SYNC_EVENT["Properties"]["FilterCriteria"])
 
 NOW = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)

@@ -18,7 +18,7 @@ from tests.support import EVENTS, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 FUNCTION = TEMPLATE.resources["UsageAggregateFunction"]["Properties"]
-[EVENT] = FUNCTION["Events"].values()
+[EVENT] = [event for event in FUNCTION["Events"].values() if event["Type"] == "DynamoDB"]  # not the replay queue
 PROPERTIES = EVENT["Properties"]
 FILTERS = compile_filter_criteria(PROPERTIES["FilterCriteria"])
 HOST = "EVENT#bcus_x#e1"  # a batch document rides on its first event's marker (ADR 0025, "The host marker")
@@ -106,4 +106,6 @@ def test_it_writes_only_the_usage_table_its_audit_entries_and_the_two_queues() -
         ("dynamodb:PutItem", '{"Fn::GetAtt": ["AuditTable", "Arn"]}'),
         ("sqs:SendMessage", '{"Fn::GetAtt": ["CustomerNotificationsQueue", "Arn"]}'),
         ("sqs:SendMessage", '{"Fn::GetAtt": ["UsageAggregateDeadLetterQueue", "Arn"]}'),
+        # a replayed dead letter's retry (ADR 0029)
+        ("sqs:ChangeMessageVisibility", '{"Fn::GetAtt": ["UsageAggregateReplayQueue", "Arn"]}'),
     }

@@ -280,6 +280,41 @@ def test_a_failed_send_puts_the_item_back_to_dead_and_a_switch_refuses_the_repla
     assert refused.value.code == "kill_switch_on" and refused.value.details["switches"] == ["dunning_notices_paused"]
 
 
+class Dying(Sender):
+    """A replayer killed after its claim: the send never returns (Lambda stopped it)."""
+
+    def send(self, target: Any, payload: str, attributes: dict[str, Any], *, replay_id: str) -> None:
+        raise SystemExit("killed")
+
+
+def test_a_claim_whose_replayer_died_is_taken_over_once_older_than_any_replayer_runs() -> None:
+    from billing_core.recovery.service import REPLAY_CLAIM_LEASE
+
+    store, audit = Store(), Audit()
+    # Given an item whose replayer died between its claim and its send: left `replaying`
+    dying = DeadLetters(store, sender=Dying(), audit=audit, switches=Switches(), clock=lambda: NOW)
+    item = archived(dying)
+    with pytest.raises(SystemExit):
+        dying.replay(item.id, actor="user:sam", correlation_id=None)
+    assert store.items[item.id].status is DeadLetterStatus.REPLAYING
+    # When someone replays it while the claim may still be live: refused, nothing sent
+    sender = Sender()
+    soon = DeadLetters(store, sender=sender, audit=audit, switches=Switches(), clock=lambda: NOW + REPLAY_CLAIM_LEASE)
+    with pytest.raises(ConflictError) as refused:
+        soon.replay(item.id, actor="user:ann", correlation_id=None)
+    assert refused.value.code == "conflict" and sender.sent == []
+    # Then once the claim is older than the lease: taken over, the dead claim marked abandoned, sent once
+    later = NOW + REPLAY_CLAIM_LEASE + timedelta(seconds=1)
+    late = DeadLetters(store, sender=sender, audit=audit, switches=Switches(), clock=lambda: later)
+    replayed = late.replay(item.id, actor="user:ann", correlation_id=None)
+    assert replayed.status is DeadLetterStatus.REPLAYED
+    assert [(r.by, r.result) for r in replayed.replays] == [("user:sam", "abandoned"), ("user:ann", "sent")]
+    assert len(sender.sent) == 1
+    # and a replayed item is not taken over again
+    with pytest.raises(ConflictError):
+        late.replay(item.id, actor="user:ann", correlation_id=None)
+
+
 def test_the_replay_switch_table_names_only_declared_switches() -> None:
     from billing_core.operations.switches import SWITCHES
     from billing_core.recovery.service import REPLAY_SWITCHES

@@ -9,6 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayProxyEventModel,
     DynamoDBStreamModel,
+    DynamoDBStreamRecordModel,
     EventBridgeModel,
     SqsModel,
 )
@@ -108,6 +109,10 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "dynamodb/usage_batch_accepted.json": ("usage_aggregate", DynamoDBStreamModel, None),
     "sqs/notice_usage_threshold_batch.json": ("notification_send", SqsModel, KnownNotice),
     "sqs/dead_letter_batch.json": ("operations_dead_letter_archive", SqsModel, None),
+    # a stream consumer's dead letter replayed through its replay queue (ADR 0029): the body is the stream record
+    "sqs/dunning_watch_replayed_record.json": ("dunning_watch", SqsModel, DynamoDBStreamRecordModel),
+    "sqs/usage_sync_replayed_record.json": ("usage_sync", SqsModel, DynamoDBStreamRecordModel),
+    "sqs/usage_aggregate_replayed_record.json": ("usage_aggregate", SqsModel, DynamoDBStreamRecordModel),
     "api/dlq_list.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
     "api/dlq_get.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),
     "api/dlq_replay.json": ("operations_dead_letters", APIGatewayProxyEventModel, None),

@@ -58,6 +58,9 @@ ReplayTarget = SqsTarget | LambdaTarget
 class ReplayResult(StrEnum):
     SENT = "sent"
     SEND_FAILED = "send_failed"
+    # The replayer stopped between its claim and its outcome (killed, timed out): whether it sent is unknown. A
+    # later replay takes the item over once the claim is older than any replayer can run (REPLAY_CLAIM_LEASE).
+    ABANDONED = "abandoned"
 
 
 class ReplayRecord(BaseModel):

@@ -3,7 +3,10 @@
 Replay of one item, callable per item by a bulk worker too:
 1. refuse while a kill switch covering the item's job is on (`REPLAY_SWITCHES`; 409 `kill_switch_on`);
 2. claim: status `dead` -> `replaying` with a new replay record, conditional on the version read - of two
-   concurrent replays exactly one claims; the other gets 409 `conflict` and sends nothing;
+   concurrent replays exactly one claims; the other gets 409 `conflict` and sends nothing. A claim older than
+   `REPLAY_CLAIM_LEASE` (Lambda's longest run: its replayer has stopped, killed or timed out, before recording an
+   outcome) is taken over the same way, its record marked `abandoned`: it may have sent, and the consumer's
+   idempotent path makes a second send safe, while leaving the item `replaying` would lose it;
 3. send the payload to the target with the envelope's history (`replay_attributes()`), so the consumer's next
    failure continues it;
 4. record the outcome: `replayed` (sent), or back to `dead` with the record's result `send_failed` (nothing lost;
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +53,8 @@ REPLAY_SWITCHES: Mapping[str, tuple[str, ...]] = {
     "payment": ("dunning_charges_paused",),
 }
 ARCHIVE_WRITE_ATTEMPTS = 5
+# Lambda's maximum timeout: a replayer's invocation that claimed an item has ended by then, sent or not.
+REPLAY_CLAIM_LEASE = timedelta(minutes=15)
 DISCARD_REASON_MAX = 500
 
 
@@ -132,7 +137,8 @@ class DeadLetters:
         """`replay_id`: a bulk job passes one per (job, item) so that a slice run again recognises its own replay
         (ADR 0032); otherwise a new one."""
         item = self.get(dead_letter_id)
-        if item.status is not DeadLetterStatus.DEAD:
+        abandoned = self._abandoned_claim(item)
+        if item.status is not DeadLetterStatus.DEAD and not abandoned:
             raise ReplayConflictError(
                 f"the item is {item.status.value}: only a dead item is replayed",
                 details={"id": item.id, "status": item.status.value},
@@ -143,10 +149,14 @@ class DeadLetters:
             )
         self._refuse_if_switched_off(item)
         record = ReplayRecord(replay_id=replay_id or self._new_id(), by=actor, at=self._clock(), cycle=item.cycles)
+        earlier = tuple(
+            r.model_copy(update={"result": ReplayResult.ABANDONED}) if abandoned and r.result is None else r
+            for r in item.replays
+        )
         claimed = item.model_copy(
             update={
                 "status": DeadLetterStatus.REPLAYING,
-                "replays": (*item.replays, record),
+                "replays": (*earlier, record),
                 "version": item.version + 1,
             }
         )
@@ -169,6 +179,17 @@ class DeadLetters:
             raise
         count("DeadLetterReplayed")
         return self._finish(claimed, record, ReplayResult.SENT, actor, correlation_id)
+
+    def _abandoned_claim(self, item: DeadLetterItem) -> bool:
+        """A `replaying` item whose claim is older than any replayer runs: its replayer stopped before the outcome."""
+        claim = item.current_replay
+        if item.status is not DeadLetterStatus.REPLAYING or claim is None or claim.result is not None:
+            return False
+        if self._clock() - claim.at <= REPLAY_CLAIM_LEASE:
+            return False
+        count("DeadLetterReplayClaimAbandoned")
+        logger.warning("abandoned replay claim taken over", extra={"id": item.id, "replay_id": claim.replay_id})
+        return True
 
     def _refuse_if_switched_off(self, item: DeadLetterItem) -> None:
         names = REPLAY_SWITCHES.get(item.envelope.job_type, ())

@@ -8,17 +8,23 @@ A consumer given `failures` (ADR 0030) dead-letters a record that fails **perman
 envelope (payload: the stream record's JSON; source: the function's logical id), and acknowledges it, so a poison
 record does not hold its shard for MaximumRetryAttempts; a retryable failure is reported as before and Lambda's
 retries, bisection and on-failure destination stay the safety net. A consumer whose guarantee forbids skipping a
-record (the audit projector, the ledger guard) is not given `failures`."""
+record (the audit projector, the ledger guard) is not given `failures`.
+
+A consumer given `replay_failures` also takes SQS messages from its replay queue (ADR 0029): a dead-lettered record
+replayed from the archive is its stream record's JSON, handled exactly as the stream would have delivered it, with
+an SQS consumer's retries and envelope (ADR 0026) - a replay that fails again returns to the DLQ with its history
+continued. The stream's own records keep the stream path above."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBStreamEvent
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_core.changes import ChangeKind, ItemChange
@@ -28,9 +34,7 @@ from billing_core.failures.envelope import as_log_fields, record_failure
 from billing_core.failures.policies import STREAM_BACKOFF_STRATEGY
 from billing_core.observability import count, logger, metrics, traced
 from billing_core.triggers.correlation import correlated_changes, end_of_batch
-
-if TYPE_CHECKING:
-    from billing_core.triggers.sqs import FailureHandling
+from billing_core.triggers.sqs import FailureHandling, process_sqs_batch
 
 
 def table_name_of(stream_arn: str) -> str:
@@ -132,16 +136,63 @@ def process_stream_batch(
     )
 
 
+def is_sqs_event(event: Mapping[str, Any]) -> bool:
+    """True for SQS messages (a replay queue's), False for the stream's records."""
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], dict)
+        and (records[0].get("eventSource") == "aws:sqs")
+    )
+
+
+def stream_record_of(message: SQSRecord) -> DynamoDBRecord:
+    """A replayed dead letter: the body is the stream record the consumer dead-lettered, as Lambda delivered it.
+    Anything else did not come from our replay and is refused for good (it goes to the DLQ with its reason)."""
+    try:
+        raw = json.loads(message.body)
+    except ValueError:
+        raw = None
+    if not (isinstance(raw, dict) and isinstance(raw.get("dynamodb"), dict) and raw.get("eventSourceARN")):
+        raise ValidationFailedError("a replayed message must be a DynamoDB stream record", code="malformed_record")
+    return DynamoDBRecord(raw)
+
+
+def process_replayed_records(
+    event: dict[str, Any],
+    context: LambdaContext,
+    handle_record: Callable[[DynamoDBRecord], Any],
+    failures: FailureHandling | None,
+) -> dict[str, Any]:
+    """The replay queue's messages, each one stream record, with an SQS consumer's retries and dead letters."""
+    return process_sqs_batch(
+        event, context, lambda message: handle_record(stream_record_of(message)), failures=failures
+    )
+
+
 def stream_handler(
-    handle: Callable[[ItemChange], Any], *, failures: Callable[[], FailureHandling] | None = None
+    handle: Callable[[ItemChange], Any],
+    *,
+    failures: Callable[[], FailureHandling] | None = None,
+    replay_failures: Callable[[], FailureHandling] | None = None,
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point of a DynamoDB stream consumer; `failures` as in `sqs_handler` (ADR 0030)."""
+    """The Lambda entry point of a DynamoDB stream consumer; `failures` as in `sqs_handler` (ADR 0030);
+    `replay_failures`: the retries and dead letters of its replay queue's messages (ADR 0029)."""
 
     @logger.inject_lambda_context
     @traced
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
+            if is_sqs_event(event):
+                replayed = correlated_changes(handle)
+                return process_replayed_records(
+                    event,
+                    context,
+                    lambda record: replayed(change_of(record)),
+                    replay_failures() if replay_failures is not None else None,
+                )
             return process_stream_batch(
                 event, context, correlated_changes(handle), failures() if failures is not None else None
             )
@@ -230,9 +281,11 @@ def group_stream_handler[ItemT](
     handle: Callable[[list[ItemT]], Any],
     *,
     failures: Callable[[], FailureHandling] | None = None,
+    replay_failures: Callable[[], FailureHandling] | None = None,
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda entry point of a DynamoDB stream consumer that handles its records as one group
-    (`process_stream_group`); the event source mapping reports batch item failures."""
+    (`process_stream_group`); the event source mapping reports batch item failures. A replayed record
+    (`replay_failures`, ADR 0029) is a group of one."""
 
     @logger.inject_lambda_context
     @traced
@@ -240,6 +293,14 @@ def group_stream_handler[ItemT](
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # One call handles the whole group: each record's parse runs under its own item's correlation id.
         try:
+            if is_sqs_event(event):
+                parse_one = correlated_changes(parse)
+                return process_replayed_records(
+                    event,
+                    context,
+                    lambda record: handle([parse_one(change_of(record))]),
+                    replay_failures() if replay_failures is not None else None,
+                )
             return process_stream_group(
                 event, correlated_changes(parse), handle, failures() if failures is not None else None
             )
