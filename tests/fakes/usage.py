@@ -54,6 +54,10 @@ class InMemoryUsageStore:
             self.documents[document.batch_id] = (document, BatchState.PENDING)
             return {}
 
+    def payload_hashes(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
+        with self._lock:
+            return {key: self.markers[key][0] for key in keys if key in self.markers}
+
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
         """This document as stored, with its state; None if it was not written."""
         with self._lock:

@@ -113,6 +113,12 @@ def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_origina
         answers[1],
         answers[2].model_copy(update={"verdict": Verdict.DUPLICATE}),
     )
+    # And the stored payload hashes of keys are read back for the ones that exist (a hard stop's retries)
+    assert store.payload_hashes([(CUSTOMER, "b"), (CUSTOMER, "zz"), (CUSTOMER, "d")]) == {
+        (CUSTOMER, "b"): event("b", value=2).payload_hash,
+        (CUSTOMER, "d"): event("d", value=4).payload_hash,
+    }
+    assert store.payload_hashes([(CUSTOMER, "zz")]) == {}
 
 
 @pytest.mark.parametrize("kind", KINDS)

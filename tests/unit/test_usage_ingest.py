@@ -269,6 +269,23 @@ def test_counted_usage_counts_against_the_hard_stop(store: CountingStore) -> Non
     ]
 
 
+def test_a_retry_of_counted_events_at_the_limit_is_duplicate_or_conflict_not_refused(store: CountingStore) -> None:
+    # Given 60 + 40 units accepted and counted: the period's hard stop (100) is reached by them
+    send(store, raw("a", meter="api_calls", value=60), raw("c", meter="api_calls", value=40))
+    store.count([document for document, _ in store.documents.values()], lambda *_: PERIOD, NOW)
+    # When the client retries them (a lost answer), one with another value under its key, and a new one comes
+    answers = send(
+        store,
+        raw("a", meter="api_calls", value=60),
+        raw("c", meter="api_calls", value=3),
+        raw("new", meter="api_calls", value=1),
+    )
+    # Then the retried events are what they were - a duplicate and a conflict - and only the new one is refused
+    assert answers == [("a", "duplicate", None), ("c", "conflict", None), ("new", "rejected", "limit_exceeded")]
+    # and nothing was written for them
+    assert len(store.documents) == 1
+
+
 def test_without_a_price_book_every_meter_is_unknown(store: CountingStore) -> None:
     books = Books()
     books.book = None

@@ -9,7 +9,9 @@ other event of a committed batch into `accepted`.
 
 Per event, in this order: `bad_value`, `unknown_meter`, `missing_property`, `unknown_customer`,
 `in_the_future`, `too_late`, `outside_billing_period` (when planned with the customers' usage accounts: the
-timestamp falls in none of the account's periods), then the repeat check, then `limit_exceeded`. A rejected
+timestamp falls in none of the account's periods), then the repeat check, then `limit_exceeded` - which the
+store's markers overrule: an event refused by the hard stop whose key was accepted before (its usage is what
+reached the limit) answers `duplicate` or `conflict`, as any event whose key is taken does. A rejected
 event claims nothing: a later event of the request with its key is judged as if the rejected one were absent,
 as a later request would be. The first event of a key that passes is the one written; the request's later
 events with that key answer `duplicate` (same payload) or `conflict` against whatever the key ends up
@@ -144,6 +146,9 @@ def split_into_batches(
 class Rejected:
     event_id: str
     reason: RejectionReason
+    # Set for `limit_exceeded` only: a hard stop is judged before the store is asked about the key, so an event
+    # accepted (and counted) before is answered from its stored marker instead (`duplicate` or `conflict`).
+    event: UsageEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,7 @@ def plan_request(
         if limit is not None and limit.period.contains(event.timestamp):
             after = usage_after(meters[event.meter].aggregation, used[meter_key], event)
             if after > limit.limit:
-                judgements.append(Rejected(event.event_id, RejectionReason.LIMIT_EXCEEDED))
+                judgements.append(Rejected(event.event_id, RejectionReason.LIMIT_EXCEEDED, event))
                 continue
             used[meter_key] = after
         first_of[event.key] = index
@@ -259,12 +264,21 @@ def verdict_against(stored_hash: str, event: UsageEvent) -> Verdict:
     return Verdict.DUPLICATE if event.payload_hash == stored_hash else Verdict.CONFLICT
 
 
+def limit_refused_keys(plan: IngestionPlan) -> tuple[EventKey, ...]:
+    """The keys of the events the hard stop refused: the store is asked whether they were accepted before."""
+    return tuple(j.event.key for j in plan.judgements if isinstance(j, Rejected) and j.event is not None)
+
+
 def resolve(plan: IngestionPlan, existing: Mapping[EventKey, str]) -> tuple[EventResult, ...]:
     """The answer per event once every batch of the plan is committed: `existing` maps the keys whose markers
-    were already there to their stored payload hashes; every other new event was accepted by its batch."""
+    were already there to their stored payload hashes (the written events' and the limit-refused ones'); every
+    other new event was accepted by its batch."""
     results: list[EventResult] = []
     for judgement in plan.judgements:
         match judgement:
+            case Rejected(event_id, reason, refused) if refused is not None and refused.key in existing:
+                # taken before: a client's retry of an accepted event is a duplicate, whatever the limit says now
+                results.append(EventResult(event_id=event_id, verdict=verdict_against(existing[refused.key], refused)))
             case Rejected(event_id, reason):
                 results.append(EventResult(event_id=event_id, verdict=Verdict.REJECTED, reason=reason))
             case ToWrite(event):

@@ -99,6 +99,11 @@ class UsageStore(Protocol):
         payload hash stored on it (never empty). Contention alone raises RetryableError."""
         ...
 
+    def payload_hashes(self, keys: Sequence[EventKey]) -> Mapping[EventKey, str]:
+        """The stored payload hash of each of `keys` whose marker exists (read consistently); absent keys are
+        missing from the answer."""
+        ...
+
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
         """This batch document as stored (on its host marker, the marker of its first event by key) and its
         state; None when it was not written (its host marker is absent, or belongs to another batch)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from billing_core.errors import InvariantViolation, NotFoundError
 from billing_core.usage.aggregation import EMPTY, merge, total
 from billing_core.usage.entitlements import consume_write, counted_in_period
-from billing_core.usage.ingestion import IngestionPlan, resolve
+from billing_core.usage.ingestion import IngestionPlan, limit_refused_keys, resolve
 from billing_core.usage.model import Aggregation, EventKey, EventResult, WindowKind
 from billing_core.usage.ports import PeriodRead, UsageStore
 from billing_core.usage.recount import WindowRecount, recount, recount_tallies
@@ -35,6 +35,9 @@ def accept(plan: IngestionPlan, store: UsageStore) -> tuple[EventResult, ...]:
         if not found.keys() <= keys:
             raise InvariantViolation("a refused batch names only markers of its own events")
         existing.update(found)
+    refused = [key for key in limit_refused_keys(plan) if key not in existing]
+    if refused:  # only when the hard stop refused something: one read of those markers (ingestion.py)
+        existing.update(store.payload_hashes(refused))
     return resolve(plan, existing)
 
 

@@ -291,6 +291,10 @@ class DynamoDBUsageStore:
             raise InvariantViolation(f"batch {document.batch_id} was refused by no marker's condition")
         return found
 
+    def payload_hashes(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
+        items = self._db.batch_get(self._table, [marker_key(key) for key in keys])
+        return {(item["customer_id"]["S"], item["event_id"]["S"]): item["payload_hash"]["S"] for item in items}
+
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
         return self._hosted(host_key(document), document.batch_id)
 
