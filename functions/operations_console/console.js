@@ -95,7 +95,53 @@
     byId("sign-in").hidden = false;
     showAlert("sign-in-error", message);
     byId("token").value = "";
-    byId("token").focus();
+    byId("password").value = "";
+    (byId("sign-in-form").dataset.signInUrl ? byId("username") : byId("token")).focus();
+  }
+
+  // Cognito's InitiateAuth from the browser (the operators' public client, USER_PASSWORD_AUTH): the password goes
+  // there and nowhere else. A first sign-in with a temporary password, or one that asks for a TOTP code, is a
+  // challenge this page does not answer: the runbook's CLI steps do (docs/runbooks/operations.md, Operators).
+  async function cognitoSignIn(username, password) {
+    const form = byId("sign-in-form");
+    let response;
+    try {
+      response = await fetch(form.dataset.signInUrl, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/x-amz-json-1.1",
+          "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+        },
+        body: JSON.stringify({
+          AuthFlow: "USER_PASSWORD_AUTH",
+          ClientId: form.dataset.clientId,
+          AuthParameters: { USERNAME: username, PASSWORD: password },
+        }),
+      });
+    } catch (error) {
+      showSignedOut(`Sign-in service unreachable: ${error.message}`);
+      return;
+    }
+    const body = await response.json().catch(() => ({}));
+    byId("password").value = "";
+    if (!response.ok) {
+      const kind = String(body.__type || `http_${response.status}`).split("#").pop();
+      showSignedOut(`Not signed in: ${body.message || "refused"} (${kind})`);
+      return;
+    }
+    if (body.ChallengeName) {
+      showSignedOut(
+        `Not signed in: the sign-in asks for ${body.ChallengeName}; complete it as the runbook describes ` +
+          "(docs/runbooks/operations.md, Operators), then sign in here.",
+      );
+      return;
+    }
+    const token = body.AuthenticationResult && body.AuthenticationResult.IdToken;
+    if (!token) {
+      showSignedOut("Not signed in: the sign-in service returned no ID token");
+      return;
+    }
+    signIn(token);
   }
 
   async function signIn(token) {
@@ -477,7 +523,9 @@
   byId("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = byId("token").value.trim();
+    const username = byId("username").value.trim();
     if (token) signIn(token);
+    else if (username && byId("password").value) cognitoSignIn(username, byId("password").value);
   });
   byId("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -519,6 +567,14 @@
   });
   window.addEventListener("hashchange", route);
 
+  if (!byId("sign-in-form").dataset.signInUrl) {
+    // no sign-in service configured: the token field is the way in
+    for (const id of ["username", "password"]) byId(id).hidden = true;
+    for (const label of byId("sign-in-form").querySelectorAll("label[for=username], label[for=password]")) {
+      label.hidden = true;
+    }
+    byId("token-entry").open = true;
+  }
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved);
   else showSignedOut("");

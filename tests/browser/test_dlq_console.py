@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from billing_core.customers import customer_id_for
 from billing_core.operations.operators import ROUTE_ROLES
-from local_profile import LOCAL_OPERATOR_TOKENS, running_stripe
+from local_profile import LOCAL_OPERATOR_PASSWORDS, LOCAL_OPERATOR_TOKENS, running_stripe
 from local_runtime.runtime import LocalRuntime
 from tests.browser.conftest import PageLog
 from tests.support import wait_for
@@ -128,9 +128,11 @@ def emails_to(runtime: LocalRuntime, address: str) -> list[dict[str, Any]]:
 
 
 def sign_in_at(page: Page, runtime: LocalRuntime, fragment: str) -> None:
+    """Sign in as the local support operator, with their password (the page asks the local user pool)."""
     page.goto(f"{runtime.api_url}/ops/console#{fragment}")
-    page.get_by_label("Operator token").fill(SUPPORT_TOKEN)
-    page.get_by_label("Operator token").press("Enter")
+    page.get_by_label("User name").fill("support")
+    page.get_by_label("Password").fill(LOCAL_OPERATOR_PASSWORDS["support"])
+    page.get_by_label("Password").press("Enter")
     expect(page.locator("#operator")).to_contain_text("Signed in as support (support)")
 
 

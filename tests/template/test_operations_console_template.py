@@ -27,7 +27,11 @@ def managed_policies(template: Template) -> set[str]:
 def test_the_console_function_may_write_logs_and_traces_only() -> None:
     properties: dict[str, Any] = TEMPLATE.resources[FUNCTION]["Properties"]
     assert "Policies" not in properties
-    assert "Environment" not in properties  # no table, no secret name: nothing to read
+    # no table, no secret name: nothing to read - only where the page signs operators in (public values)
+    assert properties["Environment"]["Variables"] == {
+        "OPERATORS_USER_POOL_CLIENT_ID": {"Ref": "OperatorsUserPoolClient"},
+        "OPERATORS_SIGN_IN_URL": {"Fn::Sub": "https://cognito-idp.${AWS::Region}.amazonaws.com/"},
+    }
     assert managed_policies(TEMPLATE) == BASELINE_POLICIES
 
 

@@ -18,11 +18,20 @@ from functions.operations_console import app as console_app
 from tests.openapi_contract import assert_answer_matches
 from tests.support import load_event
 
+SIGN_IN_URL = "https://cognito-idp.us-east-1.amazonaws.com/"
+CLIENT_ID = "1example23456789abcdefghij"
+
 
 @pytest.fixture(autouse=True)
-def fresh_page() -> Any:
+def fresh_page(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("OPERATORS_USER_POOL_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("OPERATORS_SIGN_IN_URL", SIGN_IN_URL)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_COGNITO_IDP"):
+        monkeypatch.delenv(name, raising=False)
+    console_app.settings.cache_clear()
     console_app.console_page.cache_clear()
     yield
+    console_app.settings.cache_clear()
     console_app.console_page.cache_clear()
 
 
@@ -51,7 +60,9 @@ def test_the_page_is_served_anonymously_as_documented_with_its_blocks_allowed_by
     policy = directives(headers["Content-Security-Policy"][0])
     assert policy["script-src"] == sha256_source(script)
     assert policy["style-src"] == sha256_source(style)
-    assert (policy["default-src"], policy["connect-src"], policy["frame-ancestors"]) == ("'none'", "'self'", "'none'")
+    assert (policy["default-src"], policy["frame-ancestors"]) == ("'none'", "'none'")
+    # it may call its own API and the operators' sign-in endpoint (Cognito), nothing else
+    assert policy["connect-src"] == "'self' https://cognito-idp.us-east-1.amazonaws.com"
     assert "unsafe-inline" not in headers["Content-Security-Policy"][0]
     # and it loads nothing from elsewhere: no src or href to another origin
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
@@ -107,3 +118,35 @@ def test_a_broken_page_is_refused_when_it_is_assembled(tmp_path: Path, html: str
     (tmp_path / "page.js").write_text(script)
     with pytest.raises(ConfigurationError, match=re.escape(fragment)):
         StaticPage.from_folder(tmp_path, "page")
+
+
+def test_the_sign_in_form_names_the_client_and_the_endpoint_the_functions_sdk_would_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the template's values: Cognito's regional endpoint and the operators' client
+    html = console_app.console_page().html
+    assert f'data-sign-in-url="{SIGN_IN_URL}" data-client-id="{CLIENT_ID}"' in html
+    # When the SDK's endpoint is overridden (the local runtime points every function at moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5050")
+    console_app.settings.cache_clear()
+    console_app.console_page.cache_clear()
+    page = console_app.console_page()
+    # Then the page signs in there, and may connect there
+    assert 'data-sign-in-url="http://127.0.0.1:5050"' in page.html
+    assert "connect-src 'self' http://127.0.0.1:5050;" in page.content_security_policy
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "https://", "https://evil.example; script-src *", "ftp://cognito.example"]
+)
+def test_only_a_plain_http_origin_is_allowed_to_connect_to(url: str) -> None:
+    page = StaticPage(html='<form data-x=""></form>', content_security_policy="connect-src 'self'; x")
+    with pytest.raises(ConfigurationError):
+        page.configured({"data-x": "v"}, connect_to=url)
+
+
+def test_values_are_escaped_and_each_placeholder_must_exist_once() -> None:
+    page = StaticPage(html='<form data-x=""></form>', content_security_policy="connect-src 'self'")
+    assert page.configured({"data-x": '"><script>'}).html == '<form data-x="&quot;&gt;&lt;script&gt;"></form>'
+    with pytest.raises(ConfigurationError):
+        page.configured({"data-missing": "v"})

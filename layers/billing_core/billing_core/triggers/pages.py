@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+import html as html_text
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -63,6 +66,24 @@ class StaticPage:
             )
         )
         return cls(html=html, content_security_policy=policy)
+
+    def configured(self, attributes: Mapping[str, str], *, connect_to: str | None = None) -> StaticPage:
+        """The page with each `name=""` attribute of `attributes` filled in (escaped; each must appear exactly once:
+        a missing one is a packaging mistake) and, with `connect_to`, that URL's origin allowed in connect-src (a
+        sign-in endpoint the page calls besides its own API)."""
+        document = self.html
+        for name, value in attributes.items():
+            empty = f'{name}=""'
+            if document.count(empty) != 1:
+                raise ConfigurationError(f"the page must hold {empty} exactly once")
+            document = document.replace(empty, f'{name}="{html_text.escape(value, quote=True)}"')
+        policy = self.content_security_policy
+        if connect_to:
+            parts = urlsplit(connect_to)
+            if parts.scheme not in ("https", "http") or not parts.netloc or any(c in parts.netloc for c in " ;'\""):
+                raise ConfigurationError(f"not an origin the page may connect to: {connect_to!r}")
+            policy = policy.replace("connect-src 'self'", f"connect-src 'self' {parts.scheme}://{parts.netloc}")
+        return replace(self, html=document, content_security_policy=policy)
 
     def response(self) -> Response[str]:
         return Response(
