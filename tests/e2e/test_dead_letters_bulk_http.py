@@ -165,7 +165,7 @@ def test_poison_notices_fixed_then_bulk_replayed_under_a_rate_limit_each_sent_on
     poison.fix()
     status, replayed_one = run_cli(runtime, monkeypatch, "dlq", "replay", items[0]["id"])
     assert status == 0 and "replayed" in replayed_one
-    assert wait_for(lambda: poison.emails() == 1, timeout_seconds=60, interval_seconds=0.5)
+    assert wait_for(lambda: poison.emails() == 1, timeout_seconds=180, interval_seconds=2)
     # Then a dry run counts the other 32 per fingerprint, with an estimate at the chosen rate
     status, dry_run = run_cli(
         runtime, monkeypatch, "dlq", "replay", "--correlation-id", poison.correlation_id, "--dry-run", "--rate", "8"
@@ -198,7 +198,7 @@ def test_poison_notices_fixed_then_bulk_replayed_under_a_rate_limit_each_sent_on
     )
     # Then the job completed (exit 0), every notice was sent exactly once, and nothing is dead any more
     assert status == 0 and "completed: replayed 32, skipped 0, failed again 0" in bulk, bulk
-    assert wait_for(lambda: poison.emails() == 33, timeout_seconds=60, interval_seconds=0.5)
+    assert wait_for(lambda: poison.emails() == 33, timeout_seconds=180, interval_seconds=2)
     assert poison.items() == [] and len(poison.items(status="replayed")) == 33
     job_id = bulk.split("replay job ")[1].split(":")[0]
     code, job = call(runtime, "GET", f"/ops/dlq/replays/{job_id}")
@@ -239,7 +239,7 @@ def test_two_overlapping_bulk_jobs_send_each_item_once(runtime: LocalRuntime) ->
     # Then between them every item was replayed once, and each job accounts for its whole selection
     assert sum(job["replayed"] for job in jobs) == 12
     assert all(job["replayed"] + job["skipped"] + job["send_failed"] == job["selected"] for job in jobs)
-    assert wait_for(lambda: poison.emails() == 12, timeout_seconds=60, interval_seconds=0.5)
+    assert wait_for(lambda: poison.emails() == 12, timeout_seconds=180, interval_seconds=2)
     assert len(poison.items(status="replayed")) == 12
     _code, item = call(runtime, "GET", f"/ops/dlq/{poison.items(status='replayed')[0]['id']}")
     assert len(item["replays"]) == 1  # one replay record per item, whichever job won
