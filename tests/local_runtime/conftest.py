@@ -53,5 +53,22 @@ def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
         function_output_path=output,
     )
     started = LocalRuntime(config).start()
+    RUNNING.append(started)
     yield started
-    started.stop()
+    stop_running()
+
+
+# The runtime is session-scoped (above), but must not outlive this folder: left running, its pollers would share
+# the worker's process (and CPU) with the e2e and browser tiers' runtimes for the rest of the session. This
+# folder's tests run together on one worker (tests/conftest.py's scheduler), so it stops after the last of them.
+RUNNING: list[LocalRuntime] = []
+
+
+def stop_running() -> None:
+    while RUNNING:
+        RUNNING.pop().stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if RUNNING and (nextitem is None or not nextitem.nodeid.startswith("tests/local_runtime/")):
+        stop_running()
