@@ -56,10 +56,14 @@ _SECONDS = {"base_delay_seconds": 1, "factor": 2, "delay_seconds_max": 5, "delay
 LOCAL_RETRY_POLICIES = json.dumps(
     dict.fromkeys(("notification_send", "canary_record", "dunning_start", "webhook_apply"), _SECONDS)
 )
+# Circuit breakers (ADR 0033) reopen for a probe after seconds, not a minute, and ramp up in seconds.
+_BREAKER_SECONDS = {"cooldown_seconds": 2, "cooldown_seconds_max": 16, "ramp_step_seconds": 2, "refresh_seconds": 2}
+LOCAL_BREAKER_POLICIES = json.dumps(dict.fromkeys(("stripe", "email"), _BREAKER_SECONDS))
 LOCAL_PARAMETERS = {
     "DunningTimeScale": "86400",
     "DunningUnknownWaitSeconds": "2",
     "RetryPolicies": LOCAL_RETRY_POLICIES,
+    "BreakerPolicies": LOCAL_BREAKER_POLICIES,
     # Bulk replay jobs (ADR 0032): one-second slices, and a probe window of 5 s (a replayed poison message is
     # back in the archive within a few seconds locally), so a job's pause shows in seconds, not minutes.
     "DeadLetterReplaySliceSeconds": "1",

@@ -19,6 +19,7 @@ NOT_BUILDERS = frozenset(
     {
         "settings",
         "reset",
+        "breaker",
         "document_queue",
         "dunning_service",
         "failure_handling",
@@ -73,6 +74,8 @@ def dummy_settings_values(model: type[BaseModel]) -> dict[str, Any]:
             values[name] = 30.0
         elif "dict" in annotation:
             values[name] = {"stripe": "stripe-secret"}
+        elif name == "breaker_policies":  # JSON overrides per dependency; empty: the defaults
+            values[name] = ""
         elif name == "dead_letter_sources":  # a JSON object: DLQ queue name -> job type, source, replay target
             values[name] = "{}"
         elif name.startswith("health_"):  # LogicalId=physical pairs

@@ -18,6 +18,7 @@ class Settings(BundleSettings):
     orders_table_name: str
     price_book_table_name: str
     switches_table_name: str
+    breakers_table_name: str
     dunning_table_name: str
 
 

@@ -19,6 +19,8 @@ from billing_core.wiring import Wiring
 
 
 class Settings(BundleSettings):
+    breakers_table_name: str  # ADR 0033: every call to the payment or email provider asks its breaker
+    breaker_policies: str | None = None  # BREAKER_POLICIES (ADR 0033)
     dead_letters_table_name: str
     notice_sender_address: str
     operators_email_address: str

@@ -19,6 +19,8 @@ SAFETY_MARGIN_MILLIS = 20_000
 
 
 class Settings(BundleSettings):
+    breakers_table_name: str  # ADR 0033: every call to the payment or email provider asks its breaker
+    breaker_policies: str | None = None  # BREAKER_POLICIES (ADR 0033)
     usage_table_name: str  # accounts (the provider-billed index), counters, reports and cursors
     price_book_table_name: str  # the meters in force
     stripe_api_key_secret_name: str

@@ -48,6 +48,7 @@ def audit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("ORDERS_TABLE_NAME", stack.ref("OrdersTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("DUNNING_TABLE_NAME", stack.ref("DunningTable"))
     aws_adapter.clear_clients()
     projector = importlib.import_module("functions.audit_project.app")

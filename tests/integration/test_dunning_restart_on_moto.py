@@ -135,6 +135,7 @@ def test_a_failed_dunning_is_restarted_once_into_cycle_2_with_its_execution(
         ("AUDIT_TABLE_NAME", "AuditTable"),
         ("ORDERS_TABLE_NAME", "OrdersTable"),
         ("SWITCHES_TABLE_NAME", "SwitchesTable"),
+        ("BREAKERS_TABLE_NAME", "BreakersTable"),
     ):
         monkeypatch.setenv(variable, stack.ref(logical_id))
     projector = importlib.import_module("functions.audit_project.app")

@@ -50,6 +50,7 @@ def consumer(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "NOTICES_TABLE_NAME": "NoticesTable",
         "SUBSCRIPTIONS_TABLE_NAME": "SubscriptionsTable",
         "NOTICE_SENDER_ADDRESS": "NoticeSenderIdentity",
+        "BREAKERS_TABLE_NAME": "BreakersTable",
         "STRIPE_API_KEY_SECRET_NAME": "StripeApiKeySecret",
         "NOTIFICATIONS_QUEUE_URL": "CustomerNotificationsQueue",
         "NOTIFICATIONS_DEAD_LETTER_QUEUE_URL": "CustomerNotificationsDeadLetterQueue",

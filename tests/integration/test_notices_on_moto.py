@@ -222,6 +222,7 @@ def consumer(stack: Stack, localstripe: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SUBSCRIPTIONS_TABLE_NAME", stack.ref("SubscriptionsTable"))
     monkeypatch.setenv("NOTICE_SENDER_ADDRESS", stack.ref("NoticeSenderIdentity"))
     monkeypatch.setenv("STRIPE_API_KEY_SECRET_NAME", stack.ref("StripeApiKeySecret"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("STRIPE_API_BASE", localstripe)
     monkeypatch.setenv("NOTIFICATIONS_QUEUE_URL", stack.ref("CustomerNotificationsQueue"))
     monkeypatch.setenv("NOTIFICATIONS_DEAD_LETTER_QUEUE_URL", stack.ref("CustomerNotificationsDeadLetterQueue"))

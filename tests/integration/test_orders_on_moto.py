@@ -147,6 +147,7 @@ def shop(stack: Stack, localstripe: str, monkeypatch: pytest.MonkeyPatch, lambda
     }.items():
         monkeypatch.setenv(name, stack.ref(logical))
     monkeypatch.setenv("STRIPE_API_KEY_SECRET_NAME", stack.ref("StripeApiKeySecret"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("STRIPE_API_BASE", localstripe)
     monkeypatch.setenv("STRIPE_CONFIRM_OFF_SESSION", "false")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-OrderCommitFunction")

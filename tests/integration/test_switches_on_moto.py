@@ -134,6 +134,7 @@ def test_a_hand_edited_item_makes_its_switch_unreadable_not_the_others(
 @pytest.fixture
 def routes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", str(MAX_AGE))
     monkeypatch.setenv("AUDIT_TABLE_NAME", stack.ref("AuditTable"))
     module = importlib.import_module("functions.operations_switches.app")
@@ -291,6 +292,7 @@ def test_the_wiring_reads_the_stacks_table_as_a_function_configured_by_the_templ
 
     # Given a function's environment as the template sets it, and a switch set for one account
     monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", "30")
     store.write(setting("auto_charge_off", True, 1, account_id=ACCOUNT), correlation_id=None)
     # When the function asks through Wiring.switches() / Then it reads the stack's table

@@ -64,6 +64,7 @@ def world(
     monkeypatch.setenv("USAGE_TABLE_NAME", stack.ref("UsageTable"))
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("STRIPE_API_KEY_SECRET_NAME", stack.ref("StripeApiKeySecret"))
+    monkeypatch.setenv("BREAKERS_TABLE_NAME", stack.ref("BreakersTable"))
     monkeypatch.setenv("STRIPE_API_BASE", stub.url)
     db = DynamoDB(stack.client("dynamodb"))
     book = PriceBook.model_validate_json((ROOT / "price_books" / "2026-11-01.json").read_text())

@@ -87,6 +87,7 @@ def test_the_consumer_writes_only_its_own_table_and_reads_one_subscription_at_a_
                 target = statement["Resource"]["Fn::GetAtt"][0]
                 granted.setdefault(target, set()).add(action)
     assert granted == {
+        "BreakersTable": {"dynamodb:GetItem", "dynamodb:PutItem"},  # ADR 0033: Stripe's and SES's breakers
         "NoticesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "SubscriptionsTable": {"dynamodb:GetItem"},
     }

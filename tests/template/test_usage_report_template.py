@@ -56,7 +56,7 @@ def test_usage_table_access_is_the_index_reads_and_its_own_items_only() -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     }
-    (writes,) = [s for s in statements() if "dynamodb:PutItem" in s["Action"]]
+    (writes,) = [s for s in statements() if "dynamodb:PutItem" in s["Action"] and s["Resource"] == table]
     assert writes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["REPORT#*", "RCURSOR#*"]}}
     assert not any(
         "dynamodb:DeleteItem" in str(s["Action"]) or "dynamodb:Scan" in str(s["Action"]) for s in statements()

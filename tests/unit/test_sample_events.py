@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from billing_core.dunning.model import FailureInput, StepInput
 from billing_core.dunning.service import DunningMessage, Handoff
 from billing_core.notifications.model import KnownNotice
+from billing_core.operations.breaker_admin import BreakerChange
 from billing_core.operations.model import Probe, ProbeSubmission
 from billing_core.operations.switches import SwitchChange
 from billing_core.orders.model import CommitRequest, CreateOrder
@@ -58,6 +59,8 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/switches_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
     "api/whoami_get.json": ("operations_switches", APIGatewayProxyEventModel, None),
     "api/switch_set.json": ("operations_switches", APIGatewayProxyEventModel, SwitchChange),
+    "api/breakers_list.json": ("operations_switches", APIGatewayProxyEventModel, None),
+    "api/breaker_force.json": ("operations_switches", APIGatewayProxyEventModel, BreakerChange),
     "api/canary_probe_submit.json": ("canary_api", APIGatewayProxyEventModel, ProbeSubmission),
     "api/canary_probe_status.json": ("canary_api", APIGatewayProxyEventModel, None),
     "sqs/canary_probe_batch.json": ("canary_record", SqsModel, Probe),

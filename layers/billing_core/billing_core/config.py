@@ -107,6 +107,9 @@ class BundleSettings(FunctionSettings):
     usage_aggregate_dead_letter_queue_url: str | None = None
     # Retry policy overrides per job type, JSON (failures/policies.py; the local runtime shortens the delays)
     retry_policies: str | None = None
+    # Circuit breakers (ADR 0033): their shared state, and policy overrides per dependency (JSON)
+    breakers_table_name: str | None = None
+    breaker_policies: str | None = None
     canary_state_machine_arn: str | None = None
     dunning_state_machine_arn: str | None = None
     # Dunning: policy seconds per wall-clock second (1 in production; 86400 plays a policy day in a second

@@ -42,6 +42,13 @@ class OutcomeUnknownError(BillingError):
     code = "outcome_unknown"
 
 
+class DependencyUnavailable(RetryableError):
+    """A circuit breaker (or a kill switch on a dependency) refused the call before it was made: nothing was sent,
+    so the work waits in its queue or state machine and is retried; never a reason to fail a charge."""
+
+    code = "dependency_unavailable"
+
+
 # --- Permanent errors the caller caused (mapped to 4xx at the HTTP edge) -------------------------
 
 

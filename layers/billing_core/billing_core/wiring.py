@@ -48,9 +48,12 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.dunning.service import DunningService
     from billing_core.notifications.ports import CustomerContacts, EmailSender
     from billing_core.notifications.service import NoticeSender
+    from billing_core.operations.breaker_admin import BreakerAdmin
+    from billing_core.operations.breakers import BreakerPolicy
     from billing_core.operations.canary import CanaryService
+    from billing_core.operations.circuit import CircuitBreaker
     from billing_core.operations.health import HealthMonitor
-    from billing_core.operations.ports import HealthCheck, Switches, WorkflowStarter, WorkflowStopper
+    from billing_core.operations.ports import BreakerStore, HealthCheck, Switches, WorkflowStarter, WorkflowStopper
     from billing_core.operations.switches import SwitchAdmin
     from billing_core.orders.commit import OrderCommitService
     from billing_core.orders.model import CommitResult
@@ -395,14 +398,18 @@ class Wiring:
 
     @built_once
     def stripe_gateway(self) -> StripePaymentGateway:
-        """Stripe, configured by the template (StripeApiBase, StripeConfirmOffSession)."""
+        """Stripe, configured by the template (StripeApiBase, StripeConfirmOffSession), behind the `stripe` breaker."""
+        from billing_core.adapters.guarded import guard
         from billing_core.adapters.stripe_gateway import StripePaymentGateway
 
         settings = self.settings
-        return StripePaymentGateway(
-            self.secrets().read(self._require("stripe_api_key_secret_name")),
-            api_base=settings.stripe_api_base,
-            confirm_off_session=settings.stripe_confirm_off_session,
+        return guard(
+            StripePaymentGateway(
+                self.secrets().read(self._require("stripe_api_key_secret_name")),
+                api_base=settings.stripe_api_base,
+                confirm_off_session=settings.stripe_confirm_off_session,
+            ),
+            self.breaker("stripe"),
         )
 
     def gateway(self) -> PaymentGateway:
@@ -415,16 +422,55 @@ class Wiring:
     @built_once
     def customer_contacts(self) -> dict[str, CustomerContacts]:
         """Where a customer's email address is read, by provider (Stripe only: Dodo Payments has no adapter)."""
+        from billing_core.adapters.guarded import guard
         from billing_core.adapters.stripe_customers import StripeCustomerContacts
 
         api_key = self.secrets().read(self._require("stripe_api_key_secret_name"))
-        return {"stripe": StripeCustomerContacts(api_key, api_base=self.settings.stripe_api_base)}
+        contacts = StripeCustomerContacts(api_key, api_base=self.settings.stripe_api_base)
+        return {"stripe": guard(contacts, self.breaker("stripe"))}
 
     @built_once
     def email_sender(self) -> EmailSender:
+        """Amazon SES, behind the `email` breaker."""
+        from billing_core.adapters.guarded import guard
         from billing_core.adapters.ses_email import SesEmailSender
 
-        return SesEmailSender(self._require("notice_sender_address"))
+        return guard(SesEmailSender(self._require("notice_sender_address")), self.breaker("email"))
+
+    # --- circuit breakers (ADR 0033) -----------------------------------------------------------------
+
+    @built_once
+    def breaker_admin(self) -> BreakerAdmin:
+        """GET /ops/breakers and PUT /ops/breakers/{dependency} (operations/breaker_admin.py)."""
+        from billing_core.operations.breaker_admin import BreakerAdmin
+
+        return BreakerAdmin(self.breaker_store(), self.breaker_policies())
+
+    @built_once
+    def breaker_store(self) -> BreakerStore:
+        from billing_core.adapters.dynamodb.breaker_store import DynamoDBBreakerStore
+
+        return DynamoDBBreakerStore(self._require("breakers_table_name"), self.dynamodb())
+
+    @built_once
+    def breaker_policies(self) -> dict[str, BreakerPolicy]:
+        from billing_core.operations.breakers import parse_policies
+
+        return parse_policies(self.settings.breaker_policies)
+
+    def breaker(self, dependency: str) -> CircuitBreaker:
+        """The dependency's breaker in this execution environment: one per dependency, shared by every adapter
+        that calls it (a function reaching Stripe for payments and for customers' addresses counts both). Built
+        without I/O. Needs BREAKERS_TABLE_NAME and dynamodb:GetItem/PutItem on BreakersTable."""
+
+        def build() -> CircuitBreaker:
+            from billing_core.operations.breakers import definition_of
+            from billing_core.operations.circuit import CircuitBreaker
+
+            definition_of(dependency)
+            return CircuitBreaker(dependency, self.breaker_policies()[dependency], self.breaker_store())
+
+        return self._once(f"breaker:{dependency}", build)
 
     # --- services ----------------------------------------------------------------------------------
 
@@ -800,6 +846,7 @@ class Wiring:
                 self._require("orders_table_name"): "orders",
                 self._require("price_book_table_name"): "price_books",
                 self._require("switches_table_name"): "switches",
+                self._require("breakers_table_name"): "breakers",
                 self._require("dunning_table_name"): "dunning",
             },
         )
@@ -893,9 +940,14 @@ class Wiring:
         from billing_core.usage.provider_reports import ProviderUsageReporter
 
         reports = DynamoDBUsageReportStore(self._require("usage_table_name"), self.dynamodb())
-        sender = StripeMeterEvents(
-            self.secrets().read(self._require("stripe_api_key_secret_name")),
-            api_base=self.settings.stripe_api_base or None,
+        from billing_core.adapters.guarded import guard
+
+        sender = guard(
+            StripeMeterEvents(
+                self.secrets().read(self._require("stripe_api_key_secret_name")),
+                api_base=self.settings.stripe_api_base or None,
+            ),
+            self.breaker("stripe"),
         )
         price_books = self.price_books()
 

@@ -25,6 +25,7 @@ class EntityType(StrEnum):
     ORDER = "order"
     PRICE_BOOK = "price_book"
     KILL_SWITCH = "kill_switch"
+    CIRCUIT_BREAKER = "circuit_breaker"  # a dependency's breaker (id: the dependency): opened, closed, forced
     DUNNING = "dunning"  # an invoice's dunning, every cycle (id: the invoice id)
     DLQ_REPLAY = "dlq_replay"
     # A usage threshold announced (id: <customer>:<meter>); appended by the aggregator itself, not projected
@@ -45,6 +46,7 @@ class ChangeSource(StrEnum):
     REPLAY = "replay"
     DUNNING = "dunning"  # dunning's workflow steps and DunningQueue's consumer
     USAGE = "usage"  # the usage aggregator (UsageTable's stream)
+    BREAKER = "breaker"  # a circuit breaker's own transitions (BreakersTable, ADR 0033)
     UNKNOWN = "unknown"
 
 
@@ -88,6 +90,23 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     }
 
 
+def _breaker_transition(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    before, after = before or {}, after or {}
+    if after.get("status", "closed") != before.get("status", "closed") or before.get("force") != after.get("force"):
+        return True
+    # Open again, for longer: the probe failed.
+    return after.get("status") == "open" and before.get("open_until") != after.get("open_until")
+
+
+def _breaker_verb(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    before, after = before or {}, after or {}
+    if before.get("force") != after.get("force"):
+        return "forced" if after.get("force") else "force_lifted"
+    if after.get("status") == "open":
+        return "opened" if before.get("status", "closed") != "open" else "reopened"
+    return "closed"
+
+
 def entity_event(
     *,
     table_kind: str,
@@ -116,6 +135,12 @@ def entity_event(
         # One entity per switch: its global setting and every account's are events of the same switch (the
         # account is in before/after), so GET /audit/kill_switch/<name> is who changed the switch, and how.
         entity_type, entity_id, noun = EntityType.KILL_SWITCH, str(keys["sk"]).partition("#")[0], "kill_switch"
+    elif table_kind == "breakers":
+        # Only what callers meet is an event: the state (opened, closed, a probe's failure) and an operator's force.
+        # Votes and probe leases are the breaker's plumbing, written often and meaning nothing on their own.
+        if not _breaker_transition(before, after):
+            return None
+        entity_type, entity_id, noun = EntityType.CIRCUIT_BREAKER, str(keys["dependency"]), "circuit_breaker"
     elif table_kind == "dunning":
         # One entity per invoice: every cycle's case (the cycle is in before/after), shown decoded (audit/dunning.py)
         entity_type, entity_id, noun = EntityType.DUNNING, str(keys["invoice_id"]), "dunning"
@@ -136,6 +161,8 @@ def entity_event(
             verb = "status_changed"
         else:
             verb = "updated"
+    if entity_type is EntityType.CIRCUIT_BREAKER and event_name != "REMOVE":
+        verb = _breaker_verb(before, after)
     if entity_type is EntityType.KILL_SWITCH and event_name != "REMOVE":
         verb = "set_on" if image.get("enabled") else "set_off"  # a write states a value, changed or not
     actor = str(image.get("last_actor") or "system:unknown")

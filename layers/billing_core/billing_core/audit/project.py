@@ -15,7 +15,7 @@ from billing_core.observability import count
 class AuditProjector:
     def __init__(self, log: AuditLog, table_kinds: Mapping[str, str]):
         """table_kinds: physical table name -> 'subscriptions' | 'invoices' | 'orders' | 'price_books' |
-        'switches' | 'dunning'."""
+        'switches' | 'breakers' | 'dunning'."""
         self._log = log
         self._table_kinds = dict(table_kinds)
 

@@ -120,6 +120,8 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/ops/switches"): Role.SUPPORT,
     ("GET", "/ops/whoami"): Role.SUPPORT,
     ("PUT", "/ops/switches/{name}"): Role.ADMIN,
+    ("GET", "/ops/breakers"): Role.SUPPORT,
+    ("PUT", "/ops/breakers/{dependency}"): Role.ADMIN,
     ("POST", "/orders"): Role.ADMIN,
     ("GET", "/orders/{order_id}"): Role.SUPPORT,
     ("POST", "/orders/{order_id}/commit"): Role.ADMIN,

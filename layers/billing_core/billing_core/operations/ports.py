@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:  # annotations only: a caller of one port does not pay for the others' models
+    from billing_core.operations.breakers import BreakerState
     from billing_core.operations.model import Probe, RecordedProbe, StartedExecution, StoppedExecution
     from billing_core.operations.switches import SwitchBoard, SwitchSetting
 
@@ -80,4 +81,23 @@ class SwitchStore(Protocol):
     def write(self, setting: SwitchSetting, *, correlation_id: str | None) -> bool:
         """Store `setting` if the stored one is at `setting.version - 1` (absent for version 1); False, writing
         nothing, if it moved meanwhile. The setting's `updated_by` is recorded as the write's actor."""
+        ...
+
+
+class BreakerStore(Protocol):
+    """The shared state of the circuit breakers (operations/breakers.py), one item per dependency. Reads are
+    strongly consistent; every write is conditional on the version it was derived from."""
+
+    def read(self, dependency: str) -> BreakerState:
+        """The stored state, or a closed breaker at version 0 if none was ever written (raises a BillingError if
+        the store cannot be read)."""
+        ...
+
+    def read_all(self) -> list[BreakerState]:
+        """Every stored breaker (the ones never written are not listed)."""
+        ...
+
+    def write(self, state: BreakerState, *, correlation_id: str | None = None) -> bool:
+        """Store `state` if the stored one is at `state.version - 1` (absent for version 1); False, writing
+        nothing, if it moved meanwhile. `state.updated_by` is recorded as the write's actor."""
         ...

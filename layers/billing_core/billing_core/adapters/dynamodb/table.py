@@ -142,6 +142,20 @@ class DynamoDB:
             raise translate(exc, operation="dynamodb.PutItem") from exc
         return True
 
+    def put_conditional(self, table: str, item: Item, *, condition: str, values: Item) -> bool:
+        """Put if `condition` holds on the stored item. False (nothing written) if it does not."""
+        try:
+            self.client.put_item(
+                TableName=table, Item=item, ConditionExpression=condition, ExpressionAttributeValues=values
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc, operation="dynamodb.PutItem") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, operation="dynamodb.PutItem") from exc
+        return True
+
     def put(self, table: str, item: Item) -> None:
         """An unconditional put: only for items whose latest version is the truth (e.g. a run's summary)."""
         try:
