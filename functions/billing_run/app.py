@@ -19,6 +19,8 @@ SAFETY_MARGIN_MILLIS = 30_000
 class Settings(BundleSettings):
     breakers_table_name: str  # ADR 0033: every call to the payment or email provider asks its breaker
     breaker_policies: str | None = None  # BREAKER_POLICIES (ADR 0033)
+    switches_table_name: str  # kill switches: charges_paused, auto_charge_off
+    switches_cache_max_age_seconds: float
     subscriptions_table_name: str
     invoices_table_name: str
     ledger_table_name: str

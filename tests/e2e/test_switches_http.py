@@ -45,7 +45,7 @@ def test_switches_are_admin_only_and_refuse_bad_changes_without_writing(runtime:
     assert call(runtime, "PUT", "/ops/switches/auto_charge_off", body=good, headers=wrong)[0] == 401
     # Bad changes: each refused with its code
     refusals = {
-        "unknown_switch": ("charges_paused", good),
+        "unknown_switch": ("refunds_paused", good),
         "account_not_allowed": ("dunning_charges_paused", good),
         "expiry_not_in_future": ("auto_charge_off", {**good, "expires_at": "2020-01-01T00:00:00Z"}),
         "validation_failed": ("auto_charge_off", {**good, "enabled": "yes"}),

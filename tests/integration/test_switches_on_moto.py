@@ -186,7 +186,7 @@ def test_a_change_through_the_route_is_listed_guarded_by_its_version_and_audited
         (ACCOUNT, True, "SUP-42", 1)
     ]
     # And the refusals the route documents
-    assert put(routes, lambda_context, "charges_paused", body)[1]["code"] == "unknown_switch"
+    assert put(routes, lambda_context, "refunds_paused", body)[1]["code"] == "unknown_switch"
     assert put(routes, lambda_context, "dunning_charges_paused", body)[1]["code"] == "account_not_allowed"
     assert put(routes, lambda_context, "dunning_charges_paused", "{")[1]["code"] == "malformed_json"
     past = {"enabled": True, "reason": "x", "expires_at": "2020-01-01T00:00:00Z"}

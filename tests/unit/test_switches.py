@@ -80,9 +80,10 @@ def board(*settings_: SwitchSetting, unreadable: frozenset[str] = frozenset()) -
 # --- the registry ------------------------------------------------------------------------------------
 
 
-def test_the_four_switches_of_issue_11_are_declared_with_their_scope_and_safe_value() -> None:
+def test_the_switches_of_issues_11_and_14_are_declared_with_their_scope_and_safe_value() -> None:
     declared = {d.name: (d.scope, d.safe_value, d.default) for d in SWITCHES}
     assert declared == {
+        "charges_paused": (SwitchScope.GLOBAL, True, False),
         "dunning_charges_paused": (SwitchScope.GLOBAL, True, False),
         "dunning_notices_paused": (SwitchScope.GLOBAL, True, False),
         "auto_charge_off": (SwitchScope.ACCOUNT, True, False),
@@ -101,7 +102,7 @@ def test_a_registry_refuses_a_name_twice_or_a_malformed_name() -> None:
 
 def test_an_unknown_switch_is_a_not_found_with_the_known_names() -> None:
     with pytest.raises(UnknownSwitchError) as raised:
-        SWITCHES.get("charges_paused")
+        SWITCHES.get("refunds_paused")
     assert isinstance(raised.value, NotFoundError)
     assert raised.value.code == "unknown_switch"
     assert raised.value.details == {"known": sorted(SWITCHES.names)}
@@ -301,7 +302,7 @@ def test_an_unreadable_item_makes_only_its_switch_answer_the_safe_value() -> Non
 def test_the_port_refuses_unknown_names_and_accounts_on_global_switches() -> None:
     switches, _ = reader(InMemorySwitchStore(), Clock(NOW))
     with pytest.raises(UnknownSwitchError):
-        switches.is_on("charges_paused")
+        switches.is_on("refunds_paused")
     with pytest.raises(InvariantViolation):
         switches.is_on("dunning_charges_paused", account_id=ACCOUNT)
 
@@ -365,7 +366,7 @@ def test_a_change_is_stored_with_its_actor_and_the_next_version() -> None:
 @pytest.mark.parametrize(
     ("name", "fields", "error", "code"),
     [
-        ("charges_paused", {}, NotFoundError, "unknown_switch"),
+        ("refunds_paused", {}, NotFoundError, "unknown_switch"),
         ("dunning_charges_paused", {"account_id": ACCOUNT}, ValidationFailedError, "account_not_allowed"),
         ("auto_charge_off", {"expires_at": NOW.isoformat()}, ValidationFailedError, "expiry_not_in_future"),
         ("auto_charge_off", {"expected_version": 3}, ConflictError, "switch_version_conflict"),

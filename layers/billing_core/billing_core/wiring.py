@@ -514,6 +514,7 @@ class Wiring:
             notices=self.document_queue("notifications_queue_url"),
             credits=lambda customer_id, currency: available_credit(ledger, customer_id, currency),
             usage=usage,
+            switches=self.switches(),
         )
 
     def dunning_service(

@@ -22,6 +22,7 @@ from billing_core.errors import ConfigurationError, OutcomeUnknownError, Permane
 from billing_core.invoices.model import AttemptStatus, IssueResult, PendingItem, PendingWork
 from billing_core.invoices.ports import InvoiceIssuer, InvoiceStore
 from billing_core.observability import count, logger
+from billing_core.operations.ports import Switches
 from billing_core.ports import DocumentQueue
 from billing_core.subscriptions.model import Subscription
 from billing_core.subscriptions.ports import SubscriptionStore
@@ -45,6 +46,10 @@ class RunReport(BaseModel):
     handed_to_dunning: int = 0
     trial_notices: int = 0
     errors: int = 0
+    # Kill switches (operations/switches.py): charging skipped by `charges_paused`, and invoices whose account has
+    # `auto_charge_off` left uncharged; both stay on the charge list, so a later run charges them once allowed.
+    charges_paused: bool = False
+    charges_held: int = 0
     complete: bool = True  # False when the time budget ran out; the next run continues
 
 
@@ -62,7 +67,9 @@ class BillingRun:
         notices: DocumentQueue | None = None,
         credits: Callable[[str, str], int] | None = None,
         usage: UsageSource | None = None,
+        switches: Switches | None = None,
     ):
+        self._switches = switches  # None: no kill switch is asked (tests of the run's own mechanics)
         self._usage = usage  # None: no usage billed (a bundle without usage metering)
         self._credits = credits  # (customer id, currency) -> credit available to apply (minor units)
         self._subscriptions = subscriptions
@@ -81,7 +88,7 @@ class BillingRun:
             if not phase(report, out_of_time):
                 report.complete = False
                 break
-        for name in ("issued", "succeeded", "failed", "unknown", "handed_to_dunning", "errors"):
+        for name in ("issued", "succeeded", "failed", "unknown", "handed_to_dunning", "errors", "charges_held"):
             value = getattr(report, name)
             if value:
                 count(f"BillingRun{name.title().replace('_', '')}", value)
@@ -195,13 +202,26 @@ class BillingRun:
                 seen.add(key)
                 yield key
 
+    def _switched(self, name: str, *, account_id: str | None = None) -> bool:
+        return self._switches is not None and self._switches.is_on(name, account_id=account_id)
+
     def _charge(self, report: RunReport, out_of_time: Callable[[], bool]) -> bool:
+        if self._switched("charges_paused"):
+            # Nothing is claimed, so nothing is lost: every issued invoice stays on the charge list for a later run.
+            report.charges_paused = True
+            count("BillingRunChargesPaused")
+            logger.warning("charges paused by kill switch: invoices are issued, not charged")
+            return True
         for key in self._work(PendingWork.CHARGE, out_of_time):
             if key is None:
                 return False
             invoice_id = key.invoice_id
             view = self._invoices.get(invoice_id)
             if view is None:
+                continue
+            if self._switched("auto_charge_off", account_id=view.invoice.customer_id):
+                report.charges_held += 1
+                logger.info("no automatic charge for the account (auto_charge_off)", extra={"invoice": invoice_id})
                 continue
             try:
                 status = self._charges.start_attempt(view)

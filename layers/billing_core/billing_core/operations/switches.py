@@ -96,6 +96,18 @@ class SwitchRegistry:
 SWITCHES = SwitchRegistry(
     (
         SwitchDefinition(
+            name="charges_paused",
+            scope=SwitchScope.GLOBAL,
+            description=(
+                "No automatic charge for any account: the billing run still issues invoices and leaves their first "
+                "charge waiting, and dunning's charges wait (as with dunning_charges_paused). A payment the customer "
+                "makes at checkout (an order's first payment) is not paused."
+            ),
+            # Safe: paused. An operator pauses every charge when charging is wrong (the provider double-charges, a
+            # price is wrong); a charge that waits is taken on the next run, a wrong one is a refund and a complaint.
+            safe_value=True,
+        ),
+        SwitchDefinition(
             name="dunning_charges_paused",
             scope=SwitchScope.GLOBAL,
             description=(
