@@ -10,7 +10,8 @@
 3. SQS consumer throughput: N probes enqueued, time until all are in DynamoDB, vs the same conditional
    writes made directly from one thread.
 4. Resident memory of a warm worker per function vs a bare worker process.
-Then the webhook, dunning and usage benches (their own modules), and 13. bulk DLQ replay (scripts/bench_dlq_replay.py).
+Then the webhook, dunning and usage benches (their own modules), 13. bulk DLQ replay (scripts/bench_dlq_replay.py)
+and 14. circuit breakers: the closed state's cost (scripts/bench_breakers.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "billing_core"), str(ROOT / "scripts")]
 
+import bench_breakers  # noqa: E402
 import bench_cold_start  # noqa: E402
 import bench_dlq_replay  # noqa: E402
 import bench_dunning  # noqa: E402
@@ -207,6 +209,8 @@ def main() -> int:
         report += "\n" + bench_usage.main()
         say("dead letters: bulk replay of 1,000 vs the move task's work by hand ...")
         report += "\n" + bench_dlq_replay.main()
+        say("circuit breakers: charges/s with the breaker on vs off, requests per provider call ...")
+        report += "\n" + bench_breakers.main()
     print(report)
     print(f"handler logs and metrics: {log_path}; the local runtime's function output: {output}")
     if args.output:

@@ -198,6 +198,16 @@ def test_failures_from_two_environments_open_it_and_then_every_environment_fails
     assert isinstance(refused.value, RetryableError)  # the work waits and is retried
 
 
+def test_a_failing_environment_learns_within_a_second_that_others_opened_it() -> None:
+    world = World()
+    late = world.environment("env-c")
+    assert world.call(late, 1) == ["ok"]  # it read the closed state, good for refresh_seconds (5 s)
+    world.open_it()  # 1.2 s later, by two other environments
+    world.dependency.answer = timeout
+    # Its next call fails and makes it look again: the one after is refused, not another timeout
+    assert world.call(late, 2, step_seconds=0) == ["provider_no_answer", "refused"]
+
+
 def test_too_few_calls_do_not_open_it_even_from_many_environments() -> None:
     world = World()
     world.dependency.answer = timeout
@@ -465,3 +475,16 @@ def test_policies_are_overridden_per_dependency_from_configuration() -> None:
     ]:
         with pytest.raises(ConfigurationError, match=problem):
             parse_policies(bad)
+
+
+def test_a_refused_http_request_is_a_503_that_says_when_to_retry() -> None:
+    from billing_core.triggers.http import error_response
+
+    world = World()
+    world.open_it()
+    with pytest.raises(DependencyUnavailable) as refused:
+        world.guarded(world.environment("env-c")).charge(100)
+    response = error_response(refused.value)
+    assert response.status_code == 503
+    assert response.headers is not None and 29 <= int(response.headers["Retry-After"]) <= 30  # the open period's end
+    assert '"code":"service_unavailable"' in str(response.body) and "details" not in str(response.body)

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 # A transition whose conditional write lost to another environment is derived again from a fresh read this many
 # times; after that the outcome is left to the next call (nothing is lost: the state is only less current).
 WRITE_ATTEMPTS = 4
+# While its calls fail, an environment reads the shared state this often (instead of every refresh_seconds).
+FAILING_REFRESH_SECONDS = 1.0
 
 
 def counts_as_failure(error: BaseException) -> bool:
@@ -179,8 +181,15 @@ class CircuitBreaker:
             )
             if due:
                 self._last_vote_at, self._last_vote_calls = now, calls
+            # A failure is worth a fresher look at the shared state (others may have opened it meanwhile): at most
+            # one read a second, and only while failing, so the healthy path still reads once per refresh period.
+            stale = failed and (
+                self._read_at is None or (now - self._read_at).total_seconds() >= FAILING_REFRESH_SECONDS
+            )
         if due:
             self._vote(calls=calls, failures=failures, now=now)
+        elif stale:
+            self._read(now)
 
     def state(self) -> BreakerState | None:
         """The cached state (None before the first call): what this environment last knew."""

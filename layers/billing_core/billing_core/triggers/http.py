@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from billing_core.errors import (
     BillingError,
     ConfigurationError,
     ConflictError,
+    DependencyUnavailable,
     ForbiddenError,
     InvariantViolation,
     NotFoundError,
@@ -89,6 +91,16 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
+def retry_after_seconds(exc: BillingError) -> int:
+    """A refusal by a circuit breaker knows when it is worth trying again (the end of its open period); anything
+    else retryable: a second."""
+    if isinstance(exc, DependencyUnavailable):
+        seconds = exc.details.get("retry_after_seconds")
+        if isinstance(seconds, int | float) and seconds > 0:
+            return max(1, math.ceil(seconds))
+    return 1
+
+
 def error_response(exc: BillingError) -> Response[str]:
     status = next((code for kind, code in _STATUS_BY_ERROR if isinstance(exc, kind)), HTTPStatus.UNPROCESSABLE_ENTITY)
     headers: dict[str, str] = {}
@@ -100,7 +112,7 @@ def error_response(exc: BillingError) -> Response[str]:
             "message": "the request could not be completed; retry later",
         }
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
-            headers["Retry-After"] = "1"
+            headers["Retry-After"] = str(retry_after_seconds(exc))
     else:
         body = exc.to_dict()
         count("HttpRequestRejected")
