@@ -119,6 +119,10 @@ def test_a_request_answers_accepted_duplicate_and_conflict_and_keeps_the_origina
         (CUSTOMER, "d"): event("d", value=4).payload_hash,
     }
     assert store.payload_hashes([(CUSTOMER, "zz")]) == {}
+    # and a key asked twice (a request repeating an event) is read once: DynamoDB refuses duplicate keys
+    assert store.payload_hashes([(CUSTOMER, "b"), (CUSTOMER, "b")]) == {
+        (CUSTOMER, "b"): event("b", value=2).payload_hash
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -292,7 +292,9 @@ class DynamoDBUsageStore:
         return found
 
     def payload_hashes(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
-        items = self._db.batch_get(self._table, [marker_key(key) for key in keys])
+        # BatchGetItem refuses a key asked twice (ValidationException): a request may repeat an event's key.
+        unique = list(dict.fromkeys(keys))
+        items = self._db.batch_get(self._table, [marker_key(key) for key in unique])
         return {(item["customer_id"]["S"], item["event_id"]["S"]): item["payload_hash"]["S"] for item in items}
 
     def batch(self, document: BatchDocument) -> tuple[BatchDocument, BatchState] | None:
