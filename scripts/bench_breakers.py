@@ -34,25 +34,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class CountingGateway:
-    """Counts the calls that reach the provider's adapter (what the breaker sits in front of)."""
-
-    def __init__(self, gateway: Any):
-        self._gateway = gateway
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._gateway, name)
-        if name.startswith("_") or not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return attribute(*args, **kwargs)
-
-        return call
-
-
 def _subscriptions(store: Any, stripe_base: str, count: int, period_end: datetime) -> None:
     import stripe
 
@@ -121,6 +102,7 @@ def measure(subscriptions: int, rounds: int) -> dict[str, Any]:
     from local_runtime.moto_patches import make_dynamodb_linearizable
     from local_runtime.resources import Provisioner
     from local_runtime.template import load_template
+    from tests.fakes.breakers import CountingGateway
 
     make_dynamodb_linearizable()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

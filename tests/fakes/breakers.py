@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from billing_core.errors import RetryableError
 from billing_core.operations.breakers import BreakerState
@@ -70,3 +71,22 @@ class Dependency:
             self.calls += 1
         for page in range(count):
             yield self.answer() + str(page)
+
+
+class CountingGateway:
+    """A provider adapter with a count of the calls that reach it (what a breaker or a switch sits in front of)."""
+
+    def __init__(self, gateway: Any):
+        self._gateway = gateway
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._gateway, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return attribute(*args, **kwargs)
+
+        return call

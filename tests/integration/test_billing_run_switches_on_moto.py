@@ -16,28 +16,10 @@ from billing_core.billing.charges import ChargeService
 from billing_core.billing.run import BillingRun
 from billing_core.invoices.model import AttemptStatus, InvoiceStatus
 from billing_core.operations.switches import SwitchAdmin, SwitchChange
+from tests.fakes.breakers import CountingGateway
 from tests.integration.conftest import Stack
 from tests.integration.test_billing_run_on_moto import PERIOD_END, Billing, Clock
 from tests.integration.test_switches_on_moto import counted
-
-
-class CountingGateway:
-    """The gateway with a count of the calls that reach it (the provider's side of the switch)."""
-
-    def __init__(self, gateway: Any):
-        self._gateway = gateway
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._gateway, name)
-        if name.startswith("_") or not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return attribute(*args, **kwargs)
-
-        return call
 
 
 def switched_run(billing: Billing, stack: Stack, gateway: CountingGateway) -> Any:
