@@ -245,7 +245,7 @@ def test_bulk_replay_previews_counts_then_runs_to_completed_with_progress(
     page.get_by_role("button", name="Confirm replay of 3 items").click()
     # Then the progress runs to completed with the final counts, and each notice is sent once
     expect(page.locator("#bulk-progress")).to_be_visible(timeout=60_000)
-    expect(page.locator("#bulk-progress-text")).to_contain_text("completed: 3 of 3", timeout=60_000)
+    expect(page.locator("#bulk-progress-text")).to_contain_text("completed: 3 of 3", timeout=180_000)
     expect(page.locator("#bulk-progress-text")).to_contain_text("replayed 3, skipped 0, not sent 0, failed again 0")
     assert page.locator("#bulk-progress-bar").evaluate("bar => [bar.value, bar.max]") == [3, 3]
     assert wait_for(lambda: len(emails_to(runtime, poison.address)) >= 3, timeout_seconds=180, interval_seconds=2)

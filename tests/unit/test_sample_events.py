@@ -49,6 +49,14 @@ class StripeEventShape(BaseModel):
     data: dict[str, object]
 
 
+class DodoEventShape(BaseModel):
+    """What a Standard Webhooks provider's event carries (the id is the webhook-id header)."""
+
+    type: str
+    timestamp: str
+    data: dict[str, object]
+
+
 # event file -> (function folder, envelope model, body model or None)
 CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "api/health_get.json": ("operations_health", APIGatewayProxyEventModel, None),
@@ -73,6 +81,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "stepfunctions/dunning_fail.json": ("dunning_fail", FailureInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
+    "api/webhook_dodo_subscription_active.json": ("webhook_receive", APIGatewayProxyEventModel, DodoEventShape),
     "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),
     "api/subscription_get.json": ("subscription_api", APIGatewayProxyEventModel, None),
     "api/ledger_get.json": ("ledger_api", APIGatewayProxyEventModel, None),

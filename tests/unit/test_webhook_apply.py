@@ -293,17 +293,18 @@ def test_an_impossible_transition_is_recorded_not_applied() -> None:
 
 def test_unknown_provider_events_are_recorded_and_acknowledged() -> None:
     service, store = applier()
-    dodo = WebhookEnvelope(
-        provider="dodo",
+    # (a receive step of another version knew the provider; this one keeps the event and applies nothing)
+    unknown = WebhookEnvelope(
+        provider="paypal",
         provider_event_id="msg_1",
         event_type="payment.succeeded",
-        group_key="dodo:x",
+        group_key="paypal:x",
         received_at=NOW,
         signed_at=NOW,
         raw_body="{}",
     )
-    assert service.apply(dodo).outcome is ApplyOutcome.RECORDED
-    assert "dodo:msg_1" in store.events
+    assert service.apply(unknown).outcome is ApplyOutcome.RECORDED
+    assert "paypal:msg_1" in store.events
 
 
 # --- state machine ------------------------------------------------------------------------------------

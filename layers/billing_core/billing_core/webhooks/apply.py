@@ -8,8 +8,9 @@ left out, postings already made are dropped - and writes again: one event is nev
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from billing_core.webhooks.effects import (
 )
 from billing_core.webhooks.model import WebhookEnvelope
 from billing_core.webhooks.ports import WebhookEventStore
-from billing_core.webhooks.providers import stripe_events
+from billing_core.webhooks.providers import PROVIDERS, Provider
 
 # Each refused write teaches something (a verdict, a posting already made); contention teaches nothing and
 # backs off. Four writes cover every combination; then the queue redelivers the event.
@@ -47,8 +48,10 @@ class WebhookApplier:
         order_payments: Callable[[str, PaymentOutcome], object] | None = None,
         dunning: Callable[[dict[str, Any]], object] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        providers: Mapping[str, Provider] = PROVIDERS,
     ):
         self._store = store
+        self._providers = providers
         self._personal_data = personal_data
         self._clock = clock
         self._sleep = sleep
@@ -60,9 +63,11 @@ class WebhookApplier:
         self._dunning = dunning
 
     def effect_of(self, envelope: WebhookEnvelope) -> Effect:
-        if envelope.provider == stripe_events.PROVIDER:
-            return stripe_events.effect_of(stripe_events.parse_event(envelope.raw_body))
-        return Effect(note=f"no appliers for provider {envelope.provider} yet: recorded and acknowledged")
+        provider = self._providers.get(envelope.provider)
+        if provider is None:  # verified by a receive step that knew it: keep the event, apply nothing
+            return Effect(note=f"no mapping for provider {envelope.provider}: recorded and acknowledged")
+        effect: Effect = importlib.import_module(provider.events).effect_of_envelope(envelope)
+        return effect
 
     def apply(self, envelope: WebhookEnvelope) -> ApplyResult:
         effect = self.effect_of(envelope)

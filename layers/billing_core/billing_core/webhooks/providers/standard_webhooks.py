@@ -10,10 +10,11 @@ import binascii
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from billing_core.errors import ConfigurationError
+from billing_core.errors import ConfigurationError, ValidationFailedError
 from billing_core.webhooks.verification import SignatureRejectedError, body_text, check_timestamp, unix_timestamp
 
 
@@ -55,3 +56,23 @@ class StandardWebhooksSignature:
             if matched:
                 return signed_at
         raise SignatureRejectedError("no signature matches", code="signature_mismatch")
+
+
+def standard_identity(
+    provider: str, event: Mapping[str, Any], headers: Mapping[str, str], group_fields: tuple[str, ...]
+) -> tuple[str, str, str]:
+    """(event id, event type, group key) of a Standard Webhooks event: the `webhook-id` header (the same on every
+    retry of a message), the body's `type`, and the first of `group_fields` found in `data`, then in
+    `data.customer`; an event with none is a group of its own."""
+    event_id = headers.get("webhook-id")
+    event_type = event.get("type")
+    data = event.get("data")
+    if not event_id or not isinstance(event_type, str) or not event_type or not isinstance(data, Mapping):
+        raise ValidationFailedError(f"a {provider} event needs webhook-id, type and data", code="missing_fields")
+    customer = data.get("customer")
+    places = (data, customer if isinstance(customer, Mapping) else {})
+    group = next(
+        (place[key] for place in places for key in group_fields if isinstance(place.get(key), str) and place[key]),
+        None,
+    )
+    return event_id, event_type, f"{provider}:{group or event_id}"[:128]

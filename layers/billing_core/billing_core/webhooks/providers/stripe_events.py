@@ -16,6 +16,7 @@ from billing_core.payments.model import PaymentOutcome, PaymentStatus
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import SubscriptionStatus, parse_status
 from billing_core.webhooks.effects import DunningSignal, Effect
+from billing_core.webhooks.model import WebhookEnvelope
 
 PROVIDER = "stripe"
 ACTOR = f"provider:{PROVIDER}"
@@ -338,3 +339,8 @@ def effect_of(event: StripeEvent) -> Effect:
         raise ValidationFailedError(
             f"{event.type} {event.id} cannot be applied: {exc}", code="malformed_event"
         ) from exc
+
+
+def effect_of_envelope(envelope: WebhookEnvelope) -> Effect:
+    """The registry's entry point (webhooks/providers/__init__.py: Provider.events)."""
+    return effect_of(parse_event(envelope.raw_body))
