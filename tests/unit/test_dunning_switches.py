@@ -20,16 +20,21 @@ OTHER_ACCOUNT = "bcus_" + "0" * 24
 
 
 @pytest.mark.parametrize(
-    ("time_scale", "wait"),
-    [(SCALE, timedelta(seconds=1)), (60, timedelta(seconds=15)), (1, timedelta(minutes=15))],
+    ("time_scale", "wait", "switch"),
+    [
+        (SCALE, timedelta(seconds=1), "dunning_charges_paused"),
+        (60, timedelta(seconds=15), "dunning_charges_paused"),
+        (1, timedelta(minutes=15), "dunning_charges_paused"),
+        (1, timedelta(minutes=15), "charges_paused"),  # every automatic charge paused (issue #14)
+    ],
 )
 def test_while_charges_are_paused_the_retry_waits_fifteen_policy_minutes_and_nothing_is_used_up(
-    time_scale: int, wait: timedelta, counted: list[tuple[str, int]]
+    time_scale: int, wait: timedelta, switch: str, counted: list[tuple[str, int]]
 ) -> None:
-    # Given a renewal in dunning and its first retry due, with dunning's charges paused for everyone
+    # Given a renewal in dunning and its first retry due, with dunning's charges (or all charges) paused
     world = World(time_scale=time_scale)
     service = world.started()
-    world.switches.on.add(("dunning_charges_paused", None))
+    world.switches.on.add((switch, None))
     world.clock.now = world.case().retry_at[0] + timedelta(microseconds=1)
     saves = world.cases.saves
     counted.clear()
@@ -40,7 +45,10 @@ def test_while_charges_are_paused_the_retry_waits_fifteen_policy_minutes_and_not
     assert paused == NextStep(kind=NextKind.CHARGE, at=world.clock.now + wait, sequence=1, slot=1)
     assert (world.cases.saves, world.case().retries, len(world.attempts())) == (saves, (), 1)
     assert counted == [("DunningChargePaused", 1)]
-    assert world.switches.asked == [("dunning_charges_paused", None)]
+    assert (
+        world.switches.asked
+        == [("charges_paused", None), ("dunning_charges_paused", None)][: 1 if switch == "charges_paused" else 2]
+    )
     # When charges resume, the waiting retry is made
     world.switches.on.clear()
     world.clock.now = paused.at
@@ -78,7 +86,11 @@ def test_auto_charge_off_for_another_account_changes_nothing_here() -> None:
     world.switches.asked.clear()
     service.charge(world.invoice_id, 1, 1)
     assert [r.status for r in world.case().retries] == [RetryStatus.FAILED]
-    assert world.switches.asked[:2] == [("dunning_charges_paused", None), ("auto_charge_off", world.customer_id)]
+    assert world.switches.asked[:3] == [
+        ("charges_paused", None),
+        ("dunning_charges_paused", None),
+        ("auto_charge_off", world.customer_id),
+    ]
 
 
 def test_a_suppressed_retry_that_loses_to_another_write_replans() -> None:

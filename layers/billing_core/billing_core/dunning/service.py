@@ -282,8 +282,10 @@ class DunningService:
             if step.kind not in (NextKind.CHARGE, NextKind.FINAL_ACTION):
                 answers.append(self._conclude(case, step))  # paid, closed, or a charge in flight
                 continue
-            if self._switched("dunning_charges_paused") or self._switched(
-                "auto_charge_off", account_id=case.customer_id
+            if (
+                self._switched("charges_paused")
+                or self._switched("dunning_charges_paused")
+                or self._switched("auto_charge_off", account_id=case.customer_id)
             ):
                 count("DunningChargeSuppressed")
                 continue  # the scheduled retries still come (and ask again)
@@ -534,7 +536,7 @@ class DunningService:
             payment_method_id=method,
             at=self._clock(),
         )
-        if self._switched("dunning_charges_paused"):
+        if self._switched("charges_paused") or self._switched("dunning_charges_paused"):
             # Paused (e.g. the provider is down): the schedule waits, nothing is used up; asked again shortly.
             count("DunningChargePaused")
             logger.info("dunning charge paused by kill switch", extra={"invoice": case.invoice_id})
