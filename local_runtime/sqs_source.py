@@ -22,6 +22,11 @@ from typing import Any
 from local_runtime.lambdas import InvocationResult, LambdaService
 
 Log = Callable[[str], None]
+# Each poller's ReceiveMessage waits up to this long for a message (Lambda's pollers wait up to 20 s). moto answers
+# at once when a message is sent and re-checks every second for one whose visibility timeout ended, so a longer
+# wait delays nothing; it only makes fewer requests while the queue is empty (70 pollers at one request a second
+# were a third of an idle runtime's CPU). `pause()` waits for a poll in flight, so up to this long.
+LONG_POLL_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ class SqsPoller:
                 self._stop.wait(0.2)
                 continue
             try:
-                self.poll_once(wait_seconds=1)
+                self.poll_once(wait_seconds=LONG_POLL_SECONDS)
             except Exception as exc:  # noqa: BLE001 - a poller must survive anything and keep polling
                 if self._stop.is_set():
                     return

@@ -48,6 +48,22 @@ def as_operator(event: dict[str, Any], name: str | None, *groups: str) -> dict[s
     return event
 
 
+_STACKS_STARTED: dict[str, int] = {}
+
+
+def tier_stack_name(name: str | None, *, tier: str) -> str | None:
+    """The stack name for a tier's runtime. Each tier's runtime lives for its package (conftest scope "package"),
+    so it stops once this worker has run the tier's tests, instead of idling, with its pollers, until the session
+    ends. xdist hands each worker the tests in collection order, so a tier normally starts once per worker; if it
+    starts again in the same process, moto's in-process backends still hold the first stack, so the second one
+    gets a name of its own."""
+    started = _STACKS_STARTED.get(tier, 0)
+    _STACKS_STARTED[tier] = started + 1
+    if started == 0:
+        return name
+    return f"{name or 'billing-local'}-{tier}-{started + 1}"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -18,12 +18,12 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_
 
 from local_profile import bundle_profile
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
-from tests.support import free_port
+from tests.support import free_port, tier_stack_name
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def runtime() -> Iterator[LocalRuntime]:
     """The tier's own runtime, under a stack name of its own: xdist may run this folder in the process that runs
     tests/e2e, and moto's in-process backends would refuse a second stack of the same name (an imported e2e
@@ -35,7 +35,7 @@ def runtime() -> Iterator[LocalRuntime]:
         profile=bundle_profile(stripe_port=free_port()),
         api_port=0,
         moto_port=0,
-        stack_name="browser-tests",
+        stack_name=tier_stack_name("browser-tests", tier="browser"),
         log=lambda _: None,
         function_output_path=output,
     )
@@ -70,13 +70,13 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
     launched = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
     yield launched

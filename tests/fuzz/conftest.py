@@ -20,7 +20,7 @@ import stripe
 from local_profile import LOCAL_OPERATOR_TOKENS, LOCAL_SECRET_SEEDS, bundle_profile, running_stripe
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
 from tests.fuzz.support import MotoWrites, Write
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, tier_stack_name
 
 STACK = "billing-fuzz"
 # The writers that run after a request has been answered: queue and stream consumers.
@@ -99,21 +99,22 @@ class FuzzStack:
         return len(backend.tables[self.physical(logical_id)])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fuzz_stack() -> Iterator[FuzzStack]:
     output = Path(tempfile.mkstemp(prefix="billing-fuzz-functions-", suffix=".log")[1])
     log: list[str] = []
+    stack = tier_stack_name(STACK, tier="fuzz") or STACK
     config = RuntimeConfig(
         profile=bundle_profile(stripe_port=free_port()),
         api_port=0,
         moto_port=0,
-        stack_name=STACK,
+        stack_name=stack,
         paused_consumers=ASYNCHRONOUS_CONSUMERS,
         log=log.append,
         function_output_path=output,
     )
     runtime = LocalRuntime(config).start()
-    writes = MotoWrites.install(STACK)
+    writes = MotoWrites.install(stack)
     session = requests.Session()
     try:
         stripe_api = running_stripe(runtime).api_base

@@ -19,16 +19,17 @@ import pytest
 
 from local_profile import bundle_profile
 from local_runtime.runtime import LocalRuntime, RuntimeConfig
-from tests.support import free_port
+from tests.support import free_port, tier_stack_name
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    from local_runtime.moto_patches import make_dynamodb_linearizable
+    from local_runtime.moto_patches import cache_moto_dispatch, make_dynamodb_linearizable
 
     make_dynamodb_linearizable()  # as the runtime does before it starts moto
+    cache_moto_dispatch()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -41,14 +42,14 @@ def runtime_log() -> list[str]:
     return []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def runtime(runtime_log: list[str]) -> Iterator[LocalRuntime]:
     output = Path(tempfile.mkstemp(prefix="local-runtime-tests-functions-", suffix=".log")[1])
     config = RuntimeConfig(
         profile=bundle_profile(stripe_port=free_port()),
         api_port=0,
         moto_port=0,
-        stack_name="runtime-tests",
+        stack_name=tier_stack_name("runtime-tests", tier="runtime-tests"),
         log=runtime_log.append,
         function_output_path=output,
     )

@@ -49,8 +49,8 @@ from billing_core.recovery.ports import ReplaySender
 # replay checks it itself. Circuit breakers do not exist yet (issue #14): when they do, they join this table.
 REPLAY_SWITCHES: Mapping[str, tuple[str, ...]] = {
     "notification_send": ("dunning_notices_paused",),
-    "dunning_start": ("dunning_charges_paused",),
-    "payment": ("dunning_charges_paused",),
+    "dunning_start": ("charges_paused", "dunning_charges_paused"),
+    "payment": ("charges_paused", "dunning_charges_paused"),
 }
 ARCHIVE_WRITE_ATTEMPTS = 5
 # Lambda's maximum timeout: a replayer's invocation that claimed an item has ended by then, sent or not.
