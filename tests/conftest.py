@@ -35,10 +35,14 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 # Folders whose tests share servers: with `-n 2`, each runs whole on one worker (one local runtime for the
-# e2e tier, one for the browser tier, one moto server for the integration tier, one runtime for the fuzz suite,
-# whose budget and report are per process; for the local runtime's own tests one moto server, one runtime and
-# each module's own runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
-SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz", "browser"})
+# e2e tier, one for the browser tier, one runtime for the fuzz suite, whose budget and report are per process; for
+# the local runtime's own tests one moto server, one runtime and each module's own runtime:
+# tests/local_runtime/conftest.py). The integration tier is scheduled file by file: every test provisions a stack
+# of its own name on its worker's moto server, so its files can run on both workers (as one scope it was the
+# run's critical path: ~25 of its 53 minutes on one worker while the other idled). Every other test is scheduled
+# on its own.
+SERVER_FOLDERS = frozenset({"e2e", "local_runtime", "fuzz", "browser"})
+FILE_FOLDERS = frozenset({"integration"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -50,9 +54,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class FolderGroups(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return server_folder(nodeid) or nodeid
+            return server_folder(nodeid) or file_scope(nodeid) or nodeid
 
     return FolderGroups(config, log)
+
+
+def file_scope(nodeid: str) -> str | None:
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    return path if len(parts) > 2 and parts[0] == "tests" and parts[1] in FILE_FOLDERS else None
 
 
 def server_folder(nodeid: str) -> str | None:
