@@ -9,7 +9,7 @@ atomic with respect to the others, as DynamoDB's are. Measured: 1,000 events x 3
 threads recorded 710 events without this patch and exactly 1,000 with it.
 
 Queries: moto sorts the whole table for every Query; `_query_reads_one_partition` gives its code the partition
-only (same answers; the storm test on the usage table went from 11 minutes to ...).
+only (same answers; the usage storm test took 693 s in a CI rehearsal before it, 156 s alone after).
 
 With the lock held, a transaction no longer needs whole-table copies: `_transact_write_items` checks
 every condition first and writes only if all pass (DynamoDB's all-or-nothing), keeping copies of just

@@ -35,14 +35,15 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 # Folders whose tests share servers: with `-n 2`, each runs whole on one worker (one local runtime for the
-# e2e tier, one for the browser tier, one runtime for the fuzz suite, whose budget and report are per process; for
-# the local runtime's own tests one moto server, one runtime and each module's own runtime:
-# tests/local_runtime/conftest.py). The integration tier is scheduled file by file: every test provisions a stack
-# of its own name on its worker's moto server, so its files can run on both workers (as one scope it was the
-# run's critical path: ~25 of its 53 minutes on one worker while the other idled). Every other test is scheduled
-# on its own.
-SERVER_FOLDERS = frozenset({"e2e", "local_runtime", "fuzz", "browser"})
-FILE_FOLDERS = frozenset({"integration"})
+# e2e tier, one for the browser tier, one moto server for the integration tier, one runtime for the fuzz suite,
+# whose budget and report are per process; for the local runtime's own tests one moto server, one runtime and
+# each module's own runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
+# Not file by file for the integration tier: moto's state and settings are per process, and a local runtime turns
+# on moto's real ASL execution (`execute_state_machine`) for the whole process, so integration files run after a
+# runtime tier on the same worker saw their Step Functions executions FAIL instead of being stopped (a rehearsal:
+# 5 dunning tests). FILE_FOLDERS stays empty until a stopped runtime gives the process's moto settings back.
+SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz", "browser"})
+FILE_FOLDERS: frozenset[str] = frozenset()
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

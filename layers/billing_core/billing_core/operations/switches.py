@@ -99,9 +99,10 @@ SWITCHES = SwitchRegistry(
             name="charges_paused",
             scope=SwitchScope.GLOBAL,
             description=(
-                "The billing run charges no account: it still issues invoices and leaves their first charge waiting "
-                "for a run after the switch is off. Dunning's retries have their own switch (dunning_charges_paused; "
-                "set both to stop every automatic charge); a payment the customer makes at checkout is not paused."
+                "No automatic charge for any account: the billing run still issues invoices and leaves their first "
+                "charge waiting for a run after the switch is off, and dunning's due retries wait (as with "
+                "dunning_charges_paused, which pauses dunning's alone); a payment the customer makes at checkout is "
+                "not paused."
             ),
             # Safe: paused. An operator pauses every charge when charging is wrong (the provider double-charges, a
             # price is wrong); a charge that waits is taken on the next run, a wrong one is a refund and a complaint.
