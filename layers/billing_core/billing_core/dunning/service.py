@@ -1,3 +1,6 @@
+# Past 1,000 lines on purpose: one service owns the dunning case through its whole life (open, plan, charge, final
+# action, restart), and every step shares the paid fence and the case store; splitting it by step would scatter that
+# fence. Split candidates when it grows: the provider handoff (ProviderHandoff and friends) and restart.
 """Dunning's use cases: open a case from a failed charge and start its workflow (once), and the workflow's
 steps - plan, charge, apply the final action, record a failure. Each step reads the case and the invoice
 afresh, asks the planner what is due, acts only if that is what it was asked to do, and answers with the
