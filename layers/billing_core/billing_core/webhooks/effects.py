@@ -3,12 +3,14 @@ apply step decided to write (EventWrite) and what the store found (WriteResult).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from billing_core.errors import ValidationFailedError
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.payments.model import PaymentOutcome
 from billing_core.subscriptions.model import SnapshotGuard, Subscription, SubscriptionSnapshot
@@ -130,3 +132,19 @@ def summarize(effect: Effect, subscription: str | None, ledger: str | None) -> A
     if subscription == "STALE":
         return ApplyOutcome.STALE
     return ApplyOutcome.RECORDED  # e.g. invoice.paid after invoice.payment_succeeded posted the payment
+
+
+def effect_by_type[E](
+    handlers: Mapping[str, Callable[[E], Effect]], event: E, *, event_type: str, event_id: str
+) -> Effect:
+    """A provider's table of handlers applied to one event: an unknown type is recorded and acknowledged; a handler
+    that finds the event malformed (KeyError, ValueError) makes it `malformed_event` (dead-lettered with the reason)."""
+    handler = handlers.get(event_type)
+    if handler is None:
+        return Effect(note=f"unknown event type {event_type}: recorded and acknowledged")
+    try:
+        return handler(event)
+    except (KeyError, ValueError) as exc:
+        raise ValidationFailedError(
+            f"{event_type} {event_id} cannot be applied: {exc}", code="malformed_event"
+        ) from exc

@@ -26,7 +26,7 @@ from billing_core.errors import ValidationFailedError
 from billing_core.ledger import postings
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import SubscriptionStatus
-from billing_core.webhooks.effects import Effect
+from billing_core.webhooks.effects import Effect, effect_by_type
 from billing_core.webhooks.model import WebhookEnvelope
 
 PROVIDER = "dodo"
@@ -233,12 +233,4 @@ HANDLERS: dict[str, Callable[[DodoEvent], Effect]] = {
 
 def effect_of_envelope(envelope: WebhookEnvelope) -> Effect:
     event = parse_event(envelope)
-    handler = HANDLERS.get(event.type)
-    if handler is None:
-        return Effect(note=f"unknown event type {event.type}: recorded and acknowledged")
-    try:
-        return handler(event)
-    except (KeyError, ValueError) as exc:
-        raise ValidationFailedError(
-            f"{event.type} {event.id} cannot be applied: {exc}", code="malformed_event"
-        ) from exc
+    return effect_by_type(HANDLERS, event, event_type=event.type, event_id=event.id)

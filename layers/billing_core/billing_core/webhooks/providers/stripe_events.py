@@ -15,7 +15,7 @@ from billing_core.ledger import postings
 from billing_core.payments.model import PaymentOutcome, PaymentStatus
 from billing_core.subscriptions.model import SubscriptionSnapshot
 from billing_core.subscriptions.state_machine import SubscriptionStatus, parse_status
-from billing_core.webhooks.effects import DunningSignal, Effect
+from billing_core.webhooks.effects import DunningSignal, Effect, effect_by_type
 from billing_core.webhooks.model import WebhookEnvelope
 
 PROVIDER = "stripe"
@@ -330,15 +330,7 @@ HANDLERS: dict[str, Callable[[StripeEvent], Effect]] = {
 
 
 def effect_of(event: StripeEvent) -> Effect:
-    handler = HANDLERS.get(event.type)
-    if handler is None:
-        return Effect(note=f"unknown event type {event.type}: recorded and acknowledged")
-    try:
-        return handler(event)
-    except (KeyError, ValueError) as exc:
-        raise ValidationFailedError(
-            f"{event.type} {event.id} cannot be applied: {exc}", code="malformed_event"
-        ) from exc
+    return effect_by_type(HANDLERS, event, event_type=event.type, event_id=event.id)
 
 
 def effect_of_envelope(envelope: WebhookEnvelope) -> Effect:
