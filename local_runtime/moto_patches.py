@@ -329,3 +329,61 @@ def cache_moto_dispatch() -> None:
 
         werkzeug_app.DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
         _DISPATCH_PATCHED = True
+
+
+_SQS_LOCK = threading.Lock()
+_SQS_PATCHED = False
+SQS_DEDUPLICATION_SECONDS = 5 * 60
+_SEQUENCE_DIGITS = 20
+
+
+def _fifo_send_like_sqs(add_message: Callable[..., Any]) -> Callable[..., Any]:
+    """A FIFO queue's send as SQS does it (see `make_sqs_fifo_like_aws`); the append is moto's own (its lock and
+    notification). A message moved by a redrive policy is added too, but it was received before
+    (`approximate_receive_count` > 0): it keeps what it had."""
+    sequence = [time.time_ns() // 1000]  # microseconds: above what an earlier process in this second handed out
+
+    @functools.wraps(add_message)
+    def wrapper(self: Any, message: Any) -> Any:
+        if not self.fifo_queue or message.approximate_receive_count:
+            return add_message(self, message)
+        with _SQS_LOCK:
+            if message.deduplication_id:
+                scope = message.group_id if getattr(self, "deduplication_scope", "queue") == "messageGroup" else None
+                sent: dict[tuple[str | None, str], int] = self.__dict__.setdefault("_sent_deduplication_ids", {})
+                now = int(message.sent_timestamp)
+                horizon = now - SQS_DEDUPLICATION_SECONDS * 1000
+                for key in [key for key, at in sent.items() if at < horizon]:
+                    del sent[key]
+                key = (scope, message.deduplication_id)
+                if key in sent:
+                    return None  # accepted, not delivered: the id was sent within the window
+                sent[key] = now
+            sequence[0] += 1
+            message.sequence_number = str(sequence[0]).zfill(_SEQUENCE_DIGITS)
+        if self.lambda_event_source_mappings:  # moto's own Lambda polling (the runtime polls itself): moto's path
+            return add_message(self, message)
+        # moto's own check would deduplicate again, against the queued messages only and ignoring the scope
+        with self._messages_lock:
+            self._messages.append(message)
+            self._messages_lock.notify_all()
+        return None
+
+    return wrapper
+
+
+def make_sqs_fifo_like_aws() -> None:
+    """moto 5.x gives a FIFO message a random 20-digit SequenceNumber and deduplicates a send only against the
+    messages still in the queue. SQS's sequence numbers increase (within a message group, and here across the
+    process), and a deduplication id sent once is not delivered again for five minutes, deleted or not (per message
+    group with `DeduplicationScope: messageGroup`). Code that orders by the sequence number (held webhook events,
+    webhooks/holds.py) or resends under a new id on purpose depends on both. Idempotent; affects moto servers
+    running in this process."""
+    global _SQS_PATCHED
+    with _SQS_LOCK:
+        if _SQS_PATCHED:
+            return
+        from moto.sqs.models import Queue
+
+        Queue.add_message = _fifo_send_like_sqs(Queue.add_message)  # type: ignore[method-assign]
+        _SQS_PATCHED = True

@@ -199,11 +199,17 @@ class LocalRuntime:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from local_runtime.moto_patches import cache_moto_dispatch, expire_stream_iterators, make_dynamodb_linearizable
+        from local_runtime.moto_patches import (
+            cache_moto_dispatch,
+            expire_stream_iterators,
+            make_dynamodb_linearizable,
+            make_sqs_fifo_like_aws,
+        )
 
         make_dynamodb_linearizable()
         expire_stream_iterators()
         cache_moto_dispatch()
+        make_sqs_fifo_like_aws()
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # moto's ASL executor logs every failed execution as an exception dump; the execution history

@@ -6,7 +6,10 @@ a crash between the effect and Powertools' completion record cannot apply an eve
 
 Failures (ADR 0030): a retryable one holds the event's message group for the webhook_apply policy's backoff (the
 group's later events wait, in order); an event that cannot be applied (unknown shape, validation) - or the last
-attempt - goes to WebhookEventsDeadLetterQueue.fifo in a failure envelope under its group, and its group goes on."""
+attempt - goes to WebhookEventsDeadLetterQueue.fifo in a failure envelope under its group, and its group goes on.
+
+While an operator has paused the event's provider (`inbound_paused_<provider>`), the event is held in
+WebhookHoldsTable instead (webhooks/holds.py) and WebhookReleaseFunction queues it again once the switch is off."""
 
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ class Settings(BundleSettings):
     webhook_queue_url: str
     webhook_dead_letter_queue_url: str
     retry_policies: str | None = None  # RETRY_POLICIES (ADR 0026)
+    switches_table_name: str  # inbound_paused_<provider>: a paused provider's events are held, not applied
+    webhook_holds_table_name: str
 
 
 wiring = Wiring(Settings)
@@ -41,6 +46,9 @@ wiring = Wiring(Settings)
 
 def record_handler(record: SQSRecord) -> None:
     envelope = parse_record(record, WebhookEnvelope)
+    # Before the idempotency record: a held event leaves no trace there and is applied in full once released.
+    if wiring.webhook_holds().hold_if_paused(envelope, sequence_number=record.attributes.sequence_number):
+        return
     result = wiring.apply_webhook_once()(envelope.model_dump(mode="json"))
     logger.info("webhook event applied", extra=result.model_dump())
 

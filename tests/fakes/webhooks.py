@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import threading
 
+from billing_core.errors import RetryableError
 from billing_core.ledger.model import LedgerTransaction
 from billing_core.subscriptions.model import Subscription, apply_snapshot
 from billing_core.webhooks.effects import EventWrite, WriteResult
+from billing_core.webhooks.holds import HeldEvent
+from billing_core.webhooks.model import WebhookEnvelope
 
 
 class InMemoryWebhookEventStore:
@@ -49,3 +52,39 @@ class InMemoryWebhookEventStore:
         return next(
             (s for s in self.subscriptions.values() if s.provider_subscription_id == provider_subscription_id), None
         )
+
+
+class InMemoryWebhookHoldStore:
+    """WebhookHoldStore as DynamoDB keeps it: one item per (provider, position), a second hold of the same key
+    refused, the oldest first by position's text order.."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], HeldEvent] = {}
+
+    def hold(self, event: HeldEvent) -> bool:
+        key = (event.provider, event.position)
+        if key in self.items:
+            return False
+        self.items[key] = event
+        return True
+
+    def oldest(self, provider: str, *, limit: int) -> list[HeldEvent]:
+        held = sorted((position, event) for (p, position), event in self.items.items() if p == provider)
+        return [event for _, event in held[:limit]]
+
+    def release(self, event: HeldEvent) -> None:
+        self.items.pop((event.provider, event.position), None)
+
+
+class RecordingWebhookQueue:
+    """WebhookQueue that keeps what was sent, in order, with the release id; `fail_on` makes the send of that
+    provider event id raise (once sent events stay sent)."""
+
+    def __init__(self, fail_on: set[str] | None = None) -> None:
+        self.sent: list[tuple[WebhookEnvelope, str | None]] = []
+        self.fail_on = set(fail_on or ())
+
+    def enqueue(self, envelope: WebhookEnvelope, *, release_id: str | None = None) -> None:
+        if envelope.provider_event_id in self.fail_on:
+            raise RetryableError("sqs.SendMessage could not reach AWS", code="aws_unreachable")
+        self.sent.append((envelope, release_id))

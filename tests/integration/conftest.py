@@ -36,10 +36,11 @@ def moto_endpoint() -> Iterator[str]:
         return
     from moto.server import ThreadedMotoServer
 
-    from local_runtime.moto_patches import cache_moto_dispatch, make_dynamodb_linearizable
+    from local_runtime.moto_patches import cache_moto_dispatch, make_dynamodb_linearizable, make_sqs_fifo_like_aws
 
     make_dynamodb_linearizable()  # see local_runtime/moto_patches.py: moto's transactions lose writes otherwise
     cache_moto_dispatch()
+    make_sqs_fifo_like_aws()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

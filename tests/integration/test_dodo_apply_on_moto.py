@@ -21,6 +21,9 @@ import stripe
 from standardwebhooks.webhooks import Webhook
 
 from billing_core.adapters import aws as aws_adapter
+from billing_core.adapters.dynamodb.switch_store import DynamoDBSwitchStore
+from billing_core.adapters.dynamodb.table import DynamoDB
+from billing_core.operations.switches import SwitchAdmin, SwitchChange
 from billing_core.webhooks.providers import PROVIDERS, standard_webhooks_provider
 from local_profile import LOCAL_SECRET_SEEDS
 from tests.integration.conftest import Stack
@@ -135,6 +138,8 @@ def functions(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[M
         "INVOICES_TABLE_NAME": "InvoicesTable",
         "PRICE_BOOK_TABLE_NAME": "PriceBookTable",
         "DUNNING_QUEUE_URL": "DunningQueue",
+        "SWITCHES_TABLE_NAME": "SwitchesTable",
+        "WEBHOOK_HOLDS_TABLE_NAME": "WebhookHoldsTable",
     }.items():
         monkeypatch.setenv(name, stack.ref(logical_id))
     monkeypatch.setenv("PERSONAL_DATA_KEY_ID", stack.attribute("PersonalDataKey", "Arn"))
@@ -363,3 +368,64 @@ def test_a_new_standard_webhooks_provider_is_one_registry_entry_a_mapping_module
         "provider_clearing:provider EUR": 1200,
         "revenue EUR": -1200,
     }
+
+
+# --- a provider's inbound processing paused, then resumed ---------------------------------------------------------
+
+
+def set_switch(stack: Stack, name: str, enabled: bool) -> None:
+    admin = SwitchAdmin(
+        DynamoDBSwitchStore(stack.ref("SwitchesTable"), DynamoDB(stack.client("dynamodb"))), cache_max_age_seconds=1
+    )
+    change = SwitchChange(enabled=enabled, reason="INC-130: Dodo's mapping is being fixed")
+    admin.set(name, change, actor="user:ada", correlation_id=None)
+
+
+def held(stack: Stack) -> list[tuple[str, str]]:
+    return sorted(
+        (item["provider"], json.loads(item["envelope"])["provider_event_id"])
+        for item in scan(stack, "WebhookHoldsTable")
+    )
+
+
+def test_a_paused_providers_events_are_held_in_order_then_applied_once_after_the_resume(
+    stack: Stack, functions: tuple[ModuleType, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receive, apply = functions
+    monkeypatch.setenv("SWITCHES_CACHE_MAX_AGE_SECONDS", "1")  # the template's default is 30 s: same code, shorter
+    monkeypatch.setenv("WEBHOOK_HOLDS_TABLE_NAME", stack.ref("WebhookHoldsTable"))
+    release = importlib.import_module("functions.webhook_release.app")
+    release.wiring.reset()
+    apply.wiring.reset()
+    scheduled = json.loads((EVENTS / "eventbridge" / "webhook_release_scheduled.json").read_text())
+    try:
+        # Given an operator paused Dodo's inbound processing (Stripe's is not)
+        set_switch(stack, "inbound_paused_dodo", True)
+        # When both stories arrive and the queue is drained - every batch handed over twice, as SQS may
+        for stripe_event, dodo_event in zip(stripe_story(), dodo_story(), strict=True):
+            assert send_stripe(receive, stripe_event) == 202
+            assert send_dodo(receive, dodo_event) == 202  # the provider sees no difference
+        assert drain(stack, apply, redeliver=True) == 10
+        # Then Stripe's story is applied; Dodo's left no trace but five held events (one each, despite the redelivery)
+        stripe_state = canonical(stack, "stripe")
+        assert stripe_state["events"] == 5 * ["APPLIED"]
+        assert canonical(stack, "dodo") == {"subscriptions": [], "balances": {}, "transactions": 0, "events": []}
+        assert held(stack) == [("dodo", f"msg_story_{n}") for n in range(1, 6)]
+        # And a release while the switch is on sends nothing back
+        report = release.lambda_handler(scheduled, Context())
+        assert (report["released"], report["still_paused"]) == ({}, ["dodo"])
+        assert drain(stack, apply) == 0
+        # When the operator resumes it and, past the cache age, the minute's release runs - within the queue's
+        # five-minute deduplication window of the original sends, which a resend under the original id would hit
+        set_switch(stack, "inbound_paused_dodo", False)
+        time.sleep(1.2)
+        report = release.lambda_handler(scheduled, Context())
+        assert (report["released"], report["still_paused"], report["more"]) == ({"dodo": 5}, [], [])
+        assert held(stack) == []
+        # Then the held events are applied once each, and Dodo's story ends where Stripe's did
+        assert drain(stack, apply, redeliver=True) == 5
+        assert canonical(stack, "dodo") == stripe_state
+        assert release.lambda_handler(scheduled, Context())["released"] == {}
+        assert drain(stack, apply) == 0
+    finally:
+        release.wiring.reset()

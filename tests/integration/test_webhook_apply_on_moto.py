@@ -311,6 +311,8 @@ def apply_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("PRICE_BOOK_TABLE_NAME", stack.ref("PriceBookTable"))
     monkeypatch.setenv("PERSONAL_DATA_KEY_ID", stack.attribute("PersonalDataKey", "Arn"))
     monkeypatch.setenv("DUNNING_QUEUE_URL", stack.ref("DunningQueue"))
+    monkeypatch.setenv("SWITCHES_TABLE_NAME", stack.ref("SwitchesTable"))
+    monkeypatch.setenv("WEBHOOK_HOLDS_TABLE_NAME", stack.ref("WebhookHoldsTable"))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "billing-local-WebhookApplyFunction")
     aws_adapter.clear_clients()
     module = importlib.import_module("functions.webhook_apply.app")
@@ -351,7 +353,8 @@ def test_requests_per_new_event_and_per_duplicate(apply_module: Any) -> None:
     # a redelivery usually lands on another instance
     apply_module.wiring.apply_webhook_once().config.use_local_cache = False
     assert apply_module.lambda_handler(event, Context()) == {"batchItemFailures": []}
-    assert new_event == ["PutItem", "TransactWriteItems", "UpdateItem"]  # <= 3 per new event
+    # <= 3 per new event; the kill switches (inbound_paused_<provider>) are read once per environment and cache age
+    assert new_event == ["Query", "PutItem", "TransactWriteItems", "UpdateItem"]
     assert calls == ["PutItem"]  # <= 1 per duplicate
 
 

@@ -26,10 +26,11 @@ from tests.support import free_port, tier_stack_name
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    from local_runtime.moto_patches import cache_moto_dispatch, make_dynamodb_linearizable
+    from local_runtime.moto_patches import cache_moto_dispatch, make_dynamodb_linearizable, make_sqs_fifo_like_aws
 
     make_dynamodb_linearizable()  # as the runtime does before it starts moto
     cache_moto_dispatch()
+    make_sqs_fifo_like_aws()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -25,7 +25,12 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     @contextlib.contextmanager
     def single_metric(*, name: str, unit: Any, value: int, **_: Any) -> Iterator[Any]:
         seen.append((name, value))  # count_at: a metric with a timestamp of its own
-        yield types.SimpleNamespace(set_timestamp=lambda at: None)
+
+        def add_dimension(*, name: str, value: str) -> None:  # count_by: recorded as "Metric{dimension=value}"
+            metric, count = seen[-1]
+            seen[-1] = (f"{metric}{{{name}={value}}}", count)
+
+        yield types.SimpleNamespace(set_timestamp=lambda at: None, add_dimension=add_dimension)
 
     monkeypatch.setattr(metrics, "add_metric", add_metric)
     monkeypatch.setattr(observability, "single_metric", single_metric)

@@ -488,3 +488,26 @@ def test_a_refused_http_request_is_a_503_that_says_when_to_retry() -> None:
     assert response.status_code == 503
     assert response.headers is not None and 29 <= int(response.headers["Retry-After"]) <= 30  # the open period's end
     assert '"code":"service_unavailable"' in str(response.body) and "details" not in str(response.body)
+
+
+def test_each_transition_counts_the_metric_its_alarm_and_dashboard_read(counted: list[tuple[str, int]]) -> None:
+    # template.yaml alarms on BreakerOpened (by dependency) and the dashboard shows the rest: the names are an API
+    world = World()
+    world.open_it()
+    assert ("BreakerOpened{dependency=stripe}", 1) in counted and ("BreakerOpened", 1) in counted
+    assert ("BreakerVoted", 1) in counted
+    counted.clear()
+    assert world.call(world.environment("env-c"), 1) == ["refused"]
+    assert counted == [("DependencyCallRefused", 1)]
+    counted.clear()
+    world.clock.advance(30)
+    world.dependency.answer = timeout
+    world.call(world.environment("prober"), 1, step_seconds=0)
+    assert ("BreakerProbeFailed{dependency=stripe}", 1) in counted
+    counted.clear()
+    world.clock.advance(60)
+    world.environment("env-dies").before_call()  # wins the probe and never reports
+    world.clock.advance(31)
+    world.dependency.answer = lambda: "ok"
+    assert world.call(world.environment("env-b"), 1) == ["ok"]
+    assert [name for name, _ in counted] == ["BreakerProbeTakenOver", "BreakerClosed{dependency=stripe}"]

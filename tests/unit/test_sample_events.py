@@ -80,6 +80,7 @@ CONTRACTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     "stepfunctions/dunning_finalize.json": ("dunning_finalize", StepInput, None),
     "stepfunctions/dunning_fail.json": ("dunning_fail", FailureInput, None),
     "eventbridge/canary_scheduled.json": ("canary_schedule", EventBridgeModel, None),
+    "eventbridge/webhook_release_scheduled.json": ("webhook_release", EventBridgeModel, None),
     "api/webhook_stripe_subscription_created.json": ("webhook_receive", APIGatewayProxyEventModel, StripeEventShape),
     "api/webhook_dodo_subscription_active.json": ("webhook_receive", APIGatewayProxyEventModel, DodoEventShape),
     "sqs/webhook_event_batch.json": ("webhook_apply", SqsModel, WebhookEnvelope),

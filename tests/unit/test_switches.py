@@ -88,6 +88,9 @@ def test_the_switches_of_issues_11_and_14_are_declared_with_their_scope_and_safe
         "dunning_notices_paused": (SwitchScope.GLOBAL, True, False),
         "auto_charge_off": (SwitchScope.ACCOUNT, True, False),
         "dunning_enforcement_off": (SwitchScope.ACCOUNT, True, False),
+        # Safe value off: an event records what happened at the provider already; holding it blind leaves us behind
+        "inbound_paused_stripe": (SwitchScope.GLOBAL, False, False),
+        "inbound_paused_dodo": (SwitchScope.GLOBAL, False, False),
     }
     assert all(d.description for d in SWITCHES)
 
@@ -209,7 +212,10 @@ def test_the_document_is_plain_json_in_the_feature_flags_schema() -> None:
         },
     }
     assert document["dunning_charges_paused"] == {"default": False}
-    assert feature_flags_document(SWITCHES, None, NOW) == {d.name: {"default": True} for d in SWITCHES}
+    # Nothing readable: every switch at its safe value (paused for money and notices, applied for inbound events)
+    unknown = feature_flags_document(SWITCHES, None, NOW)
+    assert unknown == {d.name: {"default": d.safe_value} for d in SWITCHES}
+    assert unknown["charges_paused"] == {"default": True} and unknown["inbound_paused_dodo"] == {"default": False}
 
 
 # --- the cache and its fallbacks -------------------------------------------------------------------------

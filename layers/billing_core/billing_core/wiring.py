@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # annotations only: importing them here would cost every func
     from billing_core.usage.sync import UsageSync
     from billing_core.webhooks.apply import WebhookApplier
     from billing_core.webhooks.effects import ApplyResult
+    from billing_core.webhooks.holds import WebhookHolds
     from billing_core.webhooks.receive import WebhookReceiver
 
 T = TypeVar("T")
@@ -745,6 +746,20 @@ class Wiring:
             queue=SqsWebhookQueue(self._require("webhook_queue_url")),
             tolerance_seconds=settings.webhook_tolerance_seconds or DEFAULT_TOLERANCE_SECONDS,
             max_body_bytes=settings.webhook_max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        )
+
+    @built_once
+    def webhook_holds(self) -> WebhookHolds:
+        """Holds a paused provider's events before they are applied, and releases them once its switch is off
+        (webhooks/holds.py): WEBHOOK_HOLDS_TABLE_NAME, SWITCHES_TABLE_NAME, WEBHOOK_QUEUE_URL."""
+        from billing_core.adapters.dynamodb.webhook_hold_store import DynamoDBWebhookHoldStore
+        from billing_core.adapters.sqs import SqsWebhookQueue
+        from billing_core.webhooks.holds import WebhookHolds
+
+        return WebhookHolds(
+            DynamoDBWebhookHoldStore(self._require("webhook_holds_table_name"), self.dynamodb()),
+            queue=SqsWebhookQueue(self._require("webhook_queue_url")),
+            switches=self.switches(),
         )
 
     @built_once

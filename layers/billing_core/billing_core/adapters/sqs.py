@@ -77,7 +77,7 @@ class SqsWebhookQueue:
         self._queue_url = queue_url
         self._sqs = sqs or client("sqs")
 
-    def enqueue(self, envelope: WebhookEnvelope) -> None:
+    def enqueue(self, envelope: WebhookEnvelope, *, release_id: str | None = None) -> None:
         body = _sqs_text(envelope.model_dump_json())
         attributes = {
             "provider": {"DataType": "String", "StringValue": _sqs_text(envelope.provider)},
@@ -93,7 +93,8 @@ class SqsWebhookQueue:
                 "the event does not fit one queue message", details={"max_bytes": SQS_MAX_MESSAGE_BYTES}
             )
         # SQS limits both ids to 128 characters; a hash keeps long provider ids unique within that.
-        dedupe_id = hashlib.sha256(envelope.dedupe_key.encode()).hexdigest()
+        dedupe_key = envelope.dedupe_key if release_id is None else f"{envelope.dedupe_key}#released:{release_id}"
+        dedupe_id = hashlib.sha256(dedupe_key.encode()).hexdigest()
         try:
             self._sqs.send_message(
                 QueueUrl=self._queue_url,

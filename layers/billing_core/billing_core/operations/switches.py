@@ -61,6 +61,17 @@ class SwitchDefinition:
             raise InvariantViolation(f"switch name {self.name!r} does not match {SWITCH_NAME.pattern}")
 
 
+# The providers whose inbound processing an operator can pause, by the name their events carry (the webhook
+# registry's name, webhooks/providers): a provider without an entry here is never held. Operations sits below the
+# webhook context, so the names are written here rather than read from the registry (a test keeps them in step).
+INBOUND_PROVIDERS = {"stripe": "Stripe", "dodo": "Dodo Payments"}
+
+
+def inbound_switch(provider: str) -> str:
+    """The switch that pauses `provider`'s inbound processing (`inbound_paused_stripe`, ...)."""
+    return f"inbound_paused_{provider}"
+
+
 class UnknownSwitchError(NotFoundError):
     code = "unknown_switch"
 
@@ -152,6 +163,23 @@ SWITCHES = SwitchRegistry(
             # Safe: enforcement off. Cutting a customer off wrongly is visible and hard to undo; a final action
             # that waits for the value to be readable again costs only time.
             safe_value=True,
+        ),
+        *(
+            SwitchDefinition(
+                name=inbound_switch(provider),
+                scope=SwitchScope.GLOBAL,
+                description=(
+                    f"Events from {label} are verified and queued but not applied: each is held, in queue order, "
+                    "in WebhookHoldsTable, and released to the queue in that order within a minute of the switch "
+                    "going off (WebhookReleaseFunction). Nothing is lost or applied twice."
+                ),
+                # Safe: applied. An event records what already happened at the provider (a payment, a
+                # cancellation); holding it when the value cannot be read would leave our state, dunning and
+                # access behind the provider's for as long as the store is down. The switch exists for an
+                # operator who knows why to hold (a mapping bug, a provider sending garbage), never by default.
+                safe_value=False,
+            )
+            for provider, label in INBOUND_PROVIDERS.items()
         ),
     )
 )

@@ -163,6 +163,13 @@ class DynamoDB:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="dynamodb.PutItem") from exc
 
+    def delete(self, table: str, key: Item) -> None:
+        """Delete one item (a no-op if it is absent). Only for stores whose items are transient (held events)."""
+        try:
+            self.client.delete_item(TableName=table, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation="dynamodb.DeleteItem") from exc
+
     def update(self, **request: Any) -> bool:
         """An UpdateItem request; False when its condition failed (nothing written)."""
         try:
