@@ -1,4 +1,4 @@
-# Past 500 lines: one scenario of 20 steps sharing one runtime, one HTTP session and the admin and stripe
+# Past 500 lines: one scenario of 23 steps sharing one runtime, one HTTP session and the admin and stripe
 # helpers; each step is a closure reading the same state, so splitting would pass that state around.
 """The bundle's demo scenario (`make demo`): drives the running stack over HTTP like a client would and prints
 a report.
@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from stripe import StripeClient
 
+from local_profile.demo_breaker import BreakerDemo
 from local_profile.demo_dlq import DeadLetterReplayDemo
 from local_profile.operators import LOCAL_OPERATOR_TOKENS
 from local_profile.price_book_seed import seed_enabled
@@ -712,6 +713,8 @@ def run_demo(runtime: LocalRuntime) -> bool:
     dead_letters = DeadLetterReplayDemo(runtime, http, expect=_expect, poll=_poll)
     step("poison notice: SES refuses it, dead-lettered with its reason, GET /ops/dlq", dead_letters.poison)
     step("cause fixed: POST replay -> processed once; replay again refused", dead_letters.replay)
+    breaker = BreakerDemo(runtime, http, stripe, admin, expect=_expect, poll=_poll)
+    step("provider down: breaker opens, work waits; back: all paid once", breaker.run)
     width = max(len(s.name) for s in steps)
     for item in steps:
         mark = "PASS" if item.ok else "FAIL"

@@ -511,3 +511,17 @@ def test_each_transition_counts_the_metric_its_alarm_and_dashboard_read(counted:
     world.dependency.answer = lambda: "ok"
     assert world.call(world.environment("env-b"), 1) == ["ok"]
     assert [name for name, _ in counted] == ["BreakerProbeTakenOver", "BreakerClosed{dependency=stripe}"]
+
+
+def test_the_environment_whose_probe_closed_it_finishes_its_work_through_the_ramp() -> None:
+    # The probe is a payment's create; its confirm follows at once. Refusing the confirm because the prober stands
+    # above the ramp's first share would leave a created, unconfirmed payment (resolved only after the grace for
+    # never-confirmed payments): the ramp admits environments, and the prober is the first one admitted.
+    world = World()
+    world.open_it()
+    world.clock.advance(30)
+    prober, other = world.environment("prober", seed=0), world.environment("other", seed=2)  # positions 0.84, 0.96
+    assert world.call(prober, 1, step_seconds=0) == ["ok"]  # the probe closes it
+    assert world.state().status is BreakerStatus.CLOSED
+    assert world.call(prober, 3, step_seconds=0) == ["ok", "ok", "ok"]
+    assert world.call(other, 1, step_seconds=0) == ["refused"]  # 10 % admitted: not this one

@@ -133,6 +133,9 @@ class CircuitBreaker:
         self._last_vote_at: datetime | None = None
         self._last_vote_calls = 0
         self._seen_closed_at: datetime | None = None
+        # The closing this environment's own probe made: the ramp admits it from the first moment (its work - a
+        # payment's create, then its confirm - is never cut between the probe and the rest).
+        self._closed_by_own_probe: datetime | None = None
 
     # --- the call's two halves -------------------------------------------------------------------------------
 
@@ -144,7 +147,8 @@ class CircuitBreaker:
             return Ticket(counted=False)
         decision = admission(state, now)
         if decision is Admission.ALLOW:
-            if not ramp_admits(state, now, self.policy, position=self._ramp_position):
+            own_closing = state.closed_at is not None and state.closed_at == self._closed_by_own_probe
+            if not own_closing and not ramp_admits(state, now, self.policy, position=self._ramp_position):
                 fraction = ramp_fraction(state, now, self.policy)
                 raise self._refused(
                     state, now, why=f"ramping up after recovery, {fraction:.0%} of environments admitted"
@@ -278,6 +282,7 @@ class CircuitBreaker:
                 return
             if written:
                 if outcome.status is BreakerStatus.CLOSED:
+                    self._closed_by_own_probe = outcome.closed_at
                     count_by("BreakerClosed", "dependency", self.dependency)
                     logger.warning("circuit breaker closed", extra={"dependency": self.dependency})
                 else:
