@@ -9,11 +9,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from billing_core.errors import ConfigurationError, ConflictError, NotFoundError
 from billing_core.operations.breakers import (
+    DEPENDENCIES,
     BreakerForce,
     BreakerForcedState,
+    BreakerPolicy,
     BreakerState,
     BreakerStatus,
     Vote,
@@ -28,6 +31,7 @@ from billing_core.operations.breakers import (
     should_open,
     votes_in_window,
     with_probe_claimed,
+    with_vote,
 )
 from tests.unit.test_circuit_breakers import POLICY  # cooldown 30 s (cap 240), no jitter, lease 30 s, ramp 10/50 %
 
@@ -155,7 +159,7 @@ def votes(*counts: tuple[int, int]) -> dict[str, Vote]:
     ("counts", "opens"),
     [
         (((5, 3), (5, 2)), True),  # exactly the minimum calls, exactly half failed, exactly two voters
-        (((5, 4), (5, 0)), False),  # the second environment saw no failure: one voter
+        (((6, 6), (4, 0)), False),  # the rate is met, but the second environment saw no failure: one voter
         (((8, 4), (2, 1)), True),  # one failure makes an environment a voter
         (((5, 2), (5, 2)), False),  # 4 of 10 failed: under the rate
         (((4, 4), (5, 5)), False),  # 9 calls: under the minimum
@@ -276,3 +280,80 @@ def test_bad_policies_say_exactly_what_is_wrong(overrides: str, message: str) ->
     with pytest.raises(ConfigurationError) as raised:
         parse_policies(overrides)
     assert str(raised.value) == message
+
+
+# --- votes --------------------------------------------------------------------------------------------------------
+
+
+def test_the_opening_vote_starts_a_clean_open_period() -> None:
+    # A breaker closed after an earlier outage still carries that outage's traces: all of them go
+    before = BreakerState(
+        dependency="stripe",
+        version=4,
+        failed_probes=3,
+        probe_owner="env-old",
+        probe_expires_at=NOW - seconds(500),
+        closed_at=NOW - seconds(300),
+        votes={"env-a": Vote(calls=6, failures=6, at=NOW - seconds(10))},
+    )
+    opened = with_vote(before, environment="env-b", calls=5, failures=4, now=NOW, policy=POLICY, rng=random.Random(1))
+    assert opened.model_dump() == {
+        **before.model_dump(),
+        "status": BreakerStatus.OPEN,
+        "version": 5,
+        "opened_at": NOW,
+        "open_until": NOW + seconds(30),
+        "failed_probes": 0,
+        "probe_owner": None,
+        "probe_expires_at": None,
+        "closed_at": None,
+        "votes": {},
+        "reason": "10 of 11 calls failed in 60 s, from 2 environments",
+        "updated_at": NOW,
+    }
+
+
+def test_a_vote_that_does_not_open_it_is_recorded_with_its_time() -> None:
+    before = BreakerState(dependency="stripe", version=2)
+    voted = with_vote(before, environment="env-a", calls=4, failures=4, now=NOW, policy=POLICY, rng=random.Random(1))
+    assert (voted.status, voted.version, voted.updated_at) == (BreakerStatus.CLOSED, 3, NOW)
+    assert voted.votes == {"env-a": Vote(calls=4, failures=4, at=NOW)}
+
+
+# --- boundaries of time -------------------------------------------------------------------------------------------
+
+
+def test_a_force_and_a_probe_lease_end_at_their_expiry_exactly() -> None:
+    forced = half_open(force=force(BreakerForcedState.OPEN, 0))
+    assert forced.force_at(NOW) is None
+    assert probing(probe_expires_at=NOW).probe_held(NOW) is False
+
+
+def test_ramp_steps_shorter_than_a_second_count_from_the_closing() -> None:
+    closed = BreakerState(dependency="stripe", closed_at=NOW)
+    half_second_steps = POLICY.model_copy(update={"ramp_step_seconds": 0.5})
+    assert ramp_fraction(closed, NOW + seconds(0.7), half_second_steps) == 0.5
+
+
+# --- policies -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cooldown_seconds": 241}, "cooldown_seconds must not exceed cooldown_seconds_max"),
+        ({"ramp_fractions": (0.0, 0.5)}, "each ramp fraction must be in (0, 1]"),
+        ({"ramp_fractions": (0.5, 1.5)}, "each ramp fraction must be in (0, 1]"),
+        ({"ramp_fractions": (0.5, 0.1)}, "ramp fractions must not decrease"),
+    ],
+)
+def test_an_inconsistent_policy_is_refused_with_its_reason(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        BreakerPolicy.model_validate(POLICY.model_dump() | fields)
+    assert [error["msg"] for error in raised.value.errors()] == [f"Value error, {message}"]
+
+
+def test_the_edges_of_a_consistent_policy_are_accepted() -> None:
+    edge = BreakerPolicy.model_validate(POLICY.model_dump() | {"cooldown_seconds": 240, "ramp_fractions": (0.5, 1.0)})
+    assert (edge.cooldown_seconds, edge.ramp_fractions) == (240, (0.5, 1.0))
+    assert DEPENDENCIES["stripe"].policy.ramp_fractions == (0.1, 0.5)
