@@ -10,6 +10,7 @@ and the status are in control.py."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -85,12 +86,21 @@ def port_free(host: str, port: int) -> bool:
 _MOTO_PORTS_LOCK = threading.Lock()
 _LIVE_MOTO_PORTS: list[str] = []
 _MOTO_PORT_BEFORE: list[str | None] = []  # the variable's value before the first live server, when there is one
+# The runtime turns on moto's real ASL execution and in-process Lambda (`/moto-api/config`), which moto keeps for the
+# whole process: once the last runtime of the process stops, the settings found before the first are given back, so
+# a moto server of the same process that outlives the runtimes (the integration tests') answers as it did before.
+_MOTO_SETTINGS = ("stepfunctions", "lambda")
+_MOTO_SETTINGS_BEFORE: dict[str, Any] = {}
 
 
 def _moto_port_started(port: str) -> None:
     with _MOTO_PORTS_LOCK:
         if not _LIVE_MOTO_PORTS:
             _MOTO_PORT_BEFORE[:] = [os.environ.get("MOTO_PORT")]
+            from moto.core.config import default_user_config
+
+            _MOTO_SETTINGS_BEFORE.clear()
+            _MOTO_SETTINGS_BEFORE.update(copy.deepcopy({key: default_user_config.get(key) for key in _MOTO_SETTINGS}))
         _LIVE_MOTO_PORTS.append(port)
         os.environ["MOTO_PORT"] = port
 
@@ -102,6 +112,14 @@ def _moto_port_stopped(port: str) -> None:
         if _LIVE_MOTO_PORTS:
             os.environ["MOTO_PORT"] = _LIVE_MOTO_PORTS[-1]
             return
+        from moto.core.config import default_user_config
+
+        for key, value in _MOTO_SETTINGS_BEFORE.items():
+            if value is None:
+                default_user_config.pop(key, None)  # type: ignore[misc]
+            else:
+                default_user_config[key] = value  # type: ignore[literal-required]
+        _MOTO_SETTINGS_BEFORE.clear()
         before = _MOTO_PORT_BEFORE[0] if _MOTO_PORT_BEFORE else None
         if before is None:
             os.environ.pop("MOTO_PORT", None)
