@@ -1,3 +1,6 @@
+# Past 400 lines: one customer story told by two providers, applied as it arrives, by a provider added by
+# configuration, and held while a provider is paused; every test shares the stories, the signing, the draining and
+# the canonical state, which a split would pass around.
 """Dodo Payments events are applied, not only recorded (issue #14): the same customer story told by Stripe and
 by Dodo - subscribe, pay a renewal, get part of it refunded, fall behind, cancel - goes through the real receive
 and apply functions (moto server: Secrets Manager, the FIFO queue, DynamoDB, KMS) and ends in the same canonical
