@@ -35,15 +35,17 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 # Folders whose tests share servers: with `-n 2`, each runs whole on one worker (one local runtime for the
-# e2e tier, one for the browser tier, one moto server for the integration tier, one runtime for the fuzz suite,
-# whose budget and report are per process; for the local runtime's own tests one moto server, one runtime and
-# each module's own runtime: tests/local_runtime/conftest.py). Every other test is scheduled on its own.
-# Not file by file for the integration tier: moto's state and settings are per process, and a local runtime turns
-# on moto's real ASL execution (`execute_state_machine`) for the whole process, so integration files run after a
-# runtime tier on the same worker saw their Step Functions executions FAIL instead of being stopped (a rehearsal:
-# 5 dunning tests). FILE_FOLDERS stays empty until a stopped runtime gives the process's moto settings back.
-SERVER_FOLDERS = frozenset({"e2e", "integration", "local_runtime", "fuzz", "browser"})
-FILE_FOLDERS: frozenset[str] = frozenset()
+# e2e tier, one for the browser tier, one runtime for the fuzz suite, whose budget and report are per process; for
+# the local runtime's own tests one moto server, one runtime and each module's own runtime:
+# tests/local_runtime/conftest.py). Every other test is scheduled on its own.
+# FILE_FOLDERS are scheduled file by file: the integration tier (each test provisions its own stack on the worker's
+# moto server) is spread over both workers instead of being the run's critical path on one. It was tried before
+# (0353def) and reverted: a local runtime turned on moto's real ASL execution for the whole process, so integration
+# files run after a runtime tier on the same worker saw their Step Functions executions FAIL instead of being
+# stopped (5 dunning tests). The last runtime of a process to stop now gives moto's settings back
+# (local_runtime/runtime.py, tests/local_runtime/test_moto_settings.py).
+SERVER_FOLDERS = frozenset({"e2e", "local_runtime", "fuzz", "browser"})
+FILE_FOLDERS = frozenset({"integration"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
