@@ -353,8 +353,8 @@ def _fifo_send_like_sqs(add_message: Callable[..., Any]) -> Callable[..., Any]:
                 sent: dict[tuple[str | None, str], int] = self.__dict__.setdefault("_sent_deduplication_ids", {})
                 now = int(message.sent_timestamp)
                 horizon = now - SQS_DEDUPLICATION_SECONDS * 1000
-                for key in [key for key, at in sent.items() if at < horizon]:
-                    del sent[key]
+                while sent and (oldest := next(iter(sent))) and sent[oldest] < horizon:
+                    del sent[oldest]  # insertion order is sending order: expire from the front, not a full scan
                 key = (scope, message.deduplication_id)
                 if key in sent:
                     return None  # accepted, not delivered: the id was sent within the window

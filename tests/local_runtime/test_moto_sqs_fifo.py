@@ -83,3 +83,40 @@ def test_a_message_moved_by_the_redrive_policy_reaches_its_dead_letter_queue(sqs
     sqs.receive_message(QueueUrl=source, VisibilityTimeout=0)  # received once, not deleted
     assert sqs.receive_message(QueueUrl=source).get("Messages", []) == []  # the second receive moves it
     assert [m["Body"] for m in receive_all(sqs, dead)] == ["poison"]
+
+
+def test_a_deduplication_id_is_delivered_again_once_five_minutes_have_passed() -> None:
+    # The window over moto's own timestamps (milliseconds), without waiting five minutes: the send path itself
+    import threading
+    from types import SimpleNamespace
+
+    from local_runtime.moto_patches import SQS_DEDUPLICATION_SECONDS, _fifo_send_like_sqs
+
+    queue = SimpleNamespace(
+        fifo_queue=True,
+        deduplication_scope="queue",
+        lambda_event_source_mappings={},
+        _messages=[],
+        _messages_lock=threading.Condition(),
+    )
+    send = _fifo_send_like_sqs(lambda *_: None)
+
+    def message(dedupe: str, at_ms: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            approximate_receive_count=0,
+            deduplication_id=dedupe,
+            group_id="g",
+            sent_timestamp=at_ms,
+            sequence_number=None,
+        )
+
+    window_ms = SQS_DEDUPLICATION_SECONDS * 1000
+    for dedupe, at in (("a", 0), ("b", 1000), ("a", window_ms - 1), ("a", window_ms + 1), ("b", window_ms + 999)):
+        send(queue, message(dedupe, at))
+    # "a" again inside the window: dropped; after it: delivered; "b" 1 ms short of its window's end: dropped
+    assert [(m.deduplication_id, m.sent_timestamp) for m in queue._messages] == [
+        ("a", 0),
+        ("b", 1000),
+        ("a", window_ms + 1),
+    ]
+    assert [int(m.sequence_number) for m in queue._messages] == sorted(int(m.sequence_number) for m in queue._messages)
